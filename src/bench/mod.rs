@@ -1,0 +1,1 @@
+//! `gguf-serve bench`: load generator and statistics for llama.cpp-style and OpenAI-compatible servers.

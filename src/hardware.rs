@@ -1,0 +1,1 @@
+//! Compute devices and their memory: every GPU llama.cpp's backends see, host RAM, CPU threads.
