@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a model over HTTP (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show which quants fit which memory budget, without loading anything.
     Plan(PlanArgs),
     /// List the compute devices llama.cpp sees, with their memory.
@@ -54,7 +54,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             None => serve::run(self.serve),
-            Some(Command::Serve(args)) => serve::run(args),
+            Some(Command::Serve(args)) => serve::run(*args),
             Some(Command::Plan(args)) => plan::run(args),
             Some(Command::Devices(args)) => devices::run(args),
             Some(Command::Quantize(args)) => quantize::run(args),

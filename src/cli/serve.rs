@@ -2,9 +2,14 @@
 //! llama-server's (`-c`, `-ngl`, `-np`, `-t`, …) so that a llama-server command line mostly works
 //! unchanged; each doc line names the llama-server flag it mirrors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+use llama_cpp_2::context::params::KvCacheType;
+
+use crate::engine::EngineConfig;
+use crate::server::ServerConfig;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -184,6 +189,105 @@ pub enum SamplingPlace {
     Auto,
 }
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serving is not implemented yet")
+/// Checks the model file, builds the engine and server settings, and serves until stopped.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.verbose);
+    let model_path = args.model.clone().context("--model is required")?;
+    check_model_file(&model_path)?;
+    let threads = args.threads.unwrap_or_else(crate::hardware::math_threads);
+    let engine = EngineConfig {
+        model_path,
+        n_ctx: args.ctx_size,
+        n_batch: args.batch_size,
+        n_ubatch: args.ubatch_size,
+        n_parallel: args.parallel.max(1),
+        n_threads: threads,
+        n_threads_batch: args.threads_batch.unwrap_or(threads),
+        n_gpu_layers: match args.n_gpu_layers {
+            GpuLayers::Count(n) => n,
+            GpuLayers::Auto | GpuLayers::All => u32::MAX,
+        },
+        flash_attn: match args.flash_attn {
+            FlashAttn::On => Some(true),
+            FlashAttn::Off => Some(false),
+            FlashAttn::Auto => None,
+        },
+        cache_type_k: cache_type(&args.cache_type_k).context("--cache-type-k")?,
+        cache_type_v: cache_type(&args.cache_type_v).context("--cache-type-v")?,
+        cpu_moe: args.cpu_moe,
+        n_predict: args.n_predict,
+        verbose: args.verbose,
+    };
+    let chat_template = match &args.chat_template_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the chat template", path.display()))?,
+        ),
+        None => None,
+    };
+    let server = ServerConfig {
+        host: args.host,
+        port: args.port,
+        api_key: args.api_key,
+        alias: args.alias,
+        chat_template,
+        max_queue: args.max_queue,
+        n_predict: args.n_predict,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("http")
+        .build()?;
+    runtime.block_on(crate::server::run(server, engine))?;
+    Ok(())
+}
+
+/// Fails early, with the file named, on a missing or non-GGUF model (llama.cpp's own message
+/// would come only after the server started listening).
+fn check_model_file(path: &Path) -> anyhow::Result<()> {
+    let mut magic = [0u8; 4];
+    let mut file =
+        std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if file.metadata()?.is_dir() {
+        anyhow::bail!("{}: is a folder; pass a .gguf file", path.display());
+    }
+    std::io::Read::read_exact(&mut file, &mut magic)
+        .map_err(|_| anyhow::anyhow!("{}: not a GGUF file (too short)", path.display()))?;
+    if &magic != b"GGUF" {
+        anyhow::bail!(
+            "{}: not a GGUF file (bad magic {:?})",
+            path.display(),
+            String::from_utf8_lossy(&magic)
+        );
+    }
+    Ok(())
+}
+
+/// llama.cpp's KV cache type names.
+fn cache_type(name: &str) -> anyhow::Result<KvCacheType> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "f32" => KvCacheType::F32,
+        "f16" => KvCacheType::F16,
+        "bf16" => KvCacheType::BF16,
+        "q8_0" => KvCacheType::Q8_0,
+        "q4_0" => KvCacheType::Q4_0,
+        "q4_1" => KvCacheType::Q4_1,
+        "iq4_nl" => KvCacheType::IQ4_NL,
+        "q5_0" => KvCacheType::Q5_0,
+        "q5_1" => KvCacheType::Q5_1,
+        other => anyhow::bail!(
+            "unknown cache type {other:?} (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)"
+        ),
+    })
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

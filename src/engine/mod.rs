@@ -1,1 +1,179 @@
-//! The engine: one thread owns the llama.cpp model context and decodes every active slot together.
+//! The engine: one thread owns the llama.cpp context and decodes every active slot together.
+//!
+//! HTTP handlers never touch llama.cpp state. They send a [`Command`] over a channel and read
+//! [`Event`]s back from a per-request channel; dropping that receiver (a client that went away)
+//! cancels the request at the next decode step. The model itself (weights, vocabulary) is
+//! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
+//! templates without a round trip to the engine thread.
+//!
+//! Architecture invariant: only `worker.rs` holds a `LlamaContext`.
+
+mod request;
+mod sampler;
+mod slot;
+mod text;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::{mpsc, oneshot};
+
+pub use request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings};
+pub use sampler::SamplingParams;
+
+/// How to load the model and size the context (a plain struct built by the CLI).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    /// Total context (KV cells) shared by all slots; 0 = the model's training context.
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_parallel: u32,
+    pub n_threads: i32,
+    pub n_threads_batch: i32,
+    pub n_gpu_layers: u32,
+    /// `Some(true)` on, `Some(false)` off, `None` auto.
+    pub flash_attn: Option<bool>,
+    pub cache_type_k: llama_cpp_2::context::params::KvCacheType,
+    pub cache_type_v: llama_cpp_2::context::params::KvCacheType,
+    /// Glob-free regexes of tensors kept in host memory (llama.cpp tensor buffer overrides).
+    pub cpu_moe: bool,
+    /// Default n_predict for requests that set none (-1: until the context is full).
+    pub n_predict: i32,
+    /// Forward llama.cpp's own log lines to tracing.
+    pub verbose: bool,
+}
+
+/// What the server needs to know about the loaded model, and the shared read-only model.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: Arc<LlamaModel>,
+    pub path: PathBuf,
+    /// Context size actually allocated (all slots together).
+    pub n_ctx: u32,
+    /// Context each slot may use (the unified cache lets one slot use all of it).
+    pub n_ctx_slot: u32,
+    pub n_ctx_train: u32,
+    pub n_vocab: i32,
+    pub n_params: u64,
+    pub size: u64,
+    pub n_slots: u32,
+    pub chat_template: Option<String>,
+    pub bos_token: String,
+    pub eos_token: String,
+    pub add_bos: bool,
+}
+
+impl LoadedModel {
+    /// Tokenizes text the way llama-server does for prompts (`parse_special`: special tokens
+    /// written in the text become special tokens).
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<LlamaToken> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, parse_special)
+    }
+
+    /// The bytes of one token (special tokens rendered).
+    pub fn token_bytes(&self, token: LlamaToken) -> Vec<u8> {
+        self.model.vocab().token_to_piece(token, true, None)
+    }
+
+    /// Whether a token id exists in the vocabulary.
+    pub fn is_valid_token(&self, token: i32) -> bool {
+        (0..self.n_vocab).contains(&token)
+    }
+
+    /// Detokenizes to text, replacing invalid UTF-8.
+    pub fn detokenize(&self, tokens: &[LlamaToken]) -> String {
+        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| self.token_bytes(t)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Messages to the engine thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Generate for a request; events go to the sender until `Event::Done` or `Event::Error`.
+    Generate(Box<GenerateRequest>, mpsc::UnboundedSender<Event>),
+    /// Report every slot's state (for `/slots` and `/props`).
+    Slots(oneshot::Sender<Vec<SlotInfo>>),
+    /// Finish the thread: active requests end with an error.
+    Shutdown,
+}
+
+/// Why the engine could not start or serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "{path}: llama.cpp could not load the model (see the log above; the file may be truncated or of an unsupported architecture)"
+    )]
+    Load { path: PathBuf },
+    #[error("could not create a llama.cpp context of {n_ctx} tokens: {reason}")]
+    Context { n_ctx: u32, reason: String },
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("too many requests are waiting ({0}); retry later")]
+    QueueFull(usize),
+    #[error("{0}")]
+    Sampler(#[from] sampler::SamplerError),
+    #[error("llama_decode failed: {0}")]
+    Decode(String),
+    #[error("the context is full: {0}")]
+    ContextFull(String),
+}
+
+/// Resolves when the model is loaded (or failed to load).
+pub type Ready = oneshot::Receiver<Result<Arc<LoadedModel>, EngineError>>;
+
+/// The handlers' side of the engine: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Engine {
+    /// Starts the engine thread, which loads the model; `ready` receives the model (or the load
+    /// error) when loading is done.
+    pub fn spawn(config: EngineConfig, max_queue: usize) -> (Self, Ready, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || worker::run(config, max_queue, rx, ready_tx))
+            .expect("spawning the engine thread");
+        (Self { tx }, ready_rx, thread)
+    }
+
+    /// Queues a request; its events arrive on the returned receiver.
+    pub fn generate(
+        &self,
+        request: GenerateRequest,
+    ) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.tx
+            .send(Command::Generate(Box::new(request), tx))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// The state of every slot.
+    pub async fn slots(&self) -> Result<Vec<SlotInfo>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Slots(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Asks the engine thread to finish.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+}

@@ -1,0 +1,487 @@
+//! The engine thread: loads the model, owns the llama.cpp context, and runs the decode loop.
+//!
+//! Each step builds one batch: the pending token of every generating slot, then prompt tokens of
+//! slots still reading their prompt, up to `n_batch` (chunked prefill). One `llama_decode` runs
+//! them all; then each slot with logits in the batch samples its next token. A slot whose
+//! client went away is released before the next step. The loop blocks on the command channel
+//! only when nothing is active.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
+use tokio::sync::{mpsc, oneshot};
+
+use super::request::{Event, GenerateRequest, StopType};
+use super::sampler::Sampler;
+use super::slot::{Slot, Task, common_prefix};
+use super::{Command, EngineConfig, EngineError, LoadedModel};
+
+/// llama-server's `--slot-prompt-similarity`: reuse a slot's cache only if the common prefix
+/// covers at least this fraction of the new prompt; otherwise take the least recently used slot.
+const SLOT_PROMPT_SIMILARITY: f32 = 0.1;
+
+pub fn run(
+    config: EngineConfig,
+    max_queue: usize,
+    rx: mpsc::UnboundedReceiver<Command>,
+    ready: oneshot::Sender<Result<Arc<LoadedModel>, EngineError>>,
+) {
+    send_logs_to_tracing(LogOptions::default().with_logs_enabled(config.verbose));
+    let backend = match LlamaBackend::init() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Context {
+                n_ctx: 0,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    let model = match load_model(&backend, &config) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let ctx = match new_context(&backend, &model, &config) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let info = Arc::new(describe(&model, &ctx, &config));
+    let n_ctx_slot = info.n_ctx_slot;
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    let mut worker = Worker::new(&model, ctx, &config, max_queue, n_ctx_slot);
+    worker.run(rx);
+}
+
+fn load_model(backend: &LlamaBackend, config: &EngineConfig) -> Result<LlamaModel, EngineError> {
+    let mut params = Box::pin(LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers));
+    if config.cpu_moe {
+        params.as_mut().add_cpu_moe_override();
+    }
+    LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|_| {
+        EngineError::Load {
+            path: config.model_path.clone(),
+        }
+    })
+}
+
+fn new_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    config: &EngineConfig,
+) -> Result<LlamaContext<'m>, EngineError> {
+    let n_ctx = if config.n_ctx == 0 {
+        model.n_ctx_train()
+    } else {
+        config.n_ctx
+    };
+    let flash = match config.flash_attn {
+        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    };
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(config.n_batch)
+        .with_n_ubatch(config.n_ubatch.min(config.n_batch))
+        .with_n_seq_max(config.n_parallel)
+        .with_n_threads(config.n_threads)
+        .with_n_threads_batch(config.n_threads_batch)
+        .with_kv_unified(true)
+        .with_flash_attention_policy(flash)
+        .with_type_k(config.cache_type_k)
+        .with_type_v(config.cache_type_v);
+    model
+        .new_context(backend, params)
+        .map_err(|e| EngineError::Context {
+            n_ctx,
+            reason: e.to_string(),
+        })
+}
+
+fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConfig) -> LoadedModel {
+    let vocab = model.vocab();
+    let text =
+        |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+    LoadedModel {
+        model: Arc::clone(model),
+        path: config.model_path.clone(),
+        n_ctx: ctx.n_ctx(),
+        n_ctx_slot: ctx.n_ctx(),
+        n_ctx_train: model.n_ctx_train(),
+        n_vocab: model.n_vocab(),
+        n_params: model.n_params(),
+        size: model.size(),
+        n_slots: config.n_parallel,
+        chat_template: model.meta_val_str("tokenizer.chat_template").ok(),
+        bos_token: text(vocab.bos()),
+        eos_token: text(vocab.eos()),
+        add_bos: vocab.should_add_bos(),
+    }
+}
+
+/// The sliding-window size of the model's SWA layers (0 if none), from the GGUF metadata.
+fn n_swa(model: &LlamaModel) -> u32 {
+    let arch = model
+        .meta_val_str("general.architecture")
+        .unwrap_or_default();
+    model
+        .meta_val_str(&format!("{arch}.attention.sliding_window"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Worker<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    slots: Vec<Slot>,
+    queue: VecDeque<(GenerateRequest, mpsc::UnboundedSender<Event>)>,
+    max_queue: usize,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    n_ctx_slot: u32,
+    n_swa: u32,
+    /// Tokens that end generation, banned by `ignore_eos` as llama-server does.
+    eog_tokens: Vec<LlamaToken>,
+    suppressed: Vec<LlamaToken>,
+    piece: Vec<u8>,
+}
+
+impl<'m> Worker<'m> {
+    fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        config: &EngineConfig,
+        max_queue: usize,
+        n_ctx_slot: u32,
+    ) -> Self {
+        let n_batch = ctx.n_batch() as usize;
+        let vocab = model.vocab();
+        let eog_tokens = (0..model.n_vocab())
+            .map(LlamaToken)
+            .filter(|&t| vocab.is_eog(t))
+            .collect();
+        let suppressed = vocab.suppress_tokens().to_vec();
+        Self {
+            model,
+            slots: (0..config.n_parallel as usize)
+                .map(|id| Slot::new(id, n_ctx_slot))
+                .collect(),
+            queue: VecDeque::new(),
+            max_queue,
+            batch: LlamaBatch::new(n_batch.max(config.n_parallel as usize), 1),
+            n_batch,
+            n_ctx_slot,
+            n_swa: n_swa(model),
+            eog_tokens,
+            suppressed,
+            piece: Vec::with_capacity(64),
+            ctx,
+        }
+    }
+
+    fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.task.is_none());
+            if idle {
+                match rx.blocking_recv() {
+                    Some(cmd) => {
+                        if !self.handle(cmd) {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            let mut stop = false;
+            while let Ok(cmd) = rx.try_recv() {
+                if !self.handle(cmd) {
+                    stop = true;
+                    break;
+                }
+            }
+            if stop {
+                break;
+            }
+            self.release_cancelled();
+            self.assign_queued();
+            self.step();
+        }
+        for slot in &mut self.slots {
+            if let Some(task) = slot.task.take() {
+                let _ = task.tx.send(Event::Error(EngineError::ShuttingDown));
+            }
+        }
+        for (_, tx) in self.queue.drain(..) {
+            let _ = tx.send(Event::Error(EngineError::ShuttingDown));
+        }
+    }
+
+    /// Handles one command; false means stop.
+    fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Generate(req, tx) => {
+                if self.max_queue > 0 && self.queue.len() >= self.max_queue {
+                    let _ = tx.send(Event::Error(EngineError::QueueFull(self.queue.len())));
+                } else {
+                    self.queue.push_back((*req, tx));
+                }
+            }
+            Command::Slots(reply) => {
+                let _ = reply.send(self.slots.iter().map(Slot::info).collect());
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Frees slots (and queue entries) whose client has gone; their cache stays for reuse.
+    fn release_cancelled(&mut self) {
+        self.queue.retain(|(_, tx)| !tx.is_closed());
+        for slot in &mut self.slots {
+            if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
+                let task = slot.task.take().expect("checked above");
+                tracing::info!(
+                    id = task.req.id,
+                    slot = slot.id,
+                    n_decoded = task.n_decoded(),
+                    "request cancelled by client"
+                );
+                slot.last_used = Instant::now();
+            }
+        }
+    }
+
+    /// Gives queued requests to free slots, reusing the cached prefix where it pays.
+    fn assign_queued(&mut self) {
+        while let Some(idx) = self.queue.front().and_then(|(req, _)| self.pick_slot(req)) {
+            let (req, tx) = self.queue.pop_front().expect("front exists");
+            self.start(idx, req, tx);
+        }
+    }
+
+    fn pick_slot(&self, req: &GenerateRequest) -> Option<usize> {
+        let free = || self.slots.iter().filter(|s| s.task.is_none());
+        if let Some(id) = req.id_slot {
+            return free().find(|s| s.id == id).map(|s| s.id);
+        }
+        if req.cache_prompt {
+            let best = free()
+                .map(|s| (common_prefix(&s.cache, &req.prompt), s.id))
+                .max_by_key(|&(lcp, _)| lcp);
+            if let Some((lcp, id)) = best {
+                if lcp > 0 && lcp as f32 >= SLOT_PROMPT_SIMILARITY * req.prompt.len() as f32 {
+                    return Some(id);
+                }
+            }
+        }
+        free().min_by_key(|s| s.last_used).map(|s| s.id)
+    }
+
+    fn start(&mut self, idx: usize, mut req: GenerateRequest, tx: mpsc::UnboundedSender<Event>) {
+        if req.ignore_eos {
+            req.sampling
+                .logit_bias
+                .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
+        }
+        let sampler = match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Event::Error(e.into()));
+                return;
+            }
+        };
+        let slot = &mut self.slots[idx];
+        let seq = slot.seq_id();
+        let mut n_keep = if req.cache_prompt {
+            common_prefix(&slot.cache, &req.prompt)
+        } else {
+            0
+        };
+        // The last prompt token must be decoded again to get logits for the first sample.
+        n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
+        if n_keep > 0 && self.n_swa > 0 {
+            // Sliding-window layers only keep the last n_swa positions: a prefix whose window
+            // has been evicted cannot be reused (llama-server's same check).
+            let pos_min = self.ctx.kv_cache_seq_pos_min(seq);
+            if pos_min > (n_keep as i32 - self.n_swa as i32).max(0) {
+                n_keep = 0;
+            }
+        }
+        let removed = self
+            .ctx
+            .kv_cache_seq_rm(seq, Some(n_keep as u32), None)
+            .is_ok();
+        if !removed {
+            n_keep = 0;
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        }
+        slot.cache.truncate(n_keep);
+        let mut task = Task::new(req, tx, sampler);
+        task.n_cached = n_keep;
+        task.n_prompt_fed = n_keep;
+        tracing::debug!(
+            id = task.req.id,
+            slot = slot.id,
+            n_prompt = task.req.prompt.len(),
+            n_cached = n_keep,
+            "slot assigned"
+        );
+        slot.task = Some(task);
+    }
+
+    /// One decode step over every active slot.
+    fn step(&mut self) {
+        self.batch.clear();
+        // Generating slots first: one token each.
+        for slot in &mut self.slots {
+            let seq = slot.seq_id();
+            let Some(task) = &mut slot.task else { continue };
+            task.i_batch = None;
+            if let Some(token) = task.pending.take() {
+                task.i_batch = Some(self.batch.n_tokens());
+                let pos = slot.cache.len() as i32;
+                self.batch
+                    .add(token, pos, &[seq], true)
+                    .expect("batch sized for n_parallel");
+                slot.cache.push(token);
+            }
+        }
+        // Then prompt chunks, as far as the batch allows.
+        for slot in &mut self.slots {
+            let seq = slot.seq_id();
+            let Some(task) = &mut slot.task else { continue };
+            while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
+                let token = task.req.prompt[task.n_prompt_fed];
+                task.n_prompt_fed += 1;
+                let last = !task.in_prompt();
+                if last {
+                    task.i_batch = Some(self.batch.n_tokens());
+                }
+                let pos = slot.cache.len() as i32;
+                self.batch
+                    .add(token, pos, &[seq], last)
+                    .expect("batch has room");
+                slot.cache.push(token);
+            }
+        }
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            self.fail_batch(&e);
+            return;
+        }
+        self.sample_all();
+    }
+
+    /// A decode failed: the tasks in this batch cannot go on. Free what they hold.
+    fn fail_batch(&mut self, err: &DecodeError) {
+        let error = || {
+            match err {
+            DecodeError::NoKvCacheSlot => EngineError::ContextFull(
+                "no room left in the KV cache for this request; reduce the prompt, n_predict or --parallel, or raise --ctx-size".into(),
+            ),
+            other => EngineError::Decode(other.to_string()),
+        }
+        };
+        for slot in &mut self.slots {
+            let in_batch = slot
+                .task
+                .as_ref()
+                .is_some_and(|t| t.i_batch.is_some() || t.n_prompt_fed > t.n_cached);
+            if in_batch {
+                let task = slot.task.take().expect("checked");
+                tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
+                let _ = task.tx.send(Event::Error(error()));
+                slot.cache.clear();
+                let _ = self.ctx.kv_cache_seq_rm(slot.seq_id(), None, None);
+            }
+        }
+    }
+
+    fn sample_all(&mut self) {
+        let vocab = self.model.vocab();
+        for slot in &mut self.slots {
+            let Some(task) = &mut slot.task else { continue };
+            let Some(i) = task.i_batch.take() else {
+                continue;
+            };
+            if task.t_prompt_done.is_none() {
+                task.t_prompt_done = Some(Instant::now());
+            }
+            let stop = if task.req.n_predict == Some(0) {
+                Some(StopType::Limit)
+            } else {
+                let token = task.sampler.sample(self.ctx.get_logits_ith(i));
+                if vocab.is_eog(token) && !task.req.ignore_eos {
+                    task.generated.push(token);
+                    Some(StopType::Eos)
+                } else {
+                    self.piece.clear();
+                    let special = task.req.preserved_tokens.contains(&token);
+                    vocab.token_to_piece_into(token, &mut self.piece, special, None);
+                    match task.push_token(token, &self.piece) {
+                        Err(()) => {
+                            // The client went away: free the slot, keep what is cached.
+                            slot.task = None;
+                            slot.last_used = Instant::now();
+                            continue;
+                        }
+                        Ok(Some(stop)) => Some(stop),
+                        Ok(None) => {
+                            let limit = task
+                                .req
+                                .n_predict
+                                .is_some_and(|n| task.n_decoded() >= n as usize);
+                            let full = slot.cache.len() + 1 >= self.n_ctx_slot as usize;
+                            if limit || full {
+                                Some(StopType::Limit)
+                            } else {
+                                task.pending = Some(token);
+                                None
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(stop) = stop {
+                let mut task = slot.task.take().expect("active");
+                let truncated =
+                    slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
+                let done = task.completion(stop, slot.id, truncated);
+                tracing::info!(
+                    id = task.req.id,
+                    slot = slot.id,
+                    stop = done.stop_type.as_str(),
+                    prompt_n = done.timings.prompt_n,
+                    cache_n = done.timings.cache_n,
+                    predicted_n = done.timings.predicted_n,
+                    prompt_tps = format!("{:.1}", done.timings.prompt_per_second),
+                    predicted_tps = format!("{:.1}", done.timings.predicted_per_second),
+                    "request done"
+                );
+                let _ = task.tx.send(Event::Done(Box::new(done)));
+                slot.last_used = Instant::now();
+            }
+        }
+    }
+}
