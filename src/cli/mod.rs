@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
     version,
     long_version = crate::build_info::LONG_VERSION,
     args_conflicts_with_subcommands = true,
+    args_override_self = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's checks, as CI runs them: formatting, clippy, and the whole test suite on the
+# release profile (llama.cpp is compiled once; a debug build would compile it a second time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh >/dev/null
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet openai
+
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
+cargo test --release --locked

@@ -1,0 +1,154 @@
+//! Test harness shared by the integration tests: the demo model, and the real `gguf-serve`
+//! binary started on a free loopback port, waited for through `/health`, killed on drop.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gguf-serve")
+}
+
+/// Path of the demo model, fetched (once per test binary) by the project's own script.
+pub fn demo_model() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fetch-demo-model.sh");
+        let out = Command::new("bash").arg(script).output().expect("running fetch-demo-model.sh");
+        assert!(out.status.success(), "fetch-demo-model.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    })
+    .clone()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0").local_addr().unwrap().port()
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Server {
+    /// Starts the demo model with small settings plus `extra` flags (later flags win), and waits
+    /// until it is ready. One thread: tests run side by side on small machines, and llama.cpp's
+    /// threads slow down badly when they outnumber the free cores.
+    pub fn start(extra: &[&str]) -> Self {
+        let model = demo_model();
+        let mut args: Vec<String> = vec!["-m".into(), model.display().to_string(), "-c".into(), "4096".into(), "-t".into(), "1".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with(&args)
+    }
+
+    /// Starts the binary with exactly these arguments (plus `--port`).
+    pub fn start_with(args: &[String]) -> Self {
+        let port = free_port();
+        let child = Command::new(binary())
+            .args(args)
+            .args(["--port", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning gguf-serve");
+        let mut server = Self {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the server") {
+                panic!("gguf-serve exited before becoming ready: {status}");
+            }
+            if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gguf-serve did not become ready in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    /// POSTs a JSON body; returns the status and the parsed JSON answer.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string())
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{}", self.url, path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("request failed");
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}{}", self.url, path)).send().expect("request failed");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// POSTs with `stream: true` and returns the JSON payloads of the `data:` lines (and whether
+    /// `[DONE]` closed the stream).
+    pub fn stream(&self, path: &str, body: &Value) -> (Vec<Value>, bool) {
+        let r = self.client.post(format!("{}{}", self.url, path)).json(body).send().expect("request failed");
+        assert_eq!(r.status(), 200, "stream request failed");
+        let text = r.text().unwrap();
+        let mut events = Vec::new();
+        let mut done = false;
+        for line in text.lines() {
+            if let Some(data) = line.strip_prefix("data: ") {
+                if data == "[DONE]" {
+                    done = true;
+                } else {
+                    events.push(serde_json::from_str(data).unwrap());
+                }
+            }
+        }
+        (events, done)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts llama-server's error shape and returns the message.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str) -> String {
+    assert_eq!(status, want_status, "status for {body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], want_status, "code in {body}");
+    assert_eq!(error["type"], want_type, "type in {body}");
+    error["message"].as_str().expect("message is a string").to_string()
+}
