@@ -46,30 +46,49 @@ fn greedy_completion_is_deterministic_and_matches_its_stream() {
     let (_, second) = server.post("/completion", &body);
     let text = first["content"].as_str().unwrap();
     assert!(!text.is_empty());
-    assert_eq!(text, second["content"], "greedy output differs between two calls");
+    assert_eq!(
+        text, second["content"],
+        "greedy output differs between two calls"
+    );
     assert_eq!(first["tokens_predicted"], 32);
     assert_eq!(first["stop_type"], "limit");
     assert!(first["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
     // The second call reuses the cached prompt.
-    assert!(second["timings"]["cache_n"].as_u64().unwrap() > 0, "{second}");
+    assert!(
+        second["timings"]["cache_n"].as_u64().unwrap() > 0,
+        "{second}"
+    );
 
     let mut stream_body = body.clone();
     stream_body["stream"] = json!(true);
     let (events, _) = server.stream("/completion", &stream_body);
-    let streamed: String = events.iter().map(|e| e["content"].as_str().unwrap()).collect();
+    let streamed: String = events
+        .iter()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
     assert_eq!(streamed, text, "stream and non-stream differ");
     let last = events.last().unwrap();
     assert_eq!(last["stop"], true);
     assert_eq!(last["tokens_predicted"], 32);
-    assert!(events[..events.len() - 1].iter().all(|e| e["stop"] == false));
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|e| e["stop"] == false)
+    );
 }
 
 #[test]
 fn prompt_as_token_ids_and_stop_strings() {
     let server = Server::start(&[]);
-    let (_, tokens) = server.post("/tokenize", &json!({ "content": "Once upon a time", "add_special": true }));
+    let (_, tokens) = server.post(
+        "/tokenize",
+        &json!({ "content": "Once upon a time", "add_special": true }),
+    );
     let ids = tokens["tokens"].clone();
-    let (_, by_ids) = server.post("/completion", &json!({ "prompt": ids, "n_predict": 16, "temperature": 0 }));
+    let (_, by_ids) = server.post(
+        "/completion",
+        &json!({ "prompt": ids, "n_predict": 16, "temperature": 0 }),
+    );
     let (_, by_text) = server.post("/completion", &greedy("Once upon a time", 16));
     assert_eq!(by_ids["content"], by_text["content"]);
 
@@ -86,7 +105,10 @@ fn prompt_as_token_ids_and_stop_strings() {
             let last = events.last().unwrap().clone();
             assert_eq!(last["stop_type"], "word");
             assert_eq!(last["stopping_word"], word);
-            events.iter().map(|e| e["content"].as_str().unwrap().to_string()).collect::<String>()
+            events
+                .iter()
+                .map(|e| e["content"].as_str().unwrap().to_string())
+                .collect::<String>()
         } else {
             let (_, done) = server.post("/completion", &body);
             assert_eq!(done["stop_type"], "word");
@@ -107,8 +129,16 @@ fn tokenize_detokenize_round_trip() {
     let (_, back) = server.post("/detokenize", &json!({ "tokens": ids }));
     assert_eq!(back["content"], text);
 
-    let (_, pieces) = server.post("/tokenize", &json!({ "content": "Hello world", "with_pieces": true }));
-    let joined: String = pieces["tokens"].as_array().unwrap().iter().map(|t| t["piece"].as_str().unwrap()).collect();
+    let (_, pieces) = server.post(
+        "/tokenize",
+        &json!({ "content": "Hello world", "with_pieces": true }),
+    );
+    let joined: String = pieces["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["piece"].as_str().unwrap())
+        .collect();
     assert_eq!(joined, "Hello world");
     assert!(pieces["tokens"][0]["id"].is_number());
 }
@@ -138,7 +168,14 @@ fn chat_completions_stream_and_not() {
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let streamed: String = chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0)?.get("delta")?.get("content")?.as_str().map(str::to_string))
+        .filter_map(|c| {
+            c["choices"]
+                .get(0)?
+                .get("delta")?
+                .get("content")?
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(streamed, content);
     let usage_chunk = chunks.last().unwrap();
@@ -149,14 +186,23 @@ fn chat_completions_stream_and_not() {
 #[test]
 fn v1_completions() {
     let server = Server::start(&[]);
-    let (status, reply) = server.post("/v1/completions", &json!({ "prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0 }));
+    let (status, reply) = server.post(
+        "/v1/completions",
+        &json!({ "prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0 }),
+    );
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["object"], "text_completion");
     assert!(reply["id"].as_str().unwrap().starts_with("cmpl-"));
     assert_eq!(reply["usage"]["completion_tokens"], 6);
-    let (chunks, done) = server.stream("/v1/completions", &json!({ "prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0, "stream": true }));
+    let (chunks, done) = server.stream(
+        "/v1/completions",
+        &json!({ "prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0, "stream": true }),
+    );
     assert!(done);
-    let streamed: String = chunks.iter().map(|c| c["choices"][0]["text"].as_str().unwrap()).collect();
+    let streamed: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap())
+        .collect();
     assert_eq!(streamed, reply["choices"][0]["text"]);
 }
 
@@ -165,26 +211,110 @@ fn bad_requests_get_llama_server_errors_and_the_server_keeps_serving() {
     let server = Server::start(&["-c", "256"]);
     let long_prompt = "word ".repeat(400);
     let cases: Vec<(&str, String, u16, &str, &str)> = vec![
-        ("/completion", "{not json".into(), 400, "invalid_request_error", "JSON"),
-        ("/completion", "[1, 2]".into(), 400, "invalid_request_error", "JSON object"),
-        ("/completion", json!({ "n_predict": 4 }).to_string(), 400, "invalid_request_error", "prompt"),
-        ("/completion", json!({ "prompt": "hi", "temperature": "hot" }).to_string(), 400, "invalid_request_error", "temperature"),
-        ("/completion", json!({ "prompt": "hi", "n_predict": "many" }).to_string(), 400, "invalid_request_error", "n_predict"),
-        ("/completion", json!({ "prompt": "hi", "stop": 5 }).to_string(), 400, "invalid_request_error", "stop"),
-        ("/completion", json!({ "prompt": [1, 999999999] }).to_string(), 400, "invalid_request_error", "prompt"),
-        ("/completion", json!({ "prompt": long_prompt }).to_string(), 400, "exceed_context_size_error", "context size"),
-        ("/v1/chat/completions", json!({ "max_tokens": 4 }).to_string(), 400, "invalid_request_error", "messages"),
-        ("/v1/chat/completions", json!({ "messages": "hi" }).to_string(), 400, "invalid_request_error", "messages"),
-        ("/v1/chat/completions", json!({ "messages": [{ "content": "hi" }] }).to_string(), 400, "invalid_request_error", "role"),
-        ("/detokenize", json!({ "tokens": ["a"] }).to_string(), 400, "invalid_request_error", "tokens"),
-        ("/no/such/route", "{}".into(), 404, "not_found_error", "Not Found"),
+        (
+            "/completion",
+            "{not json".into(),
+            400,
+            "invalid_request_error",
+            "JSON",
+        ),
+        (
+            "/completion",
+            "[1, 2]".into(),
+            400,
+            "invalid_request_error",
+            "JSON object",
+        ),
+        (
+            "/completion",
+            json!({ "n_predict": 4 }).to_string(),
+            400,
+            "invalid_request_error",
+            "prompt",
+        ),
+        (
+            "/completion",
+            json!({ "prompt": "hi", "temperature": "hot" }).to_string(),
+            400,
+            "invalid_request_error",
+            "temperature",
+        ),
+        (
+            "/completion",
+            json!({ "prompt": "hi", "n_predict": "many" }).to_string(),
+            400,
+            "invalid_request_error",
+            "n_predict",
+        ),
+        (
+            "/completion",
+            json!({ "prompt": "hi", "stop": 5 }).to_string(),
+            400,
+            "invalid_request_error",
+            "stop",
+        ),
+        (
+            "/completion",
+            json!({ "prompt": [1, 999999999] }).to_string(),
+            400,
+            "invalid_request_error",
+            "prompt",
+        ),
+        (
+            "/completion",
+            json!({ "prompt": long_prompt }).to_string(),
+            400,
+            "exceed_context_size_error",
+            "context size",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "max_tokens": 4 }).to_string(),
+            400,
+            "invalid_request_error",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "messages": "hi" }).to_string(),
+            400,
+            "invalid_request_error",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "messages": [{ "content": "hi" }] }).to_string(),
+            400,
+            "invalid_request_error",
+            "role",
+        ),
+        (
+            "/detokenize",
+            json!({ "tokens": ["a"] }).to_string(),
+            400,
+            "invalid_request_error",
+            "tokens",
+        ),
+        (
+            "/no/such/route",
+            "{}".into(),
+            404,
+            "not_found_error",
+            "Not Found",
+        ),
     ];
     for (path, body, status, kind, needle) in cases {
         let (got, reply) = server.post_raw(path, &body);
         let message = assert_error(got, &reply, status, kind);
-        assert!(message.contains(needle), "{path} {body}: message {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{path} {body}: message {message:?} should mention {needle:?}"
+        );
         let (ok, next) = server.post("/completion", &greedy("Hello", 2));
-        assert_eq!(ok, 200, "server stopped serving after {path} {body}: {next}");
+        assert_eq!(
+            ok, 200,
+            "server stopped serving after {path} {body}: {next}"
+        );
     }
     let (status, reply) = server.post("/completion", &json!({ "prompt": long_prompt }));
     assert_eq!(reply["error"]["n_ctx"], 256);
@@ -206,7 +336,13 @@ fn api_key_is_required_when_set() {
         let status = r.status().as_u16();
         assert_error(status, &r.json().unwrap(), 401, "authentication_error");
     }
-    let r = server.client().post(&url).header("authorization", "Bearer s3cret").body(body).send().unwrap();
+    let r = server
+        .client()
+        .post(&url)
+        .header("authorization", "Bearer s3cret")
+        .body(body)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     // /health stays public.
     assert_eq!(server.get("/health").0, 200);
@@ -216,18 +352,29 @@ fn api_key_is_required_when_set() {
 fn a_dropped_stream_frees_the_slot_within_a_second() {
     let server = Server::start(&["-np", "1"]);
     let body = json!({ "prompt": "Write a very long story.", "n_predict": 2000, "stream": true, "ignore_eos": true });
-    let mut response = server.client().post(format!("{}/completion", server.url)).json(&body).send().unwrap();
+    let mut response = server
+        .client()
+        .post(format!("{}/completion", server.url))
+        .json(&body)
+        .send()
+        .unwrap();
     let mut buf = [0u8; 512];
     let mut got = 0;
     while got < 2000 {
         got += response.read(&mut buf).unwrap();
     }
     let (_, slots) = server.get("/slots");
-    assert_eq!(slots[0]["is_processing"], true, "the stream should still be generating");
+    assert_eq!(
+        slots[0]["is_processing"], true,
+        "the stream should still be generating"
+    );
     drop(response);
     let dropped = Instant::now();
     while server.get("/slots").1[0]["is_processing"] == true {
-        assert!(dropped.elapsed() < Duration::from_secs(1), "the slot is still busy 1 s after the client left");
+        assert!(
+            dropped.elapsed() < Duration::from_secs(1),
+            "the slot is still busy 1 s after the client left"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let (status, _) = server.post("/completion", &greedy("Hi", 1));
@@ -248,15 +395,27 @@ fn model_file_errors_exit_with_one_line() {
         (truncated, "truncated.gguf"),
     ] {
         let out = std::process::Command::new(common::binary())
-            .args(["-m", path.to_str().unwrap(), "--port", &common::free_port().to_string()])
+            .args([
+                "-m",
+                path.to_str().unwrap(),
+                "--port",
+                &common::free_port().to_string(),
+            ])
             .env("RUST_LOG", "off")
             .output()
             .unwrap();
         assert!(!out.status.success(), "{} should fail", path.display());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("gguf-serve:")).collect();
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("gguf-serve:"))
+            .collect();
         assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
-        assert!(lines[0].contains(needle), "{:?} should mention {needle}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "{:?} should mention {needle}",
+            lines[0]
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

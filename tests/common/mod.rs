@@ -20,8 +20,15 @@ pub fn demo_model() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fetch-demo-model.sh");
-        let out = Command::new("bash").arg(script).output().expect("running fetch-demo-model.sh");
-        assert!(out.status.success(), "fetch-demo-model.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("running fetch-demo-model.sh");
+        assert!(
+            out.status.success(),
+            "fetch-demo-model.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
     })
     .clone()
@@ -29,7 +36,11 @@ pub fn demo_model() -> PathBuf {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0").local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding port 0")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running server; killed when dropped.
@@ -46,7 +57,14 @@ impl Server {
     /// threads slow down badly when they outnumber the free cores.
     pub fn start(extra: &[&str]) -> Self {
         let model = demo_model();
-        let mut args: Vec<String> = vec!["-m".into(), model.display().to_string(), "-c".into(), "4096".into(), "-t".into(), "1".into()];
+        let mut args: Vec<String> = vec![
+            "-m".into(),
+            model.display().to_string(),
+            "-c".into(),
+            "4096".into(),
+            "-t".into(),
+            "1".into(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_with(&args)
     }
@@ -66,7 +84,10 @@ impl Server {
             child,
             port,
             url: format!("http://127.0.0.1:{port}"),
-            client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
         };
         server.wait_ready();
         server
@@ -83,7 +104,10 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "gguf-serve did not become ready in time");
+            assert!(
+                Instant::now() < deadline,
+                "gguf-serve did not become ready in time"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -107,11 +131,18 @@ impl Server {
             .expect("request failed");
         let status = r.status().as_u16();
         let text = r.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{}", self.url, path)).send().expect("request failed");
+        let r = self
+            .client
+            .get(format!("{}{}", self.url, path))
+            .send()
+            .expect("request failed");
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(Value::Null))
     }
@@ -119,7 +150,12 @@ impl Server {
     /// POSTs with `stream: true` and returns the JSON payloads of the `data:` lines (and whether
     /// `[DONE]` closed the stream).
     pub fn stream(&self, path: &str, body: &Value) -> (Vec<Value>, bool) {
-        let r = self.client.post(format!("{}{}", self.url, path)).json(body).send().expect("request failed");
+        let r = self
+            .client
+            .post(format!("{}{}", self.url, path))
+            .json(body)
+            .send()
+            .expect("request failed");
         assert_eq!(r.status(), 200, "stream request failed");
         let text = r.text().unwrap();
         let mut events = Vec::new();
@@ -150,5 +186,8 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str
     let error = &body["error"];
     assert_eq!(error["code"], want_status, "code in {body}");
     assert_eq!(error["type"], want_type, "type in {body}");
-    error["message"].as_str().expect("message is a string").to_string()
+    error["message"]
+        .as_str()
+        .expect("message is a string")
+        .to_string()
 }
