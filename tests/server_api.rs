@@ -419,3 +419,40 @@ fn model_file_errors_exit_with_one_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn token_probabilities() {
+    let server = Server::start(&[]);
+    let mut body = greedy("The sun rises in the", 4);
+    body["n_probs"] = json!(3);
+    let (status, reply) = server.post("/completion", &body);
+    assert_eq!(status, 200, "{reply}");
+    let steps = reply["completion_probabilities"]
+        .as_array()
+        .expect("completion_probabilities");
+    assert_eq!(steps.len(), 4);
+    for step in steps {
+        let top = step["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let logprobs: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        assert!(
+            logprobs.windows(2).all(|w| w[0] >= w[1]),
+            "sorted: {logprobs:?}"
+        );
+        assert!(logprobs[0] <= 0.0);
+        // Greedy picks the most likely token.
+        assert_eq!(step["id"], top[0]["id"]);
+        assert_eq!(step["logprob"], top[0]["logprob"]);
+    }
+
+    let chat = json!({
+        "messages": [{ "role": "user", "content": "Hi" }],
+        "max_tokens": 3, "temperature": 0, "logprobs": true, "top_logprobs": 2,
+    });
+    let (_, reply) = server.post("/v1/chat/completions", &chat);
+    let content = reply["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .expect("logprobs.content");
+    assert_eq!(content.len(), 3);
+    assert_eq!(content[0]["top_logprobs"].as_array().unwrap().len(), 2);
+}

@@ -22,7 +22,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
-pub use request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings};
+pub use request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings, TokenProbs};
 pub use sampler::SamplingParams;
 
 /// How to load the model and size the context (a plain struct built by the CLI).

@@ -24,6 +24,18 @@ pub struct GenerateRequest {
     pub preserved_tokens: Vec<LlamaToken>,
     /// Pin to a slot (`id_slot`), or any.
     pub id_slot: Option<usize>,
+    /// Report the probabilities of the `n_probs` most likely tokens at each step (0: none).
+    pub n_probs: usize,
+}
+
+/// Probabilities at one generation step, from the softmax of the raw logits (llama-server's
+/// default, `post_sampling_probs: false`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenProbs {
+    /// Probability of the token that was chosen.
+    pub prob: f32,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<(LlamaToken, f32)>,
 }
 
 /// Why generation stopped (llama-server's `stop_type`).
@@ -110,7 +122,12 @@ pub struct Completion {
 pub enum Event {
     /// A sampled token and the text it released (possibly empty: held-back partial UTF-8 or a
     /// possible stop string).
-    Token { token: LlamaToken, text: String },
+    Token {
+        token: LlamaToken,
+        text: String,
+        /// Present when the request asked for `n_probs`.
+        probs: Option<TokenProbs>,
+    },
     /// Generation finished.
     Done(Box<Completion>),
     /// Generation failed or could not start.

@@ -61,6 +61,35 @@ impl Default for SamplingParams {
     }
 }
 
+/// Probabilities of the chosen token and of the `n` most likely ones, from the softmax over the
+/// whole vocabulary of the raw logits.
+pub fn token_probs(logits: &[f32], chosen: LlamaToken, n: usize) -> super::request::TokenProbs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let prob = |l: f32| (l - max).exp() / sum;
+    let mut top: Vec<(f32, i32)> = Vec::with_capacity(n * 8);
+    let mut threshold = f32::NEG_INFINITY;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > threshold {
+            top.push((l, i as i32));
+            if top.len() >= (n * 8).max(256) {
+                top.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0));
+                top.truncate(n);
+                threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+            }
+        }
+    }
+    top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    top.truncate(n);
+    super::request::TokenProbs {
+        prob: logits.get(chosen.0 as usize).map_or(0.0, |&l| prob(l)),
+        top: top
+            .into_iter()
+            .map(|(l, t)| (LlamaToken(t), prob(l)))
+            .collect(),
+    }
+}
+
 /// Top-k above this goes through the full candidate array: the one-pass selection only pays off
 /// when k is small against the vocabulary.
 const FAST_TOP_K_MAX: usize = 256;

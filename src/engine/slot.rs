@@ -6,7 +6,7 @@ use std::time::Instant;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
-use super::request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings};
+use super::request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings, TokenProbs};
 use super::sampler::Sampler;
 use super::text::{Pushed, TextStream};
 
@@ -53,14 +53,21 @@ impl Task {
     }
 
     /// Takes a token piece; returns the stop reason if this token ended the generation.
-    pub fn push_token(&mut self, token: LlamaToken, piece: &[u8]) -> Result<Option<StopType>, ()> {
+    pub fn push_token(
+        &mut self,
+        token: LlamaToken,
+        piece: &[u8],
+        probs: Option<TokenProbs>,
+    ) -> Result<Option<StopType>, ()> {
         self.generated.push(token);
         self.sampler.accept(token);
         let (text, stop) = match self.text.push(piece, &self.req.stop) {
             Pushed::Text(text) => (text, None),
             Pushed::Stop { text, word } => (text, Some(StopType::Word(word))),
         };
-        self.tx.send(Event::Token { token, text }).map_err(|_| ())?;
+        self.tx
+            .send(Event::Token { token, text, probs })
+            .map_err(|_| ())?;
         Ok(stop)
     }
 

@@ -22,7 +22,7 @@ use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
 use tokio::sync::{mpsc, oneshot};
 
 use super::request::{Event, GenerateRequest, StopType};
-use super::sampler::Sampler;
+use super::sampler::{Sampler, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
 
@@ -431,7 +431,10 @@ impl<'m> Worker<'m> {
             let stop = if task.req.n_predict == Some(0) {
                 Some(StopType::Limit)
             } else {
-                let token = task.sampler.sample(self.ctx.get_logits_ith(i));
+                let logits = self.ctx.get_logits_ith(i);
+                let token = task.sampler.sample(logits);
+                let probs =
+                    (task.req.n_probs > 0).then(|| token_probs(logits, token, task.req.n_probs));
                 if vocab.is_eog(token) && !task.req.ignore_eos {
                     task.generated.push(token);
                     Some(StopType::Eos)
@@ -439,7 +442,7 @@ impl<'m> Worker<'m> {
                     self.piece.clear();
                     let special = task.req.preserved_tokens.contains(&token);
                     vocab.token_to_piece_into(token, &mut self.piece, special, None);
-                    match task.push_token(token, &self.piece) {
+                    match task.push_token(token, &self.piece, probs) {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;

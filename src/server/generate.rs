@@ -10,7 +10,9 @@ use futures::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::error::{ApiError, ErrorType};
-use crate::engine::{Completion, EngineError, Event, GenerateRequest};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::engine::{Completion, EngineError, Event, GenerateRequest, TokenProbs};
 use crate::server::AppState;
 
 /// How an engine error reaches the client.
@@ -28,13 +30,25 @@ pub fn engine_error(e: EngineError) -> ApiError {
     }
 }
 
+/// A finished request, with the token probabilities when they were asked for.
+pub struct Collected {
+    pub done: Completion,
+    pub probs: Vec<(LlamaToken, TokenProbs)>,
+}
+
 /// Runs a request to the end; the completion's `text` holds everything generated.
-pub async fn collect(state: &AppState, request: GenerateRequest) -> Result<Completion, ApiError> {
+pub async fn collect(state: &AppState, request: GenerateRequest) -> Result<Collected, ApiError> {
     let mut rx = state.engine.generate(request).map_err(engine_error)?;
+    let mut probs = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
+            Event::Token {
+                token,
+                probs: Some(p),
+                ..
+            } => probs.push((token, p)),
             Event::Token { .. } => {}
-            Event::Done(done) => return Ok(*done),
+            Event::Done(done) => return Ok(Collected { done: *done, probs }),
             Event::Error(e) => return Err(engine_error(e)),
         }
     }
@@ -43,9 +57,33 @@ pub async fn collect(state: &AppState, request: GenerateRequest) -> Result<Compl
 
 /// What a stream formatter is given.
 pub enum Item {
-    /// Text released by one token (never empty).
-    Text(String),
+    /// One token: the text it released (may be empty while a stop string is possible) and its
+    /// probabilities when asked for.
+    Token {
+        text: String,
+        probs: Option<(LlamaToken, TokenProbs)>,
+    },
     Done(Box<Completion>),
+}
+
+/// llama-server's `completion_probabilities` entry for one step.
+pub fn probs_json(
+    model: &crate::engine::LoadedModel,
+    token: LlamaToken,
+    probs: &TokenProbs,
+) -> serde_json::Value {
+    let entry = |t: LlamaToken, p: f32| {
+        let bytes = model.token_bytes(t);
+        serde_json::json!({
+            "id": t.0,
+            "token": String::from_utf8_lossy(&bytes),
+            "bytes": bytes,
+            "logprob": if p > 0.0 { p.ln() } else { f32::MIN },
+        })
+    };
+    let mut this = entry(token, probs.prob);
+    this["top_logprobs"] = probs.top.iter().map(|&(t, p)| entry(t, p)).collect();
+    this
 }
 
 /// Starts a request and streams it. The first event is awaited before answering, so a request
@@ -91,9 +129,10 @@ where
                 },
             };
             match event {
-                Event::Token { text, .. } => {
-                    if !text.is_empty() {
-                        for payload in format(Item::Text(text)) {
+                Event::Token { token, text, probs } => {
+                    if !text.is_empty() || probs.is_some() {
+                        let probs = probs.map(|p| (token, p));
+                        for payload in format(Item::Token { text, probs }) {
                             yield Ok(SseEvent::default().data(payload.to_string()));
                         }
                     }

@@ -94,31 +94,27 @@ pub async fn completion(
     )?;
     let stream = body.bool(&["stream"])?.unwrap_or(false);
     let return_tokens = body.bool(&["return_tokens"])?.unwrap_or(false);
-    if body.i64(&["n_probs"])?.is_some_and(|n| n > 0) {
-        return Err(ApiError::new(
-            super::error::ErrorType::NotSupported,
-            "Field 'n_probs': token probabilities are not supported by gguf-serve yet",
-        ));
-    }
     let model_name = state.model_name();
     let prompt_text = prompt_text(&body);
     if !stream {
-        let done = generate::collect(&state, request).await?;
-        return Ok(Json(final_json(
-            &done,
-            &done.text,
-            &model_name,
-            &prompt_text,
-            return_tokens,
-        ))
-        .into_response());
+        let collected = generate::collect(&state, request).await?;
+        let done = &collected.done;
+        let mut reply = final_json(done, &done.text, &model_name, &prompt_text, return_tokens);
+        if !collected.probs.is_empty() {
+            reply["completion_probabilities"] = collected
+                .probs
+                .iter()
+                .map(|(t, p)| generate::probs_json(&model, *t, p))
+                .collect();
+        }
+        return Ok(Json(reply).into_response());
     }
     let n_prompt = request.prompt.len();
     let mut n_decoded = 0usize;
     let format = move |item: Item| match item {
-        Item::Text(text) => {
+        Item::Token { text, probs } => {
             n_decoded += 1;
-            vec![json!({
+            let mut chunk = json!({
                 "index": 0,
                 "content": text,
                 "tokens": [],
@@ -126,7 +122,12 @@ pub async fn completion(
                 "id_slot": -1,
                 "tokens_predicted": n_decoded,
                 "tokens_evaluated": n_prompt,
-            })]
+            });
+            if let Some((token, probs)) = probs {
+                chunk["completion_probabilities"] =
+                    json!([generate::probs_json(&model, token, &probs)]);
+            }
+            vec![chunk]
         }
         Item::Done(done) => vec![final_json(
             &done,

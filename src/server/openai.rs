@@ -16,7 +16,9 @@ use super::fields::Body;
 use super::generate::{self, Item, random_id, unix_time};
 use super::native::request_for_text;
 use super::params;
-use crate::engine::{Completion, StopType};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::engine::{Completion, LoadedModel, StopType, TokenProbs};
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let model = state.model()?;
@@ -111,13 +113,18 @@ pub async fn completions(
         c
     };
     if !stream {
-        let done = generate::collect(&state, request).await?;
-        return Ok(
-            Json(chunk(&done.text, finish_reason(&done).into(), Some(&done))).into_response(),
-        );
+        let collected = generate::collect(&state, request).await?;
+        let done = &collected.done;
+        let mut reply = chunk(&done.text, finish_reason(done).into(), Some(done));
+        reply["choices"][0]["logprobs"] = logprobs(&model, &collected.probs);
+        return Ok(Json(reply).into_response());
     }
     let format = move |item: Item| match item {
-        Item::Text(text) => vec![chunk(&text, Value::Null, None)],
+        Item::Token { text, probs } => {
+            let mut c = chunk(&text, Value::Null, None);
+            c["choices"][0]["logprobs"] = logprobs(&model, probs.as_slice());
+            vec![c]
+        }
         Item::Done(done) => vec![chunk(&done.tail, finish_reason(&done).into(), Some(&done))],
     };
     generate::stream(&state, request, format, true).await
@@ -141,18 +148,23 @@ pub async fn chat_completions(
     let id = format!("chatcmpl-{}", random_id());
     let name = state.model_name();
     if !stream {
-        let done = generate::collect(&state, request).await?;
+        let collected = generate::collect(&state, request).await?;
+        let done = &collected.done;
+        let mut choice = json!({
+            "finish_reason": finish_reason(done),
+            "index": 0,
+            "message": { "role": "assistant", "content": done.text },
+        });
+        if !collected.probs.is_empty() {
+            choice["logprobs"] = logprobs(&model, &collected.probs);
+        }
         return Ok(Json(json!({
-            "choices": [{
-                "finish_reason": finish_reason(&done),
-                "index": 0,
-                "message": { "role": "assistant", "content": done.text },
-            }],
+            "choices": [choice],
             "created": unix_time(),
             "model": name,
             "system_fingerprint": fingerprint(),
             "object": "chat.completion",
-            "usage": usage(&done),
+            "usage": usage(done),
             "id": id,
             "timings": done.timings,
         }))
@@ -178,7 +190,13 @@ pub async fn chat_completions(
             ));
         }
         match item {
-            Item::Text(text) => out.push(chunk(json!({ "content": text }), Value::Null)),
+            Item::Token { text, probs } => {
+                let mut c = chunk(json!({ "content": text }), Value::Null);
+                if probs.is_some() {
+                    c["choices"][0]["logprobs"] = logprobs(&model, probs.as_slice());
+                }
+                out.push(c);
+            }
             Item::Done(done) => {
                 if !done.tail.is_empty() {
                     out.push(chunk(json!({ "content": done.tail }), Value::Null));
@@ -198,6 +216,14 @@ pub async fn chat_completions(
         out
     };
     generate::stream(&state, request, format, true).await
+}
+
+/// OpenAI's `logprobs` object (`null` when none were asked for).
+fn logprobs(model: &LoadedModel, probs: &[(LlamaToken, TokenProbs)]) -> Value {
+    if probs.is_empty() {
+        return Value::Null;
+    }
+    json!({ "content": probs.iter().map(|(t, p)| generate::probs_json(model, *t, p)).collect::<Vec<_>>() })
 }
 
 /// `POST /apply-template`: the prompt the chat template renders, without generating.

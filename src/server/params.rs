@@ -166,6 +166,17 @@ pub fn prompt(value: &Value, model: &LoadedModel) -> Result<Vec<LlamaToken>, Api
     Ok(tokens)
 }
 
+/// How many top tokens to report per step: `n_probs` (native), `logprobs: N` (completions), or
+/// `logprobs: true` with `top_logprobs: N` (chat).
+fn n_probs(body: &Body) -> Result<usize, ApiError> {
+    let n = match body.get(&["logprobs"]) {
+        Some((_, Value::Bool(true))) => body.i64(&["top_logprobs"])?.unwrap_or(0).max(1),
+        Some((_, Value::Bool(false))) => 0,
+        _ => body.i64(&["n_probs", "logprobs"])?.unwrap_or(0),
+    };
+    Ok(n.clamp(0, 100) as usize)
+}
+
 /// The full request: sampling, limits and the prompt, checked against the context.
 pub fn generate_request(
     body: &Body,
@@ -200,5 +211,6 @@ pub fn generate_request(
         sampling: sampling(body, model)?,
         preserved_tokens: Vec::new(),
         id_slot,
+        n_probs: n_probs(body)?,
     })
 }
