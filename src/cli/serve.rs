@@ -215,6 +215,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_type_k: cache_type(&args.cache_type_k).context("--cache-type-k")?,
         cache_type_v: cache_type(&args.cache_type_v).context("--cache-type-v")?,
         cpu_moe: args.cpu_moe,
+        n_cpu_moe: args.n_cpu_moe.unwrap_or(0),
         n_predict: args.n_predict,
         verbose: args.verbose,
     };

@@ -41,8 +41,10 @@ pub struct EngineConfig {
     pub flash_attn: Option<bool>,
     pub cache_type_k: llama_cpp_2::context::params::KvCacheType,
     pub cache_type_v: llama_cpp_2::context::params::KvCacheType,
-    /// Glob-free regexes of tensors kept in host memory (llama.cpp tensor buffer overrides).
+    /// Keep every MoE expert tensor in host memory (`--cpu-moe`).
     pub cpu_moe: bool,
+    /// Keep the MoE experts of the first N layers in host memory (`--n-cpu-moe N`).
+    pub n_cpu_moe: u32,
     /// Default n_predict for requests that set none (-1: until the context is full).
     pub n_predict: i32,
     /// Forward llama.cpp's own log lines to tracing.

@@ -72,14 +72,28 @@ pub fn run(
 
 fn load_model(backend: &LlamaBackend, config: &EngineConfig) -> Result<LlamaModel, EngineError> {
     let mut params = Box::pin(LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers));
+    // llama.cpp reads these patterns during the load: they must outlive it.
+    let patterns: Vec<std::ffi::CString> = (0..config.n_cpu_moe)
+        .map(|i| {
+            let pattern = format!(r"blk\.{i}\.ffn_(up|down|gate|gate_up)_(ch|)exps");
+            std::ffi::CString::new(pattern).expect("no NUL in the pattern")
+        })
+        .collect();
     if config.cpu_moe {
         params.as_mut().add_cpu_moe_override();
+    } else {
+        for pattern in &patterns {
+            params.as_mut().add_cpu_buft_override(pattern);
+        }
     }
-    LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|_| {
+    let model = LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|_| {
         EngineError::Load {
             path: config.model_path.clone(),
         }
-    })
+    });
+    drop(params);
+    drop(patterns);
+    model
 }
 
 fn new_context<'m>(
