@@ -149,14 +149,16 @@ fn hermes_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
     };
     let inner = schema_grammar(&schema, "tools")?;
     Ok(format!(
-        "root ::= \"<tool_call>\" [ \\n]* tool-call-json [ \\n]* \"</tool_call>\"\n{}\n",
+        // Exactly Qwen's layout: free whitespace here lets a small model loop on newlines.
+        "root ::= \"<tool_call>\\n\" tool-call-json \"\\n</tool_call>\"\n{}\n",
         rename_root(&inner, "tool-call-json")
     ))
 }
 
 fn harmony_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
     // One conversion for all tools keeps the helper rules (`space`, `string`, …) unique; the
-    // argument schemas become named definitions we can pair with their function names.
+    // argument schemas become `$defs`, which the converter emits as rules `ref-defs-NAME` that
+    // we pair with their function names.
     let defs: serde_json::Map<String, Value> = tools
         .iter()
         .enumerate()
@@ -171,7 +173,7 @@ fn harmony_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
         .enumerate()
         .map(|(i, tool)| {
             format!(
-                "\"{}\" \" <|constrain|>json<|message|>\" tool{i}args",
+                "\"{}\" \" <|constrain|>json<|message|>\" ref-defs-tool{i}args",
                 tool.name.replace('\\', "\\\\").replace('"', "\\\"")
             )
         })
