@@ -87,11 +87,16 @@ fn check(cases: Vec<Case>) {
             .collect();
         assert_eq!(calls, case.calls, "{}: tool calls", case.name);
         assert_eq!(
-            got.finish_reason(),
-            (!case.calls.is_empty()).then_some("tool_calls"),
+            got.finish_reason(true),
+            if case.calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            },
             "{}: finish reason",
             case.name
         );
+        assert_eq!(got.finish_reason(false), "length");
         assert!(
             got.tool_calls
                 .iter()

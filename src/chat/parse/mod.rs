@@ -10,6 +10,7 @@
 
 mod harmony;
 mod hermes;
+mod openai;
 mod scan;
 
 use std::collections::hash_map::RandomState;
@@ -60,10 +61,15 @@ pub struct ParsedMessage {
 }
 
 impl ParsedMessage {
-    /// `"tool_calls"` when the model called a tool, else `None` (the server picks `stop` or
-    /// `length`).
-    pub fn finish_reason(&self) -> Option<&'static str> {
-        (!self.tool_calls.is_empty()).then_some("tool_calls")
+    /// OpenAI's `finish_reason`, as llama-server picks it: `length` when generation was cut
+    /// off (`stopped` false: token limit, context full), else `tool_calls` if the model called
+    /// a tool, else `stop` (end-of-generation token or stop string).
+    pub fn finish_reason(&self, stopped: bool) -> &'static str {
+        match (stopped, self.tool_calls.is_empty()) {
+            (false, _) => "length",
+            (true, false) => "tool_calls",
+            (true, true) => "stop",
+        }
     }
 
     /// Applies a delta, as a streaming client does.
