@@ -8,8 +8,9 @@
 //!    [`ChatFormat`] and the special tokens the engine must keep as text;
 //! 3. [`ResponseFormat::grammar`] / [`tool_call_grammar`] give a GBNF grammar when output is
 //!    constrained;
-//! 4. a [`ChatParser`] reads the generated text: `push` per chunk while streaming, `finish` at
-//!    the end for the whole [`ParsedMessage`].
+//! 4. a [`StopMatcher`] cuts generated text at the request's stop strings (holding back what
+//!    may be the start of one), and a [`ChatParser`] reads the text it passes on: `push` per
+//!    chunk while streaming, `finish` at the end for the whole [`ParsedMessage`].
 //!
 //! Architecture invariant: nothing here touches llama.cpp state except the pure
 //! `json_schema_to_grammar` conversion; rendering and parsing are plain functions of their inputs.
@@ -18,6 +19,7 @@ mod error;
 mod format;
 mod grammar;
 mod parse;
+mod stop;
 mod template;
 mod types;
 
@@ -25,6 +27,7 @@ pub use error::ChatError;
 pub use format::ChatFormat;
 pub use grammar::{ResponseFormat, parse_response_format, tool_call_grammar};
 pub use parse::{ChatDelta, ChatParser, ParsedMessage, ParserConfig, ToolCallDelta};
+pub use stop::{StopMatcher, StopStep};
 pub use template::{
     CHATML_TEMPLATE, ChatTemplate, RenderRequest, RenderedPrompt, SpecialTokens, TemplateCaps,
 };

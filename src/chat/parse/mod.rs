@@ -11,7 +11,7 @@
 mod harmony;
 mod hermes;
 mod openai;
-mod scan;
+pub(crate) mod scan;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
