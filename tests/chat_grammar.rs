@@ -108,7 +108,11 @@ fn response_format_grammars_parse() {
 #[test]
 fn forced_tool_call_grammars_parse() {
     let tools = weather_tools();
-    for format in [ChatFormat::Hermes, ChatFormat::Harmony] {
+    for format in [
+        ChatFormat::Hermes,
+        ChatFormat::Harmony,
+        ChatFormat::Llama3Json,
+    ] {
         for choice in [
             ToolChoice::Required,
             ToolChoice::Function("get_time".into()),
@@ -123,6 +127,10 @@ fn forced_tool_call_grammars_parse() {
     }
     assert_eq!(
         tool_call_grammar(ChatFormat::Hermes, &tools, &ToolChoice::Auto).unwrap(),
+        None
+    );
+    assert_eq!(
+        tool_call_grammar(ChatFormat::Think, &tools, &ToolChoice::Required).unwrap(),
         None
     );
     let missing = tool_call_grammar(

@@ -87,8 +87,10 @@ pub fn schema_grammar(schema: &Value, field: &str) -> Result<String, ChatError> 
 /// named function; `None` when the model may answer freely or the format has no forced form.
 ///
 /// The grammar covers the answer from its first token: Hermes gets `<tool_call>{…}</tool_call>`
-/// (no `<think>` first), Harmony an optional analysis message and then
-/// `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}`.
+/// (no `<think>` first), Llama 3 a bare `{"name": …, "parameters": …}`, Harmony an optional
+/// analysis message and then
+/// `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}`. Plain and
+/// `<think>`-only formats have no tool call syntax, so they get `None`.
 pub fn tool_call_grammar(
     format: ChatFormat,
     tools: &[Tool],
@@ -108,7 +110,8 @@ pub fn tool_call_grammar(
     match format {
         ChatFormat::Hermes => hermes_grammar(&tools).map(Some),
         ChatFormat::Harmony => harmony_grammar(&tools).map(Some),
-        ChatFormat::Content | ChatFormat::Think | ChatFormat::Llama3Json => Ok(None),
+        ChatFormat::Llama3Json => llama3_grammar(&tools).map(Some),
+        ChatFormat::Content | ChatFormat::Think => Ok(None),
     }
 }
 
@@ -131,23 +134,31 @@ fn rename_root(grammar: &str, name: &str) -> String {
         .join("\n")
 }
 
-fn hermes_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+/// The schema of a call object `{"name": NAME, ARGS_KEY: {…}}` for any of `tools`.
+fn call_schema(tools: &[&Tool], args_key: &str) -> Value {
     let calls: Vec<Value> = tools
         .iter()
         .map(|tool| {
             json!({
                 "type": "object",
-                "properties": {"name": {"const": tool.name}, "arguments": parameters(tool)},
-                "required": ["name", "arguments"],
+                "properties": {"name": {"const": tool.name}, args_key: parameters(tool)},
+                "required": ["name", args_key],
             })
         })
         .collect();
-    let schema = if calls.len() == 1 {
+    if calls.len() == 1 {
         calls[0].clone()
     } else {
         json!({"anyOf": calls})
-    };
-    let inner = schema_grammar(&schema, "tools")?;
+    }
+}
+
+fn llama3_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    schema_grammar(&call_schema(tools, "parameters"), "tools")
+}
+
+fn hermes_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    let inner = schema_grammar(&call_schema(tools, "arguments"), "tools")?;
     Ok(format!(
         // Exactly Qwen's layout: free whitespace here lets a small model loop on newlines.
         "root ::= \"<tool_call>\\n\" tool-call-json \"\\n</tool_call>\"\n{}\n",
