@@ -197,8 +197,8 @@ fn constrained_outputs(json_runs: u32, tool_runs: u32) {
         assert!(ended, "seed {seed}: did not finish: {text:?}");
         let message = parse(ChatFormat::Hermes, &text, true);
         assert_eq!(
-            message.finish_reason(),
-            Some("tool_calls"),
+            message.finish_reason(true),
+            "tool_calls",
             "seed {seed}: {text:?}"
         );
         assert_eq!(message.tool_calls.len(), 1, "{text:?}");

@@ -76,9 +76,17 @@ mod tests {
     use super::*;
 
     /// (stops, pieces, emitted text per piece, stop hit, text left at finish)
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn holds_back_partial_stop_strings() {
-        let cases: &[(&[&str], &[&str], &[&str], Option<&str>, &str)] = &[
+        let cases: &[Case] = &[
             (
                 &["###"],
                 &["Hello", " wor", "ld"],
