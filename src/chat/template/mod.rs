@@ -8,6 +8,7 @@
 mod caps;
 mod env;
 mod input;
+mod prefill;
 mod time;
 
 use std::time::SystemTime;
@@ -17,7 +18,7 @@ use serde_json::{Map, Value as Json};
 
 pub use caps::TemplateCaps;
 
-use super::types::{ChatMessage, ReasoningEffort, Tool};
+use super::types::{ChatMessage, ReasoningEffort, Role, Tool};
 use super::{ChatError, ChatFormat};
 
 /// llama.cpp's fallback when a model has no template (common/chat.cpp `CHATML_TEMPLATE_SRC`).
@@ -42,6 +43,8 @@ pub struct ChatTemplate {
     tokens: SpecialTokens,
     format: ChatFormat,
     caps: TemplateCaps,
+    /// How the template writes `<think>` around reasoning, for assistant prefill.
+    think_markers: Option<(String, String)>,
     is_fallback: bool,
 }
 
@@ -68,6 +71,9 @@ pub struct RenderRequest<'a> {
     pub reasoning_effort: Option<ReasoningEffort>,
     /// The clock for `strftime_now` and `date_string`.
     pub now: SystemTime,
+    /// Continue a final assistant message instead of starting a new one (llama-server's
+    /// default; `--no-prefill-assistant` turns it off).
+    pub prefill_assistant: bool,
 }
 
 impl<'a> RenderRequest<'a> {
@@ -84,6 +90,7 @@ impl<'a> RenderRequest<'a> {
             kwargs,
             reasoning_effort: None,
             now: SystemTime::now(),
+            prefill_assistant: true,
         }
     }
 }
@@ -115,7 +122,9 @@ impl ChatTemplate {
         let env = env::environment(source.clone())
             .map_err(|e| ChatError::TemplateSyntax(describe(&e)))?;
         let caps = caps::detect(&env);
+        let think_markers = prefill::think_markers(&env, &source);
         Ok(ChatTemplate {
+            think_markers,
             format: ChatFormat::detect(&source),
             env,
             source,
@@ -145,27 +154,21 @@ impl ChatTemplate {
         &self.source
     }
 
-    /// Renders the conversation into a prompt.
+    /// Renders the conversation into a prompt. A conversation ending with an assistant message
+    /// is continued from that message (llama-server's assistant prefill) unless
+    /// [`RenderRequest::prefill_assistant`] is off.
     pub fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedPrompt, ChatError> {
-        let ctx = input::build_context(req, &self.tokens, self.format, self.caps)?;
-        let template = self
-            .env
-            .get_template(env::TEMPLATE_NAME)
-            .map_err(|e| ChatError::TemplateSyntax(describe(&e)))?;
-        let mut prompt = template
-            .render(Value::from_serialize(&ctx))
-            .map_err(|e| ChatError::TemplateRender(describe(&e)))?;
-        if self.tokens.add_bos
-            && !self.tokens.bos.is_empty()
-            && prompt.starts_with(&self.tokens.bos)
-        {
-            prompt.drain(..self.tokens.bos.len());
-        }
-        if self.tokens.add_eos && !self.tokens.eos.is_empty() && prompt.ends_with(&self.tokens.eos)
-        {
-            prompt.truncate(prompt.len() - self.tokens.eos.len());
-        }
-        let thinking_forced_open = req.add_generation_prompt
+        let prefill = req.prefill_assistant
+            && req
+                .messages
+                .last()
+                .is_some_and(|m| m.role == Role::Assistant);
+        let prompt = if prefill {
+            prefill::render(self, req)?
+        } else {
+            self.render_plain(req)?
+        };
+        let thinking_forced_open = (req.add_generation_prompt || prefill)
             && self.format.has_think_tags()
             && prompt.trim_end().ends_with("<think>");
         Ok(RenderedPrompt {
@@ -180,6 +183,26 @@ impl ChatTemplate {
             additional_stops: Vec::new(),
             thinking_forced_open,
         })
+    }
+
+    /// The template's output for `req` as it is, less a BOS/EOS the tokenizer adds itself.
+    fn render_plain(&self, req: &RenderRequest<'_>) -> Result<String, ChatError> {
+        let ctx = input::build_context(req, &self.tokens, self.format, self.caps)?;
+        let template = self
+            .env
+            .get_template(env::TEMPLATE_NAME)
+            .map_err(|e| ChatError::TemplateSyntax(describe(&e)))?;
+        let mut prompt = template
+            .render(Value::from_serialize(&ctx))
+            .map_err(|e| ChatError::TemplateRender(describe(&e)))?;
+        let tokens = &self.tokens;
+        if tokens.add_bos && !tokens.bos.is_empty() && prompt.starts_with(&tokens.bos) {
+            prompt.drain(..tokens.bos.len());
+        }
+        if tokens.add_eos && !tokens.eos.is_empty() && prompt.ends_with(&tokens.eos) {
+            prompt.truncate(prompt.len() - tokens.eos.len());
+        }
+        Ok(prompt)
     }
 }
 
