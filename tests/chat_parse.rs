@@ -203,6 +203,17 @@ fn harmony() {
             calls: vec![],
         },
         Case {
+            name: "continuing a prefilled analysis message",
+            config: ParserConfig {
+                thinking_forced_open: true,
+                ..harmony
+            },
+            text: " four.<|end|><|start|>assistant<|channel|>final<|message|>4",
+            content: "4",
+            reasoning: " four.",
+            calls: vec![],
+        },
+        Case {
             name: "no tools offered: calls are not parsed",
             config: ParserConfig {
                 parse_tool_calls: false,

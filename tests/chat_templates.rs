@@ -187,3 +187,33 @@ fn gpt_oss_reasoning_effort() {
         "request field wins"
     );
 }
+
+#[test]
+fn prefilled_reasoning_is_continued_as_reasoning() {
+    let messages = parse_messages(&serde_json::json!([
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "reasoning_content": "Sum of", "content": ""}
+    ]))
+    .unwrap();
+    let kwargs = serde_json::Map::new();
+    for (stem, want_end) in [
+        (
+            "openai-gpt-oss-120b",
+            "<|channel|>analysis<|message|>Sum of",
+        ),
+        ("Qwen-Qwen3-0.6B", "<think>\nSum of"),
+    ] {
+        let source =
+            std::fs::read_to_string(data_dir().join(format!("templates/{stem}.jinja"))).unwrap();
+        let template = ChatTemplate::new(Some(&source), gemma3_tokens()).unwrap();
+        let rendered = template
+            .render(&RenderRequest::new(&messages, &[], &kwargs))
+            .unwrap();
+        assert!(
+            rendered.prompt.ends_with(want_end),
+            "{stem}: {}",
+            rendered.prompt
+        );
+        assert!(rendered.thinking_forced_open, "{stem}");
+    }
+}

@@ -124,6 +124,13 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
             content: text.to_string(),
             ..Snapshot::default()
         },
+        // A continued analysis message has no header in the output; parse it as if it had.
+        ChatFormat::Harmony if config.thinking_forced_open && extract => harmony::parse(
+            &format!("<|channel|>analysis<|message|>{text}"),
+            partial,
+            extract,
+            config.parse_tool_calls,
+        ),
         ChatFormat::Harmony => harmony::parse(text, partial, extract, config.parse_tool_calls),
         ChatFormat::Think | ChatFormat::Hermes | ChatFormat::Llama3Json => {
             hermes::parse(config, text, partial)

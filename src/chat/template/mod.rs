@@ -106,8 +106,9 @@ pub struct RenderedPrompt {
     /// Extra stop strings for this format (none of our formats needs one today: their
     /// end-of-turn markers are end-of-generation tokens).
     pub additional_stops: Vec<String>,
-    /// The prompt ends inside an open `<think>` (Qwen3, newer DeepSeek-R1 templates): the
-    /// answer starts with reasoning and has no opening tag.
+    /// The prompt ends inside open reasoning (a `<think>` the template opens, as newer
+    /// DeepSeek-R1 templates do, or a prefilled assistant message whose reasoning is being
+    /// continued, Harmony included): the answer starts with reasoning and has no opening tag.
     pub thinking_forced_open: bool,
 }
 
@@ -163,14 +164,15 @@ impl ChatTemplate {
                 .messages
                 .last()
                 .is_some_and(|m| m.role == Role::Assistant);
-        let prompt = if prefill {
+        let (prompt, continues_reasoning) = if prefill {
             prefill::render(self, req)?
         } else {
-            self.render_plain(req)?
+            (self.render_plain(req)?, false)
         };
-        let thinking_forced_open = (req.add_generation_prompt || prefill)
-            && self.format.has_think_tags()
-            && prompt.trim_end().ends_with("<think>");
+        let thinking_forced_open = continues_reasoning
+            || (req.add_generation_prompt
+                && self.format.has_think_tags()
+                && prompt.trim_end().ends_with("<think>"));
         Ok(RenderedPrompt {
             prompt,
             format: self.format,

@@ -14,7 +14,11 @@ use super::{ChatTemplate, RenderRequest};
 use crate::chat::types::{MessageContent, Role};
 use crate::chat::{ChatError, ChatFormat};
 
-pub fn render(template: &ChatTemplate, req: &RenderRequest<'_>) -> Result<String, ChatError> {
+/// The prompt, and whether the answer continues reasoning (rather than content).
+pub fn render(
+    template: &ChatTemplate,
+    req: &RenderRequest<'_>,
+) -> Result<(String, bool), ChatError> {
     let (last, head) = req
         .messages
         .split_last()
@@ -63,7 +67,7 @@ pub fn render(template: &ChatTemplate, req: &RenderRequest<'_>) -> Result<String
             generation.push_str("<|end|><|start|>assistant<|channel|>final<|message|>");
             generation.push_str(&content);
         }
-        return Ok(prompt + &generation);
+        return Ok((prompt + &generation, !continue_content));
     }
     if let Some((open, close)) = &template.think_markers {
         generation.truncate(generation.find(open.trim()).unwrap_or(generation.len()));
@@ -76,7 +80,8 @@ pub fn render(template: &ChatTemplate, req: &RenderRequest<'_>) -> Result<String
     if continue_content {
         generation.push_str(&content);
     }
-    Ok(prompt + &generation)
+    let continues_reasoning = !continue_content && template.think_markers.is_some();
+    Ok((prompt + &generation, continues_reasoning))
 }
 
 /// How a template writes reasoning around an assistant message: `(open, close)` including the
