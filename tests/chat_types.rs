@@ -1,0 +1,145 @@
+//! Request validation: every rejected request names the field, as the HTTP 400 message shows it.
+
+use gguf_serve::chat::{
+    ChatError, MessageContent, ReasoningEffort, ReasoningFormat, Role, ToolChoice, parse_messages,
+    parse_tool_choice, parse_tools,
+};
+use serde_json::{Value, json};
+
+fn field_of(result: Result<impl std::fmt::Debug, ChatError>) -> String {
+    match result {
+        Err(ChatError::InvalidField { field, .. }) => field,
+        other => panic!("expected an invalid field, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_requests_name_the_field() {
+    let user = json!({"role": "user", "content": "hi"});
+    let message_cases: Vec<(Value, &str)> = vec![
+        (json!({"role": "user"}), "messages"),
+        (json!([]), "messages"),
+        (
+            json!([user, {"role": "bot", "content": "x"}]),
+            "messages[1].role",
+        ),
+        (json!([{"content": "x"}]), "messages[0].role"),
+        (
+            json!([{"role": "user", "content": 5}]),
+            "messages[0].content",
+        ),
+        (json!([{"role": "user"}]), "messages[0].content"),
+        (
+            json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}]),
+            "messages[0].content[1].type",
+        ),
+        (
+            json!([{"role": "user", "content": [{"type": "text"}]}]),
+            "messages[0].content[0].text",
+        ),
+        (
+            json!([user, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"arguments": "{}"}}]}]),
+            "messages[1].tool_calls[0].function.name",
+        ),
+        (
+            json!([user, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 3}}]}]),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            json!([{"role": "tool", "content": "x", "tool_call_id": 7}]),
+            "messages[0].tool_call_id",
+        ),
+    ];
+    for (messages, want) in message_cases {
+        assert_eq!(field_of(parse_messages(&messages)), want, "{messages}");
+    }
+
+    let tool_cases: Vec<(Value, &str)> = vec![
+        (json!({}), "tools"),
+        (json!([{"type": "retrieval"}]), "tools[0].type"),
+        (json!([{"type": "function"}]), "tools[0].function"),
+        (
+            json!([{"type": "function", "function": {"name": ""}}]),
+            "tools[0].function.name",
+        ),
+        (
+            json!([{"type": "function", "function": {"name": "f", "parameters": "{}"}}]),
+            "tools[0].function.parameters",
+        ),
+    ];
+    for (tools, want) in tool_cases {
+        assert_eq!(field_of(parse_tools(Some(&tools))), want, "{tools}");
+    }
+
+    assert_eq!(
+        field_of(parse_tool_choice(Some(&json!("sometimes")))),
+        "tool_choice"
+    );
+    assert_eq!(
+        field_of(parse_tool_choice(Some(&json!({"type": "function"})))),
+        "tool_choice.function.name"
+    );
+    assert_eq!(field_of(ReasoningEffort::parse("max")), "reasoning_effort");
+    assert_eq!(
+        field_of(ReasoningFormat::parse("deepseek-r2")),
+        "reasoning_format"
+    );
+    let err = parse_messages(&json!([{"role": "bot", "content": "x"}])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "messages[0].role: unknown role \"bot\" (expected system, developer, user, assistant or tool)"
+    );
+}
+
+#[test]
+fn valid_requests_parse() {
+    let messages = parse_messages(&json!([
+        {"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": null, "reasoning_content": "r", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "f", "content": "42"}
+    ]))
+    .unwrap();
+    assert_eq!(messages[0].role, Role::Developer);
+    assert_eq!(
+        messages[0]
+            .content
+            .as_ref()
+            .map(MessageContent::to_text)
+            .as_deref(),
+        Some("a\nb")
+    );
+    assert_eq!(messages[1].content, None);
+    assert_eq!(
+        messages[1].tool_calls[0].arguments, r#"{"x":1}"#,
+        "objects become JSON text"
+    );
+    assert_eq!(messages[2].tool_call_id.as_deref(), Some("call_1"));
+
+    let tools = parse_tools(Some(
+        &json!([{"type": "function", "function": {"name": "f"}}]),
+    ))
+    .unwrap();
+    assert_eq!(
+        (tools[0].description.as_str(), &tools[0].parameters),
+        ("", &json!({}))
+    );
+    assert_eq!(parse_tools(None).unwrap(), vec![]);
+
+    let choices = [
+        (None, ToolChoice::Auto),
+        (Some(json!("none")), ToolChoice::None),
+        (Some(json!("required")), ToolChoice::Required),
+        (
+            Some(json!({"type": "function", "function": {"name": "f"}})),
+            ToolChoice::Function("f".into()),
+        ),
+    ];
+    for (value, want) in choices {
+        assert_eq!(
+            parse_tool_choice(value.as_ref()).unwrap(),
+            want,
+            "{value:?}"
+        );
+    }
+}
