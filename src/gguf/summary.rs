@@ -54,6 +54,10 @@ pub struct ModelSummary {
     pub sliding_window: Option<u64>,
     /// Per layer: does it use sliding-window attention (`hparams.is_swa(il)`).
     pub swa_layers: Vec<bool>,
+    /// `n_ff`: the widest layer's feed-forward length (0 if absent).
+    pub feed_forward_length: u64,
+    /// `n_ff_exp`: each expert's feed-forward length (MoE models).
+    pub expert_feed_forward_length: u64,
     pub expert_count: u32,
     pub expert_used_count: u32,
     pub vocab_size: u64,
@@ -176,6 +180,13 @@ impl ModelSummary {
             file_size: files.iter().map(|f| f.file_size).sum(),
             name: first.get_str("general.name").map(str::to_owned),
             context_length: first.get_u64(&key("context_length")).unwrap_or(0),
+            feed_forward_length: per_layer(first.get(&key("feed_forward_length")), n, 0)
+                .into_iter()
+                .max()
+                .map_or(0, u64::from),
+            expert_feed_forward_length: first
+                .get_u64(&key("expert_feed_forward_length"))
+                .unwrap_or(0),
             expert_count: first.get_u64(&key("expert_count")).unwrap_or(0) as u32,
             expert_used_count: first.get_u64(&key("expert_used_count")).unwrap_or(0) as u32,
             path,
@@ -291,7 +302,7 @@ pub(crate) fn quant_from_name(path: &Path) -> Option<&'static QuantProfile> {
 }
 
 /// `x-00002-of-00003.gguf` → (prefix `x`, 2, 3).
-pub(crate) fn split_name(path: &Path) -> Option<(String, u32, u32)> {
+pub fn split_name(path: &Path) -> Option<(String, u32, u32)> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(".gguf")?;
     let (rest, count) = stem.rsplit_once("-of-")?;

@@ -1,0 +1,223 @@
+//! The memory model: bytes llama.cpp allocates for one model at one context and offload, per
+//! place (GPU or host), following how llama.cpp lays memory out:
+//!
+//! - Weights (`llama-model.cpp` `load_tensors`): layers il ≥ n_layer + 1 − ngl go to the GPU,
+//!   the output layer (`output`, `output_norm`) counting as layer n_layer: `-ngl 1` offloads only
+//!   the output layer, `-ngl N` it and the last N − 1 repeating layers, n_layer + 1 everything.
+//!   `token_embd` always stays on the CPU ("very little benefit to offloading the input layer").
+//!   A model without `output.weight` (tied embeddings, e.g. Gemma) gets a duplicate of
+//!   `token_embd` as its output layer. `--n-cpu-moe N` keeps the expert tensors (`ffn_*_exps`) of
+//!   the first N layers on the CPU.
+//! - KV cache (`llama-kv-cache.cpp`, `llama-kv-cache-iswa.cpp`, `llama-context.cpp`): n_ctx is
+//!   padded to 256; a unified cache has n_ctx cells in one stream, otherwise n_seq streams of
+//!   pad(n_ctx / n_seq, 256) cells. Sliding-window layers hold pad(min(cells, n_swa·(unified ?
+//!   n_seq : 1) + n_ubatch), 256) cells unless `swa_full`. Each cell of layer il takes
+//!   row_size(type_k, n_embd_k_gqa(il)) + row_size(type_v, n_embd_v_gqa(il)) bytes. The cache of
+//!   a layer lives where the layer is.
+//! - Output buffer (`llama_context::output_reserve`): n_vocab f32 logits per sequence, on the host.
+//! - Compute buffers: an estimate, since llama.cpp sizes them by allocating the worst-case graph.
+//!   Its terms, all f32 over one ubatch: logits n_vocab·n_ubatch (on the device holding the
+//!   output layer), activations n_ubatch·(4·n_embd + 2·n_ff), and without flash attention the
+//!   attention scores n_ubatch·n_kv·n_head. Checked against llama.cpp on the demo model
+//!   (Gemma 3 270M, n_ctx 4096, n_ubatch 512, CPU): 524.5 MiB measured, 524.7 MiB predicted.
+
+use crate::gguf::{ModelSummary, ggml_type};
+use serde::Serialize;
+
+/// Context parameters that change memory use, named as llama.cpp's `llama_context_params`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextParams {
+    /// Total context (all sequences); 0 means the model's training context.
+    pub n_ctx: u32,
+    /// `n_seq_max` (llama-server's `--parallel`).
+    pub n_seq: u32,
+    pub n_ubatch: u32,
+    /// ggml type id of the K cache (1 = f16, 8 = q8_0, 2 = q4_0).
+    pub type_k: u32,
+    /// ggml type id of the V cache.
+    pub type_v: u32,
+    /// Flash attention (`auto` resolved by the caller; llama.cpp turns auto on where supported).
+    pub flash_attn: bool,
+    /// Full-size cache for sliding-window layers (llama-server `--swa-full`, default off).
+    pub swa_full: bool,
+    /// One KV stream shared by all sequences (llama-server `--kv-unified`, its default).
+    pub kv_unified: bool,
+}
+
+impl Default for ContextParams {
+    /// llama-server's defaults, with one sequence.
+    fn default() -> Self {
+        ContextParams {
+            n_ctx: 0,
+            n_seq: 1,
+            n_ubatch: 512,
+            type_k: 1,
+            type_v: 1,
+            flash_attn: true,
+            swa_full: false,
+            kv_unified: true,
+        }
+    }
+}
+
+/// Where the weights go: llama.cpp's `n_gpu_layers` and `n_cpu_moe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Offload {
+    /// Layers on the GPU, counted from the output layer (1) back; n_layer + 1 is all of them.
+    pub n_gpu_layers: u32,
+    /// Layers (from the first) whose MoE expert tensors stay on the CPU.
+    pub n_cpu_moe: u32,
+}
+
+/// Predicted bytes, per place and kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    pub gpu_weights: u64,
+    pub gpu_kv: u64,
+    pub gpu_compute: u64,
+    pub host_weights: u64,
+    pub host_kv: u64,
+    pub host_compute: u64,
+    pub host_output: u64,
+}
+
+impl MemoryEstimate {
+    pub fn gpu_total(&self) -> u64 {
+        self.gpu_weights + self.gpu_kv + self.gpu_compute
+    }
+
+    pub fn host_total(&self) -> u64 {
+        self.host_weights + self.host_kv + self.host_compute + self.host_output
+    }
+
+    pub fn total(&self) -> u64 {
+        self.gpu_total() + self.host_total()
+    }
+}
+
+const F32: u64 = 4;
+
+/// The n_ctx llama.cpp will use: the model's context for 0, padded to 256.
+pub fn effective_n_ctx(model: &ModelSummary, ctx: &ContextParams) -> u64 {
+    let n_ctx = if ctx.n_ctx == 0 {
+        model.context_length
+    } else {
+        u64::from(ctx.n_ctx)
+    };
+    n_ctx.max(1).next_multiple_of(256)
+}
+
+/// (cells per stream, streams) of full-attention and sliding-window layers.
+fn kv_cells(model: &ModelSummary, ctx: &ContextParams) -> ((u64, u64), u64) {
+    let n_ctx = effective_n_ctx(model, ctx);
+    let n_seq = u64::from(ctx.n_seq.max(1));
+    let (cells, streams) = if ctx.kv_unified {
+        (n_ctx, 1)
+    } else {
+        ((n_ctx / n_seq).max(1).next_multiple_of(256), n_seq)
+    };
+    let swa_cells = match model.sliding_window {
+        Some(_) if ctx.swa_full => cells,
+        Some(n_swa) => {
+            let per = if ctx.kv_unified { n_seq } else { 1 };
+            cells
+                .min(n_swa * per + u64::from(ctx.n_ubatch))
+                .next_multiple_of(256)
+        }
+        None => cells,
+    };
+    ((cells, swa_cells), streams)
+}
+
+/// KV cache bytes of layer `il`.
+pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u64 {
+    let ((cells, swa_cells), streams) = kv_cells(model, ctx);
+    let cells = if model.swa_layers.get(il).copied().unwrap_or(false) {
+        swa_cells
+    } else {
+        cells
+    };
+    let row = |ty: u32, n: u64| ggml_type(ty).map_or(n * 2, |t| t.row_size(n));
+    let per_cell =
+        row(ctx.type_k, model.n_embd_k_gqa(il)) + row(ctx.type_v, model.n_embd_v_gqa(il));
+    streams * cells * per_cell
+}
+
+/// Compute buffer terms (see the module doc): (logits, activations + attention scores).
+fn compute_terms(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
+    let n_ubatch = u64::from(ctx.n_ubatch);
+    let logits = F32 * model.vocab_size * n_ubatch;
+    let n_ff = model
+        .feed_forward_length
+        .max(model.expert_feed_forward_length * u64::from(model.expert_used_count));
+    let activations = F32 * n_ubatch * (4 * model.embedding_length + 2 * n_ff);
+    let attention = if ctx.flash_attn {
+        0
+    } else {
+        let ((cells, _), streams) = kv_cells(model, ctx);
+        let n_head = model.head_count.iter().copied().max().unwrap_or(0);
+        F32 * n_ubatch * cells * streams * u64::from(n_head)
+    };
+    (logits, activations + attention)
+}
+
+fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
+    model
+        .non_layer
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.bytes)
+}
+
+/// Predicts memory for one model, context and offload. With `n_gpu_layers` 0 everything is on
+/// the host (the CPU-only case).
+pub fn estimate(model: &ModelSummary, ctx: &ContextParams, offload: Offload) -> MemoryEstimate {
+    let n_layer = model.block_count;
+    let ngl = offload.n_gpu_layers.min(n_layer + 1);
+    let i_gpu_start = n_layer + 1 - ngl;
+    let mut m = MemoryEstimate::default();
+
+    for layer in &model.layers {
+        let kv = kv_layer_bytes(model, ctx, layer.index as usize);
+        if layer.index >= i_gpu_start {
+            let cpu_experts = if layer.index < offload.n_cpu_moe {
+                layer.expert_bytes
+            } else {
+                0
+            };
+            m.gpu_weights += layer.bytes - cpu_experts;
+            m.host_weights += cpu_experts;
+            m.gpu_kv += kv;
+        } else {
+            m.host_weights += layer.bytes;
+            m.host_kv += kv;
+        }
+    }
+
+    let output_on_gpu = ngl >= 1;
+    let non_layer: u64 = model.non_layer.iter().map(|t| t.bytes).sum();
+    if output_on_gpu {
+        let norm = tensor_bytes(model, "output_norm.weight").unwrap_or(0);
+        let output = tensor_bytes(model, "output.weight");
+        // Tied embeddings: the output layer is a GPU copy of token_embd, which stays on the host.
+        let output_on_device = output
+            .or_else(|| tensor_bytes(model, "token_embd.weight"))
+            .unwrap_or(0);
+        m.gpu_weights += norm + output_on_device;
+        m.host_weights += non_layer - norm - output.unwrap_or(0);
+    } else {
+        m.host_weights += non_layer;
+    }
+
+    let (logits, work) = compute_terms(model, ctx);
+    if ngl == 0 {
+        m.host_compute = logits + work;
+    } else {
+        m.gpu_compute = work + if output_on_gpu { logits } else { 0 };
+        // The host still embeds the input tokens (and computes logits if the output is there).
+        m.host_compute = F32 * u64::from(ctx.n_ubatch) * model.embedding_length
+            + if output_on_gpu { 0 } else { logits };
+    }
+    m.host_output = F32 * model.vocab_size * u64::from(ctx.n_seq.max(1));
+    m
+}
