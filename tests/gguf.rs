@@ -154,3 +154,68 @@ fn split_files_read_as_one_model() {
         .to_string();
     assert!(msg.contains("part 2 of 2 is missing"), "{msg}");
 }
+
+#[test]
+fn gpt_oss_like_moe_summary() {
+    use gguf_serve::gguf::GgufWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-gpt-oss.gguf");
+    let (n_embd, n_ff_exp, n_expert) = (32u64, 16u64, 4u64);
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("gpt-oss".into()))
+        .kv("general.file_type", Value::U32(38))
+        .kv("gpt-oss.block_count", Value::U32(4))
+        .kv("gpt-oss.context_length", Value::U32(4096))
+        .kv("gpt-oss.embedding_length", Value::U32(n_embd as u32))
+        .kv("gpt-oss.attention.head_count", Value::U32(4))
+        .kv("gpt-oss.attention.head_count_kv", Value::U32(2))
+        .kv("gpt-oss.attention.key_length", Value::U32(16))
+        .kv("gpt-oss.attention.value_length", Value::U32(16))
+        .kv("gpt-oss.attention.sliding_window", Value::U32(128))
+        .kv("gpt-oss.expert_count", Value::U32(n_expert as u32))
+        .kv("gpt-oss.expert_used_count", Value::U32(2))
+        .kv(
+            "gpt-oss.expert_feed_forward_length",
+            Value::U32(n_ff_exp as u32),
+        );
+    w.tensor_f32("token_embd.weight", &[n_embd, 8], &[0.0; 256]);
+    let exps = vec![0.0; (n_embd * n_ff_exp * n_expert) as usize];
+    for il in 0..4 {
+        w.tensor_f32(
+            &format!("blk.{il}.attn_q.weight"),
+            &[n_embd, 64],
+            &[0.0; 2048],
+        );
+        for name in ["ffn_gate_exps", "ffn_up_exps"] {
+            w.tensor_f32(
+                &format!("blk.{il}.{name}.weight"),
+                &[n_embd, n_ff_exp, n_expert],
+                &exps,
+            );
+        }
+        w.tensor_f32(
+            &format!("blk.{il}.ffn_down_exps.weight"),
+            &[n_ff_exp, n_embd, n_expert],
+            &exps,
+        );
+        w.tensor_f32(
+            &format!("blk.{il}.ffn_gate_exps.bias"),
+            &[n_ff_exp, n_expert],
+            &[0.0; 64],
+        );
+    }
+    w.write(&path).unwrap();
+
+    let s = ModelSummary::from_path(&path).unwrap();
+    assert_eq!(s.quant_name(), "MXFP4_MOE");
+    // gpt-oss alternates sliding-window and full layers, SWA first.
+    assert_eq!(s.swa_layers, vec![true, false, true, false]);
+    assert_eq!(s.sliding_window, Some(128));
+    assert_eq!((s.expert_count, s.expert_used_count), (4, 2));
+    assert_eq!(s.n_embd_k_gqa(0), 32);
+    let expert = 3 * n_embd * n_ff_exp * n_expert * 4 + n_ff_exp * n_expert * 4;
+    for layer in &s.layers {
+        assert_eq!(layer.expert_bytes, expert);
+        assert_eq!(layer.bytes, expert + n_embd * 64 * 4);
+    }
+}
