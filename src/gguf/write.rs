@@ -4,7 +4,7 @@
 use super::GgufError;
 use super::read::{Value, ValueType, tensor_bytes};
 use super::types::ggml_type;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 const ALIGNMENT: u64 = 32;
@@ -21,7 +21,16 @@ const ALIGNMENT: u64 = 32;
 #[derive(Debug, Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, u32, Vec<u64>, Vec<u8>)>,
+    tensors: Vec<PendingTensor>,
+}
+
+#[derive(Debug)]
+struct PendingTensor {
+    name: String,
+    ggml_type: u32,
+    shape: Vec<u64>,
+    /// `None`: zeros, left as a hole in a sparse file.
+    data: Option<Vec<u8>>,
 }
 
 impl GgufWriter {
@@ -58,8 +67,24 @@ impl GgufWriter {
         shape: &[u64],
         data: Vec<u8>,
     ) -> &mut Self {
-        self.tensors
-            .push((name.to_owned(), ggml_type, shape.to_vec(), data));
+        self.tensors.push(PendingTensor {
+            name: name.to_owned(),
+            ggml_type,
+            shape: shape.to_vec(),
+            data: Some(data),
+        });
+        self
+    }
+
+    /// Adds a tensor of zeros without holding its data: the file gets a hole there (sparse on
+    /// most filesystems), so tests can make headers of 100 GB models in no time and no disk.
+    pub fn tensor_zeros(&mut self, name: &str, ggml_type: u32, shape: &[u64]) -> &mut Self {
+        self.tensors.push(PendingTensor {
+            name: name.to_owned(),
+            ggml_type,
+            shape: shape.to_vec(),
+            data: None,
+        });
         self
     }
 
@@ -95,12 +120,18 @@ impl GgufWriter {
             put_value(&mut out, value).map_err(|p| invalid(format!("{key}: {p}")))?;
         }
         let mut offset = 0u64;
-        let mut offsets = Vec::with_capacity(self.tensors.len());
-        for (name, ty, shape, data) in &self.tensors {
+        let mut placed = Vec::with_capacity(self.tensors.len());
+        for PendingTensor {
+            name,
+            ggml_type: ty,
+            shape,
+            data,
+        } in &self.tensors
+        {
             let gt = ggml_type(*ty).ok_or_else(|| invalid(format!("{name}: unknown type {ty}")))?;
             let expected = tensor_bytes(gt, shape)
                 .ok_or_else(|| invalid(format!("{name}: bad shape {shape:?}")))?;
-            if expected != data.len() as u64 {
+            if let Some(data) = data.as_ref().filter(|d| d.len() as u64 != expected) {
                 return Err(invalid(format!(
                     "{name}: {} bytes of data for a {} tensor of shape {shape:?} ({expected} bytes)",
                     data.len(),
@@ -114,20 +145,26 @@ impl GgufWriter {
             }
             out.extend_from_slice(&ty.to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offsets.push(offset);
+            placed.push((offset, data));
             offset = (offset + expected).next_multiple_of(ALIGNMENT);
         }
         pad(&mut out);
-        for (_, _, _, data) in &self.tensors {
-            out.extend_from_slice(data);
-            pad(&mut out);
-        }
+        let data_start = out.len() as u64;
         let io = |source| GgufError::Io {
             path: path.to_owned(),
             source,
         };
         let mut file = std::fs::File::create(path).map_err(io)?;
-        file.write_all(&out).map_err(io)
+        file.write_all(&out).map_err(io)?;
+        for (tensor_offset, data) in placed {
+            if let Some(data) = data {
+                file.seek(SeekFrom::Start(data_start + tensor_offset))
+                    .map_err(io)?;
+                file.write_all(data).map_err(io)?;
+            }
+        }
+        // Zero tensors and the final padding: extend without writing (a hole).
+        file.set_len(data_start + offset).map_err(io)
     }
 }
 
