@@ -151,6 +151,24 @@ fn split_files_read_as_one_model() {
     assert_eq!(split.layers, one.layers);
     assert_eq!(split.tensor_bytes(), one.tensor_bytes());
 
+    // A folder with the split set and the whole file holds two models.
+    let models = gguf_serve::source::resolve(dir.path(), Some("auto")).unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models.iter().map(|m| m.files.len()).sum::<usize>(), 3);
+    assert_eq!(
+        gguf_serve::source::resolve(dir.path(), Some("F32"))
+            .unwrap()
+            .len(),
+        2
+    );
+    let msg = gguf_serve::source::resolve(dir.path(), Some("q8_0"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.ends_with("no Q8_0 file here; it has: F32, F32"),
+        "{msg}"
+    );
+
     std::fs::remove_file(dir.path().join("m-00002-of-00002.gguf")).unwrap();
     let msg = ModelSummary::from_path(&dir.path().join("m-00001-of-00002.gguf"))
         .unwrap_err()
