@@ -17,27 +17,25 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         n_cpu_moe,
     };
 
-    let chosen = if budget.gpus.is_empty() {
-        Some(at(0, 0)).filter(|o| fits(&estimate(model, ctx, *o)))
+    let n_cpu_moe = request.n_cpu_moe.unwrap_or(0);
+    // The offload the user fixed (no GPU fixes it at 0), or None for the planner to choose.
+    let fixed = if budget.gpus.is_empty() {
+        Some(at(0, 0))
     } else {
         match request.n_gpu_layers {
-            GpuLayers::Count(n) => Some(at(n.min(all), request.n_cpu_moe.unwrap_or(0))),
-            GpuLayers::All => Some(at(all, request.n_cpu_moe.unwrap_or(0))),
-            GpuLayers::Auto => auto_offload(model, request, &fits),
+            GpuLayers::Count(n) => Some(at(n.min(all), n_cpu_moe)),
+            GpuLayers::All => Some(at(all, n_cpu_moe)),
+            GpuLayers::Auto => None,
         }
-        .filter(|o| fits(&estimate(model, ctx, *o)))
     };
-    let offload = chosen.unwrap_or(match request.n_gpu_layers {
-        GpuLayers::Count(n) => at(n.min(all), request.n_cpu_moe.unwrap_or(0)),
-        _ if budget.gpus.is_empty() => at(0, 0),
-        _ => at(all, request.n_cpu_moe.unwrap_or(0)),
-    });
+    let chosen = match fixed {
+        Some(o) => Some(o).filter(|o| fits(&estimate(model, ctx, *o))),
+        None => auto_offload(model, request, &fits),
+    };
+    // When nothing fits, report what the fixed offload, or everything on the GPU, would need.
+    let offload = chosen.or(fixed).unwrap_or(at(all, n_cpu_moe));
     let predicted = estimate(model, ctx, offload);
-    let full = estimate(
-        model,
-        ctx,
-        at(if budget.gpus.is_empty() { 0 } else { all }, 0),
-    );
+    let full = estimate(model, ctx, at(all, 0));
     let fit = match chosen {
         None => Fit::None,
         Some(o) if o.n_gpu_layers == 0 => Fit::Cpu,
