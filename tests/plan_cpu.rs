@@ -1,6 +1,6 @@
 //! The planner's predicted host memory for the demo model against what llama.cpp allocates when
-//! it loads the model on the CPU (n_ctx 4096, one sequence, n_ubatch 512, f16 cache, flash
-//! attention auto, which llama.cpp turns on for the CPU).
+//! it loads the model on the CPU, for the contexts in `CONFIGS` (n_ubatch 512, f16 cache, a
+//! unified cache, flash attention auto, which llama.cpp turns on for the CPU).
 //!
 //! What is compared: llama.cpp logs every buffer it allocates (`<buft> model buffer size = X
 //! MiB`, `KV buffer size`, `compute buffer size`, `output buffer size`). The test captures those
@@ -52,6 +52,16 @@ fn buffers(log: &str) -> Vec<(String, String, f64)> {
         .collect()
 }
 
+/// The context configurations compared: (name, n_ctx, n_seq).
+const CONFIGS: [(&str, u32, u32); 2] = [
+    ("n_ctx 4096, 1 sequence", 4096, 1),
+    (
+        "n_ctx 32768, 4 sequences (llama-server's default slots)",
+        32768,
+        4,
+    ),
+];
+
 #[test]
 fn predicted_host_memory_matches_llama_cpp_on_cpu() {
     let captured = Captured::default();
@@ -62,76 +72,87 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
         .with_max_level(tracing::Level::INFO)
         .init();
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-
-    let path = gguf_fixtures::demo_model();
-    let backend = LlamaBackend::init().unwrap();
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
-    let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(4096))
-        .with_n_batch(2048)
-        .with_n_ubatch(512)
-        .with_n_seq_max(1)
-        .with_swa_full(false)
-        .with_n_threads(2);
-    drop(model.new_context(&backend, ctx_params).unwrap());
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-
-    let all = buffers(&log);
-    let sum = |pred: &dyn Fn(&str, &str) -> bool| -> f64 {
+    let take_log = || {
+        let bytes = std::mem::take(&mut *captured.0.lock().unwrap());
+        buffers(&String::from_utf8(bytes).unwrap())
+    };
+    let sum = |all: &[(String, String, f64)], pred: &dyn Fn(&str, &str) -> bool| -> f64 {
         all.iter()
             .filter(|(buft, kind, _)| pred(buft, kind))
             .map(|(_, _, mib)| mib)
             .sum()
     };
-    let weights = sum(&|buft, kind| kind == "model" && (buft == "CPU_Mapped" || buft == "CPU"));
-    let repacked = sum(&|buft, kind| kind == "model" && buft != "CPU_Mapped" && buft != "CPU");
-    let kv = sum(&|_, kind| kind == "KV");
-    let compute = sum(&|_, kind| kind == "compute");
-    let output = sum(&|_, kind| kind == "output");
-    assert!(
-        weights > 0.0 && kv > 0.0 && compute > 0.0,
-        "buffers not found in log: {all:?}"
-    );
 
+    let path = gguf_fixtures::demo_model();
+    let backend = LlamaBackend::init().unwrap();
+    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
+    let loaded = take_log();
+    let weights = sum(&loaded, &|buft, kind| {
+        kind == "model" && (buft == "CPU_Mapped" || buft == "CPU")
+    });
+    let repacked = sum(&loaded, &|buft, kind| {
+        kind == "model" && buft != "CPU_Mapped" && buft != "CPU"
+    });
+    assert!(weights > 0.0, "model buffers not found in log: {loaded:?}");
+    eprintln!("(not predicted: {repacked:.2} MiB of weights repacked by extra buffer types)");
     let summary = ModelSummary::from_path(&path).unwrap();
-    let ctx = ContextParams {
-        n_ctx: 4096,
-        n_seq: 1,
-        ..ContextParams::default()
-    };
-    let predicted = estimate(
-        &summary,
-        &ctx,
-        Offload {
+
+    for (name, n_ctx, n_seq) in CONFIGS {
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(2048)
+            .with_n_ubatch(512)
+            .with_n_seq_max(n_seq)
+            .with_kv_unified(true)
+            .with_swa_full(false)
+            .with_n_threads(2);
+        drop(model.new_context(&backend, ctx_params).unwrap());
+        let all = take_log();
+        let kv = sum(&all, &|_, kind| kind == "KV");
+        let compute = sum(&all, &|_, kind| kind == "compute");
+        let output = sum(&all, &|_, kind| kind == "output");
+        assert!(
+            kv > 0.0 && compute > 0.0,
+            "{name}: buffers not found in log: {all:?}"
+        );
+
+        let ctx = ContextParams {
+            n_ctx,
+            n_seq,
+            ..ContextParams::default()
+        };
+        let offload = Offload {
             n_gpu_layers: 0,
             n_cpu_moe: 0,
-        },
-    );
-    let rows = [
-        ("weights", predicted.host_weights, weights),
-        ("KV cache", predicted.host_kv, kv),
-        ("compute", predicted.host_compute, compute),
-        ("output", predicted.host_output, output),
-    ];
-    for (name, predicted, measured) in rows {
+        };
+        let predicted = estimate(&summary, &ctx, offload);
+        eprintln!("{name}:");
+        let rows = [
+            ("weights", predicted.host_weights, weights),
+            ("KV cache", predicted.host_kv, kv),
+            ("compute", predicted.host_compute, compute),
+            ("output", predicted.host_output, output),
+        ];
+        for (what, predicted, measured) in rows {
+            let predicted = predicted as f64 / MIB;
+            eprintln!("  {what:8}: predicted {predicted:8.2} MiB, llama.cpp {measured:8.2} MiB");
+        }
+        let measured = weights + kv + compute + output;
+        let predicted_total = predicted.host_total() as f64 / MIB;
+        let error = (predicted_total - measured).abs() / measured;
         eprintln!(
-            "{name:8}: predicted {:8.2} MiB, llama.cpp {measured:8.2} MiB",
-            predicted as f64 / MIB
+            "  total   : predicted {predicted_total:8.2} MiB, llama.cpp {measured:8.2} MiB ({:.1}%)",
+            error * 100.0
+        );
+        assert!(
+            error < 0.10,
+            "{name}: predicted {predicted_total:.2} MiB vs {measured:.2} MiB"
+        );
+        // The KV cache and the output buffer are exact, not estimates.
+        assert!((predicted.host_kv as f64 / MIB - kv).abs() < 0.01, "{name}");
+        assert!(
+            (predicted.host_output as f64 / MIB - output).abs() < 0.01,
+            "{name}"
         );
     }
-    eprintln!("(not predicted: {repacked:.2} MiB of weights repacked by extra buffer types)");
-
-    let measured = weights + kv + compute + output;
-    let predicted_total = predicted.host_total() as f64 / MIB;
-    let error = (predicted_total - measured).abs() / measured;
-    eprintln!(
-        "total   : predicted {predicted_total:8.2} MiB, llama.cpp {measured:8.2} MiB ({:.1}%)",
-        error * 100.0
-    );
-    assert!(
-        error < 0.10,
-        "predicted {predicted_total:.2} MiB vs {measured:.2} MiB"
-    );
-    // The KV cache is exact, not an estimate.
-    assert!((predicted.host_kv as f64 / MIB - kv).abs() < 0.01);
 }

@@ -50,6 +50,16 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: u32,
 
+    /// Logical batch size (llama-server: -b/--batch-size); with llama-cpp-2's default
+    /// n_outputs_max it bounds the logits rows of the compute buffer.
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        default_value_t = 2048,
+        value_name = "N"
+    )]
+    pub batch_size: u32,
+
     /// Physical batch size (llama-server: -ub/--ubatch-size).
     #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
     pub ubatch_size: u32,
@@ -137,7 +147,10 @@ fn request(args: &PlanArgs) -> anyhow::Result<PlanRequest> {
         context: ContextParams {
             n_ctx: args.ctx_size,
             n_seq: args.parallel.max(1),
+            n_batch: args.batch_size.max(1),
             n_ubatch: args.ubatch_size.max(1),
+            // llama-cpp-2 0.1.160 does not expose n_outputs_max: serve gets llama.cpp's default.
+            n_outputs_max: 0,
             type_k: cache_type(&args.cache_type_k, "--cache-type-k")?,
             type_v: cache_type(&args.cache_type_v, "--cache-type-v")?,
             flash_attn: args.flash_attn != FlashAttn::Off,

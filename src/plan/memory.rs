@@ -15,11 +15,15 @@
 //!   row_size(type_k, n_embd_k_gqa(il)) + row_size(type_v, n_embd_v_gqa(il)) bytes. The cache of
 //!   a layer lives where the layer is.
 //! - Output buffer (`llama_context::output_reserve`): n_vocab f32 logits per sequence, on the host.
-//! - Compute buffers: an estimate, since llama.cpp sizes them by allocating the worst-case graph.
-//!   Its terms, all f32 over one ubatch: logits n_vocab·n_ubatch (on the device holding the
-//!   output layer), activations n_ubatch·(4·n_embd + 2·n_ff), and without flash attention the
-//!   attention scores n_ubatch·n_kv·n_head. Checked against llama.cpp on the demo model
-//!   (Gemma 3 270M, n_ctx 4096, n_ubatch 512, CPU): 524.5 MiB measured, 524.7 MiB predicted.
+//! - Compute buffers: an estimate, since llama.cpp sizes them by allocating the worst-case graph
+//!   (`llama_context::sched_reserve`, one ubatch). Its terms: f32 logits for
+//!   min(n_ubatch, n_outputs_max) outputs × n_vocab (on the device holding the output layer);
+//!   f32 activations n_ubatch·(4·n_embd + 2·n_ff); the attention masks n_kv·n_ubatch (f16 with
+//!   flash attention, else f32; one more for sliding-window layers, `build_attn_inp_kq_mask`);
+//!   without flash attention the f32 scores n_ubatch·n_kv·n_head. Checked against llama.cpp on
+//!   the demo model (Gemma 3 270M, CPU, n_ubatch 512): n_ctx 4096, 1 sequence, n_outputs_max =
+//!   n_batch: 524.5 MiB measured, 530.0 predicted; llama-server's defaults (n_ctx 32768, 4
+//!   sequences, n_outputs_max = 4): 52.8 MiB measured, 51.5 predicted.
 
 use crate::gguf::{ModelSummary, ggml_type};
 use serde::Serialize;
@@ -31,7 +35,12 @@ pub struct ContextParams {
     pub n_ctx: u32,
     /// `n_seq_max` (llama-server's `--parallel`).
     pub n_seq: u32,
+    pub n_batch: u32,
     pub n_ubatch: u32,
+    /// Most logits rows one ubatch computes; 0 means n_batch (llama.cpp's and llama-cpp-2's
+    /// default). llama-server sets it to n_parallel, which shrinks the compute buffer of
+    /// large-vocabulary models by hundreds of MiB.
+    pub n_outputs_max: u32,
     /// ggml type id of the K cache (1 = f16, 8 = q8_0, 2 = q4_0).
     pub type_k: u32,
     /// ggml type id of the V cache.
@@ -50,7 +59,9 @@ impl Default for ContextParams {
         ContextParams {
             n_ctx: 0,
             n_seq: 1,
+            n_batch: 2048,
             n_ubatch: 512,
+            n_outputs_max: 0,
             type_k: 1,
             type_v: 1,
             flash_attn: true,
@@ -143,22 +154,29 @@ pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u
     streams * cells * per_cell
 }
 
-/// Compute buffer terms (see the module doc): (logits, activations + attention scores).
+/// Compute buffer terms (see the module doc): (logits, activations + masks + scores).
 fn compute_terms(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
     let n_ubatch = u64::from(ctx.n_ubatch);
-    let logits = F32 * model.vocab_size * n_ubatch;
+    let n_outputs = match ctx.n_outputs_max {
+        0 => ctx.n_batch,
+        n => n,
+    };
+    let logits = F32 * model.vocab_size * n_ubatch.min(u64::from(n_outputs.max(1)));
     let n_ff = model
         .feed_forward_length
         .max(model.expert_feed_forward_length * u64::from(model.expert_used_count));
     let activations = F32 * n_ubatch * (4 * model.embedding_length + 2 * n_ff);
-    let attention = if ctx.flash_attn {
+    let ((cells, swa_cells), _) = kv_cells(model, ctx);
+    let mask_type_size = if ctx.flash_attn { 2 } else { F32 };
+    let has_swa = model.swa_layers.iter().any(|&swa| swa);
+    let masks = mask_type_size * n_ubatch * (cells + if has_swa { swa_cells } else { 0 });
+    let scores = if ctx.flash_attn {
         0
     } else {
-        let ((cells, _), streams) = kv_cells(model, ctx);
         let n_head = model.head_count.iter().copied().max().unwrap_or(0);
-        F32 * n_ubatch * cells * streams * u64::from(n_head)
+        F32 * n_ubatch * cells * u64::from(n_head)
     };
-    (logits, activations + attention)
+    (logits, activations + masks + scores)
 }
 
 fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {

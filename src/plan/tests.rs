@@ -169,9 +169,10 @@ fn cpu_only(host_free: u64) -> Budget {
 }
 
 // Dense model at n_ctx 8192, f16 cache: KV 8192 cells × (2·1024 + 2·1024) B = 32 MiB per layer;
-// logits 4·128256·512 B; activations 4·512·(4·4096 + 2·14336) B.
+// compute: logits 4·128256·512 B, activations 4·512·(4·4096 + 2·14336) B, and the f16
+// attention mask 2·8192·512 B.
 const LOGITS: u64 = 262_668_288;
-const WORK: u64 = 92_274_688;
+const WORK: u64 = 92_274_688 + 8_388_608;
 
 #[test]
 fn dense_estimates() {
@@ -231,14 +232,23 @@ fn dense_estimates() {
     for (offload, want) in cases {
         assert_eq!(estimate(&m, &ctx(8192), offload), want, "{offload:?}");
     }
-    // Without flash attention: f32 scores of n_ubatch × n_kv × n_head.
+    // Without flash attention: an f32 mask, and f32 scores of n_ubatch × n_kv × n_head.
     let no_fa = ContextParams {
         flash_attn: false,
         ..ctx(8192)
     };
     assert_eq!(
         estimate(&m, &no_fa, at(33, 0)).gpu_compute,
-        LOGITS + WORK + 4 * 512 * 8192 * 32
+        LOGITS + WORK + 8_388_608 + 4 * 512 * 8192 * 32
+    );
+    // llama-server's n_outputs_max = n_parallel: logits for that many rows only.
+    let server = ContextParams {
+        n_outputs_max: 4,
+        ..ctx(8192)
+    };
+    assert_eq!(
+        estimate(&m, &server, at(33, 0)).gpu_compute,
+        4 * 128256 * 4 + WORK
     );
     // q8_0 cache: 34 bytes per 32 values.
     let q8 = ContextParams {
@@ -300,8 +310,8 @@ fn sliding_window_kv() {
 fn moe_keeps_experts_on_cpu_first() {
     let m = moe();
     // KV 4096 × 2 × 128 × 2 B = 2 MiB per layer; logits 4·1000·512; activations
-    // 4·512·(4·1024 + 2·512·4).
-    let full_gpu = 4050 * MIB + 16384 + 8 * MIB + 2_048_000 + 16_777_216;
+    // 4·512·(4·1024 + 2·512·4); mask 2·4096·512.
+    let full_gpu = 4050 * MIB + 16384 + 8 * MIB + 2_048_000 + 16_777_216 + 4 * MIB;
     let request = PlanRequest {
         context: ctx(4096),
         ..PlanRequest::default()
@@ -331,7 +341,7 @@ fn moe_keeps_experts_on_cpu_first() {
 #[test]
 fn dense_offload_table() {
     let m = dense("q8_0", 100);
-    let full = 5_203_574_784;
+    let full = 5_211_963_392;
     let request = PlanRequest {
         context: ctx(8192),
         ..PlanRequest::default()
@@ -345,7 +355,7 @@ fn dense_offload_table() {
             Fit::PartialGpu,
             32,
         ),
-        // Output layer and compute 774,389,760 B, then 132 MiB per layer: 9 layers.
+        // Output layer and compute 782,778,368 B, then 132 MiB per layer: 9 layers.
         ("2 GiB", gpu(2 * GIB, 64 * GIB), Fit::PartialGpu, 10),
         ("500 MiB", gpu(500 * MIB, 64 * GIB), Fit::Cpu, 0),
         ("no GPU, 8 GiB", cpu_only(8 * GIB), Fit::Cpu, 0),
@@ -384,7 +394,7 @@ fn choice_across_quants() {
         context: ctx(8192),
         ..PlanRequest::default()
     };
-    // Full-GPU totals: Q8_0 5.20e9, Q6_K 4.45e9, Q4_K_M 3.69e9, Q2_K 2.94e9.
+    // Full-GPU totals: Q8_0 5.21e9, Q6_K 4.46e9, Q4_K_M 3.70e9, Q2_K 2.95e9.
     let cases = [
         (6 * GIB, "Q8_0", Fit::FullGpu),
         (4_500_000_000, "Q6_K", Fit::FullGpu),
@@ -442,8 +452,9 @@ fn nothing_fits_says_what_would() {
         panic!("{err}");
     };
     assert_eq!(quant, "Q2_K");
-    // Q2_K on the CPU: 1600 MiB + 16 KiB weights, 354,942,976 B compute, 513,024 B output
-    // leave 114,289,664 B of 2 GiB: 871 cells of 32 × 4 KiB, so n_ctx 768.
+    // Q2_K on the CPU: 1600 MiB + 16 KiB weights, 354,942,976 B of logits and activations,
+    // 513,024 B output leave 114,289,664 B of 2 GiB for 32 × 4 KiB of KV and 1 KiB of mask per
+    // cell: 865 cells, so n_ctx 768.
     assert_eq!(hint, "Q2_K would fit with -c 768");
     assert!(
         err.to_string()
