@@ -15,6 +15,8 @@ pub enum QuantizeError {
     BadPath { path: PathBuf },
     #[error("{input}: llama.cpp failed to quantize to {quant} (see its log above)")]
     Failed { input: PathBuf, quant: String },
+    #[error("{output}: is the input file; choose another output")]
+    SameFile { output: PathBuf },
     #[error("{output}: {source}")]
     Io {
         output: PathBuf,
@@ -80,6 +82,15 @@ pub fn quantize(
     n_threads: i32,
 ) -> Result<QuantizeReport, QuantizeError> {
     let summary = ModelSummary::from_path(input)?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if summary.files.iter().any(|f| same(f, output)) {
+        return Err(QuantizeError::SameFile {
+            output: output.to_owned(),
+        });
+    }
     let requantized_from = quantized_input(&summary);
     let c_path = |p: &Path| {
         p.to_str()

@@ -226,6 +226,8 @@ fn bad_input_fails_clearly() {
 
     let err = fails(&["quantize", demo_path, &d("out.gguf"), "--type", "q9"]);
     assert!(err.contains(r#"unknown quant type "q9""#), "{err}");
+    let err = fails(&["quantize", demo_path, demo_path, "--type", "q8_0"]);
+    assert!(err.contains("is the input file"), "{err}");
     let err = fails(&["quantize", &d("zip.gguf"), &d("out.gguf"), "--type", "q8_0"]);
     assert!(err.contains("not a GGUF file"), "{err}");
 }

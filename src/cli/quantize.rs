@@ -78,22 +78,13 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(120));
     for (quant, output) in jobs {
         bar.set_message(format!("{} → {}", quant.display_name(), output.display()));
-        let report = quantize_one(&args.input, &output, quant, threads)?;
+        let report = quantize::quantize(&args.input, &output, quant, threads)?;
         bar.inc(1);
         // suspend: prints whether or not the bar is drawn (it is hidden off a terminal).
         bar.suspend(|| println!("{}", done_line(&args.input, &report)));
     }
     bar.finish_and_clear();
     Ok(())
-}
-
-fn quantize_one(
-    input: &Path,
-    output: &Path,
-    quant: &QuantProfile,
-    threads: i32,
-) -> anyhow::Result<QuantizeReport> {
-    Ok(quantize::quantize(input, output, quant, threads)?)
 }
 
 fn done_line(input: &Path, report: &QuantizeReport) -> String {
