@@ -14,7 +14,7 @@
 mod gguf_fixtures;
 
 use gguf_serve::gguf::ModelSummary;
-use gguf_serve::plan::{ContextParams, Offload, estimate};
+use gguf_serve::plan::{ContextParams, estimate_cpu_only};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
@@ -121,11 +121,7 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
             n_seq,
             ..ContextParams::default()
         };
-        let offload = Offload {
-            n_gpu_layers: 0,
-            n_cpu_moe: 0,
-        };
-        let predicted = estimate(&summary, &ctx, offload);
+        let predicted = estimate_cpu_only(&summary, &ctx);
         eprintln!("{name}:");
         let rows = [
             ("weights", predicted.host_weights, weights),

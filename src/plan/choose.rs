@@ -1,7 +1,9 @@
 //! Fitting one file into a budget (how many layers, or which experts, go to the GPU) and choosing
 //! among the quants of a model.
 
-use super::memory::{ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate};
+use super::memory::{
+    ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
+};
 use super::{Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, fmt_bytes};
 use crate::gguf::ModelSummary;
 
@@ -18,23 +20,41 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
     };
 
     let n_cpu_moe = request.n_cpu_moe.unwrap_or(0);
+    let has_gpu = !budget.gpus.is_empty();
     // The offload the user fixed (no GPU fixes it at 0), or None for the planner to choose.
-    let fixed = if budget.gpus.is_empty() {
-        Some(at(0, 0))
-    } else {
+    let fixed = if has_gpu {
         match request.n_gpu_layers {
             GpuLayers::Count(n) => Some(at(n.min(all), n_cpu_moe)),
             GpuLayers::All => Some(at(all, n_cpu_moe)),
             GpuLayers::Auto => None,
         }
+    } else {
+        Some(at(0, 0))
     };
-    let chosen = match fixed {
-        Some(o) => Some(o).filter(|o| fits(&estimate(model, ctx, *o))),
+    let estimate_at = |o: Offload| {
+        if has_gpu {
+            estimate(model, ctx, o)
+        } else {
+            estimate_cpu_only(model, ctx)
+        }
+    };
+    let mut chosen = match fixed {
+        Some(o) => Some(o).filter(|o| fits(&estimate_at(*o))),
         None => auto_offload(model, request, &fits),
     };
+    // A GPU too small for even the compute buffers is better left unused.
+    let mut use_gpu = has_gpu;
+    if chosen.is_none() && fixed.is_none() && fits(&estimate_cpu_only(model, ctx)) {
+        chosen = Some(at(0, 0));
+        use_gpu = false;
+    }
     // When nothing fits, report what the fixed offload, or everything on the GPU, would need.
     let offload = chosen.or(fixed).unwrap_or(at(all, n_cpu_moe));
-    let predicted = estimate(model, ctx, offload);
+    let predicted = if use_gpu {
+        estimate(model, ctx, offload)
+    } else {
+        estimate_cpu_only(model, ctx)
+    };
     let full = estimate(model, ctx, at(all, 0));
     let fit = match chosen {
         None => Fit::None,
@@ -49,7 +69,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         predicted.gpu_weights as f64 / weights as f64
     };
     let n_ctx = effective_n_ctx(model, ctx);
-    let reason = file_reason(
+    let mut reason = file_reason(
         model,
         fit,
         offload,
@@ -59,6 +79,16 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         n_ctx,
         gpu_fraction,
     );
+    if has_gpu && fit == Fit::Cpu {
+        reason.push_str(&if use_gpu {
+            format!(
+                "; the GPU holds the compute buffers ({})",
+                fmt_bytes(predicted.gpu_total())
+            )
+        } else {
+            "; the GPU cannot hold even the compute buffers: load without it (--device none)".into()
+        });
+    }
     FilePlan {
         file: model.path.clone(),
         quant: model.quant_name(),
@@ -67,6 +97,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         n_ctx,
         fit,
         offload,
+        use_gpu,
         gpu_fraction,
         predicted,
         reason,
@@ -230,6 +261,7 @@ pub fn choose(
         quant: chosen.quant.clone(),
         n_gpu_layers: chosen.offload.n_gpu_layers,
         n_cpu_moe: chosen.offload.n_cpu_moe,
+        use_gpu: chosen.use_gpu,
         predicted: chosen.predicted,
         reasons,
         plans,

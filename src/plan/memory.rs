@@ -16,14 +16,23 @@
 //!   a layer lives where the layer is.
 //! - Output buffer (`llama_context::output_reserve`): n_vocab f32 logits per sequence, on the host.
 //! - Compute buffers: an estimate, since llama.cpp sizes them by allocating the worst-case graph
-//!   (`llama_context::sched_reserve`, one ubatch). Its terms: f32 logits for
-//!   min(n_ubatch, n_outputs_max) outputs × n_vocab (on the device holding the output layer);
-//!   f32 activations n_ubatch·(4·n_embd + 2·n_ff); the attention masks n_kv·n_ubatch (f16 with
-//!   flash attention, else f32; one more for sliding-window layers, `build_attn_inp_kq_mask`);
-//!   without flash attention the f32 scores n_ubatch·n_kv·n_head. Checked against llama.cpp on
-//!   the demo model (Gemma 3 270M, CPU, n_ubatch 512): n_ctx 4096, 1 sequence, n_outputs_max =
-//!   n_batch: 524.5 MiB measured, 530.0 predicted; llama-server's defaults (n_ctx 32768, 4
-//!   sequences, n_outputs_max = 4): 52.8 MiB measured, 51.5 predicted.
+//!   (`llama_context::sched_reserve`, one ubatch). Terms: f32 logits for min(n_ubatch,
+//!   n_outputs_max) outputs × n_vocab; f32 activations n_ubatch·(4·n_embd + 2·n_ff); the
+//!   attention masks n_kv·n_ubatch (f16 with flash attention, else f32; one more for
+//!   sliding-window layers, `build_attn_inp_kq_mask`); without flash attention the f32 scores
+//!   n_ubatch·n_kv·n_head. The masks are inputs, live all along; logits and scores are not live
+//!   together: peak = masks + activations + max(logits, scores). With a GPU the whole peak is on
+//!   the GPU, whatever `-ngl` (llama.cpp offloads large-batch operations, `op_offload`), and the
+//!   host keeps the masks and two n_ubatch·n_embd f32 buffers.
+//!
+//!   Measured (llama.cpp b11434): the demo model (Gemma 3 270M) on the CPU, n_ubatch 512:
+//!   n_ctx 4096, 1 sequence: 524.5 MiB, predicted 530.0; n_ctx 32768, 4 sequences: 552.8,
+//!   predicted 559.5; llama-server's defaults (n_outputs_max = 4): 52.8, predicted 51.5. A
+//!   written 8-layer llama (n_embd 256, 16000 tokens, tied embeddings) on an H100, n_ctx 8192,
+//!   4 sequences: -ngl 99 flash attention on: GPU 41.3 MiB (predicted 43.3), host 10.0 (9.0);
+//!   off: GPU 83.0 (84.0), host 18.5 (17.0); -ngl 5 and 1: GPU 34.3 (43.3: the mask is not
+//!   always on the GPU); -ngl 0: GPU 42.1 (43.3). Weights, KV cache and output buffers matched
+//!   the formulas above exactly, the tied output copy on the GPU included.
 
 use crate::gguf::{ModelSummary, ggml_type};
 use serde::Serialize;
@@ -154,8 +163,9 @@ pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u
     streams * cells * per_cell
 }
 
-/// Compute buffer terms (see the module doc): (logits, activations + masks + scores).
-fn compute_terms(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
+/// The compute buffers (see the module doc): (peak of the device running the graph, host
+/// part when that device is a GPU).
+fn compute_bytes(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
     let n_ubatch = u64::from(ctx.n_ubatch);
     let n_outputs = match ctx.n_outputs_max {
         0 => ctx.n_batch,
@@ -176,7 +186,12 @@ fn compute_terms(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
         let n_head = model.head_count.iter().copied().max().unwrap_or(0);
         F32 * n_ubatch * cells * u64::from(n_head)
     };
-    (logits, activations + masks + scores)
+    // The masks are graph inputs, live throughout; the logits and the attention scores are not
+    // live at the same time.
+    let peak = masks + activations + logits.max(scores);
+    // With a GPU the host keeps the inputs: masks and the token embeddings (and a copy).
+    let host = masks + 2 * F32 * n_ubatch * model.embedding_length;
+    (peak, host)
 }
 
 fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
@@ -187,8 +202,25 @@ fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
         .map(|t| t.bytes)
 }
 
-/// Predicts memory for one model, context and offload. With `n_gpu_layers` 0 everything is on
-/// the host (the CPU-only case).
+/// Predicts memory on a machine with no GPU: everything on the host.
+pub fn estimate_cpu_only(model: &ModelSummary, ctx: &ContextParams) -> MemoryEstimate {
+    let m = estimate(
+        model,
+        ctx,
+        Offload {
+            n_gpu_layers: 0,
+            n_cpu_moe: 0,
+        },
+    );
+    MemoryEstimate {
+        gpu_compute: 0,
+        host_compute: compute_bytes(model, ctx).0,
+        ..m
+    }
+}
+
+/// Predicts memory for one model, context and offload on a machine with a GPU (where the
+/// compute buffers are on the GPU even with `n_gpu_layers` 0; see [`estimate_cpu_only`]).
 pub fn estimate(model: &ModelSummary, ctx: &ContextParams, offload: Offload) -> MemoryEstimate {
     let n_layer = model.block_count;
     let ngl = offload.n_gpu_layers.min(n_layer + 1);
@@ -227,15 +259,11 @@ pub fn estimate(model: &ModelSummary, ctx: &ContextParams, offload: Offload) -> 
         m.host_weights += non_layer;
     }
 
-    let (logits, work) = compute_terms(model, ctx);
-    if ngl == 0 {
-        m.host_compute = logits + work;
-    } else {
-        m.gpu_compute = work + if output_on_gpu { logits } else { 0 };
-        // The host still embeds the input tokens (and computes logits if the output is there).
-        m.host_compute = F32 * u64::from(ctx.n_ubatch) * model.embedding_length
-            + if output_on_gpu { 0 } else { logits };
-    }
+    // llama.cpp runs the graph on the GPU even with -ngl 0 (it offloads large-batch operations,
+    // `op_offload`), so the compute buffer is there; the host keeps the inputs.
+    let (peak, host) = compute_bytes(model, ctx);
+    m.gpu_compute = peak;
+    m.host_compute = host;
     m.host_output = F32 * model.vocab_size * u64::from(ctx.n_seq.max(1));
     m
 }

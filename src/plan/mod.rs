@@ -17,7 +17,8 @@
 //! };
 //! let budget = Budget::detected(1024 << 20); // `--fit-margin` 1024 MiB, from `hardware`
 //! let decision = plan::choose(&candidates, &request, &budget)?;
-//! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe;
+//! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
+//! // (and no GPU device at all if !decision.use_gpu);
 //! for reason in &decision.reasons { println!("{reason}"); }
 //! # Ok(()) }
 //! ```
@@ -42,7 +43,7 @@ pub mod choose;
 pub mod memory;
 
 pub use choose::{choose, plan_file};
-pub use memory::{ContextParams, MemoryEstimate, Offload, estimate};
+pub use memory::{ContextParams, MemoryEstimate, Offload, estimate, estimate_cpu_only};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -147,6 +148,8 @@ pub struct FilePlan {
     pub n_ctx: u64,
     pub fit: Fit,
     pub offload: Offload,
+    /// Whether to load with the GPU at all (false: it cannot hold even the compute buffers).
+    pub use_gpu: bool,
     /// Share of the weight bytes on the GPU.
     pub gpu_fraction: f64,
     pub predicted: MemoryEstimate,
@@ -160,6 +163,9 @@ pub struct Decision {
     pub quant: String,
     pub n_gpu_layers: u32,
     pub n_cpu_moe: u32,
+    /// False when the model should be loaded without the GPU (no device): with a GPU,
+    /// llama.cpp puts the compute buffers there even at `-ngl 0`.
+    pub use_gpu: bool,
     pub predicted: MemoryEstimate,
     pub reasons: Vec<String>,
     pub plans: Vec<FilePlan>,

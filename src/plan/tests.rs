@@ -173,6 +173,8 @@ fn cpu_only(host_free: u64) -> Budget {
 // attention mask 2·8192·512 B.
 const LOGITS: u64 = 262_668_288;
 const WORK: u64 = 92_274_688 + 8_388_608;
+// With a GPU the host keeps the mask and two 4·512·4096 B buffers.
+const HOST_COMPUTE: u64 = 8_388_608 + 2 * 4 * 512 * 4096;
 
 #[test]
 fn dense_estimates() {
@@ -186,19 +188,20 @@ fn dense_estimates() {
                 gpu_compute: LOGITS + WORK,
                 host_weights: 400 * MIB,
                 host_kv: 0,
-                host_compute: 4 * 512 * 4096,
+                host_compute: HOST_COMPUTE,
                 host_output: 4 * 128256,
             },
         ),
+        // -ngl 0 with a GPU: the compute buffers are still on the GPU.
         (
             at(0, 0),
             MemoryEstimate {
                 gpu_weights: 0,
                 gpu_kv: 0,
-                gpu_compute: 0,
+                gpu_compute: LOGITS + WORK,
                 host_weights: 4000 * MIB + 16384,
                 host_kv: GIB,
-                host_compute: LOGITS + WORK,
+                host_compute: HOST_COMPUTE,
                 host_output: 4 * 128256,
             },
         ),
@@ -211,7 +214,7 @@ fn dense_estimates() {
                 gpu_compute: LOGITS + WORK,
                 host_weights: 3600 * MIB,
                 host_kv: GIB,
-                host_compute: 4 * 512 * 4096,
+                host_compute: HOST_COMPUTE,
                 host_output: 4 * 128256,
             },
         ),
@@ -224,7 +227,7 @@ fn dense_estimates() {
                 gpu_compute: LOGITS + WORK,
                 host_weights: 2000 * MIB,
                 host_kv: 512 * MIB,
-                host_compute: 4 * 512 * 4096,
+                host_compute: HOST_COMPUTE,
                 host_output: 4 * 128256,
             },
         ),
@@ -232,14 +235,28 @@ fn dense_estimates() {
     for (offload, want) in cases {
         assert_eq!(estimate(&m, &ctx(8192), offload), want, "{offload:?}");
     }
-    // Without flash attention: an f32 mask, and f32 scores of n_ubatch × n_kv × n_head.
+    // No GPU at all: everything on the host.
+    assert_eq!(
+        estimate_cpu_only(&m, &ctx(8192)),
+        MemoryEstimate {
+            gpu_weights: 0,
+            gpu_kv: 0,
+            gpu_compute: 0,
+            host_weights: 4000 * MIB + 16384,
+            host_kv: GIB,
+            host_compute: LOGITS + WORK,
+            host_output: 4 * 128256,
+        }
+    );
+    // Without flash attention: an f32 mask, and f32 scores of n_ubatch × n_kv × n_head, which
+    // are not live together with the logits.
     let no_fa = ContextParams {
         flash_attn: false,
         ..ctx(8192)
     };
     assert_eq!(
         estimate(&m, &no_fa, at(33, 0)).gpu_compute,
-        LOGITS + WORK + 8_388_608 + 4 * 512 * 8192 * 32
+        16_777_216 + 92_274_688 + 4 * 512 * 8192 * 32
     );
     // llama-server's n_outputs_max = n_parallel: logits for that many rows only.
     let server = ContextParams {
@@ -482,4 +499,60 @@ fn fixed_offload_is_checked_not_changed() {
     };
     let p = plan_file(&m, &all, &gpu(2 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::None, 33));
+}
+
+/// Measured on an H100 with llama.cpp b11434 (`llama-batched-bench -c 8192 -npl 4 -kvu`) for
+/// a llama written by our GgufWriter: 8 layers, n_embd 256, 4 heads (2 KV) of 64, n_ff 512,
+/// 16000 tokens, F16, tied embeddings. Weights, KV cache: exact (the log prints 2 decimals);
+/// compute buffers: within 30% (the estimate is conservative for partial offload).
+#[test]
+fn gpu_measurements() {
+    let m = summary(
+        Shape {
+            n_layer: 8,
+            n_embd: 256,
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            n_ff: 512,
+            vocab: 16000,
+            layer_bytes: 1_181_696,
+            expert_bytes: 0,
+            embd: (8_192_000, None),
+            swa: None,
+        },
+        "f16",
+    );
+    let on = ContextParams {
+        n_ctx: 8192,
+        n_seq: 4,
+        ..ContextParams::default()
+    };
+    let off = ContextParams {
+        flash_attn: false,
+        ..on.clone()
+    };
+    let mib = |b: u64| b as f64 / MIB as f64;
+    // (ngl, context, [gpu weights, host weights, gpu KV, host KV], [gpu compute, host compute])
+    let rows = [
+        (99, &on, [16.83, 7.81, 32.0, 0.0], [41.27, 10.02]),
+        (99, &off, [16.83, 7.81, 32.0, 0.0], [83.01, 18.52]),
+        (5, &on, [12.32, 12.32, 16.0, 16.0], [34.25, 10.02]),
+        (1, &on, [7.81, 16.83, 0.0, 32.0], [34.25, 10.02]),
+        (0, &on, [0.0, 16.83, 0.0, 32.0], [42.07, 10.02]),
+    ];
+    for (ngl, ctx, exact, compute) in rows {
+        let e = estimate(&m, ctx, at(ngl, 0));
+        let got = [e.gpu_weights, e.host_weights, e.gpu_kv, e.host_kv].map(mib);
+        for (g, want) in got.iter().zip(exact) {
+            assert!((g - want).abs() < 0.01, "-ngl {ngl}: {got:?} vs {exact:?}");
+        }
+        let got = [e.gpu_compute, e.host_compute].map(mib);
+        for (g, want) in got.iter().zip(compute) {
+            assert!(
+                (g - want).abs() / want < 0.3,
+                "-ngl {ngl}: {got:?} vs {compute:?}"
+            );
+        }
+    }
 }
