@@ -28,7 +28,9 @@
 //! For each file, [`plan_file`] predicts memory ([`memory`] documents the formulas and where in
 //! llama.cpp they come from) and finds the most GPU use that fits: every layer; else, for MoE
 //! models, every layer with the experts of the first N layers on the CPU (`--n-cpu-moe N`); else
-//! the most layers (`-ngl N`). [`choose`] then takes the highest-quality quant (rank in
+//! the most layers (`-ngl N`), down to 0 (llama.cpp still puts the compute buffers on the GPU);
+//! if the GPU cannot hold even those, the file runs without it ([`Decision::use_gpu`] false).
+//! [`choose`] then takes the highest-quality quant (rank in
 //! `quant-profiles/quants.toml`) that fits entirely on the GPU; if none does, the one with the
 //! largest share of its weights on the GPU (the best predicted speed), saying so; with no GPU,
 //! the highest-quality quant that fits in host memory; if nothing fits anywhere,
@@ -36,8 +38,10 @@
 //! Several GPUs are treated as one pool of their summed free memory (llama.cpp splits layers
 //! across them by free memory).
 //!
-//! Known gap: on CPUs with AMX or where llama.cpp repacks weights (`CPU_REPACK`), it keeps a
-//! second, repacked copy of supported weights in host memory; this is not predicted.
+//! Known gaps: on CPUs with AMX or where llama.cpp repacks weights (`CPU_REPACK`), it keeps a
+//! second, repacked copy of supported weights in host memory (214 MiB for the demo model on this
+//! machine's AMX CPU); this is not predicted. Compute buffers are an estimate (see [`memory`]);
+//! several GPUs are not checked one by one; recurrent and MLA caches are not modelled.
 
 pub mod choose;
 pub mod memory;
