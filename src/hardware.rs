@@ -1,9 +1,107 @@
-//! Compute devices and their memory: every GPU llama.cpp's backends see, host RAM, CPU threads.
+//! Compute devices and their memory: every GPU llama.cpp's backends see, host RAM, and the
+//! default thread count. Read by `gguf-serve devices` and turned into a `plan::Budget`.
 
-/// Threads for math, as llama.cpp's `common_cpu_get_num_math` counts them (llama-server's
-/// default `-t`): physical cores, hyperthreads excluded.
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// A device one of llama.cpp's backends sees.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// Index for `LlamaModelParams::with_devices`.
+    pub index: usize,
+    /// Backend device name (`CUDA0`, `Vulkan0`, `CPU`).
+    pub name: String,
+    pub description: String,
+    pub backend: String,
+    /// `gpu`, `igpu`, `accel`, `cpu` or `unknown`.
+    pub kind: String,
+    pub memory_total: u64,
+    pub memory_free: u64,
+}
+
+/// Every device llama.cpp's backends see, the CPU included.
+pub fn devices() -> Vec<Device> {
+    use llama_cpp_2::LlamaBackendDeviceType as T;
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| Device {
+            index: d.index,
+            name: d.name,
+            description: d.description,
+            backend: d.backend,
+            kind: match d.device_type {
+                T::Gpu => "gpu",
+                T::IntegratedGpu => "igpu",
+                T::Accelerator => "accel",
+                T::Cpu => "cpu",
+                T::Unknown => "unknown",
+            }
+            .to_owned(),
+            memory_total: d.memory_total as u64,
+            memory_free: d.memory_free as u64,
+        })
+        .collect()
+}
+
+/// The GPUs llama.cpp offloads to by default: discrete GPUs, or integrated ones if there is no
+/// discrete GPU (as `llama_model_load` picks its devices).
+pub fn gpu_devices() -> Vec<Device> {
+    let all = devices();
+    let gpus: Vec<_> = all.iter().filter(|d| d.kind == "gpu").cloned().collect();
+    if gpus.is_empty() {
+        all.into_iter().filter(|d| d.kind == "igpu").collect()
+    } else {
+        gpus
+    }
+}
+
+/// Host memory, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HostMemory {
+    pub total: u64,
+    /// Free plus reclaimable (page cache): what a new allocation can get.
+    pub available: u64,
+}
+
+pub fn host_memory() -> HostMemory {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    HostMemory {
+        total: sys.total_memory(),
+        available: sys.available_memory(),
+    }
+}
+
+/// Threads llama.cpp's `common_cpu_get_num_math` would use, the default `-t`: the number of
+/// physical cores (distinct `thread_siblings` sets on Linux); elsewhere, or if sysfs is
+/// unreadable, llama.cpp's fallback of all logical CPUs up to 4, else half of them. Hybrid
+/// Intel CPUs, where llama.cpp counts only performance cores, are counted as all cores.
 pub fn math_threads() -> i32 {
-    let cores = sysinfo::System::physical_core_count()
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
-    cores.map_or(4, |n| n.max(1) as i32)
+    physical_cores().unwrap_or_else(|| {
+        let n = std::thread::available_parallelism().map_or(4, |n| n.get() as i32);
+        if n <= 4 { n } else { n / 2 }
+    })
+}
+
+fn physical_cores() -> Option<i32> {
+    let mut siblings = HashSet::new();
+    for cpu in 0.. {
+        let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings");
+        match std::fs::read_to_string(path) {
+            Ok(s) => siblings.insert(s.trim().to_owned()),
+            Err(_) => break,
+        };
+    }
+    (!siblings.is_empty()).then_some(siblings.len() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sees_a_cpu_and_some_threads() {
+        assert!(super::math_threads() >= 1);
+        assert!(super::devices().iter().any(|d| d.kind == "cpu"));
+        let host = super::host_memory();
+        assert!(host.total > 0 && host.available <= host.total);
+    }
 }

@@ -1,0 +1,479 @@
+//! The GGUF reader: header, key/value metadata and tensor infos, never the tensor data. Big
+//! arrays (a vocabulary of 256k tokens) are skipped with seeks, keeping only their length.
+
+use super::GgufError;
+use super::types::{GgmlType, ggml_type};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+/// Arrays longer than this are skipped (their length kept): vocabularies, merges, scores.
+const MAX_KEPT_ARRAY: u64 = 4096;
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// A GGUF value type (`enum gguf_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+    String,
+    Array,
+    U64,
+    I64,
+    F64,
+}
+
+impl ValueType {
+    pub(crate) fn from_id(id: u32) -> Option<Self> {
+        use ValueType::*;
+        Some(match id {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn id(self) -> u32 {
+        use ValueType::*;
+        match self {
+            U8 => 0,
+            I8 => 1,
+            U16 => 2,
+            I16 => 3,
+            U32 => 4,
+            I32 => 5,
+            F32 => 6,
+            Bool => 7,
+            String => 8,
+            Array => 9,
+            U64 => 10,
+            I64 => 11,
+            F64 => 12,
+        }
+    }
+
+    /// Bytes of one value of a fixed-size type.
+    fn fixed_size(self) -> Option<u64> {
+        use ValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+}
+
+/// A metadata value. Arrays longer than a few thousand items keep only their length.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Array {
+        item_type: ValueType,
+        len: u64,
+        /// `None` when the array was too long to keep.
+        items: Option<Vec<Value>>,
+    },
+}
+
+impl Value {
+    /// The value as an unsigned integer, if it is a non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            Value::Bool(v) => Some(v.into()),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The kept items of an array.
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array {
+                items: Some(items), ..
+            } => Some(items),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn value_type(&self) -> ValueType {
+        match self {
+            Value::U8(_) => ValueType::U8,
+            Value::I8(_) => ValueType::I8,
+            Value::U16(_) => ValueType::U16,
+            Value::I16(_) => ValueType::I16,
+            Value::U32(_) => ValueType::U32,
+            Value::I32(_) => ValueType::I32,
+            Value::F32(_) => ValueType::F32,
+            Value::Bool(_) => ValueType::Bool,
+            Value::String(_) => ValueType::String,
+            Value::U64(_) => ValueType::U64,
+            Value::I64(_) => ValueType::I64,
+            Value::F64(_) => ValueType::F64,
+            Value::Array { .. } => ValueType::Array,
+        }
+    }
+}
+
+/// One tensor's header entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml type id (`enum ggml_type`).
+    pub ggml_type: u32,
+    /// Dimensions, innermost first (ggml's `ne`).
+    pub shape: Vec<u64>,
+    /// Offset of the data from the start of the data section.
+    pub offset: u64,
+    /// Bytes of the data, from the type's block size.
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.shape.iter().product()
+    }
+}
+
+/// The header of one GGUF file.
+#[derive(Debug, Clone)]
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub file_size: u64,
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    /// Where the tensor data section starts.
+    pub data_offset: u64,
+}
+
+impl GgufFile {
+    /// Reads the header of `path`; never reads tensor data.
+    pub fn read(path: &Path) -> Result<GgufFile, GgufError> {
+        let io = |source| GgufError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let file_size = file.metadata().map_err(io)?.len();
+        let mut reader = Reader {
+            inner: BufReader::with_capacity(1 << 16, file),
+            pos: 0,
+            len: file_size,
+            path,
+        };
+        reader.read_file()
+    }
+
+    /// The value of a metadata key.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(Value::as_u64)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+}
+
+struct Reader<'a> {
+    inner: BufReader<File>,
+    pos: u64,
+    len: u64,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn truncated(&self, what: &str) -> GgufError {
+        GgufError::Truncated {
+            path: self.path.to_owned(),
+            what: what.to_owned(),
+            offset: self.len,
+        }
+    }
+
+    fn corrupt(&self, problem: String) -> GgufError {
+        GgufError::Corrupt {
+            path: self.path.to_owned(),
+            problem,
+        }
+    }
+
+    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+        let mut buf = [0u8; N];
+        self.exact(&mut buf, what)?;
+        Ok(buf)
+    }
+
+    fn exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), GgufError> {
+        if self.pos + buf.len() as u64 > self.len {
+            return Err(self.truncated(what));
+        }
+        self.inner.read_exact(buf).map_err(|source| GgufError::Io {
+            path: self.path.to_owned(),
+            source,
+        })?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn skip(&mut self, n: u64, what: &str) -> Result<(), GgufError> {
+        if n > self.len - self.pos {
+            return Err(self.truncated(what));
+        }
+        let n = i64::try_from(n).map_err(|_| self.truncated(what))?;
+        self.inner
+            .seek_relative(n)
+            .map_err(|source| GgufError::Io {
+                path: self.path.to_owned(),
+                source,
+            })?;
+        self.pos += n as u64;
+        Ok(())
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.bytes(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let len = self.u64(what)?;
+        if len > self.len - self.pos {
+            return Err(self.truncated(what));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.exact(&mut buf, what)?;
+        String::from_utf8(buf).map_err(|_| self.corrupt(format!("{what} is not UTF-8")))
+    }
+
+    fn skip_string(&mut self, what: &str) -> Result<(), GgufError> {
+        let len = self.u64(what)?;
+        self.skip(len, what)
+    }
+
+    fn read_file(&mut self) -> Result<GgufFile, GgufError> {
+        let mut magic = vec![0u8; self.len.min(4) as usize];
+        self.exact(&mut magic, "the magic")?;
+        if magic != MAGIC {
+            return Err(GgufError::BadMagic {
+                path: self.path.to_owned(),
+                magic: format!("\"{}\"", magic.escape_ascii()),
+            });
+        }
+        let version = self.u32("the version")?;
+        if !(2..=3).contains(&version) {
+            return Err(GgufError::UnsupportedVersion {
+                path: self.path.to_owned(),
+                version,
+            });
+        }
+        let n_tensors = self.u64("the tensor count")?;
+        let n_kv = self.u64("the metadata count")?;
+        // Each entry takes at least 8 bytes (a string length): a bigger count is a corrupt file,
+        // and the bound keeps a bad count from reserving huge vectors.
+        let remaining = self.len - self.pos;
+        if n_tensors > remaining / 8 || n_kv > remaining / 8 {
+            return Err(self.truncated(&format!(
+                "the header ({n_tensors} tensors, {n_kv} metadata keys announced)"
+            )));
+        }
+
+        let mut metadata = Vec::with_capacity(n_kv as usize);
+        for i in 0..n_kv {
+            let key = self.string(&format!("metadata key #{i}"))?;
+            let type_id = self.u32(&format!("the type of {key}"))?;
+            let ty = ValueType::from_id(type_id)
+                .ok_or_else(|| self.corrupt(format!("{key} has unknown value type {type_id}")))?;
+            let value = self.value(ty, &key)?;
+            metadata.push((key, value));
+        }
+
+        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        for i in 0..n_tensors {
+            tensors.push(self.tensor_info(i)?);
+        }
+
+        let alignment = metadata
+            .iter()
+            .find(|(k, _)| k == "general.alignment")
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(DEFAULT_ALIGNMENT);
+        if alignment == 0 || !alignment.is_power_of_two() {
+            return Err(self.corrupt(format!(
+                "general.alignment {alignment} is not a power of two"
+            )));
+        }
+        let data_offset = self.pos.next_multiple_of(alignment);
+        for t in &tensors {
+            let end = data_offset
+                .saturating_add(t.offset)
+                .saturating_add(t.n_bytes);
+            if end > self.len {
+                return Err(GgufError::Truncated {
+                    path: self.path.to_owned(),
+                    what: format!("the data of tensor {} (needs {end} bytes)", t.name),
+                    offset: self.len,
+                });
+            }
+        }
+        Ok(GgufFile {
+            path: self.path.to_owned(),
+            version,
+            file_size: self.len,
+            metadata,
+            tensors,
+            data_offset,
+        })
+    }
+
+    fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, GgufError> {
+        let what = format!("the value of {key}");
+        Ok(match ty {
+            ValueType::U8 => Value::U8(self.bytes::<1>(&what)?[0]),
+            ValueType::I8 => Value::I8(self.bytes::<1>(&what)?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.bytes(&what)?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.bytes(&what)?)),
+            ValueType::U32 => Value::U32(self.u32(&what)?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.bytes(&what)?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.bytes(&what)?)),
+            ValueType::Bool => Value::Bool(self.bytes::<1>(&what)?[0] != 0),
+            ValueType::String => Value::String(self.string(&what)?),
+            ValueType::U64 => Value::U64(self.u64(&what)?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.bytes(&what)?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.bytes(&what)?)),
+            ValueType::Array => self.array(key)?,
+        })
+    }
+
+    fn array(&mut self, key: &str) -> Result<Value, GgufError> {
+        let what = format!("the array {key}");
+        let type_id = self.u32(&what)?;
+        let item_type = ValueType::from_id(type_id)
+            .filter(|t| *t != ValueType::Array)
+            .ok_or_else(|| self.corrupt(format!("{key} has unknown item type {type_id}")))?;
+        let len = self.u64(&what)?;
+        if len > MAX_KEPT_ARRAY {
+            match item_type.fixed_size() {
+                Some(size) => {
+                    let bytes = len.checked_mul(size).ok_or_else(|| self.truncated(&what))?;
+                    self.skip(bytes, &what)?;
+                }
+                None => {
+                    // Strings: each has its own length; a string takes at least 8 bytes.
+                    if len > (self.len - self.pos) / 8 {
+                        return Err(self.truncated(&what));
+                    }
+                    for _ in 0..len {
+                        self.skip_string(&what)?;
+                    }
+                }
+            }
+            return Ok(Value::Array {
+                item_type,
+                len,
+                items: None,
+            });
+        }
+        let mut items = Vec::with_capacity(len as usize);
+        for _ in 0..len {
+            items.push(self.value(item_type, key)?);
+        }
+        Ok(Value::Array {
+            item_type,
+            len,
+            items: Some(items),
+        })
+    }
+
+    fn tensor_info(&mut self, index: u64) -> Result<TensorInfo, GgufError> {
+        let name = self.string(&format!("the name of tensor #{index}"))?;
+        let what = format!("the info of tensor {name}");
+        let n_dims = self.u32(&what)?;
+        if n_dims > 4 {
+            return Err(self.corrupt(format!("tensor {name} has {n_dims} dimensions (max 4)")));
+        }
+        let mut shape = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            shape.push(self.u64(&what)?);
+        }
+        let ggml_type_id = self.u32(&what)?;
+        let offset = self.u64(&what)?;
+        let ty = ggml_type(ggml_type_id).ok_or_else(|| {
+            self.corrupt(format!(
+                "tensor {name} has unknown ggml type {ggml_type_id}"
+            ))
+        })?;
+        let n_bytes = tensor_bytes(ty, &shape)
+            .ok_or_else(|| self.corrupt(format!("tensor {name} has a bad shape {shape:?}")))?;
+        Ok(TensorInfo {
+            name,
+            ggml_type: ggml_type_id,
+            shape,
+            offset,
+            n_bytes,
+        })
+    }
+}
+
+/// Bytes of a tensor of this type and shape; `None` on overflow or a row not made of whole blocks.
+pub(crate) fn tensor_bytes(ty: &GgmlType, shape: &[u64]) -> Option<u64> {
+    let (&ne0, rest) = shape.split_first()?;
+    if ne0 % ty.block_size != 0 {
+        return None;
+    }
+    let rows = rest.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
+    (ne0 / ty.block_size)
+        .checked_mul(ty.type_size)?
+        .checked_mul(rows)
+}

@@ -1,0 +1,319 @@
+//! Fitting one file into a budget (how many layers, or which experts, go to the GPU) and choosing
+//! among the quants of a model.
+
+use super::memory::{
+    ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
+};
+use super::{Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, fmt_bytes};
+use crate::gguf::ModelSummary;
+
+/// Plans one file: the offload that fits the budget (or the requested one) and its memory.
+pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -> FilePlan {
+    let gpu = budget.gpu_usable();
+    let host = budget.host_usable();
+    let ctx = &request.context;
+    let all = model.block_count + 1;
+    let fits = |m: &MemoryEstimate| m.gpu_total() <= gpu && m.host_total() <= host;
+    let at = |n_gpu_layers, n_cpu_moe| Offload {
+        n_gpu_layers,
+        n_cpu_moe,
+    };
+
+    let n_cpu_moe = request.n_cpu_moe.unwrap_or(0);
+    let has_gpu = !budget.gpus.is_empty();
+    // The offload the user fixed (no GPU fixes it at 0), or None for the planner to choose.
+    let fixed = if has_gpu {
+        match request.n_gpu_layers {
+            GpuLayers::Count(n) => Some(at(n.min(all), n_cpu_moe)),
+            GpuLayers::All => Some(at(all, n_cpu_moe)),
+            GpuLayers::Auto => None,
+        }
+    } else {
+        Some(at(0, 0))
+    };
+    let estimate_at = |o: Offload| {
+        if has_gpu {
+            estimate(model, ctx, o)
+        } else {
+            estimate_cpu_only(model, ctx)
+        }
+    };
+    let mut chosen = match fixed {
+        Some(o) => Some(o).filter(|o| fits(&estimate_at(*o))),
+        None => auto_offload(model, request, &fits),
+    };
+    // A GPU too small for even the compute buffers is better left unused.
+    let mut use_gpu = has_gpu;
+    if chosen.is_none() && fixed.is_none() && fits(&estimate_cpu_only(model, ctx)) {
+        chosen = Some(at(0, 0));
+        use_gpu = false;
+    }
+    // When nothing fits, report what the fixed offload, or everything on the GPU, would need.
+    let offload = chosen.or(fixed).unwrap_or(at(all, n_cpu_moe));
+    let predicted = if use_gpu {
+        estimate(model, ctx, offload)
+    } else {
+        estimate_cpu_only(model, ctx)
+    };
+    let full = estimate(model, ctx, at(all, 0));
+    let fit = match chosen {
+        None => Fit::None,
+        Some(o) if o.n_gpu_layers == 0 => Fit::Cpu,
+        Some(o) if o.n_gpu_layers == all && o.n_cpu_moe == 0 => Fit::FullGpu,
+        Some(_) => Fit::PartialGpu,
+    };
+    let weights = predicted.gpu_weights + predicted.host_weights;
+    let gpu_fraction = if weights == 0 {
+        0.0
+    } else {
+        predicted.gpu_weights as f64 / weights as f64
+    };
+    let n_ctx = effective_n_ctx(model, ctx);
+    let mut reason = file_reason(
+        model,
+        fit,
+        offload,
+        &predicted,
+        &full,
+        budget,
+        n_ctx,
+        gpu_fraction,
+    );
+    if has_gpu && fit == Fit::Cpu {
+        reason.push_str(&if use_gpu {
+            format!(
+                "; the GPU holds the compute buffers ({})",
+                fmt_bytes(predicted.gpu_total())
+            )
+        } else {
+            "; the GPU cannot hold even the compute buffers: load without it (--device none)".into()
+        });
+    }
+    FilePlan {
+        file: model.path.clone(),
+        quant: model.quant_name(),
+        quality_rank: model.quant.as_ref().map_or(0, |q| q.quality_rank),
+        file_size: model.file_size,
+        n_ctx,
+        fit,
+        offload,
+        use_gpu,
+        gpu_fraction,
+        predicted,
+        reason,
+    }
+}
+
+/// The most GPU use that fits: all layers with fewer experts on the CPU (MoE), else fewer layers.
+fn auto_offload(
+    model: &ModelSummary,
+    request: &PlanRequest,
+    fits: &dyn Fn(&MemoryEstimate) -> bool,
+) -> Option<Offload> {
+    let ctx = &request.context;
+    let all = model.block_count + 1;
+    let try_at = |n_gpu_layers, n_cpu_moe| {
+        let o = Offload {
+            n_gpu_layers,
+            n_cpu_moe,
+        };
+        fits(&estimate(model, ctx, o)).then_some(o)
+    };
+    if let Some(n_cpu_moe) = request.n_cpu_moe {
+        return (0..=all).rev().find_map(|ngl| try_at(ngl, n_cpu_moe));
+    }
+    if model.expert_count > 0 {
+        // Experts are the bulk of a MoE model and the cheapest part to run on the CPU: keep all
+        // layers' attention on the GPU and move experts layer by layer first.
+        if let Some(o) = (0..=model.block_count).find_map(|k| try_at(all, k)) {
+            return Some(o);
+        }
+    }
+    (0..=all).rev().find_map(|ngl| try_at(ngl, 0))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn file_reason(
+    model: &ModelSummary,
+    fit: Fit,
+    offload: Offload,
+    predicted: &MemoryEstimate,
+    full: &MemoryEstimate,
+    budget: &Budget,
+    n_ctx: u64,
+    gpu_fraction: f64,
+) -> String {
+    let quant = model.quant_name();
+    let parts = |m: &MemoryEstimate, gpu: bool| {
+        let (w, kv, c) = if gpu {
+            (m.gpu_weights, m.gpu_kv, m.gpu_compute)
+        } else {
+            (m.host_weights, m.host_kv, m.host_compute + m.host_output)
+        };
+        format!(
+            "weights {}, KV cache {} at n_ctx {n_ctx}, compute {}",
+            fmt_bytes(w),
+            fmt_bytes(kv),
+            fmt_bytes(c)
+        )
+    };
+    match fit {
+        Fit::FullGpu => format!(
+            "{quant} fits entirely in GPU memory: {} of {} ({})",
+            fmt_bytes(predicted.gpu_total()),
+            fmt_bytes(budget.gpu_usable()),
+            parts(predicted, true)
+        ),
+        Fit::PartialGpu => format!(
+            "{quant} needs {} of GPU memory, {} usable; -ngl {} --n-cpu-moe {} keeps {:.0}% of the weights on the GPU ({} GPU, {} host)",
+            fmt_bytes(full.gpu_total()),
+            fmt_bytes(budget.gpu_usable()),
+            offload.n_gpu_layers,
+            offload.n_cpu_moe,
+            gpu_fraction * 100.0,
+            fmt_bytes(predicted.gpu_total()),
+            fmt_bytes(predicted.host_total())
+        ),
+        Fit::Cpu => format!(
+            "{quant} runs on the CPU: {} of {} host memory ({})",
+            fmt_bytes(predicted.host_total()),
+            fmt_bytes(budget.host_usable()),
+            parts(predicted, false)
+        ),
+        Fit::None => format!(
+            "{quant} does not fit: needs {} GPU + {} host, {} GPU + {} host usable",
+            fmt_bytes(predicted.gpu_total()),
+            fmt_bytes(predicted.host_total()),
+            fmt_bytes(budget.gpu_usable()),
+            fmt_bytes(budget.host_usable())
+        ),
+    }
+}
+
+/// Chooses among the quants of one model (see the module doc for the policy).
+pub fn choose(
+    candidates: &[ModelSummary],
+    request: &PlanRequest,
+    budget: &Budget,
+) -> Result<Decision, PlanError> {
+    if candidates.is_empty() {
+        return Err(PlanError::NoCandidates);
+    }
+    let plans: Vec<FilePlan> = candidates
+        .iter()
+        .map(|m| plan_file(m, request, budget))
+        .collect();
+    let best_quality = |fit: Fit| {
+        plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.fit == fit)
+            .max_by_key(|(_, p)| (p.quality_rank, p.file_size))
+            .map(|(i, _)| i)
+    };
+    let (pick, why) = if let Some(i) = best_quality(Fit::FullGpu) {
+        (
+            i,
+            "the highest-quality quant that fits entirely in GPU memory".to_owned(),
+        )
+    } else if let Some(i) = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.fit == Fit::PartialGpu)
+        .max_by(|(_, a), (_, b)| {
+            (a.gpu_fraction, a.quality_rank)
+                .partial_cmp(&(b.gpu_fraction, b.quality_rank))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(i, _)| i)
+    {
+        let why = format!(
+            "no quant fits entirely in GPU memory; the best predicted speed: {:.0}% of its weights on the GPU",
+            plans[i].gpu_fraction * 100.0
+        );
+        (i, why)
+    } else if let Some(i) = best_quality(Fit::Cpu) {
+        let why = if budget.gpus.is_empty() {
+            "no GPU: the highest-quality quant that fits in host memory".to_owned()
+        } else {
+            "nothing fits on the GPU; the highest-quality quant that fits in host memory".to_owned()
+        };
+        (i, why)
+    } else {
+        return Err(nothing_fits(candidates, &plans, request, budget));
+    };
+
+    let chosen = &plans[pick];
+    let mut reasons = vec![format!(
+        "picked {} ({}): {why}",
+        chosen.quant,
+        chosen.file.display()
+    )];
+    reasons.push(chosen.reason.clone());
+    for p in plans
+        .iter()
+        .filter(|p| p.quality_rank > chosen.quality_rank)
+    {
+        reasons.push(format!("not {}: {}", p.quant, p.reason));
+    }
+    Ok(Decision {
+        file: chosen.file.clone(),
+        quant: chosen.quant.clone(),
+        n_gpu_layers: chosen.offload.n_gpu_layers,
+        n_cpu_moe: chosen.offload.n_cpu_moe,
+        use_gpu: chosen.use_gpu,
+        predicted: chosen.predicted,
+        reasons,
+        plans,
+    })
+}
+
+/// The error for a budget nothing fits: what the smallest file needs, and the context it would
+/// fit at, if any.
+fn nothing_fits(
+    candidates: &[ModelSummary],
+    plans: &[FilePlan],
+    request: &PlanRequest,
+    budget: &Budget,
+) -> PlanError {
+    let (i, smallest) = plans
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, p)| p.predicted.total())
+        .expect("candidates is not empty");
+    let model = &candidates[i];
+    let available = budget.gpu_usable() + budget.host_usable();
+    // The largest context (multiple of 256) at which the smallest file would fit.
+    let fits_at = |n_ctx: u32| {
+        let request = PlanRequest {
+            context: ContextParams {
+                n_ctx,
+                ..request.context.clone()
+            },
+            ..request.clone()
+        };
+        plan_file(model, &request, budget).fit != Fit::None
+    };
+    let n_ctx = smallest.n_ctx as u32;
+    let (mut lo, mut hi) = (0u32, n_ctx / 256);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits_at(mid * 256) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let hint = if lo > 0 {
+        format!("{} would fit with -c {}", smallest.quant, lo * 256)
+    } else {
+        format!("{} does not fit even with -c 256", smallest.quant)
+    };
+    PlanError::NothingFits {
+        quant: smallest.quant.clone(),
+        needed: smallest.predicted.total(),
+        available,
+        n_ctx: smallest.n_ctx,
+        hint,
+    }
+}

@@ -1,0 +1,269 @@
+//! The memory model: bytes llama.cpp allocates for one model at one context and offload, per
+//! place (GPU or host), following how llama.cpp lays memory out:
+//!
+//! - Weights (`llama-model.cpp` `load_tensors`): layers il ≥ n_layer + 1 − ngl go to the GPU,
+//!   the output layer (`output`, `output_norm`) counting as layer n_layer: `-ngl 1` offloads only
+//!   the output layer, `-ngl N` it and the last N − 1 repeating layers, n_layer + 1 everything.
+//!   `token_embd` always stays on the CPU ("very little benefit to offloading the input layer").
+//!   A model without `output.weight` (tied embeddings, e.g. Gemma) gets a duplicate of
+//!   `token_embd` as its output layer. `--n-cpu-moe N` keeps the expert tensors (`ffn_*_exps`) of
+//!   the first N layers on the CPU.
+//! - KV cache (`llama-kv-cache.cpp`, `llama-kv-cache-iswa.cpp`, `llama-context.cpp`): n_ctx is
+//!   padded to 256; a unified cache has n_ctx cells in one stream, otherwise n_seq streams of
+//!   pad(n_ctx / n_seq, 256) cells. Sliding-window layers hold pad(min(cells, n_swa·(unified ?
+//!   n_seq : 1) + n_ubatch), 256) cells unless `swa_full`. Each cell of layer il takes
+//!   row_size(type_k, n_embd_k_gqa(il)) + row_size(type_v, n_embd_v_gqa(il)) bytes. The cache of
+//!   a layer lives where the layer is.
+//! - Output buffer (`llama_context::output_reserve`): n_vocab f32 logits per sequence, on the host.
+//! - Compute buffers: an estimate, since llama.cpp sizes them by allocating the worst-case graph
+//!   (`llama_context::sched_reserve`, one ubatch). Terms: f32 logits for min(n_ubatch,
+//!   n_outputs_max) outputs × n_vocab; f32 activations n_ubatch·(4·n_embd + 2·n_ff); the
+//!   attention masks n_kv·n_ubatch (f16 with flash attention, else f32; one more for
+//!   sliding-window layers, `build_attn_inp_kq_mask`); without flash attention the f32 scores
+//!   n_ubatch·n_kv·n_head. The masks are inputs, live all along; logits and scores are not live
+//!   together: peak = masks + activations + max(logits, scores). With a GPU the whole peak is on
+//!   the GPU, whatever `-ngl` (llama.cpp offloads large-batch operations, `op_offload`), and the
+//!   host keeps the masks and two n_ubatch·n_embd f32 buffers.
+//!
+//!   Measured (llama.cpp b11434): the demo model (Gemma 3 270M) on the CPU, n_ubatch 512:
+//!   n_ctx 4096, 1 sequence: 524.5 MiB, predicted 530.0; n_ctx 32768, 4 sequences: 552.8,
+//!   predicted 559.5; llama-server's defaults (n_outputs_max = 4): 52.8, predicted 51.5. A
+//!   written 8-layer llama (n_embd 256, 16000 tokens, tied embeddings) on an H100, n_ctx 8192,
+//!   4 sequences: -ngl 99 flash attention on: GPU 41.3 MiB (predicted 43.3), host 10.0 (9.0);
+//!   off: GPU 83.0 (84.0), host 18.5 (17.0); -ngl 5 and 1: GPU 34.3 (43.3: the mask is not
+//!   always on the GPU); -ngl 0: GPU 42.1 (43.3). Weights, KV cache and output buffers matched
+//!   the formulas above exactly, the tied output copy on the GPU included.
+
+use crate::gguf::{ModelSummary, ggml_type};
+use serde::Serialize;
+
+/// Context parameters that change memory use, named as llama.cpp's `llama_context_params`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextParams {
+    /// Total context (all sequences); 0 means the model's training context.
+    pub n_ctx: u32,
+    /// `n_seq_max` (llama-server's `--parallel`).
+    pub n_seq: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    /// Most logits rows one ubatch computes; 0 means n_batch (llama.cpp's and llama-cpp-2's
+    /// default). llama-server sets it to n_parallel, which shrinks the compute buffer of
+    /// large-vocabulary models by hundreds of MiB.
+    pub n_outputs_max: u32,
+    /// ggml type id of the K cache (1 = f16, 8 = q8_0, 2 = q4_0).
+    pub type_k: u32,
+    /// ggml type id of the V cache.
+    pub type_v: u32,
+    /// Flash attention (`auto` resolved by the caller; llama.cpp turns auto on where supported).
+    pub flash_attn: bool,
+    /// Full-size cache for sliding-window layers (llama-server `--swa-full`, default off).
+    pub swa_full: bool,
+    /// One KV stream shared by all sequences (llama-server `--kv-unified`, its default).
+    pub kv_unified: bool,
+}
+
+impl Default for ContextParams {
+    /// llama-server's defaults, with one sequence.
+    fn default() -> Self {
+        ContextParams {
+            n_ctx: 0,
+            n_seq: 1,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_outputs_max: 0,
+            type_k: 1,
+            type_v: 1,
+            flash_attn: true,
+            swa_full: false,
+            kv_unified: true,
+        }
+    }
+}
+
+/// Where the weights go: llama.cpp's `n_gpu_layers` and `n_cpu_moe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Offload {
+    /// Layers on the GPU, counted from the output layer (1) back; n_layer + 1 is all of them.
+    pub n_gpu_layers: u32,
+    /// Layers (from the first) whose MoE expert tensors stay on the CPU.
+    pub n_cpu_moe: u32,
+}
+
+/// Predicted bytes, per place and kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    pub gpu_weights: u64,
+    pub gpu_kv: u64,
+    pub gpu_compute: u64,
+    pub host_weights: u64,
+    pub host_kv: u64,
+    pub host_compute: u64,
+    pub host_output: u64,
+}
+
+impl MemoryEstimate {
+    pub fn gpu_total(&self) -> u64 {
+        self.gpu_weights + self.gpu_kv + self.gpu_compute
+    }
+
+    pub fn host_total(&self) -> u64 {
+        self.host_weights + self.host_kv + self.host_compute + self.host_output
+    }
+
+    pub fn total(&self) -> u64 {
+        self.gpu_total() + self.host_total()
+    }
+}
+
+const F32: u64 = 4;
+
+/// The n_ctx llama.cpp will use: the model's context for 0, padded to 256.
+pub fn effective_n_ctx(model: &ModelSummary, ctx: &ContextParams) -> u64 {
+    let n_ctx = if ctx.n_ctx == 0 {
+        model.context_length
+    } else {
+        u64::from(ctx.n_ctx)
+    };
+    n_ctx.max(1).next_multiple_of(256)
+}
+
+/// (cells per stream, streams) of full-attention and sliding-window layers.
+fn kv_cells(model: &ModelSummary, ctx: &ContextParams) -> ((u64, u64), u64) {
+    let n_ctx = effective_n_ctx(model, ctx);
+    let n_seq = u64::from(ctx.n_seq.max(1));
+    let (cells, streams) = if ctx.kv_unified {
+        (n_ctx, 1)
+    } else {
+        ((n_ctx / n_seq).max(1).next_multiple_of(256), n_seq)
+    };
+    let swa_cells = match model.sliding_window {
+        Some(_) if ctx.swa_full => cells,
+        Some(n_swa) => {
+            let per = if ctx.kv_unified { n_seq } else { 1 };
+            cells
+                .min(n_swa * per + u64::from(ctx.n_ubatch))
+                .next_multiple_of(256)
+        }
+        None => cells,
+    };
+    ((cells, swa_cells), streams)
+}
+
+/// KV cache bytes of layer `il`.
+pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u64 {
+    let ((cells, swa_cells), streams) = kv_cells(model, ctx);
+    let cells = if model.swa_layers.get(il).copied().unwrap_or(false) {
+        swa_cells
+    } else {
+        cells
+    };
+    let row = |ty: u32, n: u64| ggml_type(ty).map_or(n * 2, |t| t.row_size(n));
+    let per_cell =
+        row(ctx.type_k, model.n_embd_k_gqa(il)) + row(ctx.type_v, model.n_embd_v_gqa(il));
+    streams * cells * per_cell
+}
+
+/// The compute buffers (see the module doc): (peak of the device running the graph, host
+/// part when that device is a GPU).
+fn compute_bytes(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
+    let n_ubatch = u64::from(ctx.n_ubatch);
+    let n_outputs = match ctx.n_outputs_max {
+        0 => ctx.n_batch,
+        n => n,
+    };
+    let logits = F32 * model.vocab_size * n_ubatch.min(u64::from(n_outputs.max(1)));
+    let n_ff = model
+        .feed_forward_length
+        .max(model.expert_feed_forward_length * u64::from(model.expert_used_count));
+    let activations = F32 * n_ubatch * (4 * model.embedding_length + 2 * n_ff);
+    let ((cells, swa_cells), _) = kv_cells(model, ctx);
+    let mask_type_size = if ctx.flash_attn { 2 } else { F32 };
+    let has_swa = model.swa_layers.iter().any(|&swa| swa);
+    let masks = mask_type_size * n_ubatch * (cells + if has_swa { swa_cells } else { 0 });
+    let scores = if ctx.flash_attn {
+        0
+    } else {
+        let n_head = model.head_count.iter().copied().max().unwrap_or(0);
+        F32 * n_ubatch * cells * u64::from(n_head)
+    };
+    // The masks are graph inputs, live throughout; the logits and the attention scores are not
+    // live at the same time.
+    let peak = masks + activations + logits.max(scores);
+    // With a GPU the host keeps the inputs: masks and the token embeddings (and a copy).
+    let host = masks + 2 * F32 * n_ubatch * model.embedding_length;
+    (peak, host)
+}
+
+fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
+    model
+        .non_layer
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.bytes)
+}
+
+/// Predicts memory on a machine with no GPU: everything on the host.
+pub fn estimate_cpu_only(model: &ModelSummary, ctx: &ContextParams) -> MemoryEstimate {
+    let m = estimate(
+        model,
+        ctx,
+        Offload {
+            n_gpu_layers: 0,
+            n_cpu_moe: 0,
+        },
+    );
+    MemoryEstimate {
+        gpu_compute: 0,
+        host_compute: compute_bytes(model, ctx).0,
+        ..m
+    }
+}
+
+/// Predicts memory for one model, context and offload on a machine with a GPU (where the
+/// compute buffers are on the GPU even with `n_gpu_layers` 0; see [`estimate_cpu_only`]).
+pub fn estimate(model: &ModelSummary, ctx: &ContextParams, offload: Offload) -> MemoryEstimate {
+    let n_layer = model.block_count;
+    let ngl = offload.n_gpu_layers.min(n_layer + 1);
+    let i_gpu_start = n_layer + 1 - ngl;
+    let mut m = MemoryEstimate::default();
+
+    for layer in &model.layers {
+        let kv = kv_layer_bytes(model, ctx, layer.index as usize);
+        if layer.index >= i_gpu_start {
+            let cpu_experts = if layer.index < offload.n_cpu_moe {
+                layer.expert_bytes
+            } else {
+                0
+            };
+            m.gpu_weights += layer.bytes - cpu_experts;
+            m.host_weights += cpu_experts;
+            m.gpu_kv += kv;
+        } else {
+            m.host_weights += layer.bytes;
+            m.host_kv += kv;
+        }
+    }
+
+    let output_on_gpu = ngl >= 1;
+    let non_layer: u64 = model.non_layer.iter().map(|t| t.bytes).sum();
+    if output_on_gpu {
+        let norm = tensor_bytes(model, "output_norm.weight").unwrap_or(0);
+        let output = tensor_bytes(model, "output.weight");
+        // Tied embeddings: the output layer is a GPU copy of token_embd, which stays on the host.
+        let output_on_device = output
+            .or_else(|| tensor_bytes(model, "token_embd.weight"))
+            .unwrap_or(0);
+        m.gpu_weights += norm + output_on_device;
+        m.host_weights += non_layer - norm - output.unwrap_or(0);
+    } else {
+        m.host_weights += non_layer;
+    }
+
+    // llama.cpp runs the graph on the GPU even with -ngl 0 (it offloads large-batch operations,
+    // `op_offload`), so the compute buffer is there; the host keeps the inputs.
+    let (peak, host) = compute_bytes(model, ctx);
+    m.gpu_compute = peak;
+    m.host_compute = host;
+    m.host_output = F32 * model.vocab_size * u64::from(ctx.n_seq.max(1));
+    m
+}
