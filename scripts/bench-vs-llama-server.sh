@@ -105,7 +105,9 @@ measure() {
   stop_server
 }
 
+load() { cut -d' ' -f1-3 /proc/loadavg; }
 log "model $MODEL; -t $THREADS -c $CTX -np $NP; $ROUNDS rounds; results in $OUT"
+log "$(nproc) cores, load average $(load) (other load on these cores skews both sides)"
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
     measure llama-server "$round"
@@ -115,6 +117,8 @@ for round in $(seq 1 "$ROUNDS"); do
     measure llama-server "$round"
   fi
 done
+
+log "done; load average $(load)"
 
 python3 - "$OUT" "$ROUNDS" "$NP" <<'PY'
 import json, statistics, sys
@@ -145,6 +149,13 @@ metrics = [
     ("idle RSS MB", "diff < 50", rss_mb),
 ]
 names = ("llama-server", "gguf-serve")
+# Both sides must have done the same work for their speeds to compare.
+for test in ("pp", "tg", "conc"):
+    for r in range(1, rounds + 1):
+        work = {n: (summary(r, n, test)["output_tokens"], summary(r, n, test)["prompt_tokens"])
+                for n in names}
+        if work["llama-server"] != work["gguf-serve"]:
+            print(f"warning: round {r} {test}: (output, prompt) tokens differ: {work}")
 print(f"\nmedian of {rounds} alternating rounds; ratio = gguf-serve / llama-server")
 print(f"{'metric':<32} {'llama-server':>12} {'gguf-serve':>12} {'ratio':>7}  target   rounds (llama | gguf)")
 for label, target, get in metrics:
