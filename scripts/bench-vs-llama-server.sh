@@ -3,14 +3,15 @@
 # slots, measured with `gguf-serve bench` in alternating rounds (one server up at a time, the
 # order flipped every round so drift on a shared machine hits both alike). Prints the median of
 # each metric over the rounds and the ratio gguf-serve / llama-server, as issue 4's acceptance asks:
-#   prompt processing t/s   one ~PP_TOKENS-token prompt, n_predict 1, cache_prompt off (server timings)
+#   prompt processing t/s   two ~PP_TOKENS-token prompts, n_predict 1, cache_prompt off (server timings)
 #   decode t/s              one stream of DECODE_TOKENS tokens, ignore_eos (server timings; client too)
 #   aggregate t/s @ NP      CONC_REQUESTS requests at concurrency NP (client: output tokens / wall)
 #   idle RSS MB             each server's resident memory after its warm-up request
 #
 # Usage: scripts/bench-vs-llama-server.sh [MODEL]     (default: the demo model)
 # Environment (defaults in brackets):
-#   ROUNDS [3]  THREADS [2]  CTX [4096]  NP [4]  PP_TOKENS [512]  DECODE_TOKENS [128]
+#   ROUNDS [3]  THREADS [2]  CTX [4096]  NP [4]  DECODE_TOKENS [128]
+#   PP_TOKENS [500: with BOS and the index prefix, one 512-token ubatch]
 #   CONC_REQUESTS [8]  CONC_TOKENS [64]  CONC_PROMPT_TOKENS [64]
 #   GGUF_SERVE      gguf-serve binary, for `bench` and the server [target/release/gguf-serve]
 #   GGUF_SERVE_CMD  command that starts "our" server, flags appended [$GGUF_SERVE]; point it at
@@ -25,7 +26,7 @@ ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CTX=${CTX:-4096}
 NP=${NP:-4}
-PP_TOKENS=${PP_TOKENS:-512}
+PP_TOKENS=${PP_TOKENS:-500}
 DECODE_TOKENS=${DECODE_TOKENS:-128}
 CONC_REQUESTS=${CONC_REQUESTS:-8}
 CONC_TOKENS=${CONC_TOKENS:-64}
