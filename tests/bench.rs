@@ -79,6 +79,120 @@ fn bad_flags_and_files_are_refused_before_sending() {
     }
 }
 
+/// A one-response-fits-all HTTP server on a free port: answers every request with `response`
+/// (status line, headers and body), written in small pieces so that events span reads.
+fn canned_server(response: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind canned server");
+    let url = format!("http://{}", listener.local_addr().expect("local address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            read_request(&mut stream);
+            for piece in response.as_bytes().chunks(7) {
+                if stream
+                    .write_all(piece)
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    url
+}
+
+/// Reads one request's head and its `Content-Length` body.
+fn read_request(stream: &mut TcpStream) {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+}
+
+const SSE_COMPLETION: &str = concat!(
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+    "data: {\"content\":\"Hel\",\"stop\":false}\n\n",
+    "data: {\"content\":\"lo\",\"stop\":false}\n\n",
+    "data: {\"content\":\"\",\"stop\":true,\"tokens_predicted\":2,\"tokens_evaluated\":5,",
+    "\"timings\":{\"prompt_n\":5,\"prompt_per_second\":500.0,\"predicted_n\":2,",
+    "\"predicted_per_second\":40.0}}\n\n",
+);
+
+const JSON_INSTEAD_OF_SSE: &str = concat!(
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+    "{\"content\":\"Hello\",\"tokens_predicted\":2}",
+);
+
+const BUSY: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n",
+    "Content-Length: 73\r\nConnection: close\r\n\r\n",
+    "{\"error\":{\"code\":503,\"message\":\"server busy\",\"type\":\"unavailable_error\"}}",
+);
+
+#[test]
+fn reads_a_stream_split_across_reads() {
+    let url = canned_server(SSE_COMPLETION);
+    let s = bench_json(&[
+        "--url",
+        &url,
+        "--endpoint",
+        "completion",
+        "--synthetic",
+        "3",
+        "--concurrency",
+        "3",
+    ]);
+    assert_eq!(s["succeeded"], 3, "{s}");
+    assert_eq!(s["output_tokens"], 6, "{s}");
+    assert_eq!(s["prompt_tokens"], 15, "{s}");
+    assert_eq!(s["server"]["predicted_per_second_mean"], 40.0, "{s}");
+    assert_eq!(s["server"]["prompt_per_second_mean"], 500.0, "{s}");
+    assert!(
+        s["ttft_ms"]["p50"].as_f64() <= s["latency_ms"]["p50"].as_f64(),
+        "{s}"
+    );
+}
+
+#[test]
+fn server_errors_are_reported_with_their_message() {
+    let cases = [
+        (
+            JSON_INSTEAD_OF_SSE,
+            "expected server-sent events, got: {\"content\"",
+        ),
+        (BUSY, "HTTP 503: server busy"),
+    ];
+    for (response, want) in cases {
+        let url = canned_server(response);
+        let output = bench(&[
+            "--url",
+            &url,
+            "--endpoint",
+            "completion",
+            "--synthetic",
+            "2",
+        ]);
+        assert!(!output.status.success());
+        let err = stderr(&output);
+        assert!(err.contains(want), "{err}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("0 ok, 2 failed of 2"), "{text}");
+    }
+}
+
 /// The reference llama-server, spawned on a free port and killed on drop.
 struct LlamaServer {
     child: Child,

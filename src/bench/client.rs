@@ -149,20 +149,32 @@ impl Target {
         let mut decoder = SseDecoder::default();
         let mut fold = StreamFold::new(self.endpoint);
         let mut ttft = None;
+        // The start of the body, kept until an event arrives, to show what came instead.
+        let mut head: Option<Vec<u8>> = Some(Vec::new());
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|err| error_chain(&err))?;
+            if let Some(head) = &mut head {
+                head.extend(chunk.iter().take(200usize.saturating_sub(head.len())));
+            }
             for event in decoder.feed(&chunk) {
+                head = None;
                 if fold.push(&event)? && ttft.is_none() {
                     ttft = Some(start.elapsed());
                 }
             }
         }
-        if let Some(event) = decoder.finish()
-            && fold.push(&event)?
-            && ttft.is_none()
-        {
-            ttft = Some(start.elapsed());
+        if let Some(event) = decoder.finish() {
+            head = None;
+            if fold.push(&event)? && ttft.is_none() {
+                ttft = Some(start.elapsed());
+            }
+        }
+        if let Some(head) = head.filter(|h| !h.is_empty()) {
+            return Err(format!(
+                "expected server-sent events, got: {}",
+                String::from_utf8_lossy(&head).trim()
+            ));
         }
         let tokens = fold.finish()?;
         Ok(Measurement {
