@@ -1,0 +1,397 @@
+//! Drives the `gguf-serve bench` binary: its errors without any server, and a real run against the
+//! reference llama-server when `GGUF_SERVE_LLAMA_SERVER` names one (skipped otherwise, saying why).
+//! The run against gguf-serve's own server comes with the server.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run gguf-serve bench")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[test]
+fn unreachable_server_fails_with_the_connect_error() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = bench(&["--url", &url, "--synthetic", "2", "--json"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("all 2 requests failed"), "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+    // --json still prints the summary, with the failures counted.
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["summary"]["failed"], 2);
+    assert_eq!(report["summary"]["succeeded"], 0);
+}
+
+#[test]
+fn bad_flags_and_files_are_refused_before_sending() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt\": \"ok\"}\n{\"prompt\": 3}\n").expect("write jsonl");
+    let bad = bad.to_str().expect("utf-8 path");
+    let missing = dir.path().join("missing.jsonl");
+    let missing = missing.to_str().expect("utf-8 path");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--synthetic", "1", "--concurrency", "0"],
+            "--concurrency must be at least 1",
+        ),
+        (&["--synthetic", "0"], "--synthetic must be at least 1"),
+        (
+            &["--synthetic", "1", "--url", "localhost:8080"],
+            "expected http://",
+        ),
+        (
+            &["--synthetic", "1", "--endpoint", "embeddings"],
+            "unknown endpoint",
+        ),
+        (&["--requests", missing], "missing.jsonl"),
+        (
+            &["--requests", bad],
+            "bad.jsonl:2: `prompt` must be a string",
+        ),
+        (&[], "required"),
+    ];
+    for (args, want) in cases {
+        let output = bench(args);
+        assert!(!output.status.success(), "{args:?}");
+        let err = stderr(&output);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// A one-response-fits-all HTTP server on a free port: answers every request with `response`
+/// (status line, headers and body), written in small pieces so that events span reads.
+fn canned_server(response: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind canned server");
+    let url = format!("http://{}", listener.local_addr().expect("local address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            read_request(&mut stream);
+            for piece in response.as_bytes().chunks(7) {
+                if stream
+                    .write_all(piece)
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    url
+}
+
+/// Reads one request's head and its `Content-Length` body.
+fn read_request(stream: &mut TcpStream) {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+}
+
+const SSE_COMPLETION: &str = concat!(
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+    "data: {\"content\":\"Hel\",\"stop\":false}\n\n",
+    "data: {\"content\":\"lo\",\"stop\":false}\n\n",
+    "data: {\"content\":\"\",\"stop\":true,\"tokens_predicted\":2,\"tokens_evaluated\":5,",
+    "\"timings\":{\"prompt_n\":5,\"prompt_per_second\":500.0,\"predicted_n\":2,",
+    "\"predicted_per_second\":40.0}}\n\n",
+);
+
+const JSON_INSTEAD_OF_SSE: &str = concat!(
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+    "{\"content\":\"Hello\",\"tokens_predicted\":2}",
+);
+
+const BUSY: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n",
+    "Content-Length: 73\r\nConnection: close\r\n\r\n",
+    "{\"error\":{\"code\":503,\"message\":\"server busy\",\"type\":\"unavailable_error\"}}",
+);
+
+#[test]
+fn reads_a_stream_split_across_reads() {
+    let url = canned_server(SSE_COMPLETION);
+    let s = bench_json(&[
+        "--url",
+        &url,
+        "--endpoint",
+        "completion",
+        "--synthetic",
+        "3",
+        "--concurrency",
+        "3",
+    ]);
+    assert_eq!(s["succeeded"], 3, "{s}");
+    assert_eq!(s["output_tokens"], 6, "{s}");
+    assert_eq!(s["prompt_tokens"], 15, "{s}");
+    assert_eq!(s["server"]["predicted_per_second_mean"], 40.0, "{s}");
+    assert_eq!(s["server"]["prompt_per_second_mean"], 500.0, "{s}");
+    assert!(
+        s["ttft_ms"]["p50"].as_f64() <= s["latency_ms"]["p50"].as_f64(),
+        "{s}"
+    );
+}
+
+#[test]
+fn server_errors_are_reported_with_their_message() {
+    let cases = [
+        (
+            JSON_INSTEAD_OF_SSE,
+            "expected server-sent events, got: {\"content\"",
+        ),
+        (BUSY, "HTTP 503: server busy"),
+    ];
+    for (response, want) in cases {
+        let url = canned_server(response);
+        let output = bench(&[
+            "--url",
+            &url,
+            "--endpoint",
+            "completion",
+            "--synthetic",
+            "2",
+        ]);
+        assert!(!output.status.success());
+        let err = stderr(&output);
+        assert!(err.contains(want), "{err}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("0 ok, 2 failed of 2"), "{text}");
+    }
+}
+
+/// The reference llama-server, spawned on a free port and killed on drop.
+struct LlamaServer {
+    child: Child,
+    url: String,
+}
+
+impl LlamaServer {
+    fn start(binary: &Path, model: &Path) -> Self {
+        let port = free_port();
+        let extra = std::env::var("GGUF_SERVE_LLAMA_SERVER_ARGS").unwrap_or_default();
+        let child = Command::new(binary)
+            .args(["-m".as_ref(), model.as_os_str()])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-t", "2", "-c", "2048", "-np", "2"])
+            .args(extra.split_whitespace())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn llama-server");
+        let mut server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_healthy(port, Duration::from_secs(120));
+        server
+    }
+
+    /// Polls `/health` until it answers 200, failing fast if the server exits.
+    fn wait_healthy(&mut self, port: u16, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll llama-server") {
+                panic!("llama-server exited while starting: {status}");
+            }
+            if health_ok(port) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "llama-server not healthy after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn health_ok(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+}
+
+/// The llama-server and model to test against, or why the test is skipped.
+fn reference() -> Result<(PathBuf, PathBuf), String> {
+    let server = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
+        .map(PathBuf::from)
+        .ok_or("GGUF_SERVE_LLAMA_SERVER is not set (path of a reference llama-server)")?;
+    if !server.is_file() {
+        return Err(format!(
+            "GGUF_SERVE_LLAMA_SERVER={}: no such file",
+            server.display()
+        ));
+    }
+    let model = match std::env::var_os("GGUF_SERVE_TEST_MODEL") {
+        Some(model) => PathBuf::from(model),
+        None => {
+            let cache = std::env::var_os("GGUF_SERVE_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gguf-serve"))
+                })
+                .ok_or("neither GGUF_SERVE_CACHE nor HOME is set")?;
+            cache.join("models/gemma-3-270m-q4_k_m.gguf")
+        }
+    };
+    if !model.is_file() {
+        return Err(format!(
+            "{}: no model (scripts/fetch-demo-model.sh)",
+            model.display()
+        ));
+    }
+    Ok((server, model))
+}
+
+fn bench_json(args: &[&str]) -> Value {
+    let output = bench(&[args, &["--json"]].concat());
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    report["summary"].clone()
+}
+
+#[test]
+fn runs_against_the_reference_llama_server() {
+    let (binary, model) = match reference() {
+        Ok(found) => found,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let server = LlamaServer::start(&binary, &model);
+    let url = server.url.as_str();
+
+    // Streaming /completion: ignore_eos is on for synthetic prompts, so every request yields
+    // exactly --max-tokens tokens, and llama-server's timings come back.
+    let s = bench_json(&[
+        "--url",
+        url,
+        "--endpoint",
+        "completion",
+        "--synthetic",
+        "3",
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "8",
+        "--prompt-tokens",
+        "32",
+    ]);
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["output_tokens"], 24, "{s}");
+    assert_eq!(s["server"]["predicted_n_total"], 24, "{s}");
+    assert_eq!(s["server"]["requests_with_timings"], 3, "{s}");
+    assert!(
+        s["server"]["prompt_per_second_mean"].as_f64() > Some(0.0),
+        "{s}"
+    );
+    assert!(
+        s["ttft_ms"]["p50"].as_f64() <= s["latency_ms"]["p50"].as_f64(),
+        "{s}"
+    );
+    assert!(s["output_tokens_per_s"].as_f64() > Some(0.0), "{s}");
+
+    // Whole chat responses: usage gives the counts; no time to first token without a stream.
+    let s = bench_json(&[
+        "--url",
+        url,
+        "--endpoint",
+        "chat",
+        "--no-stream",
+        "--synthetic",
+        "2",
+        "--max-tokens",
+        "4",
+    ]);
+    assert_eq!(s["succeeded"], 2, "{s}");
+    assert_eq!(s["output_tokens"], 8, "{s}");
+    assert!(s["ttft_ms"].is_null(), "{s}");
+
+    // A JSONL file through the chat stream, with a per-line max_tokens.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        concat!(
+            "{\"prompt\": \"Name a colour.\", \"max_tokens\": 3}\n",
+            "\n",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Say hi.\"}], \"max_tokens\": 2}\n",
+        ),
+    )
+    .expect("write jsonl");
+    let s = bench_json(&[
+        "--url",
+        url,
+        "--endpoint",
+        "chat",
+        "--requests",
+        requests.to_str().expect("utf-8 path"),
+        "--ignore-eos",
+    ]);
+    assert_eq!(s["succeeded"], 2, "{s}");
+    assert_eq!(s["output_tokens"], 5, "{s}");
+    assert!(s["ttft_ms"]["max"].as_f64() > Some(0.0), "{s}");
+
+    // The text report, as a user sees it.
+    let output = bench(&["--url", url, "--synthetic", "1", "--max-tokens", "2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("1 ok, 0 failed of 1"), "{text}");
+    assert!(text.contains("latency ms"), "{text}");
+}
