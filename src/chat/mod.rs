@@ -27,7 +27,7 @@ mod types;
 
 pub use error::ChatError;
 pub use format::ChatFormat;
-pub use grammar::{ResponseFormat, parse_response_format, tool_call_grammar};
+pub use grammar::{ResponseFormat, parse_response_format, schema_grammar, tool_call_grammar};
 pub use parse::{ChatDelta, ChatParser, ParsedMessage, ParserConfig, ToolCallDelta};
 pub use request::ChatRequest;
 pub use stop::{StopMatcher, StopStep};
