@@ -143,3 +143,70 @@ fn valid_requests_parse() {
         );
     }
 }
+
+#[test]
+fn whole_request() {
+    use gguf_serve::chat::{ChatRequest, ChatTemplate, SpecialTokens};
+    let body = json!({
+        "model": "x", "temperature": 0.2,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "required",
+        "reasoning_effort": "high",
+        "chat_template_kwargs": {"enable_thinking": false, "builtin_tools": []}
+    });
+    let request = ChatRequest::from_json(&body).unwrap();
+    assert_eq!(request.reasoning_effort, Some(ReasoningEffort::High));
+    assert!(request.parses_tool_calls());
+    assert!(
+        request
+            .grammar(gguf_serve::chat::ChatFormat::Hermes)
+            .unwrap()
+            .is_some()
+    );
+    let template = ChatTemplate::new(None, SpecialTokens::default()).unwrap();
+    let rendered = template.render(&request.render_request()).unwrap();
+    assert_eq!(
+        rendered.prompt,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let config = request.parser_config(&rendered, ReasoningFormat::None);
+    assert_eq!(config.reasoning_format, ReasoningFormat::None);
+
+    let none = ChatRequest::from_json(&json!({
+        "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"
+    }))
+    .unwrap();
+    assert_eq!(
+        none.chat_template_kwargs.get("enable_thinking"),
+        Some(&json!(false))
+    );
+
+    let bad: Vec<(Value, &str)> = vec![
+        (json!({}), "messages"),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": []}),
+            "chat_template_kwargs",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"reasoning_effort": "max"}}),
+            "chat_template_kwargs.reasoning_effort",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": "yes"}),
+            "add_generation_prompt",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \"a\"",
+                   "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            "grammar",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}),
+            "response_format.type",
+        ),
+    ];
+    for (body, want) in bad {
+        assert_eq!(field_of(ChatRequest::from_json(&body)), want, "{body}");
+    }
+}

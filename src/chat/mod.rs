@@ -2,12 +2,13 @@
 //! tool calls) back out of generated text.
 //!
 //! The server's path through this module, per request:
-//! 1. [`parse_messages`], [`parse_tools`], [`parse_tool_choice`], [`parse_response_format`] turn
-//!    the request JSON into typed values (errors name the field, for HTTP 400);
+//! 1. [`ChatRequest::from_json`] (or the field parsers [`parse_messages`], [`parse_tools`],
+//!    [`parse_tool_choice`], [`parse_response_format`]) turns the request JSON into typed
+//!    values (errors name the field, for HTTP 400);
 //! 2. [`ChatTemplate::render`] (template built once per model) gives the prompt, the
 //!    [`ChatFormat`] and the special tokens the engine must keep as text;
-//! 3. [`ResponseFormat::grammar`] / [`tool_call_grammar`] give a GBNF grammar when output is
-//!    constrained;
+//! 3. [`ChatRequest::grammar`] ([`ResponseFormat::grammar`] / [`tool_call_grammar`]) gives a
+//!    GBNF grammar when output is constrained;
 //! 4. a [`StopMatcher`] cuts generated text at the request's stop strings (holding back what
 //!    may be the start of one), and a [`ChatParser`] reads the text it passes on: `push` per
 //!    chunk while streaming, `finish` at the end for the whole [`ParsedMessage`].
@@ -19,14 +20,16 @@ mod error;
 mod format;
 mod grammar;
 mod parse;
+mod request;
 mod stop;
 mod template;
 mod types;
 
 pub use error::ChatError;
 pub use format::ChatFormat;
-pub use grammar::{ResponseFormat, parse_response_format, tool_call_grammar};
+pub use grammar::{ResponseFormat, parse_response_format, schema_grammar, tool_call_grammar};
 pub use parse::{ChatDelta, ChatParser, ParsedMessage, ParserConfig, ToolCallDelta};
+pub use request::ChatRequest;
 pub use stop::{StopMatcher, StopStep};
 pub use template::{
     CHATML_TEMPLATE, ChatTemplate, RenderRequest, RenderedPrompt, SpecialTokens, TemplateCaps,
