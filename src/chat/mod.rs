@@ -9,9 +9,9 @@
 //!    [`ChatFormat`] and the special tokens the engine must keep as text;
 //! 3. [`ChatRequest::grammar`] ([`ResponseFormat::grammar`] / [`tool_call_grammar`]) gives a
 //!    GBNF grammar when output is constrained;
-//! 4. a [`StopMatcher`] cuts generated text at the request's stop strings (holding back what
-//!    may be the start of one), and a [`ChatParser`] reads the text it passes on: `push` per
-//!    chunk while streaming, `finish` at the end for the whole [`ParsedMessage`].
+//! 4. a [`ChatParser`] reads the generated text (the engine has already cut it at the stop
+//!    strings, holding back what may begin one): `push` per chunk while streaming, `finish` at
+//!    the end for the whole [`ParsedMessage`].
 //!
 //! Architecture invariant: nothing here touches llama.cpp state except the pure
 //! `json_schema_to_grammar` conversion; rendering and parsing are plain functions of their inputs.
@@ -21,7 +21,6 @@ mod format;
 mod grammar;
 mod parse;
 mod request;
-mod stop;
 mod template;
 mod types;
 
@@ -30,7 +29,6 @@ pub use format::ChatFormat;
 pub use grammar::{ResponseFormat, parse_response_format, schema_grammar, tool_call_grammar};
 pub use parse::{ChatDelta, ChatParser, ParsedMessage, ParserConfig, ToolCallDelta};
 pub use request::ChatRequest;
-pub use stop::{StopMatcher, StopStep};
 pub use template::{
     CHATML_TEMPLATE, ChatTemplate, RenderRequest, RenderedPrompt, SpecialTokens, TemplateCaps,
 };

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
+use crate::chat::ReasoningFormat;
 use crate::engine::EngineConfig;
 use crate::server::ServerConfig;
 
@@ -234,6 +235,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         chat_template,
         max_queue: args.max_queue,
         n_predict: args.n_predict,
+        reasoning_format: ReasoningFormat::parse(&args.reasoning_format).map_err(|_| {
+            anyhow::anyhow!(
+                "--reasoning-format: expected none, auto or deepseek, got {:?}",
+                args.reasoning_format
+            )
+        })?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -69,6 +69,7 @@ pub struct LoadedModel {
     pub bos_token: String,
     pub eos_token: String,
     pub add_bos: bool,
+    pub add_eos: bool,
 }
 
 impl LoadedModel {

@@ -148,6 +148,7 @@ fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConf
         bos_token: text(vocab.bos()),
         eos_token: text(vocab.eos()),
         add_bos: vocab.should_add_bos(),
+        add_eos: vocab.should_add_eos(),
     }
 }
 

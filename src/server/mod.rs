@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 
 pub use error::{ApiError, ErrorType};
 
+use crate::chat::{ChatError, ChatTemplate, ReasoningFormat, SpecialTokens};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedModel};
 
 /// Settings of the HTTP side (a plain struct built by the CLI).
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// Default `n_predict` for requests that set none (-1: no limit).
     pub n_predict: i32,
+    /// `--reasoning-format`.
+    pub reasoning_format: ReasoningFormat,
 }
 
 /// Why the server could not run.
@@ -53,6 +56,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("{path}: {source}")]
+    Template { path: String, source: ChatError },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,6 +68,7 @@ pub struct AppState {
     pub engine: Engine,
     pub config: ServerConfig,
     model: OnceLock<Arc<LoadedModel>>,
+    template: OnceLock<ChatTemplate>,
     next_id: AtomicU64,
     model_path: PathBuf,
 }
@@ -71,6 +77,11 @@ impl AppState {
     /// The loaded model; handlers behind the readiness layer can rely on it.
     pub fn model(&self) -> Result<&Arc<LoadedModel>, ApiError> {
         self.model.get().ok_or_else(loading)
+    }
+
+    /// The chat template (the model's, `--chat-template-file`, or ChatML).
+    pub fn template(&self) -> Result<&ChatTemplate, ApiError> {
+        self.template.get().ok_or_else(loading)
     }
 
     pub fn next_id(&self) -> u64 {
@@ -153,16 +164,25 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         engine: engine.clone(),
         config,
         model: OnceLock::new(),
+        template: OnceLock::new(),
         next_id: AtomicU64::new(0),
         model_path,
     });
     tracing::info!("HTTP server listening on http://{local} (loading model)");
 
-    let (load_failed_tx, load_failed_rx) = tokio::sync::oneshot::channel::<EngineError>();
+    let (load_failed_tx, load_failed_rx) = tokio::sync::oneshot::channel::<ServerError>();
     let loader_state = Arc::clone(&state);
     tokio::spawn(async move {
         match ready.await {
             Ok(Ok(model)) => {
+                let template = match chat_template(&loader_state.config, &model) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = load_failed_tx.send(e);
+                        return;
+                    }
+                };
+                let _ = loader_state.template.set(template);
                 tracing::info!(
                     n_ctx = model.n_ctx,
                     n_slots = model.n_slots,
@@ -172,10 +192,10 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
                 let _ = loader_state.model.set(model);
             }
             Ok(Err(e)) => {
-                let _ = load_failed_tx.send(e);
+                let _ = load_failed_tx.send(e.into());
             }
             Err(_) => {
-                let _ = load_failed_tx.send(EngineError::Stopped);
+                let _ = load_failed_tx.send(EngineError::Stopped.into());
             }
         }
     });
@@ -194,9 +214,33 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
     engine.shutdown();
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
     match load_error.lock().expect("not poisoned").take() {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The template chats are rendered with: `--chat-template-file`, else the model's, else
+/// ChatML (llama-server's fallback), with a warning.
+fn chat_template(config: &ServerConfig, model: &LoadedModel) -> Result<ChatTemplate, ServerError> {
+    let tokens = SpecialTokens {
+        bos: model.bos_token.clone(),
+        eos: model.eos_token.clone(),
+        add_bos: model.add_bos,
+        add_eos: model.add_eos,
+    };
+    let source = config
+        .chat_template
+        .as_deref()
+        .or(model.chat_template.as_deref());
+    let template = ChatTemplate::new(source, tokens).map_err(|source| ServerError::Template {
+        path: model.path.display().to_string(),
+        source,
+    })?;
+    if template.is_fallback() {
+        tracing::warn!("the model has no chat template: chats are rendered with ChatML");
+    }
+    tracing::info!(format = template.format().name(), "chat template ready");
+    Ok(template)
 }
 
 async fn shutdown_signal() {

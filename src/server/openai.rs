@@ -18,6 +18,7 @@ use super::native::request_for_text;
 use super::params;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::chat::{ChatError, ChatParser, ChatRequest, RenderedPrompt};
 use crate::engine::{Completion, LoadedModel, StopType, TokenProbs};
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -130,15 +131,31 @@ pub async fn completions(
     generate::stream(&state, request, format, true).await
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions`: messages rendered through the chat template; the answer parsed
+/// into `content`, `reasoning_content` and `tool_calls` as the model's format dictates.
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = Body::parse(&body)?;
     let model = Arc::clone(state.model()?);
-    let prompt = render(&state, &body)?;
-    let request = request_for_text(&state, &body, &model, &prompt)?;
+    let (chat, rendered) = render(&state, &body)?;
+    let mut request = request_for_text(&state, &body, &model, &rendered.prompt)?;
+    if let Some(grammar) = chat.grammar(rendered.format).map_err(chat_error)? {
+        request.sampling.grammar = Some(grammar);
+    }
+    request
+        .stop
+        .extend(rendered.additional_stops.iter().cloned());
+    request.preserved_tokens = rendered
+        .preserved_tokens
+        .iter()
+        .filter_map(|text| match model.tokenize(text, false, true).as_slice() {
+            [token] => Some(*token),
+            _ => None,
+        })
+        .collect();
+    let mut parser = ChatParser::new(chat.parser_config(&rendered, state.config.reasoning_format));
     let stream = body.bool(&["stream"])?.unwrap_or(false);
     let include_usage = body
         .get(&["stream_options"])
@@ -150,10 +167,12 @@ pub async fn chat_completions(
     if !stream {
         let collected = generate::collect(&state, request).await?;
         let done = &collected.done;
+        parser.push(&done.text);
+        let (_, message) = parser.finish();
         let mut choice = json!({
-            "finish_reason": finish_reason(done),
+            "finish_reason": message.finish_reason(stopped(done)),
             "index": 0,
-            "message": { "role": "assistant", "content": done.text },
+            "message": message.to_openai_json(),
         });
         if !collected.probs.is_empty() {
             choice["logprobs"] = logprobs(&model, &collected.probs);
@@ -181,6 +200,7 @@ pub async fn chat_completions(
             "object": "chat.completion.chunk",
         })
     };
+    let mut parser = Some(parser);
     let format = move |item: Item| {
         let mut out = Vec::new();
         if std::mem::take(&mut first) {
@@ -189,19 +209,35 @@ pub async fn chat_completions(
                 Value::Null,
             ));
         }
+        let Some(p) = parser.as_mut() else {
+            return out;
+        };
         match item {
             Item::Token { text, probs } => {
-                let mut c = chunk(json!({ "content": text }), Value::Null);
-                if probs.is_some() {
-                    c["choices"][0]["logprobs"] = logprobs(&model, probs.as_slice());
+                let deltas = p.push(&text);
+                let n = deltas.len();
+                for (i, delta) in deltas.into_iter().enumerate() {
+                    let mut c = chunk(delta.to_openai_json(), Value::Null);
+                    if i + 1 == n && probs.is_some() {
+                        c["choices"][0]["logprobs"] = logprobs(&model, probs.as_slice());
+                    }
+                    out.push(c);
                 }
-                out.push(c);
             }
             Item::Done(done) => {
-                if !done.tail.is_empty() {
-                    out.push(chunk(json!({ "content": done.tail }), Value::Null));
-                }
-                out.push(chunk(json!({}), finish_reason(&done).into()));
+                let mut p = parser.take().expect("parser present until done");
+                let mut deltas = p.push(&done.tail);
+                let (last, message) = p.finish();
+                deltas.extend(last);
+                out.extend(
+                    deltas
+                        .iter()
+                        .map(|d| chunk(d.to_openai_json(), Value::Null)),
+                );
+                out.push(chunk(
+                    json!({}),
+                    message.finish_reason(stopped(&done)).into(),
+                ));
                 if include_usage {
                     let mut last = chunk(json!({}), Value::Null);
                     last["choices"] = json!([]);
@@ -218,6 +254,11 @@ pub async fn chat_completions(
     generate::stream(&state, request, format, true).await
 }
 
+/// Whether generation ended by itself (end of generation or a stop string), not at a limit.
+fn stopped(done: &Completion) -> bool {
+    matches!(done.stop_type, StopType::Eos | StopType::Word(_))
+}
+
 /// OpenAI's `logprobs` object (`null` when none were asked for).
 fn logprobs(model: &LoadedModel, probs: &[(LlamaToken, TokenProbs)]) -> Value {
     if probs.is_empty() {
@@ -232,45 +273,24 @@ pub async fn apply_template(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = Body::parse(&body)?;
-    Ok(Json(json!({ "prompt": render(&state, &body)? })))
+    let (_, rendered) = render(&state, &body)?;
+    Ok(Json(json!({ "prompt": rendered.prompt })))
 }
 
-/// Renders `messages` into a prompt with ChatML, llama-server's fallback for models without a
-/// chat template.
-fn render(_state: &AppState, body: &Body) -> Result<String, ApiError> {
-    let Some((_, messages)) = body.get(&["messages"]) else {
-        return Err(ApiError::invalid("'messages' is required"));
-    };
-    let Value::Array(messages) = messages else {
-        return Err(super::fields::type_error("messages", "array", messages));
-    };
-    if messages.is_empty() {
-        return Err(ApiError::invalid("'messages' must not be empty"));
+/// Validates the chat fields and renders the prompt with the server's template.
+fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPrompt), ApiError> {
+    let chat = ChatRequest::from_json(&Value::Object(body.0.clone())).map_err(chat_error)?;
+    let rendered = state
+        .template()?
+        .render(&chat.render_request())
+        .map_err(chat_error)?;
+    Ok((chat, rendered))
+}
+
+/// Chat errors are the client's (400), except a template that does not parse.
+fn chat_error(e: ChatError) -> ApiError {
+    match e {
+        ChatError::TemplateSyntax(_) => ApiError::server(e.to_string()),
+        other => ApiError::invalid(other.to_string()),
     }
-    let mut prompt = String::new();
-    for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "'messages[{i}].role' is required and must be a string"
-            ))
-        })?;
-        let content = match m.get("content") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .map(|p| p.get("text").and_then(Value::as_str).unwrap_or_default())
-                .collect(),
-            Some(other) => {
-                return Err(super::fields::type_error(
-                    &format!("messages[{i}].content"),
-                    "string or array",
-                    other,
-                ));
-            }
-        };
-        prompt.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
-    }
-    prompt.push_str("<|im_start|>assistant\n");
-    Ok(prompt)
 }
