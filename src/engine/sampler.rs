@@ -178,22 +178,52 @@ impl Sampler {
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> LlamaToken {
         self.collect_overrides(logits);
-        let greedy = self.params.temperature <= 0.0 && self.grammar.is_none();
-        if greedy {
+        let token = self.sample_free(logits);
+        let Some(grammar) = &mut self.grammar else {
+            return token;
+        };
+        // llama-server's order: sample freely, then ask the grammar; only a rejected token pays
+        // for constraining the whole vocabulary (262k candidates on Gemma 3).
+        let mut single =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+        single.apply_sampler(grammar);
+        if single
+            .data
+            .first()
+            .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
+        {
+            return token;
+        }
+        let mut candidates = self.full_candidates(logits);
+        if let Some(grammar) = &mut self.grammar {
+            candidates.apply_sampler(grammar);
+        }
+        if self.params.temperature <= 0.0 {
+            candidates.apply_sampler(&mut LlamaSampler::greedy());
+        } else {
+            if self.params.top_k > 0 {
+                candidates.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
+            }
+            candidates.apply_sampler(&mut self.tail);
+        }
+        candidates.selected_token().unwrap_or(token)
+    }
+
+    /// The chain without the grammar: argmax when greedy, top-k first when it is small.
+    fn sample_free(&mut self, logits: &[f32]) -> LlamaToken {
+        if self.params.temperature <= 0.0 {
             return self.argmax(logits);
         }
         let k = usize::try_from(self.params.top_k).unwrap_or(0);
-        let mut candidates = if self.grammar.is_none() && (1..=FAST_TOP_K_MAX).contains(&k) {
+        let mut candidates = if (1..=FAST_TOP_K_MAX).contains(&k) {
             self.top_k_candidates(logits, k)
         } else {
-            self.full_candidates(logits)
-        };
-        if let Some(grammar) = &mut self.grammar {
-            candidates.apply_sampler(grammar);
+            let mut all = self.full_candidates(logits);
             if k > 0 {
-                candidates.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
+                all.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
             }
-        }
+            all
+        };
         candidates.apply_sampler(&mut self.tail);
         candidates
             .selected_token()
@@ -262,16 +292,14 @@ impl Sampler {
                 best = (l, i);
             }
         }
-        // Overridden tokens: compare their adjusted value; if the raw winner was pushed down,
-        // rescan (rare: a penalised or banned token was the raw maximum).
+        if self.overrides.is_empty() {
+            return LlamaToken(best.1 as i32);
+        }
         if self.overrides.contains_key(&(best.1 as i32)) {
+            // The raw winner was penalised or banned (rare): rescan with adjusted logits.
             best = (f32::NEG_INFINITY, 0);
-            for (i, &l) in logits.iter().enumerate().take(self.n_vocab) {
-                let l = if self.overrides.is_empty() {
-                    l
-                } else {
-                    self.logit(logits, i)
-                };
+            for i in 0..self.n_vocab.min(logits.len()) {
+                let l = self.logit(logits, i);
                 if l > best.0 {
                     best = (l, i);
                 }
@@ -317,15 +345,11 @@ impl Sampler {
         )
     }
 
-    /// Every token of the vocabulary with its adjusted logit, top-k applied by llama.cpp.
+    /// Every token of the vocabulary with its adjusted logit.
     fn full_candidates(&self, logits: &[f32]) -> LlamaTokenDataArray {
         let data = (0..self.n_vocab.min(logits.len()))
             .map(|i| LlamaTokenData::new(LlamaToken(i as i32), self.logit(logits, i), 0.0))
             .collect();
-        let mut array = LlamaTokenDataArray::new(data, false);
-        if self.grammar.is_none() && self.params.top_k > 0 {
-            array.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
-        }
-        array
+        LlamaTokenDataArray::new(data, false)
     }
 }
