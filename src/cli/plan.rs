@@ -138,6 +138,36 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
 }
 
 fn request(args: &PlanArgs) -> anyhow::Result<PlanRequest> {
+    plan_request(&MemoryFlags {
+        ctx_size: args.ctx_size,
+        parallel: args.parallel,
+        batch_size: args.batch_size,
+        ubatch_size: args.ubatch_size,
+        cache_type_k: &args.cache_type_k,
+        cache_type_v: &args.cache_type_v,
+        flash_attn: args.flash_attn,
+        swa_full: args.swa_full,
+        n_gpu_layers: args.n_gpu_layers,
+        n_cpu_moe: args.n_cpu_moe,
+    })
+}
+
+/// The flags that change memory, as `serve` and `plan` both take them.
+pub(super) struct MemoryFlags<'a> {
+    pub ctx_size: u32,
+    pub parallel: u32,
+    pub batch_size: u32,
+    pub ubatch_size: u32,
+    pub cache_type_k: &'a str,
+    pub cache_type_v: &'a str,
+    pub flash_attn: FlashAttn,
+    pub swa_full: bool,
+    pub n_gpu_layers: GpuLayers,
+    pub n_cpu_moe: Option<u32>,
+}
+
+/// The planner's request for these flags.
+pub(super) fn plan_request(flags: &MemoryFlags<'_>) -> anyhow::Result<PlanRequest> {
     let cache_type = |name: &str, flag: &str| {
         ggml_type_by_name(name)
             .map(|t| t.id)
@@ -145,24 +175,24 @@ fn request(args: &PlanArgs) -> anyhow::Result<PlanRequest> {
     };
     Ok(PlanRequest {
         context: ContextParams {
-            n_ctx: args.ctx_size,
-            n_seq: args.parallel.max(1),
-            n_batch: args.batch_size.max(1),
-            n_ubatch: args.ubatch_size.max(1),
+            n_ctx: flags.ctx_size,
+            n_seq: flags.parallel.max(1),
+            n_batch: flags.batch_size.max(1),
+            n_ubatch: flags.ubatch_size.max(1),
             // llama-cpp-2 0.1.160 does not expose n_outputs_max: serve gets llama.cpp's default.
             n_outputs_max: 0,
-            type_k: cache_type(&args.cache_type_k, "--cache-type-k")?,
-            type_v: cache_type(&args.cache_type_v, "--cache-type-v")?,
-            flash_attn: args.flash_attn != FlashAttn::Off,
-            swa_full: args.swa_full,
+            type_k: cache_type(flags.cache_type_k, "--cache-type-k")?,
+            type_v: cache_type(flags.cache_type_v, "--cache-type-v")?,
+            flash_attn: flags.flash_attn != FlashAttn::Off,
+            swa_full: flags.swa_full,
             kv_unified: true,
         },
-        n_gpu_layers: match args.n_gpu_layers {
+        n_gpu_layers: match flags.n_gpu_layers {
             GpuLayers::Auto => plan::GpuLayers::Auto,
             GpuLayers::All => plan::GpuLayers::All,
             GpuLayers::Count(n) => plan::GpuLayers::Count(n),
         },
-        n_cpu_moe: args.n_cpu_moe,
+        n_cpu_moe: flags.n_cpu_moe,
     })
 }
 

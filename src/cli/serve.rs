@@ -2,15 +2,18 @@
 //! llama-server's (`-c`, `-ngl`, `-np`, `-t`, …) so that a llama-server command line mostly works
 //! unchanged; each doc line names the llama-server flag it mirrors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
+use super::plan::{MemoryFlags, plan_request};
 use crate::chat::ReasoningFormat;
 use crate::engine::EngineConfig;
+use crate::plan::{Budget, Decision};
 use crate::server::ServerConfig;
+use crate::source;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -193,20 +196,20 @@ pub enum SamplingPlace {
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.verbose);
-    let model_path = args.model.clone().context("--model is required")?;
-    check_model_file(&model_path)?;
+    let decision = choose_model(&args)?;
     let threads = args.threads.unwrap_or_else(crate::hardware::math_threads);
     let engine = EngineConfig {
-        model_path,
+        model_path: decision.file.clone(),
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,
         n_ubatch: args.ubatch_size,
         n_parallel: args.parallel.max(1),
         n_threads: threads,
         n_threads_batch: args.threads_batch.unwrap_or(threads),
-        n_gpu_layers: match args.n_gpu_layers {
-            GpuLayers::Count(n) => n,
-            GpuLayers::Auto | GpuLayers::All => u32::MAX,
+        n_gpu_layers: if decision.use_gpu {
+            decision.n_gpu_layers
+        } else {
+            0
         },
         flash_attn: match args.flash_attn {
             FlashAttn::On => Some(true),
@@ -216,7 +219,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_type_k: cache_type(&args.cache_type_k).context("--cache-type-k")?,
         cache_type_v: cache_type(&args.cache_type_v).context("--cache-type-v")?,
         cpu_moe: args.cpu_moe,
-        n_cpu_moe: args.n_cpu_moe.unwrap_or(0),
+        n_cpu_moe: decision.n_cpu_moe,
         n_predict: args.n_predict,
         verbose: args.verbose,
     };
@@ -251,25 +254,42 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails early, with the file named, on a missing or non-GGUF model (llama.cpp's own message
-/// would come only after the server started listening).
-fn check_model_file(path: &Path) -> anyhow::Result<()> {
-    let mut magic = [0u8; 4];
-    let mut file =
-        std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if file.metadata()?.is_dir() {
-        anyhow::bail!("{}: is a folder; pass a .gguf file", path.display());
+/// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
+/// `-ngl`, `--n-cpu-moe`), saying why. A missing, non-GGUF or truncated header fails here,
+/// with the file named, before the server starts listening.
+fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
+    let path = args.model.as_deref().context("--model is required")?;
+    let candidates = source::resolve(path, Some(&args.quant))?;
+    let request = plan_request(&MemoryFlags {
+        ctx_size: args.ctx_size,
+        parallel: args.parallel,
+        batch_size: args.batch_size,
+        ubatch_size: args.ubatch_size,
+        cache_type_k: &args.cache_type_k,
+        cache_type_v: &args.cache_type_v,
+        flash_attn: args.flash_attn,
+        swa_full: false,
+        n_gpu_layers: args.n_gpu_layers,
+        n_cpu_moe: if args.cpu_moe {
+            Some(u32::MAX)
+        } else {
+            args.n_cpu_moe
+        },
+    })?;
+    let budget = Budget::detected(args.fit_margin_mib << 20);
+    let decision = crate::plan::choose(&candidates, &request, &budget)
+        .with_context(|| path.display().to_string())?;
+    tracing::info!(
+        file = %decision.file.display(),
+        quant = %decision.quant,
+        n_gpu_layers = decision.n_gpu_layers,
+        n_cpu_moe = decision.n_cpu_moe,
+        "model chosen"
+    );
+    for reason in &decision.reasons {
+        tracing::info!("plan: {reason}");
     }
-    std::io::Read::read_exact(&mut file, &mut magic)
-        .map_err(|_| anyhow::anyhow!("{}: not a GGUF file (too short)", path.display()))?;
-    if &magic != b"GGUF" {
-        anyhow::bail!(
-            "{}: not a GGUF file (bad magic {:?})",
-            path.display(),
-            String::from_utf8_lossy(&magic)
-        );
-    }
-    Ok(())
+    Ok(decision)
 }
 
 /// llama.cpp's KV cache type names.

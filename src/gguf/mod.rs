@@ -28,7 +28,7 @@ use std::path::PathBuf;
 /// What can go wrong reading or writing a GGUF file; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
