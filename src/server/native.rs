@@ -81,17 +81,7 @@ pub async fn completion(
 ) -> Result<Response, ApiError> {
     let body = Body::parse(&body)?;
     let model = Arc::clone(state.model()?);
-    let Some((_, prompt)) = body.get(&["prompt"]) else {
-        return Err(ApiError::invalid("\"prompt\" is required"));
-    };
-    let prompt = params::prompt(prompt, &model)?;
-    let request = params::generate_request(
-        &body,
-        &model,
-        prompt,
-        state.next_id(),
-        state.config.n_predict,
-    )?;
+    let request = prompt_request(&state, &body, &model)?;
     let stream = body.bool(&["stream"])?.unwrap_or(false);
     let return_tokens = body.bool(&["return_tokens"])?.unwrap_or(false);
     let model_name = state.model_name();
@@ -237,6 +227,20 @@ pub async fn detokenize(
         Some((name, other)) => return Err(type_error(name, "array of token ids", other)),
     };
     Ok(Json(json!({ "content": model.detokenize(&tokens) })))
+}
+
+/// The request of a body with a `prompt` (text, token ids or both): `/completion` and
+/// `/v1/completions`.
+pub fn prompt_request(
+    state: &AppState,
+    body: &Body,
+    model: &LoadedModel,
+) -> Result<GenerateRequest, ApiError> {
+    let Some((_, prompt)) = body.get(&["prompt"]) else {
+        return Err(ApiError::invalid("\"prompt\" is required"));
+    };
+    let prompt = params::prompt(prompt, model)?;
+    params::generate_request(body, model, prompt, state.next_id(), state.config.n_predict)
 }
 
 /// For handlers that build a request from a rendered prompt (chat).

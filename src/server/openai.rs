@@ -14,8 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::fields::Body;
 use super::generate::{self, Item, random_id, unix_time};
-use super::native::request_for_text;
-use super::params;
+use super::native::{prompt_request, request_for_text};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::chat::{ChatError, ChatParser, ChatRequest, RenderedPrompt};
@@ -84,17 +83,7 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let body = Body::parse(&body)?;
     let model = Arc::clone(state.model()?);
-    let Some((_, prompt)) = body.get(&["prompt"]) else {
-        return Err(ApiError::invalid("\"prompt\" is required"));
-    };
-    let prompt = params::prompt(prompt, &model)?;
-    let request = params::generate_request(
-        &body,
-        &model,
-        prompt,
-        state.next_id(),
-        state.config.n_predict,
-    )?;
+    let request = prompt_request(&state, &body, &model)?;
     let stream = body.bool(&["stream"])?.unwrap_or(false);
     let id = format!("cmpl-{}", random_id());
     let name = state.model_name();
