@@ -4,6 +4,7 @@
 
 mod bench;
 mod devices;
+mod memory;
 mod plan;
 mod quantize;
 mod serve;
@@ -76,7 +77,6 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-ctv", "--cache-type-v"),
     ("-cmoe", "--cpu-moe"),
     ("-ncmoe", "--n-cpu-moe"),
-    ("-bs", "--backend-sampling"),
 ];
 
 /// Rewrites llama-server's multi-letter short flags to long ones; everything else is untouched.

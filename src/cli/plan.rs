@@ -2,11 +2,8 @@
 //! without loading anything. The flags that change memory mirror `serve`'s (and llama-server's),
 //! so `plan` predicts what `serve` with the same flags will do.
 
-use super::serve::{FlashAttn, GpuLayers};
-use crate::gguf::ggml_type_by_name;
-use crate::plan::{
-    self, Budget, ContextParams, Decision, FilePlan, Fit, GpuBudget, PlanRequest, fmt_bytes,
-};
+use super::memory::MemoryArgs;
+use crate::plan::{self, Budget, Decision, FilePlan, Fit, GpuBudget, PlanRequest, fmt_bytes};
 use crate::{hardware, source};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -37,60 +34,13 @@ pub struct PlanArgs {
     #[arg(long = "host-ram", value_name = "SIZE")]
     pub host_ram: Option<String>,
 
-    /// Memory kept free on every device, in MiB (llama-server: --fit-margin).
-    #[arg(long = "fit-margin", default_value_t = 1024, value_name = "MiB")]
-    pub fit_margin: u64,
-
-    /// Context size shared by all slots; 0 uses the model's training context
-    /// (llama-server: -c/--ctx-size).
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
-    pub ctx_size: u32,
-
-    /// Number of slots (llama-server: -np/--parallel).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub parallel: u32,
-
-    /// Logical batch size (llama-server: -b/--batch-size); with llama-cpp-2's default
-    /// n_outputs_max it bounds the logits rows of the compute buffer.
-    #[arg(
-        short = 'b',
-        long = "batch-size",
-        default_value_t = 2048,
-        value_name = "N"
-    )]
-    pub batch_size: u32,
-
-    /// Physical batch size (llama-server: -ub/--ubatch-size).
-    #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
-    pub ubatch_size: u32,
-
-    /// KV cache type for K: f16, q8_0, q4_0, … (llama-server: -ctk/--cache-type-k).
-    #[arg(long = "cache-type-k", default_value = "f16")]
-    pub cache_type_k: String,
-
-    /// KV cache type for V (llama-server: -ctv/--cache-type-v).
-    #[arg(long = "cache-type-v", default_value = "f16")]
-    pub cache_type_v: String,
-
-    /// Flash attention: on, off or auto (llama-server: -fa/--flash-attn); auto plans as on.
-    #[arg(long = "flash-attn", default_value = "auto")]
-    pub flash_attn: FlashAttn,
+    /// The flags that decide memory, as `serve` takes them.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 
     /// Full-size cache for sliding-window layers (llama-server: --swa-full).
     #[arg(long = "swa-full")]
     pub swa_full: bool,
-
-    /// Layers to offload: auto, all, or a number (llama-server: -ngl/--n-gpu-layers).
-    #[arg(
-        long = "n-gpu-layers",
-        default_value = "auto",
-        value_name = "auto|all|N"
-    )]
-    pub n_gpu_layers: GpuLayers,
-
-    /// Keep the MoE experts of the first N layers on the CPU (llama-server: -ncmoe/--n-cpu-moe).
-    #[arg(long = "n-cpu-moe", value_name = "N")]
-    pub n_cpu_moe: Option<u32>,
 
     /// Print the plan as JSON.
     #[arg(long)]
@@ -109,7 +59,7 @@ struct PlanReport<'a> {
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let request = request(&args)?;
+    let request = args.memory.plan_request(args.swa_full)?;
     let budget = budget(&args)?;
     let candidates = source::resolve(&args.model, Some(&args.quant))?;
     let result = plan::choose(&candidates, &request, &budget);
@@ -137,67 +87,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         .with_context(|| args.model.display().to_string())
 }
 
-fn request(args: &PlanArgs) -> anyhow::Result<PlanRequest> {
-    plan_request(&MemoryFlags {
-        ctx_size: args.ctx_size,
-        parallel: args.parallel,
-        batch_size: args.batch_size,
-        ubatch_size: args.ubatch_size,
-        cache_type_k: &args.cache_type_k,
-        cache_type_v: &args.cache_type_v,
-        flash_attn: args.flash_attn,
-        swa_full: args.swa_full,
-        n_gpu_layers: args.n_gpu_layers,
-        n_cpu_moe: args.n_cpu_moe,
-    })
-}
-
-/// The flags that change memory, as `serve` and `plan` both take them.
-pub(super) struct MemoryFlags<'a> {
-    pub ctx_size: u32,
-    pub parallel: u32,
-    pub batch_size: u32,
-    pub ubatch_size: u32,
-    pub cache_type_k: &'a str,
-    pub cache_type_v: &'a str,
-    pub flash_attn: FlashAttn,
-    pub swa_full: bool,
-    pub n_gpu_layers: GpuLayers,
-    pub n_cpu_moe: Option<u32>,
-}
-
-/// The planner's request for these flags.
-pub(super) fn plan_request(flags: &MemoryFlags<'_>) -> anyhow::Result<PlanRequest> {
-    let cache_type = |name: &str, flag: &str| {
-        ggml_type_by_name(name)
-            .map(|t| t.id)
-            .with_context(|| format!("{flag} {name}: unknown cache type (f16, q8_0, q4_0, …)"))
-    };
-    Ok(PlanRequest {
-        context: ContextParams {
-            n_ctx: flags.ctx_size,
-            n_seq: flags.parallel.max(1),
-            n_batch: flags.batch_size.max(1),
-            n_ubatch: flags.ubatch_size.max(1),
-            // llama-cpp-2 0.1.160 does not expose n_outputs_max: serve gets llama.cpp's default.
-            n_outputs_max: 0,
-            type_k: cache_type(flags.cache_type_k, "--cache-type-k")?,
-            type_v: cache_type(flags.cache_type_v, "--cache-type-v")?,
-            flash_attn: flags.flash_attn != FlashAttn::Off,
-            swa_full: flags.swa_full,
-            kv_unified: true,
-        },
-        n_gpu_layers: match flags.n_gpu_layers {
-            GpuLayers::Auto => plan::GpuLayers::Auto,
-            GpuLayers::All => plan::GpuLayers::All,
-            GpuLayers::Count(n) => plan::GpuLayers::Count(n),
-        },
-        n_cpu_moe: flags.n_cpu_moe,
-    })
-}
-
 fn budget(args: &PlanArgs) -> anyhow::Result<Budget> {
-    let margin = args.fit_margin << 20;
+    let margin = args.memory.fit_margin();
     let mut budget = match (&args.vram, &args.gpu_free) {
         (None, None) => Budget::detected(margin),
         (vram, gpu_free) => {

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use llama_cpp_2::context::params::KvCacheType;
 
-use super::plan::{MemoryFlags, plan_request};
+use super::memory::{FlashAttn, MemoryArgs};
 use crate::chat::ReasoningFormat;
 use crate::engine::EngineConfig;
 use crate::plan::{Budget, Decision};
@@ -39,18 +39,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
 
-    /// Context size in tokens shared by all slots; 0 uses the model's training context
-    /// (llama-server: -c/--ctx-size).
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
-    pub ctx_size: u32,
-
-    /// Layers to offload to the GPU: auto, all, or a number (llama-server: -ngl/--n-gpu-layers).
-    #[arg(
-        long = "n-gpu-layers",
-        default_value = "auto",
-        value_name = "auto|all|N"
-    )]
-    pub n_gpu_layers: GpuLayers,
+    /// Context, batch, KV cache and offload: the flags that decide memory (shared with `plan`).
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 
     /// Threads for generation; default: the number of physical cores, as llama-server
     /// (llama-server: -t/--threads).
@@ -61,48 +52,6 @@ pub struct ServeArgs {
     #[arg(long = "threads-batch", value_name = "N")]
     pub threads_batch: Option<i32>,
 
-    /// Number of slots (requests decoded together); default 4 with a unified KV cache, as
-    /// llama-server's auto (llama-server: -np/--parallel).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub parallel: u32,
-
-    /// Logical batch size: the most tokens one decode step takes (llama-server: -b/--batch-size).
-    #[arg(
-        short = 'b',
-        long = "batch-size",
-        default_value_t = 2048,
-        value_name = "N"
-    )]
-    pub batch_size: u32,
-
-    /// Physical batch size (llama-server: -ub/--ubatch-size).
-    #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
-    pub ubatch_size: u32,
-
-    /// Flash attention: on, off or auto (llama-server: -fa/--flash-attn).
-    #[arg(long = "flash-attn", default_value = "auto")]
-    pub flash_attn: FlashAttn,
-
-    /// KV cache type for K: f16, bf16, q8_0, q4_0, … (llama-server: -ctk/--cache-type-k).
-    #[arg(long = "cache-type-k", default_value = "f16")]
-    pub cache_type_k: String,
-
-    /// KV cache type for V (llama-server: -ctv/--cache-type-v).
-    #[arg(long = "cache-type-v", default_value = "f16")]
-    pub cache_type_v: String,
-
-    /// Keep all MoE expert weights in host memory (llama-server: -cmoe/--cpu-moe).
-    #[arg(long = "cpu-moe")]
-    pub cpu_moe: bool,
-
-    /// Keep the MoE experts of the first N layers in host memory (llama-server: -ncmoe/--n-cpu-moe).
-    #[arg(long = "n-cpu-moe", value_name = "N")]
-    pub n_cpu_moe: Option<u32>,
-
-    /// Memory to leave free on each GPU when fitting, in MiB (llama-server: -fitt/--fit-target).
-    #[arg(long = "fit-margin", default_value_t = 1024, value_name = "MiB")]
-    pub fit_margin_mib: u64,
-
     /// Default number of tokens to predict when a request sets none; -1 means until the context
     /// is full (llama-server: -n/--n-predict).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N")]
@@ -111,15 +60,6 @@ pub struct ServeArgs {
     /// Requests waiting for a free slot beyond which new ones get 503 (0: no bound).
     #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
     pub max_queue: usize,
-
-    /// Where sampling runs: on the host, in the GPU graph (backend), or auto
-    /// (llama-server: -bs/--backend-sampling means backend).
-    #[arg(long, default_value = "auto")]
-    pub sampling: SamplingPlace,
-
-    /// Same as `--sampling backend` (llama-server: -bs/--backend-sampling).
-    #[arg(long = "backend-sampling")]
-    pub backend_sampling: bool,
 
     /// API key clients must send as `Authorization: Bearer KEY` (llama-server: --api-key).
     #[arg(long = "api-key", env = "LLAMA_API_KEY", hide_env_values = true)]
@@ -138,59 +78,9 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub jinja: bool,
 
-    /// Directory of run-time loadable backends (dynamic-backends builds); default: `backends/`
-    /// beside the binary.
-    #[arg(long = "backends-dir", value_name = "DIR")]
-    pub backends_dir: Option<PathBuf>,
-
     /// Log llama.cpp's own messages too.
     #[arg(short = 'v', long)]
     pub verbose: bool,
-}
-
-/// `-ngl`: how many layers go to the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpuLayers {
-    /// Let the planner decide from free GPU memory.
-    Auto,
-    /// Every layer.
-    All,
-    /// Exactly this many.
-    Count(u32),
-}
-
-impl std::str::FromStr for GpuLayers {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "all" => Ok(Self::All),
-            // llama-server: -1 is auto, <= -2 is all.
-            "-1" => Ok(Self::Auto),
-            n => match n.parse::<i64>() {
-                Ok(n) if n <= -2 => Ok(Self::All),
-                Ok(n) if n >= 0 => Ok(Self::Count(n.min(u32::MAX as i64) as u32)),
-                _ => Err(format!(
-                    "expected auto, all or a number of layers, got {n:?}"
-                )),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlashAttn {
-    On,
-    Off,
-    Auto,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SamplingPlace {
-    Host,
-    Backend,
-    Auto,
 }
 
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
@@ -200,10 +90,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(crate::hardware::math_threads);
     let engine = EngineConfig {
         model_path: decision.file.clone(),
-        n_ctx: args.ctx_size,
-        n_batch: args.batch_size,
-        n_ubatch: args.ubatch_size,
-        n_parallel: args.parallel.max(1),
+        n_ctx: args.memory.ctx_size,
+        n_batch: args.memory.batch_size,
+        n_ubatch: args.memory.ubatch_size,
+        n_parallel: args.memory.parallel.max(1),
         n_threads: threads,
         n_threads_batch: args.threads_batch.unwrap_or(threads),
         n_gpu_layers: if decision.use_gpu {
@@ -211,14 +101,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             0
         },
-        flash_attn: match args.flash_attn {
+        flash_attn: match args.memory.flash_attn {
             FlashAttn::On => Some(true),
             FlashAttn::Off => Some(false),
             FlashAttn::Auto => None,
         },
-        cache_type_k: cache_type(&args.cache_type_k).context("--cache-type-k")?,
-        cache_type_v: cache_type(&args.cache_type_v).context("--cache-type-v")?,
-        cpu_moe: args.cpu_moe,
+        cache_type_k: cache_type(&args.memory.cache_type_k).context("--cache-type-k")?,
+        cache_type_v: cache_type(&args.memory.cache_type_v).context("--cache-type-v")?,
+        cpu_moe: args.memory.cpu_moe,
         n_cpu_moe: decision.n_cpu_moe,
         n_predict: args.n_predict,
         verbose: args.verbose,
@@ -260,23 +150,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     let path = args.model.as_deref().context("--model is required")?;
     let candidates = source::resolve(path, Some(&args.quant))?;
-    let request = plan_request(&MemoryFlags {
-        ctx_size: args.ctx_size,
-        parallel: args.parallel,
-        batch_size: args.batch_size,
-        ubatch_size: args.ubatch_size,
-        cache_type_k: &args.cache_type_k,
-        cache_type_v: &args.cache_type_v,
-        flash_attn: args.flash_attn,
-        swa_full: false,
-        n_gpu_layers: args.n_gpu_layers,
-        n_cpu_moe: if args.cpu_moe {
-            Some(u32::MAX)
-        } else {
-            args.n_cpu_moe
-        },
-    })?;
-    let budget = Budget::detected(args.fit_margin_mib << 20);
+    let request = args.memory.plan_request(false)?;
+    let budget = Budget::detected(args.memory.fit_margin());
     let decision = crate::plan::choose(&candidates, &request, &budget)
         .with_context(|| path.display().to_string())?;
     tracing::info!(
