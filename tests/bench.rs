@@ -1,6 +1,8 @@
 //! Drives the `gguf-serve bench` binary: its errors without any server, and a real run against the
-//! reference llama-server when `GGUF_SERVE_LLAMA_SERVER` names one (skipped otherwise, saying why).
-//! The run against gguf-serve's own server comes with the server.
+//! reference llama-server when `GGUF_SERVE_LLAMA_SERVER` names one (skipped otherwise, saying why),
+//! and a real run against gguf-serve's own server on the demo model.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,11 +24,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A loopback port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
+use common::free_port;
 
 #[test]
 fn unreachable_server_fails_with_the_connect_error() {
@@ -394,4 +392,27 @@ fn runs_against_the_reference_llama_server() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("1 ok, 0 failed of 1"), "{text}");
     assert!(text.contains("latency ms"), "{text}");
+}
+
+#[test]
+fn runs_against_our_own_server() {
+    let server = common::Server::start(&["-np", "4"]);
+    for endpoint in ["completion", "chat"] {
+        let summary = bench_json(&[
+            "--url",
+            &server.url,
+            "--synthetic",
+            "8",
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "8",
+            "--endpoint",
+            endpoint,
+        ]);
+        assert_eq!(summary["succeeded"], 8, "{endpoint}: {summary}");
+        assert_eq!(summary["failed"], 0, "{endpoint}: {summary}");
+        // --synthetic sets ignore_eos: every request generates exactly 8 tokens.
+        assert_eq!(summary["output_tokens"], 64, "{endpoint}: {summary}");
+    }
 }
