@@ -128,6 +128,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         chat_template,
         max_queue: args.max_queue,
         n_predict: args.n_predict,
+        predicted: Some(decision.predicted),
         reasoning_format: ReasoningFormat::parse(&args.reasoning_format).map_err(|_| {
             anyhow::anyhow!(
                 "--reasoning-format: expected none, auto or deepseek, got {:?}",

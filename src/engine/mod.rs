@@ -8,6 +8,7 @@
 //!
 //! Architecture invariant: only `worker.rs` holds a `LlamaContext`.
 
+mod llama_log;
 mod request;
 mod sampler;
 mod slot;
@@ -22,6 +23,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
+pub use llama_log::DeviceMemory;
 pub use request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings, TokenProbs};
 pub use sampler::SamplingParams;
 
@@ -70,6 +72,8 @@ pub struct LoadedModel {
     pub eos_token: String,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// What llama.cpp allocated, per device (the host last), as it logged while loading.
+    pub memory: Vec<DeviceMemory>,
 }
 
 impl LoadedModel {

@@ -11,6 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
+use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -18,7 +19,6 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
 use tokio::sync::{mpsc, oneshot};
 
 use super::request::{Event, GenerateRequest, StopType};
@@ -36,7 +36,7 @@ pub fn run(
     rx: mpsc::UnboundedReceiver<Command>,
     ready: oneshot::Sender<Result<Arc<LoadedModel>, EngineError>>,
 ) {
-    send_logs_to_tracing(LogOptions::default().with_logs_enabled(config.verbose));
+    super::llama_log::install(config.verbose);
     let backend = match LlamaBackend::init() {
         Ok(b) => b,
         Err(e) => {
@@ -149,6 +149,7 @@ fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConf
         eos_token: text(vocab.eos()),
         add_bos: vocab.should_add_bos(),
         add_eos: vocab.should_add_eos(),
+        memory: super::llama_log::allocated(),
     }
 }
 

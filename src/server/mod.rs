@@ -8,6 +8,7 @@
 mod error;
 mod fields;
 mod generate;
+mod memory;
 mod native;
 mod openai;
 mod params;
@@ -28,6 +29,8 @@ pub use error::{ApiError, ErrorType};
 
 use crate::chat::{ChatError, ChatTemplate, ReasoningFormat, SpecialTokens};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedModel};
+use crate::plan::MemoryEstimate;
+use memory::memory_report;
 
 /// Settings of the HTTP side (a plain struct built by the CLI).
 #[derive(Debug, Clone)]
@@ -44,6 +47,8 @@ pub struct ServerConfig {
     pub n_predict: i32,
     /// `--reasoning-format`.
     pub reasoning_format: ReasoningFormat,
+    /// What the planner predicted the model would allocate, to report against what it did.
+    pub predicted: Option<MemoryEstimate>,
 }
 
 /// Why the server could not run.
@@ -183,6 +188,9 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
                     }
                 };
                 let _ = loader_state.template.set(template);
+                for line in memory_report(loader_state.config.predicted.as_ref(), &model.memory) {
+                    tracing::info!("memory: {line}");
+                }
                 tracing::info!(
                     n_ctx = model.n_ctx,
                     n_slots = model.n_slots,

@@ -1,0 +1,241 @@
+//! llama.cpp's log: routed to tracing, and read for the memory it reports allocating.
+//!
+//! llama.cpp says what it allocates only in its log (`load_tensors: CUDA0 model buffer size =
+//! … MiB`, the KV cache, output and compute buffers likewise); the data behind those lines is
+//! C++-only API. So our callback keeps every such line, per device and kind, and the engine
+//! reports them after load next to what the planner predicted. Warnings and errors always reach
+//! tracing; the rest only with `--verbose`.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use llama_cpp_sys_2::{
+    GGML_LOG_LEVEL_CONT, GGML_LOG_LEVEL_DEBUG, GGML_LOG_LEVEL_ERROR, GGML_LOG_LEVEL_WARN,
+    ggml_log_level,
+};
+use serde::Serialize;
+
+/// What a buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    Weights,
+    Kv,
+    Output,
+    Compute,
+}
+
+/// Bytes llama.cpp allocated on one device (a GPU, or the host), by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeviceMemory {
+    /// llama.cpp's device name (`CUDA0`, `Metal`), or `host` for every host buffer type
+    /// (`CPU`, `CPU_Mapped`, `CUDA_Host`, `CPU_REPACK`, …).
+    pub device: String,
+    pub weights: u64,
+    pub kv: u64,
+    pub output: u64,
+    pub compute: u64,
+}
+
+impl DeviceMemory {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv + self.output + self.compute
+    }
+}
+
+/// One `… buffer size = X MiB` line: the buffer type's name, its kind and its size.
+#[derive(Debug, Clone, PartialEq)]
+struct BufferLine {
+    buffer_type: String,
+    kind: BufferKind,
+    bytes: u64,
+}
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+static BUFFERS: Mutex<Vec<BufferLine>> = Mutex::new(Vec::new());
+
+/// Routes llama.cpp's and ggml's log here. Call before loading anything.
+pub fn install(verbose: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
+    BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // SAFETY: `callback` is a plain function that lives for the whole program and ignores the
+    // null user data; llama.cpp and ggml only store the pointers.
+    unsafe {
+        llama_cpp_sys_2::llama_log_set(Some(callback), std::ptr::null_mut());
+        llama_cpp_sys_2::ggml_log_set(Some(callback), std::ptr::null_mut());
+    }
+}
+
+/// What llama.cpp reported allocating since `install`, per device: weights and KV cache summed
+/// over their buffers, output and compute buffers as last reserved (llama.cpp re-reserves the
+/// compute buffers and logs them again). The host, if present, comes last.
+pub fn allocated() -> Vec<DeviceMemory> {
+    let lines = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut latest: BTreeMap<(&str, BufferKind), u64> = BTreeMap::new();
+    let mut devices: BTreeMap<String, DeviceMemory> = BTreeMap::new();
+    for line in lines.iter() {
+        match line.kind {
+            BufferKind::Output | BufferKind::Compute => {
+                latest.insert((&line.buffer_type, line.kind), line.bytes);
+            }
+            BufferKind::Weights | BufferKind::Kv => {
+                let device = device_of(&line.buffer_type);
+                let entry = devices
+                    .entry(device.clone())
+                    .or_insert_with(|| DeviceMemory {
+                        device,
+                        ..DeviceMemory::default()
+                    });
+                *field(entry, line.kind) += line.bytes;
+            }
+        }
+    }
+    for ((buffer_type, kind), bytes) in latest {
+        let device = device_of(buffer_type);
+        let entry = devices
+            .entry(device.clone())
+            .or_insert_with(|| DeviceMemory {
+                device,
+                ..DeviceMemory::default()
+            });
+        *field(entry, kind) += bytes;
+    }
+    let (mut gpus, host): (Vec<_>, Vec<_>) = devices.into_values().partition(|d| d.device != HOST);
+    gpus.extend(host);
+    gpus
+}
+
+const HOST: &str = "host";
+
+fn field(memory: &mut DeviceMemory, kind: BufferKind) -> &mut u64 {
+    match kind {
+        BufferKind::Weights => &mut memory.weights,
+        BufferKind::Kv => &mut memory.kv,
+        BufferKind::Output => &mut memory.output,
+        BufferKind::Compute => &mut memory.compute,
+    }
+}
+
+/// The device a buffer type lives on: host memory for the CPU's types and pinned host buffers.
+fn device_of(buffer_type: &str) -> String {
+    let host =
+        buffer_type.starts_with("CPU") || buffer_type.ends_with("_Host") || buffer_type == "AMX";
+    if host {
+        HOST.into()
+    } else {
+        buffer_type.into()
+    }
+}
+
+/// Parses `<func>: <buffer type> <kind> buffer size = <X> MiB`, as llama.cpp logs its model,
+/// KV (and recurrent state), output and compute buffers.
+fn parse(text: &str) -> Option<BufferLine> {
+    let (head, tail) = text.split_once(" buffer size = ")?;
+    let mib: f64 = tail.trim().strip_suffix("MiB")?.trim().parse().ok()?;
+    let (_, head) = head.split_once(':')?;
+    let mut words = head.split_whitespace();
+    let buffer_type = words.next()?.to_string();
+    let kind = match words.next()? {
+        "model" => BufferKind::Weights,
+        "KV" | "RS" => BufferKind::Kv,
+        "output" => BufferKind::Output,
+        "compute" => BufferKind::Compute,
+        _ => return None,
+    };
+    let bytes = (mib * (1u64 << 20) as f64).round() as u64;
+    Some(BufferLine {
+        buffer_type,
+        kind,
+        bytes,
+    })
+}
+
+unsafe extern "C" fn callback(level: ggml_log_level, text: *const c_char, _: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
+    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    if let Some(line) = parse(&text) {
+        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+    let text = text.trim_end();
+    if text.is_empty() {
+        return;
+    }
+    match level {
+        GGML_LOG_LEVEL_ERROR => tracing::error!(target: "llama.cpp", "{text}"),
+        GGML_LOG_LEVEL_WARN => tracing::warn!(target: "llama.cpp", "{text}"),
+        GGML_LOG_LEVEL_DEBUG | GGML_LOG_LEVEL_CONT if VERBOSE.load(Ordering::Relaxed) => {
+            tracing::trace!(target: "llama.cpp", "{text}")
+        }
+        _ if VERBOSE.load(Ordering::Relaxed) => tracing::debug!(target: "llama.cpp", "{text}"),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_buffer_lines_llama_cpp_logs() {
+        let cases = [
+            (
+                "load_tensors:        CUDA0 model buffer size = 11536.29 MiB\n",
+                "CUDA0",
+                BufferKind::Weights,
+                11536.29,
+            ),
+            (
+                "load_tensors:   CPU_Mapped model buffer size =   586.82 MiB\n",
+                "CPU_Mapped",
+                BufferKind::Weights,
+                586.82,
+            ),
+            (
+                "llama_kv_cache:      CUDA0 KV buffer size =   144.00 MiB\n",
+                "CUDA0",
+                BufferKind::Kv,
+                144.0,
+            ),
+            (
+                "llama_context:  CUDA_Host  output buffer size =     0.77 MiB\n",
+                "CUDA_Host",
+                BufferKind::Output,
+                0.77,
+            ),
+            (
+                "sched_reserve:      CUDA0 compute buffer size =   398.38 MiB\n",
+                "CUDA0",
+                BufferKind::Compute,
+                398.38,
+            ),
+        ];
+        for (text, buffer_type, kind, mib) in cases {
+            let line = parse(text).unwrap();
+            assert_eq!(line.buffer_type, buffer_type, "{text}");
+            assert_eq!(line.kind, kind, "{text}");
+            assert_eq!(line.bytes, (mib * 1048576.0_f64).round() as u64, "{text}");
+        }
+        for other in [
+            "llama_context: n_ctx = 4096\n",
+            "load_tensors: offloaded 25/25 layers to GPU\n",
+            "print_info: file size = 12.83 GiB (5.27 BPW)\n",
+        ] {
+            assert_eq!(parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn host_buffer_types_are_one_place() {
+        for host in ["CPU", "CPU_Mapped", "CPU_REPACK", "CUDA_Host", "AMX"] {
+            assert_eq!(device_of(host), HOST);
+        }
+        for gpu in ["CUDA0", "CUDA1", "Metal", "Vulkan0", "ROCm0"] {
+            assert_eq!(device_of(gpu), gpu);
+        }
+    }
+}
