@@ -105,3 +105,67 @@ mod tests {
         assert!(host.total > 0 && host.available <= host.total);
     }
 }
+
+/// Loads llama.cpp's backends from `dir`, or from `backends/` beside the binary, in a build with
+/// the `dynamic-backends` feature (as llama.cpp's and Ollama's releases ship them: the CPU
+/// variants and GPU backends as shared libraries, the best the machine supports chosen at run
+/// time). Without `dir` and without that folder, llama.cpp searches its own places when the
+/// backend starts. In a static build the backends are linked in and `dir` is an error.
+pub fn load_backends(dir: Option<&std::path::Path>) -> Result<(), BackendsError> {
+    #[cfg(feature = "dynamic-backends")]
+    {
+        let beside_binary = || {
+            let exe = std::env::current_exe().ok()?;
+            let dir = exe.parent()?.join("backends");
+            dir.is_dir().then_some(dir)
+        };
+        let Some(dir) = dir.map(std::path::Path::to_path_buf).or_else(beside_binary) else {
+            return Ok(());
+        };
+        if !dir.is_dir() {
+            return Err(BackendsError::NotADirectory(dir));
+        }
+        llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+        if backend_registries().is_empty() {
+            return Err(BackendsError::NoneLoaded(dir));
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "dynamic-backends"))]
+    match dir {
+        Some(dir) => Err(BackendsError::Static(dir.to_path_buf())),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendsError {
+    #[error("--backends-dir {0}: not a directory")]
+    NotADirectory(std::path::PathBuf),
+    #[error(
+        "--backends-dir {0}: no llama.cpp backend could be loaded from it (libggml-cpu-*.so, libggml-cuda.so …)"
+    )]
+    NoneLoaded(std::path::PathBuf),
+    #[error(
+        "--backends-dir {0}: this gguf-serve has its backends built in; only a build with the \
+         `dynamic-backends` feature loads them at run time"
+    )]
+    Static(std::path::PathBuf),
+}
+
+/// The names of llama.cpp's registered backends (`CPU`, `CUDA`, `Vulkan` …).
+pub fn backend_registries() -> Vec<String> {
+    // SAFETY: the registry functions only read ggml's global backend list; the names are
+    // static NUL-terminated strings owned by the backends, which are never unloaded.
+    unsafe {
+        (0..llama_cpp_sys_2::ggml_backend_reg_count())
+            .map(|i| {
+                let reg = llama_cpp_sys_2::ggml_backend_reg_get(i);
+                let name = llama_cpp_sys_2::ggml_backend_reg_name(reg);
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+}

@@ -15,6 +15,8 @@ pub struct DevicesArgs {
 
 #[derive(Serialize)]
 struct Report {
+    /// llama.cpp's backends (built in, or loaded from --backends-dir).
+    backends: Vec<String>,
     devices: Vec<Device>,
     host: HostMemory,
     /// Default `-t`: what llama.cpp's `common_cpu_get_num_math` returns.
@@ -23,6 +25,7 @@ struct Report {
 
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let report = Report {
+        backends: hardware::backend_registries(),
         devices: hardware::devices(),
         host: hardware::host_memory(),
         math_threads: hardware::math_threads(),
@@ -31,6 +34,7 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    println!("Backends: {}\n", report.backends.join(", "));
     println!("| Device | Backend | Kind | Description | Free | Total |");
     println!("|--------|---------|------|-------------|------|-------|");
     for d in &report.devices {

@@ -35,6 +35,12 @@ pub struct Cli {
     /// Serve flags, usable without the `serve` subcommand (`gguf-serve -m model.gguf`).
     #[command(flatten)]
     pub serve: ServeArgs,
+
+    /// Where to load llama.cpp's backends from (CPU variants, CUDA, Vulkan …) in a build with
+    /// the `dynamic-backends` feature. Default: `backends/` beside the binary if it exists, else
+    /// llama.cpp's own search (its build folder, the binary's folder, the current folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub backends_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +60,7 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen command to completion.
     pub fn run(self) -> anyhow::Result<()> {
+        crate::hardware::load_backends(self.backends_dir.as_deref())?;
         match self.command {
             None => serve::run(self.serve),
             Some(Command::Serve(args)) => serve::run(*args),
