@@ -5,7 +5,9 @@
 # each metric over the rounds and the ratio gguf-serve / llama-server, as issue 4's acceptance asks:
 #   prompt processing t/s   two ~PP_TOKENS-token prompts, n_predict 1, cache_prompt off (server timings)
 #   decode t/s              one stream of DECODE_TOKENS tokens, ignore_eos (server timings; client too)
-#   aggregate t/s @ NP      CONC_REQUESTS requests at concurrency NP (client: output tokens / wall)
+#   decode t/s, sampled     the same with SAMPLING's sampler, when SAMPLING is set
+#   aggregate t/s @ NP      CONC_REQUESTS requests at concurrency NP (client: output tokens / wall),
+#                           with SAMPLING's sampler when set, else greedy
 #   idle RSS MB             each server's resident memory after its warm-up request
 #
 # Usage: scripts/bench-vs-llama-server.sh [MODEL]     (default: the demo model)
@@ -13,6 +15,7 @@
 #   ROUNDS [3]  THREADS [2]  CTX [4096]  NP [4]  DECODE_TOKENS [128]
 #   PP_TOKENS [500: with BOS and the index prefix, one 512-token ubatch]
 #   CONC_REQUESTS [8]  CONC_TOKENS [64]  CONC_PROMPT_TOKENS [64]
+#   SAMPLING        `gguf-serve bench` sampling flags, e.g. "--temperature 0.8 --top-p 0.95" []
 #   GGUF_SERVE      gguf-serve binary, for `bench` and the server [target/release/gguf-serve]
 #   GGUF_SERVE_CMD  command that starts "our" server, flags appended [$GGUF_SERVE]; point it at
 #                   llama-server to check the harness (both sides should then tie)
@@ -101,8 +104,14 @@ measure() {
   awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status" >"$prefix-rss-kb.txt"
   bench --synthetic 2 --prompt-tokens "$PP_TOKENS" --max-tokens 1 >"$prefix-pp.json"
   bench --synthetic 1 --prompt-tokens 16 --max-tokens "$DECODE_TOKENS" >"$prefix-tg.json"
+  # $SAMPLING is a list of flags, word-split on purpose.
+  # shellcheck disable=SC2086
+  if [ -n "${SAMPLING:-}" ]; then
+    bench --synthetic 1 --prompt-tokens 16 --max-tokens "$DECODE_TOKENS" $SAMPLING >"$prefix-tgs.json"
+  fi
+  # shellcheck disable=SC2086
   bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
-    --max-tokens "$CONC_TOKENS" >"$prefix-conc.json"
+    --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-conc.json"
   stop_server
 }
 
@@ -121,9 +130,9 @@ done
 
 log "done; load average $(load)"
 
-python3 - "$OUT" "$ROUNDS" "$NP" <<'PY'
-import json, statistics, sys
-out, rounds, np_ = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+python3 - "$OUT" "$ROUNDS" "$NP" "${SAMPLING:-}" <<'PY'
+import json, os, statistics, sys
+out, rounds, np_, sampling = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 def summary(round_, name, test):
     with open(f"{out}/r{round_}-{name}-{test}.json") as f:
@@ -143,6 +152,11 @@ metrics = [
      lambda r, n: summary(r, n, "tg")["server"]["predicted_per_second_mean"]),
     ("decode t/s (client)", "",
      lambda r, n: summary(r, n, "tg")["client_decode_per_second_mean"]),
+]
+if sampling:
+    metrics.append(("decode t/s sampled (server)", "",
+                    lambda r, n: summary(r, n, "tgs")["server"]["predicted_per_second_mean"]))
+metrics += [
     (f"aggregate t/s @ {np_} (client)", ">= 1.00",
      lambda r, n: summary(r, n, "conc")["output_tokens_per_s"]),
     (f"TTFT p50 ms @ {np_}", "",
@@ -151,13 +165,14 @@ metrics = [
 ]
 names = ("llama-server", "gguf-serve")
 # Both sides must have done the same work for their speeds to compare.
-for test in ("pp", "tg", "conc"):
+for test in ("pp", "tg", "conc") + (("tgs",) if sampling else ()):
     for r in range(1, rounds + 1):
         work = {n: (summary(r, n, test)["output_tokens"], summary(r, n, test)["prompt_tokens"])
                 for n in names}
         if work["llama-server"] != work["gguf-serve"]:
             print(f"warning: round {r} {test}: (output, prompt) tokens differ: {work}")
-print(f"\nmedian of {rounds} alternating rounds; ratio = gguf-serve / llama-server")
+print(f"\nmedian of {rounds} alternating rounds; ratio = gguf-serve / llama-server"
+      + (f"; sampled runs and the aggregate with {sampling}" if sampling else ""))
 print(f"{'metric':<32} {'llama-server':>12} {'gguf-serve':>12} {'ratio':>7}  target   rounds (llama | gguf)")
 for label, target, get in metrics:
     values = {n: [get(r, n) for r in range(1, rounds + 1)] for n in names}

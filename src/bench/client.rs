@@ -236,6 +236,7 @@ mod tests {
                     endpoint,
                     max_tokens: 1,
                     temperature: 0.0,
+                    top_p: None,
                     stream: false,
                     cache_prompt: None,
                     ignore_eos: false,

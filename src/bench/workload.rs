@@ -30,6 +30,8 @@ pub struct RequestOptions {
     pub endpoint: Endpoint,
     pub max_tokens: u32,
     pub temperature: f32,
+    /// llama-server's `top_p`; `None` leaves the server's default.
+    pub top_p: Option<f32>,
     pub stream: bool,
     /// llama-server's `cache_prompt`; `None` leaves the server's default (on).
     pub cache_prompt: Option<bool>,
@@ -315,6 +317,9 @@ pub fn request_body(request: &BenchRequest, options: &RequestOptions) -> Value {
         }),
     };
     body["temperature"] = json!(options.temperature);
+    if let Some(top_p) = options.top_p {
+        body["top_p"] = json!(top_p);
+    }
     body["stream"] = json!(options.stream);
     if options.stream && options.endpoint == Endpoint::Chat {
         body["stream_options"] = json!({"include_usage": true});
@@ -437,6 +442,7 @@ mod tests {
             endpoint,
             max_tokens: 16,
             temperature: 0.0,
+            top_p: None,
             stream: true,
             cache_prompt: None,
             ignore_eos: false,

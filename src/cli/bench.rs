@@ -52,6 +52,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.0, value_name = "T")]
     pub temperature: f32,
 
+    /// Nucleus sampling threshold (llama-server: top_p); default: the server's.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+
     /// Stream responses (the default; needed for time to first token).
     #[arg(long, overrides_with = "no_stream")]
     pub stream: bool,
@@ -123,6 +127,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             endpoint: args.endpoint,
             max_tokens: args.max_tokens,
             temperature: args.temperature,
+            top_p: args.top_p,
             stream: !args.no_stream,
             cache_prompt: args.cache_prompt,
             ignore_eos: args.ignore_eos.unwrap_or(args.synthetic.is_some()),

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Second half of a GPU run, on the machine scripts/device/setup.sh prepared (still warm).
+#   speed  gguf-serve against the reference llama-server on the synthetic gpt-oss-20b F16, the
+#          whole GPU, alternating rounds (scripts/bench-vs-llama-server.sh): prompt processing
+#          of 2 048 tokens, one stream greedy and sampled (temperature 0.8, top_p 0.95), and 16
+#          sampled streams of 128 tokens at -np 16. LLAMA_SERVER_ARGS=-bs compares with
+#          llama-server's backend sampling instead.
+#   16gb   a 16 GiB card: a PyTorch allocation holds all but 16 GiB of the GPU; gguf-serve
+#          --quant auto picks from the ladder at -c 32768 and 131072 and serves 128-token
+#          requests at concurrency 1 and 4; llama-server's own fit on the F16 file and on the
+#          file we picked are the anchors.
+# Usage: scripts/device/bench.sh [speed] [16gb]    (default: both)
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${WORK:-/tmp/gs}
+MODELS=$WORK/models
+GS=$WORK/bundle/gguf-serve
+LS=/tmp/b/bin/llama-server
+ROUNDS=${ROUNDS:-3}
+t0=$SECONDS
+say() { echo "[$((SECONDS - t0))s] $*"; }
+stages=${*:-speed 16gb}
+
+if [[ " $stages " == *" speed "* ]]; then
+  say "speed: F16, whole GPU, -np 16"
+  GGUF_SERVE=$GS LLAMA_SERVER=$LS ROUNDS=$ROUNDS THREADS=${THREADS:-8} CTX=32768 NP=16 \
+    PP_TOKENS=2040 DECODE_TOKENS=128 CONC_REQUESTS=16 CONC_TOKENS=128 CONC_PROMPT_TOKENS=64 \
+    SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed \
+    "$ROOT/scripts/bench-vs-llama-server.sh" "$MODELS/gpt-oss-20b-F16.gguf" 2>&1 | grep -v "^bench-vs-llama-server: round"
+fi
+
+# serve NAME LOG CMD…: starts a server on port 18081 and waits for /health (model load included).
+serve() {
+  local name=$1 log=$2; shift 2
+  "$@" --port 18081 >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 900); do
+    curl -sf http://127.0.0.1:18081/health >/dev/null && return 0
+    kill -0 $pid 2>/dev/null || { echo "$name exited:"; tail -5 "$log"; return 1; }
+    sleep 0.2
+  done
+  echo "$name: no /health"; return 1
+}
+stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
+# decode CONC: 128-token requests at concurrency CONC; prints aggregate and per-stream t/s.
+decode() {
+  "$GS" bench --url http://127.0.0.1:18081 --endpoint completion --synthetic $((2 * $1)) \
+    --concurrency "$1" --prompt-tokens 64 --max-tokens 128 --json |
+    python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(f"{s[\"output_tokens_per_s\"]:.1f} t/s aggregate, server decode {s[\"server\"][\"predicted_per_second_mean\"]:.1f} t/s per stream, {s[\"failed\"]} failed")'
+}
+
+if [[ " $stages " == *" 16gb "* ]]; then
+  free=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | head -1)
+  hold=$((free - 16 * 1024))
+  say "16gb: holding $hold MiB of $free MiB free"
+  python3 -c "import torch,time; x=torch.empty($hold*2**20, dtype=torch.uint8, device='cuda'); print('held', flush=True); time.sleep(3600)" &
+  blocker=$!
+  until nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | awk '{exit !($1 < 17000)}'; do sleep 0.5; done
+  nvidia-smi --query-gpu=memory.used,memory.free --format=csv,noheader
+  for ctx in 32768 131072; do
+    say "gguf-serve --quant auto -c $ctx"
+    serve gguf-serve "$WORK/auto-$ctx.log" "$GS" -m "$MODELS" --quant auto -c "$ctx" -np 4 || continue
+    grep -E "model chosen|plan:|memory:" "$WORK/auto-$ctx.log" | sed 's/.*INFO[^:]*: /    /'
+    picked=$(curl -s http://127.0.0.1:18081/props | python3 -c 'import json,sys; print(json.load(sys.stdin)["model_path"])')
+    for c in 1 4; do echo "    gguf-serve conc $c: $(decode $c)"; done
+    stop
+    say "llama-server (its own fit) on F16 -c $ctx"
+    serve llama-server "$WORK/ls-f16-$ctx.log" "$LS" -m "$MODELS/gpt-oss-20b-F16.gguf" -c "$ctx" -np 4 || continue
+    for c in 1 4; do echo "    llama-server F16 conc $c: $(decode $c)"; done
+    stop
+    if [ -n "$picked" ] && [ "$(basename "$picked")" != gpt-oss-20b-F16.gguf ]; then
+      say "llama-server on our pick $(basename "$picked") -c $ctx"
+      serve llama-server "$WORK/ls-pick-$ctx.log" "$LS" -m "$picked" -c "$ctx" -np 4 || continue
+      for c in 1 4; do echo "    llama-server pick conc $c: $(decode $c)"; done
+      stop
+    fi
+  done
+  kill $blocker
+fi
+say "bench done"
