@@ -142,7 +142,11 @@ fn formats_of_real_templates() {
         ("meta-llama-Llama-3.2-3B-Instruct", ChatFormat::Llama3Json),
         (
             "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
-            ChatFormat::Think,
+            ChatFormat::DeepSeekR1,
+        ),
+        (
+            "mistralai-Mistral-Nemo-Instruct-2407",
+            ChatFormat::MistralNemo,
         ),
         ("google-gemma-2-2b-it", ChatFormat::Content),
     ];

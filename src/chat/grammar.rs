@@ -90,7 +90,8 @@ pub fn schema_grammar(schema: &Value, field: &str) -> Result<String, ChatError> 
 /// (no `<think>` first), Llama 3 a bare `{"name": …, "parameters": …}`, Harmony an optional
 /// analysis message and then
 /// `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}`. Plain and
-/// `<think>`-only formats have no tool call syntax, so they get `None`.
+/// `<think>`-only formats have no tool call syntax, so they get `None`; so, for now, do Mistral
+/// Nemo, DeepSeek R1, Qwen3-Coder and Functionary v3.2, whose calls are parsed but not forced.
 pub fn tool_call_grammar(
     format: ChatFormat,
     tools: &[Tool],
@@ -111,7 +112,12 @@ pub fn tool_call_grammar(
         ChatFormat::Hermes => hermes_grammar(&tools).map(Some),
         ChatFormat::Harmony => harmony_grammar(&tools).map(Some),
         ChatFormat::Llama3Json => llama3_grammar(&tools).map(Some),
-        ChatFormat::Content | ChatFormat::Think => Ok(None),
+        ChatFormat::Content
+        | ChatFormat::Think
+        | ChatFormat::MistralNemo
+        | ChatFormat::DeepSeekR1
+        | ChatFormat::Qwen3Coder
+        | ChatFormat::FunctionaryV32 => Ok(None),
     }
 }
 

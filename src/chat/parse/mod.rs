@@ -8,10 +8,15 @@
 //! invariant the tests check: the streamed deltas concatenate to the non-streamed message, for
 //! every way of splitting the text into chunks.
 
+mod deepseek;
+mod functionary;
 mod harmony;
 mod hermes;
+mod mistral;
 mod openai;
+mod qwen3_coder;
 pub(crate) mod scan;
+mod tagged;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -102,11 +107,23 @@ impl ParsedMessage {
     }
 }
 
-/// A tool call as parsed, before it gets an id.
+/// A tool call as parsed, before it gets an id (unless the model wrote one).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct RawCall {
     pub name: String,
     pub arguments: String,
+    /// The call's id as the model wrote it (Mistral Nemo does).
+    pub id: Option<String>,
+}
+
+impl RawCall {
+    pub fn new(name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        RawCall {
+            name: name.into(),
+            arguments: arguments.into(),
+            id: None,
+        }
+    }
 }
 
 /// What a format parser sees in the text so far.
@@ -132,9 +149,13 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
             config.parse_tool_calls,
         ),
         ChatFormat::Harmony => harmony::parse(text, partial, extract, config.parse_tool_calls),
-        ChatFormat::Think | ChatFormat::Hermes | ChatFormat::Llama3Json => {
-            hermes::parse(config, text, partial)
-        }
+        ChatFormat::FunctionaryV32 => functionary::parse(text, partial, config.parse_tool_calls),
+        ChatFormat::Think
+        | ChatFormat::Hermes
+        | ChatFormat::Llama3Json
+        | ChatFormat::MistralNemo
+        | ChatFormat::DeepSeekR1
+        | ChatFormat::Qwen3Coder => hermes::parse(config, text, partial),
     }
 }
 
@@ -222,7 +243,7 @@ impl ChatParser {
                     arguments: more.to_string(),
                 }),
                 None => {
-                    let id = self.tool_call_id(index);
+                    let id = self.tool_call_id(index, call.id.as_deref());
                     Some(ToolCallDelta {
                         index,
                         id: Some(id),
@@ -242,7 +263,11 @@ impl ChatParser {
         deltas
     }
 
-    fn tool_call_id(&mut self, index: usize) -> String {
+    /// The id of call `index`: the one the model wrote, else a random one.
+    fn tool_call_id(&mut self, index: usize, written: Option<&str>) -> String {
+        if let Some(id) = written.filter(|_| self.ids.len() == index) {
+            self.ids.push(id.to_string());
+        }
         while self.ids.len() <= index {
             let mut id = String::from("call_");
             let mut state =
