@@ -150,9 +150,22 @@ fn formats_of_real_templates() {
         ),
         ("google-gemma-2-2b-it", ChatFormat::Content),
     ];
+    let more = [
+        (
+            "meetkai-functionary-medium-v3.2",
+            ChatFormat::FunctionaryV32,
+        ),
+        ("Qwen3-Coder", ChatFormat::Qwen3Coder),
+    ];
+    let cases = cases
+        .iter()
+        .map(|(stem, want)| (format!("templates/{stem}"), *want))
+        .chain(
+            more.iter()
+                .map(|(stem, want)| (format!("format-templates/{stem}"), *want)),
+        );
     for (stem, want) in cases {
-        let source =
-            std::fs::read_to_string(data_dir().join(format!("templates/{stem}.jinja"))).unwrap();
+        let source = std::fs::read_to_string(data_dir().join(format!("{stem}.jinja"))).unwrap();
         let template = ChatTemplate::new(Some(&source), gemma3_tokens()).unwrap();
         assert_eq!(template.format(), want, "{stem}");
     }
