@@ -112,6 +112,9 @@ fn forced_tool_call_grammars_parse() {
         ChatFormat::Hermes,
         ChatFormat::Harmony,
         ChatFormat::Llama3Json,
+        ChatFormat::MistralNemo,
+        ChatFormat::DeepSeekR1,
+        ChatFormat::FunctionaryV32,
     ] {
         for choice in [
             ToolChoice::Required,
@@ -129,10 +132,12 @@ fn forced_tool_call_grammars_parse() {
         tool_call_grammar(ChatFormat::Hermes, &tools, &ToolChoice::Auto).unwrap(),
         None
     );
-    assert_eq!(
-        tool_call_grammar(ChatFormat::Think, &tools, &ToolChoice::Required).unwrap(),
-        None
-    );
+    for format in [ChatFormat::Think, ChatFormat::Qwen3Coder] {
+        assert_eq!(
+            tool_call_grammar(format, &tools, &ToolChoice::Required).unwrap(),
+            None
+        );
+    }
     let missing = tool_call_grammar(
         ChatFormat::Hermes,
         &tools,

@@ -90,8 +90,9 @@ pub fn schema_grammar(schema: &Value, field: &str) -> Result<String, ChatError> 
 /// (no `<think>` first), Llama 3 a bare `{"name": …, "parameters": …}`, Harmony an optional
 /// analysis message and then
 /// `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}`. Plain and
-/// `<think>`-only formats have no tool call syntax, so they get `None`; so, for now, do Mistral
-/// Nemo, DeepSeek R1, Qwen3-Coder and Functionary v3.2, whose calls are parsed but not forced.
+/// `<think>`-only formats have no tool call syntax, so they get `None`. Mistral Nemo gets
+/// `[TOOL_CALLS][{…}]`, DeepSeek R1 optional reasoning and its call block, Functionary v3.2
+/// `NAME\n{…}`. Qwen3-Coder's XML calls are parsed but not forced yet (`None`).
 pub fn tool_call_grammar(
     format: ChatFormat,
     tools: &[Tool],
@@ -112,12 +113,10 @@ pub fn tool_call_grammar(
         ChatFormat::Hermes => hermes_grammar(&tools).map(Some),
         ChatFormat::Harmony => harmony_grammar(&tools).map(Some),
         ChatFormat::Llama3Json => llama3_grammar(&tools).map(Some),
-        ChatFormat::Content
-        | ChatFormat::Think
-        | ChatFormat::MistralNemo
-        | ChatFormat::DeepSeekR1
-        | ChatFormat::Qwen3Coder
-        | ChatFormat::FunctionaryV32 => Ok(None),
+        ChatFormat::MistralNemo => mistral_nemo_grammar(&tools).map(Some),
+        ChatFormat::DeepSeekR1 => deepseek_r1_grammar(&tools).map(Some),
+        ChatFormat::FunctionaryV32 => functionary_v3_2_grammar(&tools).map(Some),
+        ChatFormat::Content | ChatFormat::Think | ChatFormat::Qwen3Coder => Ok(None),
     }
 }
 
@@ -140,16 +139,22 @@ fn rename_root(grammar: &str, name: &str) -> String {
         .join("\n")
 }
 
-/// The schema of a call object `{"name": NAME, ARGS_KEY: {…}}` for any of `tools`.
-fn call_schema(tools: &[&Tool], args_key: &str) -> Value {
+/// The schema of a call object `{"name": NAME, ARGS_KEY: {…}}` for any of `tools`, with an
+/// `"id"` of 9 letters and digits if `with_id` (Mistral Nemo's, as llama.cpp asks for it).
+fn call_schema(tools: &[&Tool], args_key: &str, with_id: bool) -> Value {
     let calls: Vec<Value> = tools
         .iter()
         .map(|tool| {
-            json!({
+            let mut call = json!({
                 "type": "object",
                 "properties": {"name": {"const": tool.name}, args_key: parameters(tool)},
                 "required": ["name", args_key],
-            })
+            });
+            if with_id {
+                call["properties"]["id"] = json!({"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"});
+                call["required"] = json!(["name", args_key, "id"]);
+            }
+            call
         })
         .collect();
     if calls.len() == 1 {
@@ -160,11 +165,11 @@ fn call_schema(tools: &[&Tool], args_key: &str) -> Value {
 }
 
 fn llama3_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
-    schema_grammar(&call_schema(tools, "parameters"), "tools")
+    schema_grammar(&call_schema(tools, "parameters", false), "tools")
 }
 
 fn hermes_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
-    let inner = schema_grammar(&call_schema(tools, "arguments"), "tools")?;
+    let inner = schema_grammar(&call_schema(tools, "arguments", false), "tools")?;
     Ok(format!(
         // Exactly Qwen's layout: free whitespace here lets a small model loop on newlines.
         "root ::= \"<tool_call>\\n\" tool-call-json \"\\n</tool_call>\"\n{}\n",
@@ -173,9 +178,56 @@ fn hermes_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
 }
 
 fn harmony_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
-    // One conversion for all tools keeps the helper rules (`space`, `string`, …) unique; the
-    // argument schemas become `$defs`, which the converter emits as rules `ref-defs-NAME` that
-    // we pair with their function names.
+    let (calls, rules) = named_calls(tools, |name, args| {
+        format!("\"{name}\" \" <|constrain|>json<|message|>\" {args}")
+    })?;
+    Ok(format!(
+        "root ::= analysis? \"<|channel|>commentary to=functions.\" ( {calls} )\n\
+         analysis ::= \"<|channel|>analysis<|message|>\" analysis-body \"<|end|><|start|>assistant\"\n\
+         analysis-body ::= ( [^<] | \"<\" [^|] )*\n{rules}\n"
+    ))
+}
+
+/// `[TOOL_CALLS]` and an array of calls with the 9-character ids Mistral Nemo writes.
+fn mistral_nemo_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    let schema =
+        json!({"type": "array", "items": call_schema(tools, "arguments", true), "minItems": 1});
+    let inner = schema_grammar(&schema, "tools")?;
+    Ok(format!(
+        "root ::= \"[TOOL_CALLS]\" tool-calls-json\n{}\n",
+        rename_root(&inner, "tool-calls-json")
+    ))
+}
+
+/// DeepSeek R1's call block, after reasoning if the model thinks first (its prompt may leave
+/// `<think>` open, and the parser then needs the `</think>`).
+fn deepseek_r1_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    let (calls, rules) = named_calls(tools, |name, args| {
+        format!(
+            "\"function<｜tool▁sep｜>{name}\\n```json\\n\" {args} \"\\n```<｜tool▁call▁end｜>\""
+        )
+    })?;
+    Ok(format!(
+        "root ::= reasoning? \"<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>\" ( {calls} ) \"<｜tool▁calls▁end｜>\"\n\
+         reasoning ::= \"<think>\"? reasoning-body \"</think>\" [ \\n]*\n\
+         reasoning-body ::= ( [^<] | \"<\" [^/] )*\n{rules}\n"
+    ))
+}
+
+/// Functionary v3.2: the prompt ends with `>>>`, so a call is `NAME\n{…}`.
+fn functionary_v3_2_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    let (calls, rules) = named_calls(tools, |name, args| format!("\"{name}\\n\" {args}"))?;
+    Ok(format!("root ::= {calls}\n{rules}\n"))
+}
+
+/// One alternative per tool, `call(NAME as GBNF-escaped text, ARGUMENTS rule)` joined with `|`,
+/// and the rules they use. One conversion for all tools keeps the helper rules (`space`,
+/// `string`, …) unique; the argument schemas become `$defs`, which the converter emits as rules
+/// `ref-defs-NAME` that we pair with their function names.
+fn named_calls(
+    tools: &[&Tool],
+    call: impl Fn(&str, &str) -> String,
+) -> Result<(String, String), ChatError> {
     let defs: serde_json::Map<String, Value> = tools
         .iter()
         .enumerate()
@@ -189,17 +241,12 @@ fn harmony_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
         .iter()
         .enumerate()
         .map(|(i, tool)| {
-            format!(
-                "\"{}\" \" <|constrain|>json<|message|>\" ref-defs-tool{i}args",
-                tool.name.replace('\\', "\\\\").replace('"', "\\\"")
-            )
+            let name = tool.name.replace('\\', "\\\\").replace('"', "\\\"");
+            call(&name, &format!("ref-defs-tool{i}args"))
         })
         .collect();
-    Ok(format!(
-        "root ::= analysis? \"<|channel|>commentary to=functions.\" ( {} )\n\
-         analysis ::= \"<|channel|>analysis<|message|>\" analysis-body \"<|end|><|start|>assistant\"\n\
-         analysis-body ::= ( [^<] | \"<\" [^|] )*\n{}\n",
+    Ok((
         alternatives.join(" | "),
-        rename_root(&inner, "tool-args-any")
+        rename_root(&inner, "tool-args-any"),
     ))
 }
