@@ -6,7 +6,8 @@
 mod chat_cases;
 
 use chat_cases::{Case, call, check, config, parse_whole};
-use gguf_serve::chat::{ChatFormat, ParserConfig, ReasoningFormat};
+use gguf_serve::chat::{ChatFormat, ChatParser, ParserConfig, ReasoningFormat, parse_tools};
+use serde_json::json;
 
 const NO_TOOLS: fn(ChatFormat) -> ParserConfig = |format| ParserConfig {
     parse_tool_calls: false,
@@ -108,6 +109,14 @@ fn deepseek_r1() {
             calls: vec![],
         },
         Case {
+            name: "another spelling of the begin marker, no end marker",
+            config: r1,
+            text: "<｜tool_calls_begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜>",
+            content: "",
+            reasoning: "",
+            calls: vec![call("f", "{}")],
+        },
+        Case {
             name: "truncated call stays content",
             config: r1,
             text: "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a",
@@ -161,6 +170,29 @@ fn qwen3_coder() {
             calls: vec![],
         },
     ]);
+}
+
+#[test]
+fn qwen3_coder_types_values_by_the_tools_schema() {
+    let tools = parse_tools(Some(&json!([{"type": "function", "function": {
+        "name": "write_file",
+        "parameters": {"type": "object", "properties": {
+            "path": {"type": "string"},
+            "content": {"type": ["string"]},
+            "mode": {"enum": ["w", "a"]},
+            "line": {"type": "integer"},
+            "data": {"type": ["object", "string"]},
+        }},
+    }}])))
+    .unwrap();
+    let text = "<tool_call>\n<function=write_file>\n<parameter=path>\n404\n</parameter>\n<parameter=content>\n{\"a\": [1, 2]}\n</parameter>\n<parameter=mode>\nw\n</parameter>\n<parameter=line>\n7\n</parameter>\n<parameter=data>\n{\"k\": true}\n</parameter>\n<parameter=other>\nnull\n</parameter>\n</function>\n</tool_call>";
+    let mut parser = ChatParser::with_id_seed(config(ChatFormat::Qwen3Coder), 7).with_tools(&tools);
+    parser.push(text);
+    let (_, message) = parser.finish();
+    assert_eq!(
+        message.tool_calls[0].arguments,
+        r#"{"path":"404","content":"{\"a\": [1, 2]}","mode":"w","line":7,"data":{"k":true},"other":null}"#
+    );
 }
 
 #[test]

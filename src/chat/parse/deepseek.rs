@@ -14,17 +14,25 @@ use super::RawCall;
 use super::scan::compact_json;
 use super::tagged::TagSyntax;
 
-pub const DEEPSEEK_R1: TagSyntax = TagSyntax {
+pub const TAGS: TagSyntax = TagSyntax {
     open: "<｜tool▁call▁begin｜>",
     close: "<｜tool▁call▁end｜>",
-    wrappers: &["<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"],
-    body: call,
+    // The begin marker as llama.cpp accepts it, including spellings models have been seen to
+    // write.
+    wrappers: &[
+        "<｜tool▁calls▁begin｜>",
+        "<｜tool_calls_begin｜>",
+        "<｜tool calls begin｜>",
+        "<｜tool\\_calls\\_begin｜>",
+        "<｜tool▁calls｜>",
+        "<｜tool▁calls▁end｜>",
+    ],
 };
 
 const SEP: &str = "<｜tool▁sep｜>";
 
 /// `function<｜tool▁sep｜>NAME\n```json\n{…}\n```` → the call.
-fn call(body: &str) -> Option<RawCall> {
+pub fn call(body: &str) -> Option<RawCall> {
     let (_, rest) = body.split_once(SEP)?;
     let (name, arguments) = rest.split_once('\n')?;
     let arguments = arguments.trim();

@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::qwen3_coder::StringArgs;
 use super::scan::{call_from_json, emit};
 use super::tagged::{self, TagSyntax};
 use super::{ParserConfig, RawCall, Snapshot, deepseek, mistral, qwen3_coder};
@@ -20,7 +21,12 @@ const CALL_OPEN: &str = "<tool_call>";
 const CALL_CLOSE: &str = "</tool_call>";
 const PYTHON_TAG: &str = "<|python_tag|>";
 
-pub fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
+pub fn parse(
+    config: &ParserConfig,
+    string_args: &StringArgs,
+    text: &str,
+    partial: bool,
+) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let rest = if config.reasoning_format.extracts() {
         match split_reasoning(text, partial, config.thinking_forced_open) {
@@ -38,12 +44,17 @@ pub fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
         return snapshot;
     }
     match config.format {
-        ChatFormat::Hermes => tagged::calls(&HERMES, rest, partial, &mut snapshot),
-        ChatFormat::DeepSeekR1 => {
-            tagged::calls(&deepseek::DEEPSEEK_R1, rest, partial, &mut snapshot)
-        }
+        ChatFormat::Hermes => tagged::calls(&HERMES, hermes_call, rest, partial, &mut snapshot),
+        ChatFormat::DeepSeekR1 => tagged::calls(
+            &deepseek::TAGS,
+            deepseek::call,
+            rest,
+            partial,
+            &mut snapshot,
+        ),
         ChatFormat::Qwen3Coder => {
-            tagged::calls(&qwen3_coder::QWEN3_CODER, rest, partial, &mut snapshot)
+            let call = |body: &str| qwen3_coder::call(body, string_args);
+            tagged::calls(&qwen3_coder::TAGS, call, rest, partial, &mut snapshot)
         }
         ChatFormat::MistralNemo => mistral::calls(rest, partial, &mut snapshot),
         ChatFormat::Llama3Json => llama3_call(rest, partial, &mut snapshot),
@@ -79,7 +90,6 @@ const HERMES: TagSyntax = TagSyntax {
     open: CALL_OPEN,
     close: CALL_CLOSE,
     wrappers: &[],
-    body: hermes_call,
 };
 
 /// `{"name": …, "arguments": {…}}` → a call with the arguments as compact JSON text.

@@ -24,7 +24,8 @@ use std::hash::{BuildHasher, Hasher};
 use serde::Serialize;
 
 use super::ChatFormat;
-use super::types::{ReasoningFormat, ToolCall};
+use super::types::{ReasoningFormat, Tool, ToolCall};
+use qwen3_coder::StringArgs;
 
 /// How to read one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +135,7 @@ pub(crate) struct Snapshot {
     pub calls: Vec<RawCall>,
 }
 
-fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
+fn parse(config: &ParserConfig, string_args: &StringArgs, text: &str, partial: bool) -> Snapshot {
     let extract = config.reasoning_format.extracts();
     match config.format {
         ChatFormat::Content => Snapshot {
@@ -155,7 +156,7 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
         | ChatFormat::Llama3Json
         | ChatFormat::MistralNemo
         | ChatFormat::DeepSeekR1
-        | ChatFormat::Qwen3Coder => hermes::parse(config, text, partial),
+        | ChatFormat::Qwen3Coder => hermes::parse(config, string_args, text, partial),
     }
 }
 
@@ -163,6 +164,7 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
 #[derive(Debug)]
 pub struct ChatParser {
     config: ParserConfig,
+    string_args: StringArgs,
     text: String,
     sent: Snapshot,
     ids: Vec<String>,
@@ -179,6 +181,7 @@ impl ChatParser {
     pub fn with_id_seed(config: ParserConfig, id_seed: u64) -> Self {
         ChatParser {
             config,
+            string_args: StringArgs::default(),
             text: String::new(),
             sent: Snapshot::default(),
             ids: Vec::new(),
@@ -186,16 +189,23 @@ impl ChatParser {
         }
     }
 
+    /// Types tool call arguments by the offered tools' schemas, where the format writes them
+    /// untyped (Qwen3-Coder).
+    pub fn with_tools(mut self, tools: &[Tool]) -> Self {
+        self.string_args = StringArgs::new(tools);
+        self
+    }
+
     /// Feeds generated text; returns what can be streamed now.
     pub fn push(&mut self, chunk: &str) -> Vec<ChatDelta> {
         self.text.push_str(chunk);
-        let snapshot = parse(&self.config, &self.text, true);
+        let snapshot = parse(&self.config, &self.string_args, &self.text, true);
         self.advance(snapshot)
     }
 
     /// Ends the answer: returns the last deltas and the whole message.
     pub fn finish(mut self) -> (Vec<ChatDelta>, ParsedMessage) {
-        let snapshot = parse(&self.config, &self.text, false);
+        let snapshot = parse(&self.config, &self.string_args, &self.text, false);
         let deltas = self.advance(snapshot);
         let message = ParsedMessage {
             content: self.sent.content.clone(),

@@ -11,27 +11,66 @@
 //! ```
 //!
 //! A parameter's value is the text between the newlines after `<parameter=P>` and before
-//! `</parameter>`. llama.cpp types it by the tool's schema (strings stay text, the rest is
-//! JSON); the parser has no schemas, so a value that reads as JSON other than a string is
-//! taken as JSON and everything else as a string. Arguments keep the order they are written in.
+//! `</parameter>`, untyped. As llama.cpp does, the tool's schema types it: a parameter that can
+//! only be a string keeps the text as it is; any other (or one the schema does not describe) is
+//! JSON if the text reads as JSON other than a string, else a string. Arguments keep the order
+//! they are written in.
+
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
 use super::RawCall;
 use super::tagged::TagSyntax;
+use crate::chat::Tool;
 
-pub const QWEN3_CODER: TagSyntax = TagSyntax {
+pub const TAGS: TagSyntax = TagSyntax {
     open: "<tool_call>",
     close: "</tool_call>",
     wrappers: &[],
-    body: call,
 };
+
+/// The (tool, parameter) pairs whose schema allows strings only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringArgs(HashSet<(String, String)>);
+
+impl StringArgs {
+    pub fn new(tools: &[Tool]) -> Self {
+        let pairs = tools.iter().flat_map(|tool| {
+            let properties = tool.parameters.get("properties").and_then(Value::as_object);
+            properties
+                .into_iter()
+                .flatten()
+                .filter(|(_, schema)| string_only(schema))
+                .map(|(name, _)| (tool.name.clone(), name.clone()))
+        });
+        StringArgs(pairs.collect())
+    }
+
+    fn contains(&self, tool: &str, parameter: &str) -> bool {
+        self.0.contains(&(tool.to_string(), parameter.to_string()))
+    }
+}
+
+/// `{"type": "string"}`, `{"type": ["string"]}`, or an `enum`/`const` of strings only.
+fn string_only(schema: &Value) -> bool {
+    let all_strings = |values: &[Value]| !values.is_empty() && values.iter().all(Value::is_string);
+    match (schema.get("type"), schema.get("enum"), schema.get("const")) {
+        (Some(Value::String(t)), _, _) => t == "string",
+        (Some(Value::Array(types)), _, _) => {
+            !types.is_empty() && types.iter().all(|t| t == "string")
+        }
+        (None, Some(Value::Array(values)), _) => all_strings(values),
+        (None, None, Some(value)) => value.is_string(),
+        _ => false,
+    }
+}
 
 const PARAM_OPEN: &str = "<parameter=";
 const PARAM_CLOSE: &str = "</parameter>";
 
 /// `<function=NAME>` and its parameters → the call with the arguments as compact JSON.
-fn call(body: &str) -> Option<RawCall> {
+pub fn call(body: &str, string_args: &StringArgs) -> Option<RawCall> {
     let rest = body.trim().strip_prefix("<function=")?;
     let (name, mut rest) = rest.split_once('>')?;
     let mut arguments = Map::new();
@@ -45,14 +84,24 @@ fn call(body: &str) -> Option<RawCall> {
         }
         let (key, after) = rest.strip_prefix(PARAM_OPEN)?.split_once('>')?;
         let (value, after) = after.split_once(PARAM_CLOSE)?;
-        arguments.insert(key.to_string(), parameter_value(value));
+        let value = parameter_text(value);
+        let value = if string_args.contains(name, key) {
+            Value::String(value.to_string())
+        } else {
+            untyped_value(value)
+        };
+        arguments.insert(key.to_string(), value);
         rest = after;
     }
 }
 
-fn parameter_value(raw: &str) -> Value {
+/// A value's text, less the newline after `<parameter=P>` and the one before `</parameter>`.
+fn parameter_text(raw: &str) -> &str {
     let text = raw.strip_prefix('\n').unwrap_or(raw);
-    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.strip_suffix('\n').unwrap_or(text)
+}
+
+fn untyped_value(text: &str) -> Value {
     match serde_json::from_str::<Value>(text) {
         Ok(value) if !value.is_string() => value,
         _ => Value::String(text.to_string()),

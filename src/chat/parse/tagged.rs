@@ -10,18 +10,23 @@
 use super::scan::{emit, find_first};
 use super::{RawCall, Snapshot};
 
-/// One tagged call syntax.
+/// The tags of one call syntax.
 pub struct TagSyntax {
     pub open: &'static str,
     pub close: &'static str,
     /// Markers around a run of calls that are not content (DeepSeek's `<｜tool▁calls▁begin｜>`).
     pub wrappers: &'static [&'static str],
-    /// Reads one call from a block's body.
-    pub body: fn(&str) -> Option<RawCall>,
 }
 
-/// Splits `text` into content and the calls of `syntax`'s blocks.
-pub fn calls(syntax: &TagSyntax, text: &str, partial: bool, snapshot: &mut Snapshot) {
+/// Splits `text` into content and the calls of `syntax`'s blocks, each block's body read by
+/// `body`.
+pub fn calls(
+    syntax: &TagSyntax,
+    body: impl Fn(&str) -> Option<RawCall>,
+    text: &str,
+    partial: bool,
+    snapshot: &mut Snapshot,
+) {
     let markers: Vec<&str> = std::iter::once(syntax.open)
         .chain(syntax.wrappers.iter().copied())
         .collect();
@@ -39,11 +44,11 @@ pub fn calls(syntax: &TagSyntax, text: &str, partial: bool, snapshot: &mut Snaps
             continue;
         }
         let block = &rest[at..];
-        let body = &block[syntax.open.len()..];
-        match body.find(syntax.close) {
+        let inner = &block[syntax.open.len()..];
+        match inner.find(syntax.close) {
             Some(close) => {
                 let len = syntax.open.len() + close + syntax.close.len();
-                match (syntax.body)(&body[..close]) {
+                match body(&inner[..close]) {
                     Some(call) => snapshot.calls.push(call),
                     None => content.push_str(&block[..len]),
                 }
@@ -51,7 +56,7 @@ pub fn calls(syntax: &TagSyntax, text: &str, partial: bool, snapshot: &mut Snaps
             }
             None if partial => break,
             None => {
-                match (syntax.body)(body) {
+                match body(inner) {
                     Some(call) => snapshot.calls.push(call),
                     None => content.push_str(block),
                 }
