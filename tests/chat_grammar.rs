@@ -50,7 +50,9 @@ fn weather_tools() -> Vec<gguf_serve::chat::Tool> {
             "properties": {"location": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
             "required": ["location"]}}},
         {"type": "function", "function": {"name": "get_time", "parameters": {
-            "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}},
+            "type": "object",
+            "properties": {"tz": {"type": "string"}, "utc": {"type": "boolean"}, "at": {"type": "object", "properties": {"h": {"type": "integer"}}}},
+            "required": ["tz"]}}},
         {"type": "function", "function": {"name": "ping"}}
     ])))
     .unwrap()
@@ -115,6 +117,7 @@ fn forced_tool_call_grammars_parse() {
         ChatFormat::MistralNemo,
         ChatFormat::DeepSeekR1,
         ChatFormat::FunctionaryV32,
+        ChatFormat::Qwen3Coder,
     ] {
         for choice in [
             ToolChoice::Required,
@@ -132,12 +135,10 @@ fn forced_tool_call_grammars_parse() {
         tool_call_grammar(ChatFormat::Hermes, &tools, &ToolChoice::Auto).unwrap(),
         None
     );
-    for format in [ChatFormat::Think, ChatFormat::Qwen3Coder] {
-        assert_eq!(
-            tool_call_grammar(format, &tools, &ToolChoice::Required).unwrap(),
-            None
-        );
-    }
+    assert_eq!(
+        tool_call_grammar(ChatFormat::Think, &tools, &ToolChoice::Required).unwrap(),
+        None
+    );
     let missing = tool_call_grammar(
         ChatFormat::Hermes,
         &tools,

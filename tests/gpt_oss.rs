@@ -26,7 +26,7 @@ fn serve_tiny_gpt_oss(extra: &[&str]) -> (TempDir, Server) {
     let path = dir.path().join("tiny-gpt-oss-f16.gguf");
     let template = std::fs::read_to_string(TEMPLATE).unwrap();
     gguf_fixtures::write_tiny_gpt_oss(&path, &template);
-    let mut args: Vec<String> = ["-m", path.to_str().unwrap(), "-c", "1024", "-t", "1"]
+    let mut args: Vec<String> = ["-m", path.to_str().unwrap(), "-c", "4096", "-t", "1"]
         .map(String::from)
         .to_vec();
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -209,6 +209,7 @@ fn forced_tool_call_round_trips_in_other_formats() {
         ("templates/mistralai-Mistral-Nemo-Instruct-2407", false),
         ("templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", true),
         ("format-templates/meetkai-functionary-medium-v3.2", false),
+        ("format-templates/Qwen3-Coder", false),
     ];
     for (template, may_reason) in cases {
         let file = format!("{data}{template}.jinja");

@@ -92,7 +92,7 @@ pub fn schema_grammar(schema: &Value, field: &str) -> Result<String, ChatError> 
 /// `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}`. Plain and
 /// `<think>`-only formats have no tool call syntax, so they get `None`. Mistral Nemo gets
 /// `[TOOL_CALLS][{…}]`, DeepSeek R1 optional reasoning and its call block, Functionary v3.2
-/// `NAME\n{…}`. Qwen3-Coder's XML calls are parsed but not forced yet (`None`).
+/// `NAME\n{…}`, Qwen3-Coder its XML block.
 pub fn tool_call_grammar(
     format: ChatFormat,
     tools: &[Tool],
@@ -116,7 +116,8 @@ pub fn tool_call_grammar(
         ChatFormat::MistralNemo => mistral_nemo_grammar(&tools).map(Some),
         ChatFormat::DeepSeekR1 => deepseek_r1_grammar(&tools).map(Some),
         ChatFormat::FunctionaryV32 => functionary_v3_2_grammar(&tools).map(Some),
-        ChatFormat::Content | ChatFormat::Think | ChatFormat::Qwen3Coder => Ok(None),
+        ChatFormat::Qwen3Coder => qwen3_coder_grammar(&tools).map(Some),
+        ChatFormat::Content | ChatFormat::Think => Ok(None),
     }
 }
 
@@ -221,32 +222,99 @@ fn functionary_v3_2_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
 }
 
 /// One alternative per tool, `call(NAME as GBNF-escaped text, ARGUMENTS rule)` joined with `|`,
-/// and the rules they use. One conversion for all tools keeps the helper rules (`space`,
-/// `string`, …) unique; the argument schemas become `$defs`, which the converter emits as rules
-/// `ref-defs-NAME` that we pair with their function names.
+/// and the rules they use.
 fn named_calls(
     tools: &[&Tool],
     call: impl Fn(&str, &str) -> String,
 ) -> Result<(String, String), ChatError> {
-    let defs: serde_json::Map<String, Value> = tools
-        .iter()
-        .enumerate()
-        .map(|(i, tool)| (format!("tool{i}args"), parameters(tool)))
-        .collect();
-    let refs: Vec<Value> = (0..tools.len())
-        .map(|i| json!({"$ref": format!("#/$defs/tool{i}args")}))
-        .collect();
-    let inner = schema_grammar(&json!({"$defs": defs, "anyOf": refs}), "tools")?;
+    let schemas = tools.iter().map(|tool| parameters(tool)).collect();
+    let (names, rules) = schema_rules(schemas)?;
     let alternatives: Vec<String> = tools
         .iter()
-        .enumerate()
-        .map(|(i, tool)| {
-            let name = tool.name.replace('\\', "\\\\").replace('"', "\\\"");
-            call(&name, &format!("ref-defs-tool{i}args"))
-        })
+        .zip(&names)
+        .map(|(tool, rule)| call(&escape(&tool.name), rule))
         .collect();
-    Ok((
-        alternatives.join(" | "),
-        rename_root(&inner, "tool-args-any"),
+    Ok((alternatives.join(" | "), rules))
+}
+
+/// The rules of several schemas at once, and the name of each schema's rule. One conversion
+/// keeps the helper rules (`space`, `string`, …) unique: the schemas go in as an `anyOf`,
+/// whose root rule lists their rules in order (a primitive schema's rule is the shared
+/// primitive, `boolean` say, so the names cannot be guessed).
+fn schema_rules(schemas: Vec<Value>) -> Result<(Vec<String>, String), ChatError> {
+    if schemas.is_empty() {
+        return Ok((Vec::new(), String::new()));
+    }
+    let count = schemas.len();
+    let inner = schema_grammar(&json!({ "anyOf": schemas }), "tools")?;
+    let (root, rest): (Vec<&str>, Vec<&str>) =
+        inner.lines().partition(|line| line.starts_with("root ::="));
+    let names: Vec<String> = root
+        .first()
+        .and_then(|line| line.strip_prefix("root ::="))
+        .map(|alternatives| {
+            alternatives
+                .split('|')
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.len() != count || names.iter().any(|n| n.is_empty() || n.contains(' ')) {
+        return Err(ChatError::Grammar {
+            field: "tools".into(),
+            reason: format!("unexpected grammar for {count} argument schemas: {inner}"),
+        });
+    }
+    Ok((names, rest.join("\n")))
+}
+
+/// `text` escaped for a GBNF string literal.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Qwen3-Coder's XML call: `<tool_call>\n<function=NAME>\n`, each parameter (in the schema's
+/// order; the required ones always) as `<parameter=P>\nVALUE\n</parameter>\n`, then
+/// `</function>\n</tool_call>`. A string-only parameter's value is text with no line starting
+/// with `</`; any other's is JSON of its schema.
+fn qwen3_coder_grammar(tools: &[&Tool]) -> Result<String, ChatError> {
+    let json_schemas = tools.iter().flat_map(|tool| {
+        tool.properties()
+            .filter(|(name, _)| !tool.is_string_parameter(name))
+            .map(|(_, schema)| schema.clone())
+    });
+    let (names, rules) = schema_rules(json_schemas.collect())?;
+    let mut json_rules = names.into_iter();
+    let mut calls = Vec::new();
+    for tool in tools {
+        let required = tool.parameters.get("required").and_then(Value::as_array);
+        let is_required = |name: &str| required.is_some_and(|r| r.iter().any(|v| v == name));
+        let mut parameters = Vec::new();
+        for (name, _) in tool.properties() {
+            let value = match tool.is_string_parameter(name) {
+                true => "xml-text".to_string(),
+                false => json_rules.next().unwrap_or_default(),
+            };
+            let parameter = format!(
+                "\"<parameter={}>\\n\" {value} \"\\n</parameter>\\n\"",
+                escape(name)
+            );
+            parameters.push(match is_required(name) {
+                true => parameter,
+                false => format!("( {parameter} )?"),
+            });
+        }
+        calls.push(format!(
+            "\"<function={}>\\n\" {} \"</function>\\n\"",
+            escape(&tool.name),
+            parameters.join(" ")
+        ));
+    }
+    Ok(format!(
+        "root ::= \"<tool_call>\\n\" ( {} ) \"</tool_call>\"\n\
+         xml-text ::= ( [^\\n] | \"\\n\" [^<] | \"\\n<\" [^/] )*\n{rules}\n",
+        calls.join(" | ")
     ))
 }

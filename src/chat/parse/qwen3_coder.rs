@@ -37,32 +37,15 @@ pub struct StringArgs(HashSet<(String, String)>);
 impl StringArgs {
     pub fn new(tools: &[Tool]) -> Self {
         let pairs = tools.iter().flat_map(|tool| {
-            let properties = tool.parameters.get("properties").and_then(Value::as_object);
-            properties
-                .into_iter()
-                .flatten()
-                .filter(|(_, schema)| string_only(schema))
-                .map(|(name, _)| (tool.name.clone(), name.clone()))
+            tool.properties()
+                .filter(|(name, _)| tool.is_string_parameter(name))
+                .map(|(name, _)| (tool.name.clone(), name.to_string()))
         });
         StringArgs(pairs.collect())
     }
 
     fn contains(&self, tool: &str, parameter: &str) -> bool {
         self.0.contains(&(tool.to_string(), parameter.to_string()))
-    }
-}
-
-/// `{"type": "string"}`, `{"type": ["string"]}`, or an `enum`/`const` of strings only.
-fn string_only(schema: &Value) -> bool {
-    let all_strings = |values: &[Value]| !values.is_empty() && values.iter().all(Value::is_string);
-    match (schema.get("type"), schema.get("enum"), schema.get("const")) {
-        (Some(Value::String(t)), _, _) => t == "string",
-        (Some(Value::Array(types)), _, _) => {
-            !types.is_empty() && types.iter().all(|t| t == "string")
-        }
-        (None, Some(Value::Array(values)), _) => all_strings(values),
-        (None, None, Some(value)) => value.is_string(),
-        _ => false,
     }
 }
 
