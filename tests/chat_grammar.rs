@@ -50,7 +50,9 @@ fn weather_tools() -> Vec<gguf_serve::chat::Tool> {
             "properties": {"location": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
             "required": ["location"]}}},
         {"type": "function", "function": {"name": "get_time", "parameters": {
-            "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}},
+            "type": "object",
+            "properties": {"tz": {"type": "string"}, "utc": {"type": "boolean"}, "at": {"type": "object", "properties": {"h": {"type": "integer"}}}},
+            "required": ["tz"]}}},
         {"type": "function", "function": {"name": "ping"}}
     ])))
     .unwrap()
@@ -112,6 +114,10 @@ fn forced_tool_call_grammars_parse() {
         ChatFormat::Hermes,
         ChatFormat::Harmony,
         ChatFormat::Llama3Json,
+        ChatFormat::MistralNemo,
+        ChatFormat::DeepSeekR1,
+        ChatFormat::FunctionaryV32,
+        ChatFormat::Qwen3Coder,
     ] {
         for choice in [
             ToolChoice::Required,

@@ -142,13 +142,30 @@ fn formats_of_real_templates() {
         ("meta-llama-Llama-3.2-3B-Instruct", ChatFormat::Llama3Json),
         (
             "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
-            ChatFormat::Think,
+            ChatFormat::DeepSeekR1,
+        ),
+        (
+            "mistralai-Mistral-Nemo-Instruct-2407",
+            ChatFormat::MistralNemo,
         ),
         ("google-gemma-2-2b-it", ChatFormat::Content),
     ];
+    let more = [
+        (
+            "meetkai-functionary-medium-v3.2",
+            ChatFormat::FunctionaryV32,
+        ),
+        ("Qwen3-Coder", ChatFormat::Qwen3Coder),
+    ];
+    let cases = cases
+        .iter()
+        .map(|(stem, want)| (format!("templates/{stem}"), *want))
+        .chain(
+            more.iter()
+                .map(|(stem, want)| (format!("format-templates/{stem}"), *want)),
+        );
     for (stem, want) in cases {
-        let source =
-            std::fs::read_to_string(data_dir().join(format!("templates/{stem}.jinja"))).unwrap();
+        let source = std::fs::read_to_string(data_dir().join(format!("{stem}.jinja"))).unwrap();
         let template = ChatTemplate::new(Some(&source), gemma3_tokens()).unwrap();
         assert_eq!(template.format(), want, "{stem}");
     }

@@ -109,6 +109,37 @@ pub struct Tool {
     pub parameters: Value,
 }
 
+impl Tool {
+    /// The parameters (`properties`) with their schemas, in the schema's order.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let properties = self.parameters.get("properties").and_then(Value::as_object);
+        properties
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether parameter `name`'s schema allows strings only: `{"type": "string"}`,
+    /// `{"type": ["string"]}`, or an `enum` or `const` of strings (formats that write values
+    /// untyped, as Qwen3-Coder does, keep such values as text).
+    pub fn is_string_parameter(&self, name: &str) -> bool {
+        let Some(schema) = self.properties().find(|(k, _)| *k == name).map(|(_, v)| v) else {
+            return false;
+        };
+        let strings =
+            |values: &Vec<Value>| !values.is_empty() && values.iter().all(Value::is_string);
+        match (schema.get("type"), schema.get("enum"), schema.get("const")) {
+            (Some(Value::String(t)), _, _) => t == "string",
+            (Some(Value::Array(types)), _, _) => {
+                strings(types) && types.iter().all(|t| t == "string")
+            }
+            (None, Some(Value::Array(values)), _) => strings(values),
+            (None, None, Some(value)) => value.is_string(),
+            _ => false,
+        }
+    }
+}
+
 /// How the model may use the tools (`tool_choice`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ToolChoice {

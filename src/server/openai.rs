@@ -144,7 +144,8 @@ pub async fn chat_completions(
             _ => None,
         })
         .collect();
-    let mut parser = ChatParser::new(chat.parser_config(&rendered, state.config.reasoning_format));
+    let mut parser = ChatParser::new(chat.parser_config(&rendered, state.config.reasoning_format))
+        .with_tools(&chat.tools);
     let stream = body.bool(&["stream"])?.unwrap_or(false);
     let include_usage = body
         .get(&["stream_options"])

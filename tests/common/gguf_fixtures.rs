@@ -126,3 +126,160 @@ pub fn write_loadable_llama(path: &Path) {
     }
     w.write(path).unwrap();
 }
+
+/// GPT-2's byte-level BPE alphabet: the token text of each byte 0..=255 (printable Latin-1
+/// bytes stand for themselves, the rest are shifted past 255), as `bytes_to_unicode` builds it.
+fn byte_tokens() -> Vec<String> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let mut shifted = 256;
+    (0..=255u32)
+        .map(|b| {
+            let code = if printable(b) {
+                b
+            } else {
+                shifted += 1;
+                shifted - 1
+            };
+            char::from_u32(code).unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Harmony's special tokens, in the order they follow the byte tokens in [`write_tiny_gpt_oss`].
+pub const HARMONY_TOKENS: [&str; 9] = [
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|return|>",
+    "<|constrain|>",
+    "<|channel|>",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|call|>",
+];
+
+/// A gpt-oss (`LLM_ARCH_OPENAI_MOE`) model llama.cpp can load and run, with random weights:
+/// 2 layers (one sliding-window, one full), n_embd 64, 4 heads of 16 (2 KV heads) with
+/// attention sinks, 4 experts of which 2 are used, F16 matrices and F32 norms and biases. Its
+/// vocabulary is GPT-2 byte-level BPE (all 256 byte tokens, one merge) plus Harmony's special
+/// tokens as control tokens, so llama.cpp finds `<|return|>` and `<|call|>` as end of
+/// generation as it does for the real model; `chat_template` goes in `tokenizer.chat_template`.
+pub fn write_tiny_gpt_oss(path: &Path, chat_template: &str) {
+    let (n_embd, n_head, n_head_kv, head_dim, n_ff, n_expert) =
+        (64u64, 4u64, 2u64, 16u64, 32u64, 4u64);
+    let n_layer = 2u32;
+    let mut tokens = byte_tokens();
+    tokens.push("Ġt".into());
+    let n_plain = tokens.len();
+    tokens.extend(HARMONY_TOKENS.iter().map(|t| t.to_string()));
+    let n_vocab = tokens.len() as u64;
+    let token_id = |text: &str| tokens.iter().position(|t| t == text).unwrap() as u32;
+    let arch = |key: &str| format!("gpt-oss.{key}");
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("gpt-oss".into()))
+        .kv("general.name", Value::String("tiny gpt-oss".into()))
+        .kv("general.file_type", Value::U32(1));
+    for (key, value) in [
+        ("block_count", n_layer),
+        ("context_length", 4096),
+        ("embedding_length", n_embd as u32),
+        ("feed_forward_length", n_ff as u32),
+        ("expert_feed_forward_length", n_ff as u32),
+        ("attention.head_count", n_head as u32),
+        ("attention.head_count_kv", n_head_kv as u32),
+        ("attention.key_length", head_dim as u32),
+        ("attention.value_length", head_dim as u32),
+        ("attention.sliding_window", 128),
+        ("expert_count", n_expert as u32),
+        ("expert_used_count", 2),
+    ] {
+        w.kv(&arch(key), Value::U32(value));
+    }
+    w.kv(&arch("rope.freq_base"), Value::F32(150_000.0))
+        .kv(&arch("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
+        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv("tokenizer.ggml.pre", Value::String("gpt-4o".into()))
+        .kv(
+            "tokenizer.ggml.bos_token_id",
+            Value::U32(token_id("<|startoftext|>")),
+        )
+        .kv(
+            "tokenizer.ggml.eos_token_id",
+            Value::U32(token_id("<|return|>")),
+        )
+        .kv(
+            "tokenizer.ggml.padding_token_id",
+            Value::U32(token_id("<|endoftext|>")),
+        )
+        .kv("tokenizer.ggml.add_bos_token", Value::Bool(false))
+        .kv(
+            "tokenizer.chat_template",
+            Value::String(chat_template.into()),
+        )
+        .kv_array("tokenizer.ggml.merges", vec![Value::String("Ġ t".into())])
+        .kv_array(
+            "tokenizer.ggml.token_type",
+            (0..tokens.len())
+                .map(|i| Value::I32(if i < n_plain { 1 } else { 3 }))
+                .collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.tokens",
+            tokens.iter().map(|t| Value::String(t.clone())).collect(),
+        );
+    let ones = vec![1.0; n_embd as usize];
+    w.tensor_f16(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 1),
+    );
+    w.tensor_f16(
+        "output.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 2),
+    );
+    w.tensor_f32("output_norm.weight", &[n_embd], &ones);
+    let (q, kv) = (n_head * head_dim, n_head_kv * head_dim);
+    for il in 0..n_layer {
+        let mut seed = 100 * u64::from(il + 1);
+        let mut random = |w: &mut GgufWriter, name: &str, shape: &[u64]| {
+            seed += 1;
+            let data = weights(shape.iter().product(), seed);
+            let name = format!("blk.{il}.{name}");
+            // Matrices in F16; vectors and the experts' biases (ggml adds them in F32) in F32.
+            if name.ends_with(".weight") && shape.len() > 1 {
+                w.tensor_f16(&name, shape, &data);
+            } else {
+                w.tensor_f32(&name, shape, &data);
+            }
+        };
+        w.tensor_f32(&format!("blk.{il}.attn_norm.weight"), &[n_embd], &ones);
+        w.tensor_f32(
+            &format!("blk.{il}.post_attention_norm.weight"),
+            &[n_embd],
+            &ones,
+        );
+        for (name, shape) in [
+            ("attn_q.weight", &[n_embd, q][..]),
+            ("attn_q.bias", &[q]),
+            ("attn_k.weight", &[n_embd, kv]),
+            ("attn_k.bias", &[kv]),
+            ("attn_v.weight", &[n_embd, kv]),
+            ("attn_v.bias", &[kv]),
+            ("attn_output.weight", &[q, n_embd]),
+            ("attn_output.bias", &[n_embd]),
+            ("attn_sinks.weight", &[n_head]),
+            ("ffn_gate_inp.weight", &[n_embd, n_expert]),
+            ("ffn_gate_inp.bias", &[n_expert]),
+            ("ffn_gate_exps.weight", &[n_embd, n_ff, n_expert]),
+            ("ffn_up_exps.weight", &[n_embd, n_ff, n_expert]),
+            ("ffn_down_exps.weight", &[n_ff, n_embd, n_expert]),
+            ("ffn_gate_exps.bias", &[n_ff, n_expert]),
+            ("ffn_up_exps.bias", &[n_ff, n_expert]),
+            ("ffn_down_exps.bias", &[n_embd, n_expert]),
+        ] {
+            random(&mut w, name, shape);
+        }
+    }
+    w.write(path).unwrap();
+}

@@ -67,10 +67,7 @@ pub fn parse(
                     .strip_prefix("functions.")
                     .filter(|_| parse_tool_calls)
                 {
-                    snapshot.calls.push(RawCall {
-                        name: name.to_string(),
-                        arguments: body.to_string(),
-                    });
+                    snapshot.calls.push(RawCall::new(name, body));
                 }
             }
             None if header.channel == "analysis" && extract_reasoning => {

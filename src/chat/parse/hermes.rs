@@ -1,5 +1,7 @@
-//! `<think>` reasoning, then content with Hermes `<tool_call>{…}</tool_call>` blocks or a
-//! Llama 3.x bare JSON call.
+//! `<think>` reasoning, then content with tool calls in the format's syntax: Hermes
+//! `<tool_call>{…}</tool_call>` blocks (here), a Llama 3.x bare JSON call (here), DeepSeek R1 and
+//! Qwen3-Coder blocks ([`super::deepseek`], [`super::qwen3_coder`]) or Mistral Nemo's
+//! `[TOOL_CALLS]` array ([`super::mistral`]).
 //!
 //! Reasoning: an answer that starts with `<think>` (or whose prompt left `<think>` open) has
 //! its reasoning up to `</think>`, trimmed, as llama-server returns it. With reasoning format
@@ -7,8 +9,10 @@
 
 use serde_json::Value;
 
-use super::scan::emit;
-use super::{ParserConfig, RawCall, Snapshot};
+use super::qwen3_coder::StringArgs;
+use super::scan::{call_from_json, emit};
+use super::tagged::{self, TagSyntax};
+use super::{ParserConfig, RawCall, Snapshot, deepseek, mistral, qwen3_coder};
 use crate::chat::ChatFormat;
 
 const THINK_OPEN: &str = "<think>";
@@ -17,7 +21,12 @@ const CALL_OPEN: &str = "<tool_call>";
 const CALL_CLOSE: &str = "</tool_call>";
 const PYTHON_TAG: &str = "<|python_tag|>";
 
-pub fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
+pub fn parse(
+    config: &ParserConfig,
+    string_args: &StringArgs,
+    text: &str,
+    partial: bool,
+) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let rest = if config.reasoning_format.extracts() {
         match split_reasoning(text, partial, config.thinking_forced_open) {
@@ -30,11 +39,25 @@ pub fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
     } else {
         text
     };
+    if !config.parse_tool_calls {
+        snapshot.content = rest.to_string();
+        return snapshot;
+    }
     match config.format {
-        ChatFormat::Hermes if config.parse_tool_calls => hermes_calls(rest, partial, &mut snapshot),
-        ChatFormat::Llama3Json if config.parse_tool_calls => {
-            llama3_call(rest, partial, &mut snapshot)
+        ChatFormat::Hermes => tagged::calls(&HERMES, hermes_call, rest, partial, &mut snapshot),
+        ChatFormat::DeepSeekR1 => tagged::calls(
+            &deepseek::TAGS,
+            deepseek::call,
+            rest,
+            partial,
+            &mut snapshot,
+        ),
+        ChatFormat::Qwen3Coder => {
+            let call = |body: &str| qwen3_coder::call(body, string_args);
+            tagged::calls(&qwen3_coder::TAGS, call, rest, partial, &mut snapshot)
         }
+        ChatFormat::MistralNemo => mistral::calls(rest, partial, &mut snapshot),
+        ChatFormat::Llama3Json => llama3_call(rest, partial, &mut snapshot),
         _ => snapshot.content = rest.to_string(),
     }
     snapshot
@@ -62,52 +85,16 @@ fn split_reasoning(text: &str, partial: bool, forced_open: bool) -> Option<(Stri
     })
 }
 
-/// Content around `<tool_call>` blocks. Whitespace before and between calls is not content,
-/// so trailing whitespace is held back while streaming and trimmed at the end.
-fn hermes_calls(text: &str, partial: bool, snapshot: &mut Snapshot) {
-    let mut content = String::new();
-    let mut pos = 0;
-    while pos < text.len() {
-        let rest = &text[pos..];
-        let Some(open) = rest.find(CALL_OPEN) else {
-            content.push_str(emit(rest, &[CALL_OPEN], partial));
-            break;
-        };
-        content.push_str(&rest[..open]);
-        let body = &rest[open + CALL_OPEN.len()..];
-        match body.find(CALL_CLOSE) {
-            Some(close) => {
-                match hermes_call(&body[..close]) {
-                    Some(call) => snapshot.calls.push(call),
-                    None => content
-                        .push_str(&rest[open..open + CALL_OPEN.len() + close + CALL_CLOSE.len()]),
-                }
-                pos += open + CALL_OPEN.len() + close + CALL_CLOSE.len();
-            }
-            // An unclosed call: wait for it, or at the end take it if its JSON is whole.
-            None if partial => break,
-            None => {
-                match hermes_call(body) {
-                    Some(call) => snapshot.calls.push(call),
-                    None => content.push_str(&rest[open..]),
-                }
-                break;
-            }
-        }
-    }
-    snapshot.content = content.trim_end().to_string();
-}
+/// Hermes / Qwen: `<tool_call>{"name": …, "arguments": {…}}</tool_call>`.
+const HERMES: TagSyntax = TagSyntax {
+    open: CALL_OPEN,
+    close: CALL_CLOSE,
+    wrappers: &[],
+};
 
 /// `{"name": …, "arguments": {…}}` → a call with the arguments as compact JSON text.
 fn hermes_call(body: &str) -> Option<RawCall> {
-    let value: Value = serde_json::from_str(body.trim()).ok()?;
-    let name = value.get("name")?.as_str()?.to_string();
-    let arguments = match value.get("arguments").or_else(|| value.get("parameters")) {
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-    };
-    Some(RawCall { name, arguments })
+    call_from_json(&serde_json::from_str(body.trim()).ok()?)
 }
 
 /// Llama 3.x: the whole answer is `{"name": …, "parameters": {…}}`, maybe after
@@ -130,10 +117,7 @@ fn llama3_call(text: &str, partial: bool, snapshot: &mut Snapshot) {
         .and_then(|value| {
             let name = value.get("name")?.as_str()?.to_string();
             let args = value.get("parameters").or_else(|| value.get("arguments"))?;
-            Some(RawCall {
-                name,
-                arguments: args.to_string(),
-            })
+            Some(RawCall::new(name, args.to_string()))
         });
     match call {
         Some(call) => snapshot.calls.push(call),

@@ -8,10 +8,15 @@
 //! invariant the tests check: the streamed deltas concatenate to the non-streamed message, for
 //! every way of splitting the text into chunks.
 
+mod deepseek;
+mod functionary;
 mod harmony;
 mod hermes;
+mod mistral;
 mod openai;
+mod qwen3_coder;
 pub(crate) mod scan;
+mod tagged;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -19,7 +24,8 @@ use std::hash::{BuildHasher, Hasher};
 use serde::Serialize;
 
 use super::ChatFormat;
-use super::types::{ReasoningFormat, ToolCall};
+use super::types::{ReasoningFormat, Tool, ToolCall};
+use qwen3_coder::StringArgs;
 
 /// How to read one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +108,23 @@ impl ParsedMessage {
     }
 }
 
-/// A tool call as parsed, before it gets an id.
+/// A tool call as parsed, before it gets an id (unless the model wrote one).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct RawCall {
     pub name: String,
     pub arguments: String,
+    /// The call's id as the model wrote it (Mistral Nemo does).
+    pub id: Option<String>,
+}
+
+impl RawCall {
+    pub fn new(name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        RawCall {
+            name: name.into(),
+            arguments: arguments.into(),
+            id: None,
+        }
+    }
 }
 
 /// What a format parser sees in the text so far.
@@ -117,7 +135,7 @@ pub(crate) struct Snapshot {
     pub calls: Vec<RawCall>,
 }
 
-fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
+fn parse(config: &ParserConfig, string_args: &StringArgs, text: &str, partial: bool) -> Snapshot {
     let extract = config.reasoning_format.extracts();
     match config.format {
         ChatFormat::Content => Snapshot {
@@ -132,9 +150,13 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
             config.parse_tool_calls,
         ),
         ChatFormat::Harmony => harmony::parse(text, partial, extract, config.parse_tool_calls),
-        ChatFormat::Think | ChatFormat::Hermes | ChatFormat::Llama3Json => {
-            hermes::parse(config, text, partial)
-        }
+        ChatFormat::FunctionaryV32 => functionary::parse(text, partial, config.parse_tool_calls),
+        ChatFormat::Think
+        | ChatFormat::Hermes
+        | ChatFormat::Llama3Json
+        | ChatFormat::MistralNemo
+        | ChatFormat::DeepSeekR1
+        | ChatFormat::Qwen3Coder => hermes::parse(config, string_args, text, partial),
     }
 }
 
@@ -142,6 +164,7 @@ fn parse(config: &ParserConfig, text: &str, partial: bool) -> Snapshot {
 #[derive(Debug)]
 pub struct ChatParser {
     config: ParserConfig,
+    string_args: StringArgs,
     text: String,
     sent: Snapshot,
     ids: Vec<String>,
@@ -158,6 +181,7 @@ impl ChatParser {
     pub fn with_id_seed(config: ParserConfig, id_seed: u64) -> Self {
         ChatParser {
             config,
+            string_args: StringArgs::default(),
             text: String::new(),
             sent: Snapshot::default(),
             ids: Vec::new(),
@@ -165,16 +189,23 @@ impl ChatParser {
         }
     }
 
+    /// Types tool call arguments by the offered tools' schemas, where the format writes them
+    /// untyped (Qwen3-Coder).
+    pub fn with_tools(mut self, tools: &[Tool]) -> Self {
+        self.string_args = StringArgs::new(tools);
+        self
+    }
+
     /// Feeds generated text; returns what can be streamed now.
     pub fn push(&mut self, chunk: &str) -> Vec<ChatDelta> {
         self.text.push_str(chunk);
-        let snapshot = parse(&self.config, &self.text, true);
+        let snapshot = parse(&self.config, &self.string_args, &self.text, true);
         self.advance(snapshot)
     }
 
     /// Ends the answer: returns the last deltas and the whole message.
     pub fn finish(mut self) -> (Vec<ChatDelta>, ParsedMessage) {
-        let snapshot = parse(&self.config, &self.text, false);
+        let snapshot = parse(&self.config, &self.string_args, &self.text, false);
         let deltas = self.advance(snapshot);
         let message = ParsedMessage {
             content: self.sent.content.clone(),
@@ -222,7 +253,7 @@ impl ChatParser {
                     arguments: more.to_string(),
                 }),
                 None => {
-                    let id = self.tool_call_id(index);
+                    let id = self.tool_call_id(index, call.id.as_deref());
                     Some(ToolCallDelta {
                         index,
                         id: Some(id),
@@ -242,7 +273,11 @@ impl ChatParser {
         deltas
     }
 
-    fn tool_call_id(&mut self, index: usize) -> String {
+    /// The id of call `index`: the one the model wrote, else a random one.
+    fn tool_call_id(&mut self, index: usize, written: Option<&str>) -> String {
+        if let Some(id) = written.filter(|_| self.ids.len() == index) {
+            self.ids.push(id.to_string());
+        }
         while self.ids.len() <= index {
             let mut id = String::from("call_");
             let mut state =

@@ -1,4 +1,8 @@
-//! Small text scanning helpers shared by the format parsers.
+//! Small text and JSON helpers shared by the format parsers.
+
+use serde_json::Value;
+
+use super::RawCall;
 
 /// The byte index where `text` stops being safe to emit while streaming: the start of the
 /// longest suffix that is a proper prefix of one of `markers` (it may become that marker).
@@ -34,6 +38,33 @@ pub fn find_first<'m>(text: &str, markers: &[&'m str]) -> Option<(usize, &'m str
         .iter()
         .filter_map(|m| text.find(m).map(|i| (i, *m)))
         .min_by_key(|(i, _)| *i)
+}
+
+/// The JSON value at the start of `text` (after whitespace), ignoring what follows it.
+pub fn json_prefix(text: &str) -> Option<Value> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .next()?
+        .ok()
+}
+
+/// `text` as compact JSON, if it is one JSON value.
+pub fn compact_json(text: &str) -> Option<String> {
+    serde_json::from_str::<Value>(text.trim())
+        .ok()
+        .map(|v| v.to_string())
+}
+
+/// A call object `{"name": …, "arguments": …}` (or `"parameters"`), arguments as compact JSON
+/// text (a string stays as written, missing arguments are `{}`).
+pub fn call_from_json(value: &Value) -> Option<RawCall> {
+    let name = value.get("name")?.as_str()?.to_string();
+    let arguments = match value.get("arguments").or_else(|| value.get("parameters")) {
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    Some(RawCall::new(name, arguments))
 }
 
 #[cfg(test)]
