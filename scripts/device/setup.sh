@@ -53,16 +53,7 @@ load() {
     kill -0 $pid 2>/dev/null || { tail -5 "$WORK/load.log"; return 1; }
     sleep 0.2
   done
-  curl -s "http://127.0.0.1:$port/props" | python3 -c '
-import json, sys
-m = json.load(sys.stdin)["memory"]
-p = m["predicted"]
-gpu = sum(d["weights"] + d["kv"] + d["output"] + d["compute"] for d in m["allocated"] if d["device"] != "host")
-pred = p["gpu_weights"] + p["gpu_kv"] + p["gpu_compute"]
-gib = 1 << 30
-det = "; ".join(f"{d[\"device\"]}: w {d[\"weights\"]/gib:.2f} kv {d[\"kv\"]/gib:.2f} out {d[\"output\"]/gib:.2f} comp {d[\"compute\"]/gib:.2f}" for d in m["allocated"])
-print(f"| {sys.argv[1]} | {sys.argv[2]} | {pred/gib:.2f} | {gpu/gib:.2f} | {(pred-gpu)/gpu*100:+.1f}% | {det} |")
-' "$(basename "$1" .gguf)" "$2"
+  curl -s "http://127.0.0.1:$port/props" | python3 "$ROOT/scripts/device/memory_row.py" "$(basename "$1" .gguf)" "$2"
   grep "memory:" "$WORK/load.log" | sed 's/.*memory: /    /'
   kill $pid; wait $pid 2>/dev/null
 }
