@@ -3,7 +3,7 @@
 //! the quantizer. The input is checked with our GGUF reader first, so a bad file gets our error
 //! message rather than llama.cpp's.
 
-use crate::gguf::{GgufError, ModelSummary, QuantProfile, quants};
+use crate::gguf::{GgufError, GgufFile, ModelSummary, QuantProfile, TensorInfo, ggml_type, quants};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
@@ -42,13 +42,27 @@ pub fn ladder() -> Vec<&'static QuantProfile> {
     quants().into_iter().filter(|q| q.ladder).collect()
 }
 
-/// The input's quant if it is already quantized (anything but f32, f16, bf16).
-pub fn quantized_input(input: &ModelSummary) -> Option<String> {
-    input
+/// What in the input is already quantized, if anything: its quant (anything but f32, f16,
+/// bf16), or the quantized tensor types of a file that is F16 overall (gpt-oss ships its MoE
+/// experts as MXFP4 beside F16 or BF16 tensors). llama.cpp's quantizer refuses either unless
+/// asked to requantize.
+fn quantized_input(input: &ModelSummary, tensors: &[TensorInfo]) -> Option<String> {
+    let overall = input
         .quant
         .as_ref()
         .filter(|q| !matches!(q.name.as_str(), "f32" | "f16" | "bf16"))
-        .map(QuantProfile::display_name)
+        .map(QuantProfile::display_name);
+    overall.or_else(|| {
+        let mut types: Vec<&str> = tensors
+            .iter()
+            .filter_map(|t| ggml_type(t.ggml_type))
+            .filter(|t| t.block_size > 1)
+            .map(|t| t.name.as_str())
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        (!types.is_empty()).then(|| format!("{} tensors", types.join(", ").to_uppercase()))
+    })
 }
 
 /// The file name of `quant` in a ladder made from `input`: its name with the quant replaced or
@@ -91,7 +105,8 @@ pub fn quantize(
             output: output.to_owned(),
         });
     }
-    let requantized_from = quantized_input(&summary);
+    let tensors = GgufFile::read(&summary.path)?.tensors;
+    let requantized_from = quantized_input(&summary, &tensors);
     let c_path = |p: &Path| {
         p.to_str()
             .and_then(|s| CString::new(s).ok())
