@@ -6,8 +6,10 @@
 //! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
 //! templates without a round trip to the engine thread.
 //!
-//! Architecture invariant: only `worker.rs` holds a `LlamaContext`.
+//! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` makes
+//! raw `llama-cpp-sys-2` calls (the context and its batch).
 
+mod llama;
 mod request;
 mod sampler;
 mod slot;

@@ -7,20 +7,17 @@
 //! only when nothing is active.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
 use tokio::sync::{mpsc, oneshot};
 
+use super::llama::{Batch, Context, ContextParams};
 use super::request::{Event, GenerateRequest, StopType};
 use super::sampler::{Sampler, token_probs};
 use super::slot::{Slot, Task, common_prefix};
@@ -54,7 +51,7 @@ pub fn run(
             return;
         }
     };
-    let ctx = match new_context(&backend, &model, &config) {
+    let ctx = match new_context(&model, &config) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -97,40 +94,32 @@ fn load_model(backend: &LlamaBackend, config: &EngineConfig) -> Result<LlamaMode
 }
 
 fn new_context<'m>(
-    backend: &LlamaBackend,
     model: &'m LlamaModel,
     config: &EngineConfig,
-) -> Result<LlamaContext<'m>, EngineError> {
+) -> Result<Context<'m>, EngineError> {
     let n_ctx = if config.n_ctx == 0 {
         model.n_ctx_train()
     } else {
         config.n_ctx
     };
-    let flash = match config.flash_attn {
-        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    let params = ContextParams {
+        n_ctx,
+        n_batch: config.n_batch,
+        n_ubatch: config.n_ubatch,
+        n_seq_max: config.n_parallel,
+        n_threads: config.n_threads,
+        n_threads_batch: config.n_threads_batch,
+        flash_attn: config.flash_attn,
+        type_k: config.cache_type_k,
+        type_v: config.cache_type_v,
     };
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(config.n_batch)
-        .with_n_ubatch(config.n_ubatch.min(config.n_batch))
-        .with_n_seq_max(config.n_parallel)
-        .with_n_threads(config.n_threads)
-        .with_n_threads_batch(config.n_threads_batch)
-        .with_kv_unified(true)
-        .with_flash_attention_policy(flash)
-        .with_type_k(config.cache_type_k)
-        .with_type_v(config.cache_type_v);
-    model
-        .new_context(backend, params)
-        .map_err(|e| EngineError::Context {
-            n_ctx,
-            reason: e.to_string(),
-        })
+    Context::new(model, &params).ok_or_else(|| EngineError::Context {
+        n_ctx,
+        reason: "llama.cpp returned no context (see the log above)".into(),
+    })
 }
 
-fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConfig) -> LoadedModel {
+fn describe(model: &Arc<LlamaModel>, ctx: &Context<'_>, config: &EngineConfig) -> LoadedModel {
     let vocab = model.vocab();
     let text =
         |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
@@ -166,11 +155,11 @@ fn n_swa(model: &LlamaModel) -> u32 {
 
 struct Worker<'m> {
     model: &'m LlamaModel,
-    ctx: LlamaContext<'m>,
+    ctx: Context<'m>,
     slots: Vec<Slot>,
     queue: VecDeque<(GenerateRequest, mpsc::UnboundedSender<Event>)>,
     max_queue: usize,
-    batch: LlamaBatch<'static>,
+    batch: Batch,
     n_batch: usize,
     n_ctx_slot: u32,
     n_swa: u32,
@@ -183,7 +172,7 @@ struct Worker<'m> {
 impl<'m> Worker<'m> {
     fn new(
         model: &'m LlamaModel,
-        ctx: LlamaContext<'m>,
+        ctx: Context<'m>,
         config: &EngineConfig,
         max_queue: usize,
         n_ctx_slot: u32,
@@ -202,7 +191,7 @@ impl<'m> Worker<'m> {
                 .collect(),
             queue: VecDeque::new(),
             max_queue,
-            batch: LlamaBatch::new(n_batch.max(config.n_parallel as usize), 1),
+            batch: Batch::new(n_batch.max(config.n_parallel as usize)),
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -336,18 +325,14 @@ impl<'m> Worker<'m> {
         if n_keep > 0 && self.n_swa > 0 {
             // Sliding-window layers only keep the last n_swa positions: a prefix whose window
             // has been evicted cannot be reused (llama-server's same check).
-            let pos_min = self.ctx.kv_cache_seq_pos_min(seq);
+            let pos_min = self.ctx.seq_pos_min(seq);
             if pos_min > (n_keep as i32 - self.n_swa as i32).max(0) {
                 n_keep = 0;
             }
         }
-        let removed = self
-            .ctx
-            .kv_cache_seq_rm(seq, Some(n_keep as u32), None)
-            .is_ok();
-        if !removed {
+        if !self.ctx.seq_rm(seq, Some(n_keep as u32), None) {
             n_keep = 0;
-            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            self.ctx.seq_rm(seq, None, None);
         }
         slot.cache.truncate(n_keep);
         let mut task = Task::new(req, tx, sampler);
@@ -375,7 +360,7 @@ impl<'m> Worker<'m> {
                 task.i_batch = Some(self.batch.n_tokens());
                 let pos = slot.cache.len() as i32;
                 self.batch
-                    .add(token, pos, &[seq], true)
+                    .add(token, pos, seq, true)
                     .expect("batch sized for n_parallel");
                 slot.cache.push(token);
             }
@@ -393,7 +378,7 @@ impl<'m> Worker<'m> {
                 }
                 let pos = slot.cache.len() as i32;
                 self.batch
-                    .add(token, pos, &[seq], last)
+                    .add(token, pos, seq, last)
                     .expect("batch has room");
                 slot.cache.push(token);
             }
@@ -428,7 +413,7 @@ impl<'m> Worker<'m> {
                 tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
-                let _ = self.ctx.kv_cache_seq_rm(slot.seq_id(), None, None);
+                self.ctx.seq_rm(slot.seq_id(), None, None);
             }
         }
     }
@@ -446,7 +431,7 @@ impl<'m> Worker<'m> {
             let stop = if task.req.n_predict == Some(0) {
                 Some(StopType::Limit)
             } else {
-                let logits = self.ctx.get_logits_ith(i);
+                let logits = self.ctx.logits_ith(i);
                 let token = task.sampler.sample(logits);
                 let probs =
                     (task.req.n_probs > 0).then(|| token_probs(logits, token, task.req.n_probs));
