@@ -7,7 +7,7 @@
 //! templates without a round trip to the engine thread.
 //!
 //! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` makes
-//! raw `llama-cpp-sys-2` calls (the context and its batch).
+//! raw `llama-cpp-sys-2` calls (the context, its batch and backend sampler chains).
 
 mod llama;
 mod request;
@@ -51,6 +51,9 @@ pub struct EngineConfig {
     pub n_predict: i32,
     /// Forward llama.cpp's own log lines to tracing.
     pub verbose: bool,
+    /// Run each request's sampler chain inside the decode graph when all its samplers can
+    /// (llama-server's `--backend-sampling`); other requests sample on the host.
+    pub backend_sampling: bool,
 }
 
 /// What the server needs to know about the loaded model, and the shared read-only model.
@@ -72,6 +75,8 @@ pub struct LoadedModel {
     pub eos_token: String,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// Requests sample inside the decode graph where they can (`--sampling backend`).
+    pub backend_sampling: bool,
 }
 
 impl LoadedModel {

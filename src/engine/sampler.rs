@@ -8,6 +8,9 @@
 //! requests are an argmax. Penalties, logit biases and suppressed tokens touch few tokens, so
 //! they are applied as sparse overrides instead of to the whole vocabulary.
 //! Requests that need the whole distribution (a grammar, top_k disabled) take the full path.
+//!
+//! With backend sampling, [`backend_chain`] builds the same chain as llama.cpp samplers to run
+//! inside the decode graph, for the requests [`backend_unsupported`] accepts.
 
 use std::collections::HashMap;
 
@@ -15,6 +18,8 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+
+use super::llama::SamplerChain;
 
 /// Sampling settings of one request (llama-server's names and defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -156,13 +161,7 @@ impl Sampler {
             ),
             None => None,
         };
-        let mut bias: HashMap<i32, f32> = suppressed
-            .iter()
-            .map(|t| (t.0, f32::NEG_INFINITY))
-            .collect();
-        for (token, b) in &params.logit_bias {
-            *bias.entry(token.0).or_insert(0.0) += b;
-        }
+        let bias = merged_bias(&params, suppressed);
         Ok(Self {
             n_vocab: usize::try_from(model.n_vocab()).unwrap_or(0),
             tail: LlamaSampler::chain_simple(tail),
@@ -254,9 +253,7 @@ impl Sampler {
             }
         }
         let p = &self.params;
-        let penalties_on = p.repeat_last_n != 0
-            && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0);
-        if !penalties_on || self.history.is_empty() {
+        if !penalties_on(p) || self.history.is_empty() {
             return;
         }
         let mut counts: HashMap<i32, u32> = HashMap::new();
@@ -351,5 +348,155 @@ impl Sampler {
             .map(|i| LlamaTokenData::new(LlamaToken(i as i32), self.logit(logits, i), 0.0))
             .collect();
         LlamaTokenDataArray::new(data, false)
+    }
+}
+
+/// The request's logit biases plus the model's suppressed tokens (banned), summed per token as
+/// llama.cpp's logit_bias sampler applies them.
+fn merged_bias(params: &SamplingParams, suppressed: &[LlamaToken]) -> HashMap<i32, f32> {
+    let mut bias: HashMap<i32, f32> = suppressed
+        .iter()
+        .map(|t| (t.0, f32::NEG_INFINITY))
+        .collect();
+    for (token, b) in &params.logit_bias {
+        *bias.entry(token.0).or_insert(0.0) += b;
+    }
+    bias
+}
+
+/// Whether the penalties change anything (a window and a non-neutral setting).
+fn penalties_on(p: &SamplingParams) -> bool {
+    p.repeat_last_n > 0
+        && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0)
+}
+
+/// Why a request's sampling cannot run inside the decode graph, or `None` if it can: every
+/// sampler it needs has a backend implementation in llama.cpp, and nothing needs the raw logits.
+pub fn backend_unsupported(params: &SamplingParams, n_probs: usize) -> Option<&'static str> {
+    if params.grammar.is_some() {
+        Some("a grammar (or json_schema) has no backend implementation")
+    } else if n_probs > 0 {
+        Some("n_probs needs the raw logits, which backend sampling does not copy back")
+    } else if params.typical_p < 1.0 {
+        Some("typical_p has no backend implementation")
+    } else {
+        None
+    }
+}
+
+/// The request's chain for backend sampling, in the host sampler's order and with its
+/// semantics: logit biases (and suppressed tokens), penalties when they change anything,
+/// then greedy when the temperature is 0 or less, else top_k, top_p, min_p, temperature
+/// (temp_ext with a dynatemp range) and dist(seed). Only for requests that
+/// [`backend_unsupported`] accepts.
+pub fn backend_chain(
+    params: &SamplingParams,
+    n_vocab: i32,
+    suppressed: &[LlamaToken],
+) -> SamplerChain {
+    let mut chain = SamplerChain::new();
+    let mut bias: Vec<(LlamaToken, f32)> = merged_bias(params, suppressed)
+        .into_iter()
+        .map(|(t, b)| (LlamaToken(t), b))
+        .collect();
+    bias.sort_unstable_by_key(|(t, _)| t.0);
+    if !bias.is_empty() {
+        chain.logit_bias(n_vocab, &bias);
+    }
+    let p = params;
+    if penalties_on(p) {
+        chain.penalties(
+            n_vocab,
+            p.repeat_last_n,
+            p.repeat_penalty,
+            p.frequency_penalty,
+            p.presence_penalty,
+        );
+    }
+    if p.temperature <= 0.0 {
+        chain.greedy();
+        return chain;
+    }
+    if p.top_k > 0 {
+        // ggml's top_k requires k <= n_vocab; a larger k keeps everything either way.
+        chain.top_k(p.top_k.min(n_vocab));
+    }
+    if p.top_p < 1.0 {
+        chain.top_p(p.top_p, p.min_keep);
+    }
+    if p.min_p > 0.0 {
+        chain.min_p(p.min_p, p.min_keep);
+    }
+    if p.dynatemp_range > 0.0 {
+        chain.temp_ext(p.temperature, p.dynatemp_range, p.dynatemp_exponent);
+    } else {
+        chain.temp(p.temperature);
+    }
+    chain.dist(p.seed);
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_sampling_covers_llama_server_defaults_only() {
+        let default = SamplingParams::default();
+        let grammar = SamplingParams {
+            grammar: Some("root ::= \"a\"".into()),
+            ..SamplingParams::default()
+        };
+        let typical = SamplingParams {
+            typical_p: 0.9,
+            ..SamplingParams::default()
+        };
+        let penalties = SamplingParams {
+            repeat_penalty: 1.1,
+            frequency_penalty: 0.5,
+            logit_bias: vec![(LlamaToken(1), -1.0)],
+            ..SamplingParams::default()
+        };
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        };
+        let cases: &[(&str, &SamplingParams, usize, bool)] = &[
+            ("defaults", &default, 0, true),
+            ("greedy", &greedy, 0, true),
+            ("penalties and biases", &penalties, 0, true),
+            ("n_probs", &default, 5, false),
+            ("grammar", &grammar, 0, false),
+            ("typical_p", &typical, 0, false),
+        ];
+        for &(name, params, n_probs, backend) in cases {
+            assert_eq!(
+                backend_unsupported(params, n_probs).is_none(),
+                backend,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn penalties_need_a_window_and_a_setting() {
+        let cases = [
+            (64, 1.0, 0.0, 0.0, false),
+            (64, 1.1, 0.0, 0.0, true),
+            (64, 1.0, 0.5, 0.0, true),
+            (64, 1.0, 0.0, 0.5, true),
+            (0, 1.1, 0.0, 0.0, false),
+            (-5, 1.1, 0.0, 0.0, false),
+        ];
+        for (last_n, repeat, freq, present, on) in cases {
+            let p = SamplingParams {
+                repeat_last_n: last_n,
+                repeat_penalty: repeat,
+                frequency_penalty: freq,
+                presence_penalty: present,
+                ..SamplingParams::default()
+            };
+            assert_eq!(penalties_on(&p), on, "{last_n} {repeat} {freq} {present}");
+        }
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Each step builds one batch: the pending token of every generating slot, then prompt tokens of
 //! slots still reading their prompt, up to `n_batch` (chunked prefill). One `llama_decode` runs
-//! them all; then each slot with logits in the batch samples its next token. A slot whose
-//! client went away is released before the next step. The loop blocks on the command channel
-//! only when nothing is active.
+//! them all; then each slot with an output in the batch takes its next token: sampled here from
+//! the logits (host sampling), or read from the decode when the slot's request has a sampler
+//! chain attached to the context (backend sampling, see `llama.rs`). A slot whose client went
+//! away is released, and its chain detached, before the next step. The loop blocks on the
+//! command channel only when nothing is active.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,8 +20,8 @@ use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
 use tokio::sync::{mpsc, oneshot};
 
 use super::llama::{Batch, Context, ContextParams};
-use super::request::{Event, GenerateRequest, StopType};
-use super::sampler::{Sampler, token_probs};
+use super::request::{Event, GenerateRequest, StopType, TokenProbs};
+use super::sampler::{Sampler, backend_chain, backend_unsupported, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
 
@@ -138,6 +140,7 @@ fn describe(model: &Arc<LlamaModel>, ctx: &Context<'_>, config: &EngineConfig) -
         eos_token: text(vocab.eos()),
         add_bos: vocab.should_add_bos(),
         add_eos: vocab.should_add_eos(),
+        backend_sampling: config.backend_sampling,
     }
 }
 
@@ -160,6 +163,8 @@ struct Worker<'m> {
     queue: VecDeque<(GenerateRequest, mpsc::UnboundedSender<Event>)>,
     max_queue: usize,
     batch: Batch,
+    /// Sample in the decode graph for requests whose samplers all run there.
+    backend_sampling: bool,
     n_batch: usize,
     n_ctx_slot: u32,
     n_swa: u32,
@@ -192,6 +197,7 @@ impl<'m> Worker<'m> {
             queue: VecDeque::new(),
             max_queue,
             batch: Batch::new(n_batch.max(config.n_parallel as usize)),
+            backend_sampling: config.backend_sampling,
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -231,6 +237,7 @@ impl<'m> Worker<'m> {
         }
         for slot in &mut self.slots {
             if let Some(task) = slot.task.take() {
+                self.ctx.detach(slot.seq_id());
                 let _ = task.tx.send(Event::Error(EngineError::ShuttingDown));
             }
         }
@@ -263,6 +270,7 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
                 let task = slot.task.take().expect("checked above");
+                self.ctx.detach(slot.seq_id());
                 tracing::info!(
                     id = task.req.id,
                     slot = slot.id,
@@ -306,15 +314,19 @@ impl<'m> Worker<'m> {
                 .logit_bias
                 .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
         }
-        let sampler = match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Event::Error(e.into()));
-                return;
+        let seq = self.slots[idx].seq_id();
+        let sampler = if self.attach_chain(seq, &req) {
+            None
+        } else {
+            match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let _ = tx.send(Event::Error(e.into()));
+                    return;
+                }
             }
         };
         let slot = &mut self.slots[idx];
-        let seq = slot.seq_id();
         let mut n_keep = if req.cache_prompt {
             common_prefix(&slot.cache, &req.prompt)
         } else {
@@ -343,9 +355,35 @@ impl<'m> Worker<'m> {
             slot = slot.id,
             n_prompt = task.req.prompt.len(),
             n_cached = n_keep,
+            backend_sampling = task.sampler.is_none(),
             "slot assigned"
         );
         slot.task = Some(task);
+    }
+
+    /// Attaches a sampler chain for the request to the slot's sequence when backend sampling
+    /// is on and every sampler the request needs runs there; false means host sampling.
+    fn attach_chain(&mut self, seq: i32, req: &GenerateRequest) -> bool {
+        if !self.backend_sampling {
+            return false;
+        }
+        if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
+            tracing::debug!(id = req.id, reason, "host sampling for this request");
+            return false;
+        }
+        // A fresh chain per request: llama.cpp initializes a chain for the backend only once.
+        let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
+        match self.ctx.attach(seq, chain) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::debug!(
+                    id = req.id,
+                    reason = "llama.cpp cannot run the chain on the backend",
+                    "host sampling for this request"
+                );
+                false
+            }
+        }
     }
 
     /// One decode step over every active slot.
@@ -413,6 +451,7 @@ impl<'m> Worker<'m> {
                 tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
+                self.ctx.detach(slot.seq_id());
                 self.ctx.seq_rm(slot.seq_id(), None, None);
             }
         }
@@ -421,6 +460,7 @@ impl<'m> Worker<'m> {
     fn sample_all(&mut self) {
         let vocab = self.model.vocab();
         for slot in &mut self.slots {
+            let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             let Some(i) = task.i_batch.take() else {
                 continue;
@@ -431,10 +471,15 @@ impl<'m> Worker<'m> {
             let stop = if task.req.n_predict == Some(0) {
                 Some(StopType::Limit)
             } else {
-                let logits = self.ctx.logits_ith(i);
-                let token = task.sampler.sample(logits);
-                let probs =
-                    (task.req.n_probs > 0).then(|| token_probs(logits, token, task.req.n_probs));
+                let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
+                    let task = slot.task.take().expect("active");
+                    self.ctx.detach(seq);
+                    let err = EngineError::Decode("the backend sampler chose no token".into());
+                    tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
+                    let _ = task.tx.send(Event::Error(err));
+                    slot.last_used = Instant::now();
+                    continue;
+                };
                 if vocab.is_eog(token) && !task.req.ignore_eos {
                     task.generated.push(token);
                     Some(StopType::Eos)
@@ -446,6 +491,7 @@ impl<'m> Worker<'m> {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;
+                            self.ctx.detach(seq);
                             slot.last_used = Instant::now();
                             continue;
                         }
@@ -468,6 +514,7 @@ impl<'m> Worker<'m> {
             };
             if let Some(stop) = stop {
                 let mut task = slot.task.take().expect("active");
+                self.ctx.detach(seq);
                 let truncated =
                     slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
                 let done = task.completion(stop, slot.id, truncated);
@@ -487,4 +534,27 @@ impl<'m> Worker<'m> {
             }
         }
     }
+}
+
+/// The next token of a task whose output is row `i` of the last decode, with its probabilities
+/// if asked: sampled here from the logits, or read from the decode when the sequence's chain
+/// ran there. `None`: the backend chain chose no token.
+fn next_token(
+    ctx: &mut Context<'_>,
+    task: &mut Task,
+    seq: i32,
+    i: i32,
+) -> Option<(LlamaToken, Option<TokenProbs>)> {
+    let Some(sampler) = &mut task.sampler else {
+        // Backend sampling: this row's logits were not copied back; never read them.
+        let token = ctx.backend_token(seq, i)?;
+        // Penalties and the RNG advance on the chain, as in llama-server.
+        ctx.accept(seq, token);
+        return Some((token, None));
+    };
+    let logits = ctx.logits_ith(i);
+    let token = sampler.sample(logits);
+    let n_probs = task.req.n_probs;
+    let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
+    Some((token, probs))
 }

@@ -41,6 +41,7 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "eos_token": model.eos_token,
         "build_info": format!("gguf-serve {}", crate::build_info::LONG_VERSION),
         "is_sleeping": false,
+        "backend_sampling": model.backend_sampling,
     })))
 }
 
