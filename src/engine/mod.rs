@@ -9,6 +9,7 @@
 //! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` makes
 //! raw `llama-cpp-sys-2` calls (the context, its batch and backend sampler chains).
 
+mod backend_sampling;
 mod llama;
 mod request;
 mod sampler;

@@ -19,9 +19,10 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{DecodeError, LogOptions, send_logs_to_tracing};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, Context, ContextParams};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
-use super::sampler::{Sampler, backend_chain, backend_unsupported, token_probs};
+use super::sampler::{Sampler, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
 
