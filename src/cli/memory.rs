@@ -80,8 +80,8 @@ impl MemoryArgs {
                 n_seq: self.parallel.max(1),
                 n_batch: self.batch_size.max(1),
                 n_ubatch: self.ubatch_size.max(1),
-                // llama-cpp-2 0.1.160 does not expose n_outputs_max: serve gets llama.cpp's default.
-                n_outputs_max: 0,
+                // The engine asks for one output row per sequence, as llama-server does.
+                n_outputs_max: self.parallel.max(1),
                 type_k: cache_type(&self.cache_type_k, "--cache-type-k")?,
                 type_v: cache_type(&self.cache_type_v, "--cache-type-v")?,
                 flash_attn: self.flash_attn != FlashAttn::Off,

@@ -84,6 +84,7 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-ctv", "--cache-type-v"),
     ("-cmoe", "--cpu-moe"),
     ("-ncmoe", "--n-cpu-moe"),
+    ("-bs", "--backend-sampling"),
 ];
 
 /// Rewrites llama-server's multi-letter short flags to long ones; everything else is untouched.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
 use super::memory::{FlashAttn, MemoryArgs};
@@ -56,6 +56,22 @@ pub struct ServeArgs {
     /// is full (llama-server: -n/--n-predict).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N")]
     pub n_predict: i32,
+
+    /// Where tokens are sampled: `host` (on the CPU, from the logits), `backend` (inside the
+    /// decode graph, on the device that holds the output layer; requests whose samplers cannot
+    /// run there, such as grammars or n_probs, still sample on the host), or `auto` (backend
+    /// when layers are offloaded to a GPU, host otherwise).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "host|backend|auto"
+    )]
+    pub sampling: SamplingMode,
+
+    /// Same as `--sampling backend` (llama-server: -bs/--backend-sampling).
+    #[arg(long = "backend-sampling")]
+    pub backend_sampling: bool,
 
     /// Requests waiting for a free slot beyond which new ones get 503 (0: no bound).
     #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
@@ -112,6 +128,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         n_cpu_moe: decision.n_cpu_moe,
         n_predict: args.n_predict,
         verbose: args.verbose,
+        backend_sampling: backend_sampling(&args, &decision),
     };
     let chat_template = match &args.chat_template_file {
         Some(path) => Some(
@@ -168,6 +185,37 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     Ok(decision)
 }
 
+/// `--sampling`: where tokens are sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplingMode {
+    Host,
+    Backend,
+    Auto,
+}
+
+/// Whether to sample in the decode graph (`-bs` wins over `--sampling`).
+fn backend_sampling(args: &ServeArgs, decision: &Decision) -> bool {
+    let mode = if args.backend_sampling {
+        SamplingMode::Backend
+    } else {
+        args.sampling
+    };
+    let on = resolve_sampling(mode, decision.use_gpu, decision.n_gpu_layers);
+    tracing::info!(mode = ?mode, backend = on, "sampling");
+    on
+}
+
+/// `auto` samples in the decode graph only when the output layer is on a GPU (llama.cpp
+/// offloads it first: any `n_gpu_layers` > 0 puts it there). On the CPU backend the same work
+/// runs as ggml ops instead of our sparse host sampler, and gains nothing.
+fn resolve_sampling(mode: SamplingMode, use_gpu: bool, n_gpu_layers: u32) -> bool {
+    match mode {
+        SamplingMode::Host => false,
+        SamplingMode::Backend => true,
+        SamplingMode::Auto => use_gpu && n_gpu_layers > 0,
+    }
+}
+
 /// llama.cpp's KV cache type names.
 fn cache_type(name: &str) -> anyhow::Result<KvCacheType> {
     Ok(match name.to_ascii_lowercase().as_str() {
@@ -195,4 +243,29 @@ fn init_logging(verbose: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_mode_resolves_to_backend_only_with_the_output_layer_on_a_gpu() {
+        use SamplingMode::*;
+        let cases = [
+            (Host, true, 99, false),
+            (Backend, false, 0, true),
+            (Auto, true, 99, true),
+            (Auto, true, 1, true),
+            (Auto, true, 0, false),
+            (Auto, false, 99, false),
+        ];
+        for (mode, use_gpu, ngl, want) in cases {
+            assert_eq!(
+                resolve_sampling(mode, use_gpu, ngl),
+                want,
+                "{mode:?} use_gpu={use_gpu} ngl={ngl}"
+            );
+        }
+    }
 }

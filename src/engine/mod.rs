@@ -6,8 +6,11 @@
 //! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
 //! templates without a round trip to the engine thread.
 //!
-//! Architecture invariant: only `worker.rs` holds a `LlamaContext`.
+//! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` makes
+//! raw `llama-cpp-sys-2` calls (the context, its batch and backend sampler chains).
 
+mod backend_sampling;
+mod llama;
 mod llama_log;
 mod request;
 mod sampler;
@@ -51,6 +54,9 @@ pub struct EngineConfig {
     pub n_predict: i32,
     /// Forward llama.cpp's own log lines to tracing.
     pub verbose: bool,
+    /// Run each request's sampler chain inside the decode graph when all its samplers can
+    /// (llama-server's `--backend-sampling`); other requests sample on the host.
+    pub backend_sampling: bool,
 }
 
 /// What the server needs to know about the loaded model, and the shared read-only model.
@@ -74,6 +80,8 @@ pub struct LoadedModel {
     pub add_eos: bool,
     /// What llama.cpp allocated, per device (the host last), as it logged while loading.
     pub memory: Vec<DeviceMemory>,
+    /// Requests sample inside the decode graph where they can (`--sampling backend`).
+    pub backend_sampling: bool,
 }
 
 impl LoadedModel {

@@ -144,4 +144,6 @@ pub struct SlotInfo {
     /// Tokens held in the KV cache for this slot (the prompt cache).
     pub n_cached: usize,
     pub n_decoded: usize,
+    /// The current request samples inside the decode graph.
+    pub backend_sampling: bool,
 }

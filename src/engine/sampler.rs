@@ -8,6 +8,9 @@
 //! requests are an argmax. Penalties, logit biases and suppressed tokens touch few tokens, so
 //! they are applied as sparse overrides instead of to the whole vocabulary.
 //! Requests that need the whole distribution (a grammar, top_k disabled) take the full path.
+//!
+//! With backend sampling, `backend_sampling.rs` builds the same chain to run inside the decode
+//! graph instead.
 
 use std::collections::HashMap;
 
@@ -156,13 +159,7 @@ impl Sampler {
             ),
             None => None,
         };
-        let mut bias: HashMap<i32, f32> = suppressed
-            .iter()
-            .map(|t| (t.0, f32::NEG_INFINITY))
-            .collect();
-        for (token, b) in &params.logit_bias {
-            *bias.entry(token.0).or_insert(0.0) += b;
-        }
+        let bias = merged_bias(&params, suppressed);
         Ok(Self {
             n_vocab: usize::try_from(model.n_vocab()).unwrap_or(0),
             tail: LlamaSampler::chain_simple(tail),
@@ -254,9 +251,7 @@ impl Sampler {
             }
         }
         let p = &self.params;
-        let penalties_on = p.repeat_last_n != 0
-            && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0);
-        if !penalties_on || self.history.is_empty() {
+        if !penalties_on(p) || self.history.is_empty() {
             return;
         }
         let mut counts: HashMap<i32, u32> = HashMap::new();
@@ -351,5 +346,51 @@ impl Sampler {
             .map(|i| LlamaTokenData::new(LlamaToken(i as i32), self.logit(logits, i), 0.0))
             .collect();
         LlamaTokenDataArray::new(data, false)
+    }
+}
+
+/// The request's logit biases plus the model's suppressed tokens (banned), summed per token as
+/// llama.cpp's logit_bias sampler applies them.
+pub(super) fn merged_bias(params: &SamplingParams, suppressed: &[LlamaToken]) -> HashMap<i32, f32> {
+    let mut bias: HashMap<i32, f32> = suppressed
+        .iter()
+        .map(|t| (t.0, f32::NEG_INFINITY))
+        .collect();
+    for (token, b) in &params.logit_bias {
+        *bias.entry(token.0).or_insert(0.0) += b;
+    }
+    bias
+}
+
+/// Whether the penalties change anything (a window and a non-neutral setting).
+pub(super) fn penalties_on(p: &SamplingParams) -> bool {
+    p.repeat_last_n > 0
+        && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn penalties_need_a_window_and_a_setting() {
+        let cases = [
+            (64, 1.0, 0.0, 0.0, false),
+            (64, 1.1, 0.0, 0.0, true),
+            (64, 1.0, 0.5, 0.0, true),
+            (64, 1.0, 0.0, 0.5, true),
+            (0, 1.1, 0.0, 0.0, false),
+            (-5, 1.1, 0.0, 0.0, false),
+        ];
+        for (last_n, repeat, freq, present, on) in cases {
+            let p = SamplingParams {
+                repeat_last_n: last_n,
+                repeat_penalty: repeat,
+                frequency_penalty: freq,
+                presence_penalty: present,
+                ..SamplingParams::default()
+            };
+            assert_eq!(penalties_on(&p), on, "{last_n} {repeat} {freq} {present}");
+        }
     }
 }

@@ -15,7 +15,9 @@ use super::text::{Pushed, TextStream};
 pub struct Task {
     pub req: GenerateRequest,
     pub tx: mpsc::UnboundedSender<Event>,
-    pub sampler: Sampler,
+    /// The host sampler; `None` when the slot's sequence has a sampler chain attached to the
+    /// context (backend sampling): the token then comes out of the decode.
+    pub sampler: Option<Sampler>,
     /// Prompt tokens reused from the slot's cache.
     pub n_cached: usize,
     /// Next prompt token to feed; `prompt.len()` once the prompt is in the cache.
@@ -31,7 +33,11 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(req: GenerateRequest, tx: mpsc::UnboundedSender<Event>, sampler: Sampler) -> Self {
+    pub fn new(
+        req: GenerateRequest,
+        tx: mpsc::UnboundedSender<Event>,
+        sampler: Option<Sampler>,
+    ) -> Self {
         Self {
             req,
             tx,
@@ -60,7 +66,9 @@ impl Task {
         probs: Option<TokenProbs>,
     ) -> Result<Option<StopType>, ()> {
         self.generated.push(token);
-        self.sampler.accept(token);
+        if let Some(sampler) = &mut self.sampler {
+            sampler.accept(token);
+        }
         let (text, stop) = match self.text.push(piece, &self.req.stop) {
             Pushed::Text(text) => (text, None),
             Pushed::Stop { text, word } => (text, Some(StopType::Word(word))),
@@ -139,6 +147,7 @@ impl Slot {
             is_processing: self.task.is_some(),
             n_cached: self.cache.len(),
             n_decoded: self.task.as_ref().map_or(0, Task::n_decoded),
+            backend_sampling: self.task.as_ref().is_some_and(|t| t.sampler.is_none()),
         }
     }
 }

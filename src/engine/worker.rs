@@ -2,26 +2,26 @@
 //!
 //! Each step builds one batch: the pending token of every generating slot, then prompt tokens of
 //! slots still reading their prompt, up to `n_batch` (chunked prefill). One `llama_decode` runs
-//! them all; then each slot with logits in the batch samples its next token. A slot whose
-//! client went away is released before the next step. The loop blocks on the command channel
-//! only when nothing is active.
+//! them all; then each slot with an output in the batch takes its next token: sampled here from
+//! the logits (host sampling), or read from the decode when the slot's request has a sampler
+//! chain attached to the context (backend sampling, see `llama.rs`). A slot whose client went
+//! away is released, and its chain detached, before the next step. The loop blocks on the
+//! command channel only when nothing is active.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
 use llama_cpp_2::DecodeError;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
-use super::request::{Event, GenerateRequest, StopType};
+use super::backend_sampling::{backend_chain, backend_unsupported};
+use super::llama::{Batch, Context, ContextParams};
+use super::request::{Event, GenerateRequest, StopType, TokenProbs};
 use super::sampler::{Sampler, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
@@ -54,7 +54,7 @@ pub fn run(
             return;
         }
     };
-    let ctx = match new_context(&backend, &model, &config) {
+    let ctx = match new_context(&model, &config) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -97,44 +97,32 @@ fn load_model(backend: &LlamaBackend, config: &EngineConfig) -> Result<LlamaMode
 }
 
 fn new_context<'m>(
-    backend: &LlamaBackend,
     model: &'m LlamaModel,
     config: &EngineConfig,
-) -> Result<LlamaContext<'m>, EngineError> {
+) -> Result<Context<'m>, EngineError> {
     let n_ctx = if config.n_ctx == 0 {
         model.n_ctx_train()
     } else {
         config.n_ctx
     };
-    let flash = match config.flash_attn {
-        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    let params = ContextParams {
+        n_ctx,
+        n_batch: config.n_batch,
+        n_ubatch: config.n_ubatch,
+        n_seq_max: config.n_parallel,
+        n_threads: config.n_threads,
+        n_threads_batch: config.n_threads_batch,
+        flash_attn: config.flash_attn,
+        type_k: config.cache_type_k,
+        type_v: config.cache_type_v,
     };
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(config.n_batch)
-        .with_n_ubatch(config.n_ubatch.min(config.n_batch))
-        .with_n_seq_max(config.n_parallel)
-        .with_n_threads(config.n_threads)
-        .with_n_threads_batch(config.n_threads_batch)
-        .with_kv_unified(true)
-        // llama.cpp's context default keeps whole-context caches for sliding-window layers;
-        // llama-server (and the planner) size them to the window: 1.5 GiB against 0.8 on
-        // gpt-oss-20b at n_ctx 32768.
-        .with_swa_full(false)
-        .with_flash_attention_policy(flash)
-        .with_type_k(config.cache_type_k)
-        .with_type_v(config.cache_type_v);
-    model
-        .new_context(backend, params)
-        .map_err(|e| EngineError::Context {
-            n_ctx,
-            reason: e.to_string(),
-        })
+    Context::new(model, &params).ok_or_else(|| EngineError::Context {
+        n_ctx,
+        reason: "llama.cpp returned no context (see the log above)".into(),
+    })
 }
 
-fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConfig) -> LoadedModel {
+fn describe(model: &Arc<LlamaModel>, ctx: &Context<'_>, config: &EngineConfig) -> LoadedModel {
     let vocab = model.vocab();
     let text =
         |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
@@ -154,6 +142,7 @@ fn describe(model: &Arc<LlamaModel>, ctx: &LlamaContext<'_>, config: &EngineConf
         add_bos: vocab.should_add_bos(),
         add_eos: vocab.should_add_eos(),
         memory: super::llama_log::allocated(),
+        backend_sampling: config.backend_sampling,
     }
 }
 
@@ -171,11 +160,13 @@ fn n_swa(model: &LlamaModel) -> u32 {
 
 struct Worker<'m> {
     model: &'m LlamaModel,
-    ctx: LlamaContext<'m>,
+    ctx: Context<'m>,
     slots: Vec<Slot>,
     queue: VecDeque<(GenerateRequest, mpsc::UnboundedSender<Event>)>,
     max_queue: usize,
-    batch: LlamaBatch<'static>,
+    batch: Batch,
+    /// Sample in the decode graph for requests whose samplers all run there.
+    backend_sampling: bool,
     n_batch: usize,
     n_ctx_slot: u32,
     n_swa: u32,
@@ -188,7 +179,7 @@ struct Worker<'m> {
 impl<'m> Worker<'m> {
     fn new(
         model: &'m LlamaModel,
-        ctx: LlamaContext<'m>,
+        ctx: Context<'m>,
         config: &EngineConfig,
         max_queue: usize,
         n_ctx_slot: u32,
@@ -207,7 +198,8 @@ impl<'m> Worker<'m> {
                 .collect(),
             queue: VecDeque::new(),
             max_queue,
-            batch: LlamaBatch::new(n_batch.max(config.n_parallel as usize), 1),
+            batch: Batch::new(n_batch.max(config.n_parallel as usize)),
+            backend_sampling: config.backend_sampling,
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -247,6 +239,7 @@ impl<'m> Worker<'m> {
         }
         for slot in &mut self.slots {
             if let Some(task) = slot.task.take() {
+                self.ctx.detach(slot.seq_id());
                 let _ = task.tx.send(Event::Error(EngineError::ShuttingDown));
             }
         }
@@ -279,6 +272,7 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
                 let task = slot.task.take().expect("checked above");
+                self.ctx.detach(slot.seq_id());
                 tracing::info!(
                     id = task.req.id,
                     slot = slot.id,
@@ -322,15 +316,19 @@ impl<'m> Worker<'m> {
                 .logit_bias
                 .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
         }
-        let sampler = match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Event::Error(e.into()));
-                return;
+        let seq = self.slots[idx].seq_id();
+        let sampler = if self.attach_chain(seq, &req) {
+            None
+        } else {
+            match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let _ = tx.send(Event::Error(e.into()));
+                    return;
+                }
             }
         };
         let slot = &mut self.slots[idx];
-        let seq = slot.seq_id();
         let mut n_keep = if req.cache_prompt {
             common_prefix(&slot.cache, &req.prompt)
         } else {
@@ -341,18 +339,14 @@ impl<'m> Worker<'m> {
         if n_keep > 0 && self.n_swa > 0 {
             // Sliding-window layers only keep the last n_swa positions: a prefix whose window
             // has been evicted cannot be reused (llama-server's same check).
-            let pos_min = self.ctx.kv_cache_seq_pos_min(seq);
+            let pos_min = self.ctx.seq_pos_min(seq);
             if pos_min > (n_keep as i32 - self.n_swa as i32).max(0) {
                 n_keep = 0;
             }
         }
-        let removed = self
-            .ctx
-            .kv_cache_seq_rm(seq, Some(n_keep as u32), None)
-            .is_ok();
-        if !removed {
+        if !self.ctx.seq_rm(seq, Some(n_keep as u32), None) {
             n_keep = 0;
-            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            self.ctx.seq_rm(seq, None, None);
         }
         slot.cache.truncate(n_keep);
         let mut task = Task::new(req, tx, sampler);
@@ -363,9 +357,35 @@ impl<'m> Worker<'m> {
             slot = slot.id,
             n_prompt = task.req.prompt.len(),
             n_cached = n_keep,
+            backend_sampling = task.sampler.is_none(),
             "slot assigned"
         );
         slot.task = Some(task);
+    }
+
+    /// Attaches a sampler chain for the request to the slot's sequence when backend sampling
+    /// is on and every sampler the request needs runs there; false means host sampling.
+    fn attach_chain(&mut self, seq: i32, req: &GenerateRequest) -> bool {
+        if !self.backend_sampling {
+            return false;
+        }
+        if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
+            tracing::debug!(id = req.id, reason, "host sampling for this request");
+            return false;
+        }
+        // A fresh chain per request: llama.cpp initializes a chain for the backend only once.
+        let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
+        match self.ctx.attach(seq, chain) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::debug!(
+                    id = req.id,
+                    reason = "llama.cpp cannot run the chain on the backend",
+                    "host sampling for this request"
+                );
+                false
+            }
+        }
     }
 
     /// One decode step over every active slot.
@@ -380,7 +400,7 @@ impl<'m> Worker<'m> {
                 task.i_batch = Some(self.batch.n_tokens());
                 let pos = slot.cache.len() as i32;
                 self.batch
-                    .add(token, pos, &[seq], true)
+                    .add(token, pos, seq, true)
                     .expect("batch sized for n_parallel");
                 slot.cache.push(token);
             }
@@ -398,7 +418,7 @@ impl<'m> Worker<'m> {
                 }
                 let pos = slot.cache.len() as i32;
                 self.batch
-                    .add(token, pos, &[seq], last)
+                    .add(token, pos, seq, last)
                     .expect("batch has room");
                 slot.cache.push(token);
             }
@@ -433,7 +453,8 @@ impl<'m> Worker<'m> {
                 tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
-                let _ = self.ctx.kv_cache_seq_rm(slot.seq_id(), None, None);
+                self.ctx.detach(slot.seq_id());
+                self.ctx.seq_rm(slot.seq_id(), None, None);
             }
         }
     }
@@ -441,6 +462,7 @@ impl<'m> Worker<'m> {
     fn sample_all(&mut self) {
         let vocab = self.model.vocab();
         for slot in &mut self.slots {
+            let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             let Some(i) = task.i_batch.take() else {
                 continue;
@@ -451,10 +473,15 @@ impl<'m> Worker<'m> {
             let stop = if task.req.n_predict == Some(0) {
                 Some(StopType::Limit)
             } else {
-                let logits = self.ctx.get_logits_ith(i);
-                let token = task.sampler.sample(logits);
-                let probs =
-                    (task.req.n_probs > 0).then(|| token_probs(logits, token, task.req.n_probs));
+                let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
+                    let task = slot.task.take().expect("active");
+                    self.ctx.detach(seq);
+                    let err = EngineError::Decode("the backend sampler chose no token".into());
+                    tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
+                    let _ = task.tx.send(Event::Error(err));
+                    slot.last_used = Instant::now();
+                    continue;
+                };
                 if vocab.is_eog(token) && !task.req.ignore_eos {
                     task.generated.push(token);
                     Some(StopType::Eos)
@@ -466,6 +493,7 @@ impl<'m> Worker<'m> {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;
+                            self.ctx.detach(seq);
                             slot.last_used = Instant::now();
                             continue;
                         }
@@ -488,6 +516,7 @@ impl<'m> Worker<'m> {
             };
             if let Some(stop) = stop {
                 let mut task = slot.task.take().expect("active");
+                self.ctx.detach(seq);
                 let truncated =
                     slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
                 let done = task.completion(stop, slot.id, truncated);
@@ -507,4 +536,27 @@ impl<'m> Worker<'m> {
             }
         }
     }
+}
+
+/// The next token of a task whose output is row `i` of the last decode, with its probabilities
+/// if asked: sampled here from the logits, or read from the decode when the sequence's chain
+/// ran there. `None`: the backend chain chose no token.
+fn next_token(
+    ctx: &mut Context<'_>,
+    task: &mut Task,
+    seq: i32,
+    i: i32,
+) -> Option<(LlamaToken, Option<TokenProbs>)> {
+    let Some(sampler) = &mut task.sampler else {
+        // Backend sampling: this row's logits were not copied back; never read them.
+        let token = ctx.backend_token(seq, i)?;
+        // Penalties and the RNG advance on the chain, as in llama-server.
+        ctx.accept(seq, token);
+        return Some((token, None));
+    };
+    let logits = ctx.logits_ith(i);
+    let token = sampler.sample(logits);
+    let n_probs = task.req.n_probs;
+    let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
+    Some((token, probs))
 }

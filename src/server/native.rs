@@ -45,6 +45,7 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
             "allocated": model.memory,
             "predicted": state.config.predicted,
         },
+        "backend_sampling": model.backend_sampling,
     })))
 }
 

@@ -1,0 +1,217 @@
+//! Backend sampling (`--sampling backend`, llama-server's `-bs`): the sampler chain runs inside
+//! the decode graph. On the CPU backend it runs as ggml ops, so these tests need no GPU: greedy
+//! output is token for token the host sampler's, a seeded request is reproducible, requests
+//! whose samplers cannot run there (grammars, n_probs) fall back to the host, concurrent
+//! requests all finish, and a request's chain goes when it ends or its client leaves.
+
+mod common;
+
+use std::io::Read;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{Value, json};
+
+const PROMPTS: [&str; 3] = [
+    "The recipe for bread is",
+    "In the year 2050, cities will",
+    "To learn a language quickly,",
+];
+
+fn greedy(prompt: &str) -> Value {
+    json!({
+        "prompt": prompt,
+        "n_predict": 32,
+        "temperature": 0,
+        "cache_prompt": false,
+        "return_tokens": true,
+    })
+}
+
+fn completion(server: &Server, body: &Value) -> Value {
+    let (status, reply) = server.post("/completion", body);
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+fn tokens(reply: &Value) -> Vec<i64> {
+    reply["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect()
+}
+
+/// Greedy with penalties and a banned token: the chain's logit_bias and penalties (advanced by
+/// accepting each token on the chain) must act as the host sampler's sparse overrides do.
+fn penalized(first_token: i64) -> Value {
+    json!({
+        "prompt": "one, two, one, two, one, two,",
+        "n_predict": 32,
+        "temperature": 0,
+        "repeat_penalty": 1.3,
+        "frequency_penalty": 0.2,
+        "presence_penalty": 0.2,
+        "logit_bias": [[first_token, false]],
+        "cache_prompt": false,
+        "return_tokens": true,
+    })
+}
+
+#[test]
+fn greedy_backend_sampling_matches_host_sampling() {
+    let host = Server::start(&["--sampling", "host"]);
+    let expected: Vec<(Vec<i64>, Value)> = PROMPTS
+        .iter()
+        .map(|p| {
+            let r = completion(&host, &greedy(p));
+            (tokens(&r), r["content"].clone())
+        })
+        .collect();
+    let banned = expected[0].0[0];
+    let expected_penalized = tokens(&completion(&host, &penalized(banned)));
+    drop(host);
+    let backend = Server::start(&["-bs"]);
+    assert_eq!(backend.get("/props").1["backend_sampling"], json!(true));
+    for (prompt, (want_tokens, want_text)) in PROMPTS.iter().zip(&expected) {
+        let r = completion(&backend, &greedy(prompt));
+        assert_eq!(&tokens(&r), want_tokens, "{prompt}");
+        assert_eq!(&r["content"], want_text, "{prompt}");
+        assert!(!want_tokens.is_empty());
+    }
+    let got = tokens(&completion(&backend, &penalized(banned)));
+    assert_eq!(got, expected_penalized);
+    assert!(!got.contains(&banned));
+}
+
+#[test]
+fn seeded_backend_sampling_is_reproducible_and_falls_back_when_it_must() {
+    let server = Server::start(&["--sampling", "backend"]);
+    let seeded = json!({
+        "prompt": "Once upon a time",
+        "n_predict": 32,
+        "temperature": 0.8,
+        "top_p": 0.95,
+        "seed": 42,
+        "cache_prompt": false,
+    });
+    let first = completion(&server, &seeded)["content"].clone();
+    let second = completion(&server, &seeded)["content"].clone();
+    assert_eq!(first, second);
+    assert!(!first.as_str().unwrap().is_empty());
+
+    // A grammar has no backend implementation: the request samples on the host.
+    let schema = json!({
+        "prompt": "A person as JSON:",
+        "n_predict": 64,
+        "temperature": 0,
+        "json_schema": {
+            "type": "object",
+            "properties": { "age": { "type": "integer" } },
+            "required": ["age"],
+        },
+    });
+    let reply = completion(&server, &schema);
+    let text = reply["content"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(parsed["age"].is_i64(), "{text}");
+
+    // n_probs needs the raw logits: host sampling too.
+    let probs = json!({
+        "prompt": "The capital of France is",
+        "n_predict": 4,
+        "temperature": 0,
+        "n_probs": 3,
+    });
+    let reply = completion(&server, &probs);
+    let steps = reply["completion_probabilities"].as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{reply}");
+    for step in steps {
+        assert_eq!(step["top_logprobs"].as_array().unwrap().len(), 3, "{step}");
+    }
+}
+
+#[test]
+fn concurrent_requests_with_backend_sampling_all_finish() {
+    let server = Server::start(&["--sampling", "backend", "-np", "4"]);
+    let prompts = [
+        "My favourite animal is the",
+        "The recipe for bread is",
+        "In the year 2050, cities will",
+        "To learn a language quickly,",
+    ];
+    let replies: Vec<Value> = thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let server = &server;
+                s.spawn(move || {
+                    // Greedy and sampled requests side by side in one batch.
+                    let body = json!({
+                        "prompt": p,
+                        "n_predict": 24,
+                        "temperature": if i % 2 == 0 { 0.0 } else { 0.8 },
+                        "seed": i,
+                        "repeat_penalty": 1.1,
+                        "cache_prompt": false,
+                    });
+                    completion(server, &body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for reply in &replies {
+        assert!(reply["tokens_predicted"].as_u64().unwrap() > 0, "{reply}");
+    }
+    // Chains are detached when requests end: the slots are idle and a new request still works.
+    let slots = server.get("/slots").1;
+    for slot in slots.as_array().unwrap() {
+        assert_eq!(slot["is_processing"], json!(false), "{slot}");
+        assert_eq!(slot["backend_sampling"], json!(false), "{slot}");
+    }
+    let r = completion(&server, &greedy(PROMPTS[0]));
+    assert!(!tokens(&r).is_empty());
+}
+
+/// A slot serving a request shows its chain in /slots; a client that goes away frees the slot
+/// and detaches the chain, and the next request still samples on the backend.
+#[test]
+fn a_dropped_stream_detaches_its_chain() {
+    let server = Server::start(&["--sampling", "backend", "-np", "1"]);
+    let body = json!({
+        "prompt": "Write a very long story.",
+        "n_predict": 2000,
+        "stream": true,
+        "ignore_eos": true,
+    });
+    let mut response = server
+        .client()
+        .post(format!("{}/completion", server.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut got = 0;
+    while got < 2000 {
+        got += response.read(&mut buf).unwrap();
+    }
+    let slot = server.get("/slots").1[0].clone();
+    assert_eq!(slot["is_processing"], json!(true), "{slot}");
+    assert_eq!(slot["backend_sampling"], json!(true), "{slot}");
+    drop(response);
+    let dropped = Instant::now();
+    while server.get("/slots").1[0]["is_processing"] == true {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "the slot is still busy 5 s after the client left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.get("/slots").1[0]["backend_sampling"], json!(false));
+    let r = completion(&server, &greedy(PROMPTS[1]));
+    assert!(r["tokens_predicted"].as_u64().unwrap() > 0, "{r}");
+}
