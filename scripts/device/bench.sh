@@ -22,10 +22,10 @@ say() { echo "[$((SECONDS - t0))s] $*"; }
 stages=${*:-speed 16gb}
 
 if [[ " $stages " == *" speed "* ]]; then
-  say "speed: F16, whole GPU, -np 16"
+  say "speed: F16, whole GPU, -np 16; llama-server ${LLAMA_SERVER_ARGS:-(defaults)}, gguf-serve ${GGUF_SERVE_ARGS:-(defaults)}"
   GGUF_SERVE=$GS LLAMA_SERVER=$LS ROUNDS=$ROUNDS THREADS=${THREADS:-8} CTX=32768 NP=16 \
     PP_TOKENS=2040 DECODE_TOKENS=128 CONC_REQUESTS=16 CONC_TOKENS=128 CONC_PROMPT_TOKENS=64 \
-    SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed \
+    SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}" | tr -d ' ') \
     "$ROOT/scripts/bench-vs-llama-server.sh" "$MODELS/gpt-oss-20b-F16.gguf" 2>&1 | grep -v "^bench-vs-llama-server: round"
 fi
 
