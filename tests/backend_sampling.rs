@@ -215,3 +215,26 @@ fn a_dropped_stream_detaches_its_chain() {
     let r = completion(&server, &greedy(PROMPTS[1]));
     assert!(r["tokens_predicted"].as_u64().unwrap() > 0, "{r}");
 }
+
+/// A greedy chain stays attached between greedy requests (no re-reserve per request); a
+/// request that needs the logits still gets fresh ones on that sequence, and greedy requests
+/// after it still match.
+#[test]
+fn a_parked_greedy_chain_gives_way_to_host_sampling() {
+    let server = Server::start(&["--sampling", "backend", "-np", "1"]);
+    let prompt = "The capital of France is";
+    let first = tokens(&completion(&server, &greedy(prompt)));
+    let mut with_probs = greedy(prompt);
+    with_probs["n_probs"] = json!(2);
+    let reply = completion(&server, &with_probs);
+    let steps = reply["completion_probabilities"].as_array().unwrap();
+    let chosen: Vec<i64> = steps.iter().map(|s| s["id"].as_i64().unwrap()).collect();
+    assert_eq!(chosen, first, "host greedy after a parked chain: {reply}");
+    for step in steps {
+        assert_eq!(
+            step["top_logprobs"][0]["id"], step["id"],
+            "stale logits: {step}"
+        );
+    }
+    assert_eq!(tokens(&completion(&server, &greedy(prompt))), first);
+}

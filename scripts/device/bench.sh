@@ -24,7 +24,7 @@ stages=${*:-speed 16gb}
 if [[ " $stages " == *" speed "* ]]; then
   say "speed: F16, whole GPU, -np 16; llama-server ${LLAMA_SERVER_ARGS:-(defaults)}, gguf-serve ${GGUF_SERVE_ARGS:-(defaults)}"
   GGUF_SERVE=$GS LLAMA_SERVER=$LS ROUNDS=$ROUNDS THREADS=${THREADS:-8} CTX=32768 NP=16 \
-    PP_TOKENS=2040 DECODE_TOKENS=128 CONC_REQUESTS=16 CONC_TOKENS=128 CONC_PROMPT_TOKENS=64 \
+    PP_TOKENS=380 DECODE_TOKENS=128 CONC_REQUESTS=16 CONC_TOKENS=128 CONC_PROMPT_TOKENS=64 \
     SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}" | tr -d ' ') \
     "$ROOT/scripts/bench-vs-llama-server.sh" "$MODELS/gpt-oss-20b-F16.gguf" 2>&1 | grep -v "^bench-vs-llama-server: round"
 fi
@@ -46,7 +46,7 @@ stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
 decode() {
   "$GS" bench --url http://127.0.0.1:18081 --endpoint completion --synthetic $((2 * $1)) \
     --concurrency "$1" --prompt-tokens 64 --max-tokens 128 --json |
-    python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(f"{s[\"output_tokens_per_s\"]:.1f} t/s aggregate, server decode {s[\"server\"][\"predicted_per_second_mean\"]:.1f} t/s per stream, {s[\"failed\"]} failed")'
+    python3 "$ROOT/scripts/device/decode_row.py"
 }
 
 if [[ " $stages " == *" 16gb "* ]]; then

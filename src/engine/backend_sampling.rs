@@ -23,6 +23,12 @@ pub fn backend_unsupported(params: &SamplingParams, n_probs: usize) -> Option<&'
     }
 }
 
+/// Whether the request's chain is greedy alone: no logit biases (suppressed tokens included),
+/// no penalties. Such a chain has no state, so one attached chain serves request after request.
+pub fn plain_greedy(params: &SamplingParams, suppressed: &[LlamaToken]) -> bool {
+    params.temperature <= 0.0 && !penalties_on(params) && merged_bias(params, suppressed).is_empty()
+}
+
 /// The request's chain for backend sampling, in the host sampler's order and with its
 /// semantics: logit biases (and suppressed tokens), penalties when they change anything,
 /// then greedy when the temperature is 0 or less, else top_k, top_p, min_p, temperature

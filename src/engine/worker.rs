@@ -19,7 +19,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend_sampling::{backend_chain, backend_unsupported};
+use super::backend_sampling::{backend_chain, backend_unsupported, plain_greedy};
 use super::llama::{Batch, Context, ContextParams};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
 use super::sampler::{Sampler, token_probs};
@@ -173,6 +173,9 @@ struct Worker<'m> {
     /// Tokens that end generation, banned by `ignore_eos` as llama-server does.
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
+    /// Per sequence: a plain greedy chain stays attached between requests (see
+    /// [`release_chain`]).
+    parked_greedy: Vec<bool>,
     piece: Vec<u8>,
 }
 
@@ -200,6 +203,7 @@ impl<'m> Worker<'m> {
             max_queue,
             batch: Batch::new(n_batch.max(config.n_parallel as usize)),
             backend_sampling: config.backend_sampling,
+            parked_greedy: vec![false; config.n_parallel as usize],
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -272,7 +276,7 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
                 let task = slot.task.take().expect("checked above");
-                self.ctx.detach(slot.seq_id());
+                release_chain(&mut self.ctx, &mut self.parked_greedy, slot.seq_id());
                 tracing::info!(
                     id = task.req.id,
                     slot = slot.id,
@@ -371,21 +375,25 @@ impl<'m> Worker<'m> {
         }
         if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
             tracing::debug!(id = req.id, reason, "host sampling for this request");
+            detach_chain(&mut self.ctx, &mut self.parked_greedy, seq);
             return false;
+        }
+        let greedy = plain_greedy(&req.sampling, &self.suppressed);
+        if greedy && self.parked_greedy[seq as usize] {
+            return true;
         }
         // A fresh chain per request: llama.cpp initializes a chain for the backend only once.
         let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
-        match self.ctx.attach(seq, chain) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::debug!(
-                    id = req.id,
-                    reason = "llama.cpp cannot run the chain on the backend",
-                    "host sampling for this request"
-                );
-                false
-            }
+        let attached = self.ctx.attach(seq, chain).is_ok();
+        self.parked_greedy[seq as usize] = attached && greedy;
+        if !attached {
+            tracing::debug!(
+                id = req.id,
+                reason = "llama.cpp cannot run the chain on the backend",
+                "host sampling for this request"
+            );
         }
+        attached
     }
 
     /// One decode step over every active slot.
@@ -453,7 +461,7 @@ impl<'m> Worker<'m> {
                 tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
-                self.ctx.detach(slot.seq_id());
+                detach_chain(&mut self.ctx, &mut self.parked_greedy, slot.seq_id());
                 self.ctx.seq_rm(slot.seq_id(), None, None);
             }
         }
@@ -475,7 +483,7 @@ impl<'m> Worker<'m> {
             } else {
                 let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
                     let task = slot.task.take().expect("active");
-                    self.ctx.detach(seq);
+                    detach_chain(&mut self.ctx, &mut self.parked_greedy, seq);
                     let err = EngineError::Decode("the backend sampler chose no token".into());
                     tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
                     let _ = task.tx.send(Event::Error(err));
@@ -493,7 +501,7 @@ impl<'m> Worker<'m> {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;
-                            self.ctx.detach(seq);
+                            release_chain(&mut self.ctx, &mut self.parked_greedy, seq);
                             slot.last_used = Instant::now();
                             continue;
                         }
@@ -516,7 +524,7 @@ impl<'m> Worker<'m> {
             };
             if let Some(stop) = stop {
                 let mut task = slot.task.take().expect("active");
-                self.ctx.detach(seq);
+                release_chain(&mut self.ctx, &mut self.parked_greedy, seq);
                 let truncated =
                     slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
                 let done = task.completion(stop, slot.id, truncated);
@@ -559,4 +567,20 @@ fn next_token(
     let n_probs = task.req.n_probs;
     let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
     Some((token, probs))
+}
+
+/// Ends backend sampling for a finished request. A plain greedy chain (no biases, no
+/// penalties: no state) stays attached for the sequence's next greedy request: attaching or
+/// detaching makes llama.cpp re-reserve its graph at the next decode, which on an H100 costs
+/// about as much as a 500-token prompt, while an idle greedy chain is one argmax per step.
+fn release_chain(ctx: &mut Context<'_>, parked_greedy: &mut [bool], seq: i32) {
+    if !parked_greedy[seq as usize] {
+        ctx.detach(seq);
+    }
+}
+
+/// Detaches the sequence's chain, parked or not.
+fn detach_chain(ctx: &mut Context<'_>, parked_greedy: &mut [bool], seq: i32) {
+    ctx.detach(seq);
+    parked_greedy[seq as usize] = false;
 }
