@@ -19,7 +19,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend_sampling::{backend_chain, backend_unsupported, plain_greedy};
+use super::backend_sampling::{backend_chain, backend_unsupported, greedy_key};
 use super::llama::{Batch, Context, ContextParams};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
 use super::sampler::{Sampler, token_probs};
@@ -173,9 +173,9 @@ struct Worker<'m> {
     /// Tokens that end generation, banned by `ignore_eos` as llama-server does.
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
-    /// Per sequence: a plain greedy chain stays attached between requests (see
-    /// [`release_chain`]).
-    parked_greedy: Vec<bool>,
+    /// Per sequence: the key of the stateless greedy chain left attached after its request
+    /// (see [`release_chain`]).
+    parked_greedy: Vec<Option<GreedyKey>>,
     piece: Vec<u8>,
 }
 
@@ -203,7 +203,7 @@ impl<'m> Worker<'m> {
             max_queue,
             batch: Batch::new(n_batch.max(config.n_parallel as usize)),
             backend_sampling: config.backend_sampling,
-            parked_greedy: vec![false; config.n_parallel as usize],
+            parked_greedy: vec![None; config.n_parallel as usize],
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -378,14 +378,14 @@ impl<'m> Worker<'m> {
             detach_chain(&mut self.ctx, &mut self.parked_greedy, seq);
             return false;
         }
-        let greedy = plain_greedy(&req.sampling, &self.suppressed);
-        if greedy && self.parked_greedy[seq as usize] {
+        let key = greedy_key(&req.sampling, &self.suppressed);
+        if key.is_some() && self.parked_greedy[seq as usize] == key {
             return true;
         }
         // A fresh chain per request: llama.cpp initializes a chain for the backend only once.
         let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
         let attached = self.ctx.attach(seq, chain).is_ok();
-        self.parked_greedy[seq as usize] = attached && greedy;
+        self.parked_greedy[seq as usize] = key.filter(|_| attached);
         if !attached {
             tracing::debug!(
                 id = req.id,
@@ -569,18 +569,21 @@ fn next_token(
     Some((token, probs))
 }
 
-/// Ends backend sampling for a finished request. A plain greedy chain (no biases, no
-/// penalties: no state) stays attached for the sequence's next greedy request: attaching or
-/// detaching makes llama.cpp re-reserve its graph at the next decode, which on an H100 costs
+/// The logit biases of a stateless greedy chain (see `greedy_key`).
+type GreedyKey = Vec<(i32, u32)>;
+
+/// Ends backend sampling for a finished request. A greedy chain without penalties has no
+/// state and stays attached for the sequence's next request with the same biases: attaching
+/// or detaching makes llama.cpp re-reserve its graph at the next decode, which on an H100 costs
 /// about as much as a 500-token prompt, while an idle greedy chain is one argmax per step.
-fn release_chain(ctx: &mut Context<'_>, parked_greedy: &mut [bool], seq: i32) {
-    if !parked_greedy[seq as usize] {
+fn release_chain(ctx: &mut Context<'_>, parked_greedy: &mut [Option<GreedyKey>], seq: i32) {
+    if parked_greedy[seq as usize].is_none() {
         ctx.detach(seq);
     }
 }
 
 /// Detaches the sequence's chain, parked or not.
-fn detach_chain(ctx: &mut Context<'_>, parked_greedy: &mut [bool], seq: i32) {
+fn detach_chain(ctx: &mut Context<'_>, parked_greedy: &mut [Option<GreedyKey>], seq: i32) {
     ctx.detach(seq);
-    parked_greedy[seq as usize] = false;
+    parked_greedy[seq as usize] = None;
 }
