@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Server;
 use serde_json::{Value, json};
@@ -182,35 +181,12 @@ fn concurrent_requests_with_backend_sampling_all_finish() {
 #[test]
 fn a_dropped_stream_detaches_its_chain() {
     let server = Server::start(&["--sampling", "backend", "-np", "1"]);
-    let body = json!({
-        "prompt": "Write a very long story.",
-        "n_predict": 2000,
-        "stream": true,
-        "ignore_eos": true,
-    });
-    let mut response = server
-        .client()
-        .post(format!("{}/completion", server.url))
-        .json(&body)
-        .send()
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let mut got = 0;
-    while got < 2000 {
-        got += response.read(&mut buf).unwrap();
-    }
+    let response = server.start_long_stream();
     let slot = server.get("/slots").1[0].clone();
     assert_eq!(slot["is_processing"], json!(true), "{slot}");
     assert_eq!(slot["backend_sampling"], json!(true), "{slot}");
     drop(response);
-    let dropped = Instant::now();
-    while server.get("/slots").1[0]["is_processing"] == true {
-        assert!(
-            dropped.elapsed() < Duration::from_secs(5),
-            "the slot is still busy 5 s after the client left"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_slot_idle(0, Duration::from_secs(5));
     assert_eq!(server.get("/slots").1[0]["backend_sampling"], json!(false));
     let r = completion(&server, &greedy(PROMPTS[1]));
     assert!(r["tokens_predicted"].as_u64().unwrap() > 0, "{r}");

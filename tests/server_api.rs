@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Server, assert_error};
 use serde_json::{Value, json};
@@ -351,32 +350,14 @@ fn api_key_is_required_when_set() {
 #[test]
 fn a_dropped_stream_frees_the_slot_within_a_second() {
     let server = Server::start(&["-np", "1"]);
-    let body = json!({ "prompt": "Write a very long story.", "n_predict": 2000, "stream": true, "ignore_eos": true });
-    let mut response = server
-        .client()
-        .post(format!("{}/completion", server.url))
-        .json(&body)
-        .send()
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let mut got = 0;
-    while got < 2000 {
-        got += response.read(&mut buf).unwrap();
-    }
+    let response = server.start_long_stream();
     let (_, slots) = server.get("/slots");
     assert_eq!(
         slots[0]["is_processing"], true,
         "the stream should still be generating"
     );
     drop(response);
-    let dropped = Instant::now();
-    while server.get("/slots").1[0]["is_processing"] == true {
-        assert!(
-            dropped.elapsed() < Duration::from_secs(1),
-            "the slot is still busy 1 s after the client left"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_slot_idle(0, Duration::from_secs(1));
     let (status, _) = server.post("/completion", &greedy("Hi", 1));
     assert_eq!(status, 200);
 }

@@ -171,6 +171,43 @@ impl Server {
         }
         (events, done)
     }
+
+    /// Starts a long streamed completion (2 000 tokens, ignore_eos) and returns once its first
+    /// 2 000 bytes have arrived, so that a slot is busy generating; dropping the response is a
+    /// client going away.
+    pub fn start_long_stream(&self) -> reqwest::blocking::Response {
+        use std::io::Read;
+        let body = serde_json::json!({
+            "prompt": "Write a very long story.",
+            "n_predict": 2000,
+            "stream": true,
+            "ignore_eos": true,
+        });
+        let mut response = self
+            .client
+            .post(format!("{}/completion", self.url))
+            .json(&body)
+            .send()
+            .expect("request failed");
+        let mut buf = [0u8; 512];
+        let mut got = 0;
+        while got < 2000 {
+            got += response.read(&mut buf).unwrap();
+        }
+        response
+    }
+
+    /// Waits until slot `id` stops processing; fails after `limit`.
+    pub fn wait_slot_idle(&self, id: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.get("/slots").1[id]["is_processing"] == true {
+            assert!(
+                start.elapsed() < limit,
+                "slot {id} is still busy {limit:?} after the client left"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Server {
