@@ -12,6 +12,7 @@
 mod backend_sampling;
 mod llama;
 mod llama_log;
+mod load;
 mod request;
 mod sampler;
 mod slot;
