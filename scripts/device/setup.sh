@@ -17,7 +17,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/gs}
-QUANTS=${QUANTS:-MXFP4_MOE Q4_K_M}
+QUANTS=${QUANTS-MXFP4_MOE Q4_K_M}
 CTXS=${CTXS:-4096 32768}
 MODELS=$WORK/models
 mkdir -p "$WORK" "$MODELS"
