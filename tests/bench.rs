@@ -7,8 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -191,75 +190,6 @@ fn server_errors_are_reported_with_their_message() {
     }
 }
 
-/// The reference llama-server, spawned on a free port and killed on drop.
-struct LlamaServer {
-    child: Child,
-    url: String,
-}
-
-impl LlamaServer {
-    fn start(binary: &Path, model: &Path) -> Self {
-        let port = free_port();
-        let extra = std::env::var("GGUF_SERVE_LLAMA_SERVER_ARGS").unwrap_or_default();
-        let child = Command::new(binary)
-            .args(["-m".as_ref(), model.as_os_str()])
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["-t", "2", "-c", "2048", "-np", "2"])
-            .args(extra.split_whitespace())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn llama-server");
-        let mut server = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        server.wait_healthy(port, Duration::from_secs(120));
-        server
-    }
-
-    /// Polls `/health` until it answers 200, failing fast if the server exits.
-    fn wait_healthy(&mut self, port: u16, limit: Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll llama-server") {
-                panic!("llama-server exited while starting: {status}");
-            }
-            if health_ok(port) {
-                return;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "llama-server not healthy after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn health_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
-}
-
 /// The llama-server and model to test against, or why the test is skipped.
 fn reference() -> Result<(PathBuf, PathBuf), String> {
     let server = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
@@ -308,7 +238,13 @@ fn runs_against_the_reference_llama_server() {
             return;
         }
     };
-    let server = LlamaServer::start(&binary, &model);
+    let extra = std::env::var("GGUF_SERVE_LLAMA_SERVER_ARGS").unwrap_or_default();
+    let model = model.display().to_string();
+    let mut args: Vec<String> = ["-m", &model, "-t", "2", "-c", "2048", "-np", "2"]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra.split_whitespace().map(String::from));
+    let server = common::Server::start_program(&binary, &args);
     let url = server.url.as_str();
 
     // Streaming /completion: ignore_eos is on for synthetic prompts, so every request yields

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -71,15 +71,27 @@ impl Server {
 
     /// Starts the binary with exactly these arguments (plus `--port`).
     pub fn start_with(args: &[String]) -> Self {
+        Self::start_program(Path::new(binary()), args)
+    }
+
+    /// Starts any llama-server-compatible program (the reference llama-server too) with these
+    /// arguments plus `--host 127.0.0.1 --port`, and waits for its `/health`. Only our own
+    /// binary's warnings reach the test output.
+    pub fn start_program(program: &Path, args: &[String]) -> Self {
         let port = free_port();
-        let child = Command::new(binary())
+        let ours = program == Path::new(binary());
+        let child = Command::new(program)
             .args(args)
-            .args(["--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(if ours {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
-            .expect("spawning gguf-serve");
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
         let mut server = Self {
             child,
             port,
@@ -97,7 +109,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.try_wait().expect("polling the server") {
-                panic!("gguf-serve exited before becoming ready: {status}");
+                panic!("the server exited before becoming ready: {status}");
             }
             if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
                 if r.status() == 200 {
@@ -106,7 +118,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "gguf-serve did not become ready in time"
+                "the server did not become ready in time"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
