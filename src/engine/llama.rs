@@ -122,6 +122,13 @@ impl<'m> Context<'m> {
         })
     }
 
+    /// How many decodes so far reused the previous step's graph instead of building one
+    /// (llama.cpp reuses it when the batch has the same shape: the steady state of decoding).
+    pub fn graphs_reused(&self) -> i32 {
+        // SAFETY: `ctx` is a live context owned by `self`; the call only reads counters.
+        unsafe { sys::llama_perf_context(self.ctx.as_ptr()) }.n_reused
+    }
+
     /// Context size actually allocated (all sequences together).
     pub fn n_ctx(&self) -> u32 {
         // SAFETY: `ctx` is a live context owned by `self`.

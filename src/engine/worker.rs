@@ -450,6 +450,7 @@ impl<'m> Worker<'m> {
                     predicted_n = done.timings.predicted_n,
                     prompt_tps = format!("{:.1}", done.timings.prompt_per_second),
                     predicted_tps = format!("{:.1}", done.timings.predicted_per_second),
+                    graphs_reused = self.ctx.graphs_reused(),
                     "request done"
                 );
                 let _ = task.tx.send(Event::Done(Box::new(done)));
