@@ -23,21 +23,6 @@ pub fn backend_unsupported(params: &SamplingParams, n_probs: usize) -> Option<&'
     }
 }
 
-/// What identifies the request's chain when it is greedy without penalties: its logit biases
-/// (suppressed tokens and `ignore_eos` included), sorted. Such a chain has no state, so one
-/// attached chain serves every later request with the same key. `None` for other chains.
-pub fn greedy_key(params: &SamplingParams, suppressed: &[LlamaToken]) -> Option<Vec<(i32, u32)>> {
-    if params.temperature > 0.0 || penalties_on(params) {
-        return None;
-    }
-    let mut key: Vec<(i32, u32)> = merged_bias(params, suppressed)
-        .into_iter()
-        .map(|(t, b)| (t, b.to_bits()))
-        .collect();
-    key.sort_unstable();
-    Some(key)
-}
-
 /// The request's chain for backend sampling, in the host sampler's order and with its
 /// semantics: logit biases (and suppressed tokens), penalties when they change anything,
 /// then greedy when the temperature is 0 or less, else top_k, top_p, min_p, temperature

@@ -6,8 +6,9 @@
 //! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
 //! templates without a round trip to the engine thread.
 //!
-//! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` makes
-//! raw `llama-cpp-sys-2` calls (the context, its batch and backend sampler chains).
+//! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` (the
+//! context, its batch and backend sampler chains) and `llama_log.rs` (the log callback) make raw
+//! `llama-cpp-sys-2` calls.
 
 mod backend_sampling;
 mod llama;

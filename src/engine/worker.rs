@@ -19,7 +19,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend_sampling::{backend_chain, backend_unsupported, greedy_key};
+use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, Context};
 use super::load::{describe, load_model, n_swa, new_context};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
@@ -86,9 +86,6 @@ struct Worker<'m> {
     /// Tokens that end generation, banned by `ignore_eos` as llama-server does.
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
-    /// Per sequence: the key of the stateless greedy chain left attached after its request
-    /// (see [`release_chain`]).
-    parked_greedy: Vec<Option<GreedyKey>>,
     piece: Vec<u8>,
 }
 
@@ -116,7 +113,6 @@ impl<'m> Worker<'m> {
             max_queue,
             batch: Batch::new(n_batch.max(config.n_parallel as usize)),
             backend_sampling: config.backend_sampling,
-            parked_greedy: vec![None; config.n_parallel as usize],
             n_batch,
             n_ctx_slot,
             n_swa: n_swa(model),
@@ -189,7 +185,7 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
                 let task = slot.task.take().expect("checked above");
-                release_chain(&mut self.ctx, &mut self.parked_greedy, slot.seq_id());
+                self.ctx.release(slot.seq_id());
                 tracing::info!(
                     id = task.req.id,
                     slot = slot.id,
@@ -288,17 +284,13 @@ impl<'m> Worker<'m> {
         }
         if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
             tracing::debug!(id = req.id, reason, "host sampling for this request");
-            detach_chain(&mut self.ctx, &mut self.parked_greedy, seq);
+            self.ctx.detach(seq);
             return false;
         }
-        let key = greedy_key(&req.sampling, &self.suppressed);
-        if key.is_some() && self.parked_greedy[seq as usize] == key {
-            return true;
-        }
-        // A fresh chain per request: llama.cpp initializes a chain for the backend only once.
+        // A fresh chain per request (llama.cpp initializes a chain for the backend only once),
+        // unless the sequence keeps an equal stateless one.
         let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
         let attached = self.ctx.attach(seq, chain).is_ok();
-        self.parked_greedy[seq as usize] = key.filter(|_| attached);
         if !attached {
             tracing::debug!(
                 id = req.id,
@@ -374,7 +366,7 @@ impl<'m> Worker<'m> {
                 tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
-                detach_chain(&mut self.ctx, &mut self.parked_greedy, slot.seq_id());
+                self.ctx.detach(slot.seq_id());
                 self.ctx.seq_rm(slot.seq_id(), None, None);
             }
         }
@@ -396,7 +388,7 @@ impl<'m> Worker<'m> {
             } else {
                 let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
                     let task = slot.task.take().expect("active");
-                    detach_chain(&mut self.ctx, &mut self.parked_greedy, seq);
+                    self.ctx.detach(seq);
                     let err = EngineError::Decode("the backend sampler chose no token".into());
                     tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
                     let _ = task.tx.send(Event::Error(err));
@@ -414,7 +406,7 @@ impl<'m> Worker<'m> {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;
-                            release_chain(&mut self.ctx, &mut self.parked_greedy, seq);
+                            self.ctx.release(seq);
                             slot.last_used = Instant::now();
                             continue;
                         }
@@ -437,7 +429,7 @@ impl<'m> Worker<'m> {
             };
             if let Some(stop) = stop {
                 let mut task = slot.task.take().expect("active");
-                release_chain(&mut self.ctx, &mut self.parked_greedy, seq);
+                self.ctx.release(seq);
                 let truncated =
                     slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
                 let done = task.completion(stop, slot.id, truncated);
@@ -481,23 +473,4 @@ fn next_token(
     let n_probs = task.req.n_probs;
     let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
     Some((token, probs))
-}
-
-/// The logit biases of a stateless greedy chain (see `greedy_key`).
-type GreedyKey = Vec<(i32, u32)>;
-
-/// Ends backend sampling for a finished request. A greedy chain without penalties has no
-/// state and stays attached for the sequence's next request with the same biases: attaching
-/// or detaching makes llama.cpp re-reserve its graph at the next decode, which on an H100 costs
-/// about as much as a 500-token prompt, while an idle greedy chain is one argmax per step.
-fn release_chain(ctx: &mut Context<'_>, parked_greedy: &mut [Option<GreedyKey>], seq: i32) {
-    if parked_greedy[seq as usize].is_none() {
-        ctx.detach(seq);
-    }
-}
-
-/// Detaches the sequence's chain, parked or not.
-fn detach_chain(ctx: &mut Context<'_>, parked_greedy: &mut [Option<GreedyKey>], seq: i32) {
-    ctx.detach(seq);
-    parked_greedy[seq as usize] = None;
 }
