@@ -73,26 +73,17 @@ pub fn install(verbose: bool) {
 /// compute buffers and logs them again). The host, if present, comes last.
 pub fn allocated() -> Vec<DeviceMemory> {
     let lines = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut latest: BTreeMap<(&str, BufferKind), u64> = BTreeMap::new();
-    let mut devices: BTreeMap<String, DeviceMemory> = BTreeMap::new();
+    // Per buffer type and kind: weights and KV summed, output and compute the last reserve.
+    let mut sizes: BTreeMap<(&str, BufferKind), u64> = BTreeMap::new();
     for line in lines.iter() {
+        let size = sizes.entry((&line.buffer_type, line.kind)).or_default();
         match line.kind {
-            BufferKind::Output | BufferKind::Compute => {
-                latest.insert((&line.buffer_type, line.kind), line.bytes);
-            }
-            BufferKind::Weights | BufferKind::Kv => {
-                let device = device_of(&line.buffer_type);
-                let entry = devices
-                    .entry(device.clone())
-                    .or_insert_with(|| DeviceMemory {
-                        device,
-                        ..DeviceMemory::default()
-                    });
-                *field(entry, line.kind) += line.bytes;
-            }
+            BufferKind::Weights | BufferKind::Kv => *size += line.bytes,
+            BufferKind::Output | BufferKind::Compute => *size = line.bytes,
         }
     }
-    for ((buffer_type, kind), bytes) in latest {
+    let mut devices: BTreeMap<String, DeviceMemory> = BTreeMap::new();
+    for ((buffer_type, kind), bytes) in sizes {
         let device = device_of(buffer_type);
         let entry = devices
             .entry(device.clone())
