@@ -60,7 +60,10 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen command to completion.
     pub fn run(self) -> anyhow::Result<()> {
-        crate::hardware::load_backends(self.backends_dir.as_deref())?;
+        // `bench` only speaks HTTP: no backend (a GPU one initializes its driver) to load.
+        if !matches!(self.command, Some(Command::Bench(_))) {
+            crate::hardware::load_backends(self.backends_dir.as_deref())?;
+        }
         match self.command {
             None => serve::run(self.serve),
             Some(Command::Serve(args)) => serve::run(*args),
