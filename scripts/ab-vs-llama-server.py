@@ -6,7 +6,7 @@ Interleaving request by request cancels the drift that a shared machine puts bet
 whole-server rounds of bench-vs-llama-server.sh. Prints the medians and ratios (the first two
 rounds are warm-up).
 
-usage: ab-vs-llama-server.py LLAMA_SERVER GGUF_SERVE MODEL [--rounds N] [-- FLAGS...]
+usage: ab-vs-llama-server.py [--rounds N] LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
    e.g. scripts/ab-vs-llama-server.py ~/.cache/gguf-serve/llama-ref/bin/llama-server \\
           target/release/gguf-serve ~/.cache/gguf-serve/models/gemma-3-270m-q4_k_m.gguf \\
           -- -t 2 -c 4096 -np 4
