@@ -2,7 +2,8 @@
 //! the decode graph. On the CPU backend it runs as ggml ops, so these tests need no GPU: greedy
 //! output is token for token the host sampler's, a seeded request is reproducible, requests
 //! whose samplers cannot run there (grammars, n_probs) fall back to the host, concurrent
-//! requests all finish, and a request's chain goes when it ends or its client leaves.
+//! requests all finish, and a chain kept on its sequence after a request (so that the next
+//! request with the same settings skips llama.cpp's graph re-reserve) chooses as a fresh one.
 
 mod common;
 
@@ -72,7 +73,8 @@ fn greedy_backend_sampling_matches_host_sampling() {
     let banned = expected[0].0[0];
     let expected_penalized = tokens(&completion(&host, &penalized(banned)));
     drop(host);
-    let backend = Server::start(&["-bs"]);
+    // One slot: every request after the first reuses the chain before it when it can.
+    let backend = Server::start(&["-bs", "-np", "1"]);
     assert_eq!(backend.get("/props").1["backend_sampling"], json!(true));
     for (prompt, (want_tokens, want_text)) in PROMPTS.iter().zip(&expected) {
         let r = completion(&backend, &greedy(prompt));
@@ -83,11 +85,16 @@ fn greedy_backend_sampling_matches_host_sampling() {
     let got = tokens(&completion(&backend, &penalized(banned)));
     assert_eq!(got, expected_penalized);
     assert!(!got.contains(&banned));
+    // Again on the same, reset chain: the penalties start from no tokens.
+    assert_eq!(
+        tokens(&completion(&backend, &penalized(banned))),
+        expected_penalized
+    );
 }
 
 #[test]
 fn seeded_backend_sampling_is_reproducible_and_falls_back_when_it_must() {
-    let server = Server::start(&["--sampling", "backend"]);
+    let server = Server::start(&["--sampling", "backend", "-np", "1"]);
     let seeded = json!({
         "prompt": "Once upon a time",
         "n_predict": 32,
@@ -97,9 +104,15 @@ fn seeded_backend_sampling_is_reproducible_and_falls_back_when_it_must() {
         "cache_prompt": false,
     });
     let first = completion(&server, &seeded)["content"].clone();
+    // The chain stays on the slot; reset, its RNG starts from the seed again.
     let second = completion(&server, &seeded)["content"].clone();
     assert_eq!(first, second);
     assert!(!first.as_str().unwrap().is_empty());
+    // Another seed replaces the chain; the first seed then comes back on a fresh one.
+    let mut other = seeded.clone();
+    other["seed"] = json!(7);
+    assert_ne!(completion(&server, &other)["content"], first);
+    assert_eq!(completion(&server, &seeded)["content"], first);
 
     // A grammar has no backend implementation: the request samples on the host.
     let schema = json!({
@@ -166,7 +179,7 @@ fn concurrent_requests_with_backend_sampling_all_finish() {
     for reply in &replies {
         assert!(reply["tokens_predicted"].as_u64().unwrap() > 0, "{reply}");
     }
-    // Chains are detached when requests end: the slots are idle and a new request still works.
+    // Every request ended: the slots are idle (their chains stay) and a new request works.
     let slots = server.get("/slots").1;
     for slot in slots.as_array().unwrap() {
         assert_eq!(slot["is_processing"], json!(false), "{slot}");
@@ -176,10 +189,10 @@ fn concurrent_requests_with_backend_sampling_all_finish() {
     assert!(!tokens(&r).is_empty());
 }
 
-/// A slot serving a request shows its chain in /slots; a client that goes away frees the slot
-/// and detaches the chain, and the next request still samples on the backend.
+/// A slot serving a request shows its chain in /slots; a client that goes away frees the slot,
+/// and the next request still samples on the backend.
 #[test]
-fn a_dropped_stream_detaches_its_chain() {
+fn a_dropped_stream_frees_its_slot() {
     let server = Server::start(&["--sampling", "backend", "-np", "1"]);
     let response = server.start_long_stream();
     let slot = server.get("/slots").1[0].clone();
@@ -196,7 +209,7 @@ fn a_dropped_stream_detaches_its_chain() {
 /// request that needs the logits still gets fresh ones on that sequence, and greedy requests
 /// after it still match.
 #[test]
-fn a_parked_greedy_chain_gives_way_to_host_sampling() {
+fn a_kept_greedy_chain_gives_way_to_host_sampling() {
     let server = Server::start(&["--sampling", "backend", "-np", "1"]);
     let prompt = "The capital of France is";
     let first = tokens(&completion(&server, &greedy(prompt)));
@@ -205,7 +218,7 @@ fn a_parked_greedy_chain_gives_way_to_host_sampling() {
     let reply = completion(&server, &with_probs);
     let steps = reply["completion_probabilities"].as_array().unwrap();
     let chosen: Vec<i64> = steps.iter().map(|s| s["id"].as_i64().unwrap()).collect();
-    assert_eq!(chosen, first, "host greedy after a parked chain: {reply}");
+    assert_eq!(chosen, first, "host greedy after a kept chain: {reply}");
     for step in steps {
         assert_eq!(
             step["top_logprobs"][0]["id"], step["id"],

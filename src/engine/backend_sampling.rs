@@ -6,7 +6,7 @@
 
 use llama_cpp_2::token::LlamaToken;
 
-use super::llama::SamplerChain;
+use super::llama::ChainSpec;
 use super::sampler::{SamplingParams, merged_bias, penalties_on};
 
 /// Why a request's sampling cannot run inside the decode graph, or `None` if it can: every
@@ -32,20 +32,18 @@ pub fn backend_chain(
     params: &SamplingParams,
     n_vocab: i32,
     suppressed: &[LlamaToken],
-) -> SamplerChain {
-    let mut chain = SamplerChain::new();
-    let mut bias: Vec<(LlamaToken, f32)> = merged_bias(params, suppressed)
+) -> ChainSpec {
+    let mut chain = ChainSpec::default();
+    let bias: Vec<(LlamaToken, f32)> = merged_bias(params, suppressed)
         .into_iter()
         .map(|(t, b)| (LlamaToken(t), b))
         .collect();
-    bias.sort_unstable_by_key(|(t, _)| t.0);
     if !bias.is_empty() {
-        chain.logit_bias(n_vocab, &bias);
+        chain.logit_bias(&bias);
     }
     let p = params;
     if penalties_on(p) {
         chain.penalties(
-            n_vocab,
             p.repeat_last_n,
             p.repeat_penalty,
             p.frequency_penalty,

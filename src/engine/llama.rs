@@ -184,54 +184,50 @@ impl<'m> Context<'m> {
         }
     }
 
-    /// Attaches a chain to a sequence so that the next decodes sample its outputs on the
-    /// backend. Gives the chain back if llama.cpp cannot run it there (the sequence then has
-    /// no chain). The context re-reserves its graph at the next decode: attach per request,
-    /// not per token. A stateless chain already attached with the same recipe (one kept by
-    /// [`Context::release`]) is kept instead, and nothing is re-reserved.
-    pub fn attach(&mut self, seq: i32, chain: SamplerChain) -> Result<(), SamplerChain> {
+    /// Attaches the chain `spec` describes to a sequence, so that the next decodes sample its
+    /// outputs on the backend; false if llama.cpp cannot run it there (the sequence then has
+    /// no chain). Each change of the attached chains makes llama.cpp re-reserve its graph at
+    /// the next decode, which on an H100 costs about as much as a 500-token prompt. So a chain
+    /// stays attached after its request, and a sequence that already holds an equal chain
+    /// keeps it, reset: its penalties forget their tokens and its RNG starts again from the
+    /// seed, so it chooses exactly as a fresh chain would.
+    pub fn attach(&mut self, seq: i32, spec: ChainSpec) -> bool {
+        let n_vocab = i32::try_from(self.n_vocab).unwrap_or(i32::MAX);
         let Some(entry) = usize::try_from(seq)
             .ok()
             .and_then(|s| self.chains.get_mut(s))
         else {
-            return Err(chain);
+            return false;
         };
-        if chain.recipe.is_some() && entry.as_ref().is_some_and(|c| c.recipe == chain.recipe) {
-            return Ok(());
+        if let Some(chain) = entry.as_ref().filter(|c| c.spec == spec) {
+            // SAFETY: the chain is alive (owned by `self.chains`); reset only touches its
+            // host-side state, which the next decode reads again.
+            unsafe { sys::llama_sampler_reset(chain.ptr.as_ptr()) };
+            return true;
         }
-        // SAFETY: `ctx` is live; the chain is a fresh `llama_sampler_chain_init` chain that
-        // was never attached (llama.cpp aborts on a second backend init). On success the
-        // context keeps the pointer, and `self.chains` keeps the chain alive until it is
-        // detached or the context is freed.
+        let chain = SamplerChain::build(spec, n_vocab);
+        // SAFETY: `ctx` is live; the chain is freshly built and was never attached (llama.cpp
+        // aborts on a second backend init). On success the context keeps the pointer, and
+        // `self.chains` keeps the chain alive until it is replaced, detached or the context is
+        // freed; the chain it replaces is dropped only after llama.cpp let go of it here.
         let attached =
             unsafe { sys::llama_set_sampler(self.ctx.as_ptr(), seq, chain.ptr.as_ptr()) };
         // Either way llama.cpp no longer points at the sequence's previous chain, if any. On
         // failure llama.cpp did not initialize the chain for the backend.
-        if attached {
-            *entry = Some(chain);
-            Ok(())
-        } else {
-            *entry = None;
-            Err(chain)
-        }
+        *entry = attached.then_some(chain);
+        attached
     }
 
-    /// Ends a request's backend sampling on its sequence. A stateless chain stays attached for
-    /// a later request with the same recipe (see [`Context::attach`]): each attach or detach
-    /// makes llama.cpp re-reserve its graph at the next decode, which on an H100 costs about as
-    /// much as a 500-token prompt, while an idle greedy chain is one argmax per step. A chain
-    /// with state is detached.
-    pub fn release(&mut self, seq: i32) {
-        let stateful = usize::try_from(seq)
+    /// Whether the sequence holds a chain built from `spec` (attaching it again is free).
+    pub fn has_chain(&self, seq: i32, spec: &ChainSpec) -> bool {
+        usize::try_from(seq)
             .ok()
             .and_then(|s| self.chains.get(s)?.as_ref())
-            .is_some_and(|c| c.recipe.is_none());
-        if stateful {
-            self.detach(seq);
-        }
+            .is_some_and(|c| &c.spec == spec)
     }
 
-    /// Detaches and frees the chain of a sequence, if it has one.
+    /// Detaches and frees the chain of a sequence, if it has one: its next outputs are
+    /// sampled on the host, from the logits.
     pub fn detach(&mut self, seq: i32) {
         let Some(entry) = usize::try_from(seq)
             .ok()
@@ -383,145 +379,145 @@ impl Drop for Batch {
     }
 }
 
-/// A llama.cpp sampler chain, built for one request and attached to its sequence with
-/// [`Context::attach`]. Samplers run in the order they are added.
-pub struct SamplerChain {
-    ptr: NonNull<sys::llama_sampler>,
-    /// The samplers added, while none of them keeps state between tokens (penalties and dist
-    /// do): two chains with the same recipe choose alike, so an attached one can serve the
-    /// next request in place of a new one.
-    recipe: Option<Vec<Step>>,
-}
+/// What a backend sampler chain is made of: its samplers in order, with their parameters
+/// (floats by their bits, so that equal means the same chain). Two chains with equal specs,
+/// both reset, choose alike: an attached chain can serve any request whose spec equals its
+/// own (see [`Context::attach`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainSpec(Vec<Step>);
 
-/// One stateless sampler of a chain, with its parameters (floats by their bits).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
+    /// Sorted by token.
     LogitBias(Vec<(i32, u32)>),
+    Penalties {
+        last_n: i32,
+        repeat: u32,
+        freq: u32,
+        present: u32,
+    },
     TopK(i32),
     TopP(u32, usize),
     MinP(u32, usize),
     Temp(u32),
     TempExt(u32, u32, u32),
+    Dist(u32),
     Greedy,
 }
 
-impl std::fmt::Debug for SamplerChain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // SAFETY: the chain is alive.
-        let n = unsafe { sys::llama_sampler_chain_n(self.ptr.as_ptr()) };
-        f.debug_struct("SamplerChain").field("n", &n).finish()
-    }
-}
-
-impl Default for SamplerChain {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SamplerChain {
-    /// An empty chain.
-    pub fn new() -> Self {
-        // SAFETY: plain constructor calls; the chain params hold no pointers.
-        let ptr =
-            unsafe { sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params()) };
-        Self {
-            ptr: NonNull::new(ptr).expect("llama_sampler_chain_init returned null"),
-            recipe: Some(Vec::new()),
-        }
-    }
-
-    /// Adds a sampler; `step` describes it if it is stateless, `None` if it keeps state.
-    fn push(&mut self, smpl: *mut sys::llama_sampler, step: Option<Step>) {
-        match step {
-            Some(step) => {
-                if let Some(recipe) = &mut self.recipe {
-                    recipe.push(step);
-                }
-            }
-            None => self.recipe = None,
-        }
-        assert!(!smpl.is_null(), "llama.cpp returned a null sampler");
-        // SAFETY: the chain is alive and takes ownership of the fresh sampler, freeing it with
-        // the chain.
-        unsafe { sys::llama_sampler_chain_add(self.ptr.as_ptr(), smpl) };
-    }
-
+impl ChainSpec {
     /// Additive biases (`f32::NEG_INFINITY` bans a token).
-    pub fn logit_bias(&mut self, n_vocab: i32, biases: &[(LlamaToken, f32)]) {
-        let raw: Vec<sys::llama_logit_bias> = biases
-            .iter()
-            .map(|&(t, bias)| sys::llama_logit_bias { token: t.0, bias })
-            .collect();
-        let n = i32::try_from(raw.len()).expect("fewer biases than i32::MAX");
-        let step = Step::LogitBias(raw.iter().map(|b| (b.token, b.bias.to_bits())).collect());
-        // SAFETY: `raw` holds `n` entries and is copied by llama.cpp before the call returns.
-        let smpl = unsafe { sys::llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr()) };
-        self.push(smpl, Some(step));
+    pub fn logit_bias(&mut self, biases: &[(LlamaToken, f32)]) {
+        let mut raw: Vec<(i32, u32)> = biases.iter().map(|&(t, b)| (t.0, b.to_bits())).collect();
+        raw.sort_unstable();
+        self.0.push(Step::LogitBias(raw));
     }
 
     /// Repetition, frequency and presence penalties over the last `last_n` accepted tokens.
-    pub fn penalties(&mut self, n_vocab: i32, last_n: i32, repeat: f32, freq: f32, present: f32) {
-        // SAFETY: plain constructor.
-        let penalties =
-            unsafe { sys::llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present) };
-        self.push(penalties, None);
+    pub fn penalties(&mut self, last_n: i32, repeat: f32, freq: f32, present: f32) {
+        self.0.push(Step::Penalties {
+            last_n,
+            repeat: repeat.to_bits(),
+            freq: freq.to_bits(),
+            present: present.to_bits(),
+        });
     }
 
     pub fn top_k(&mut self, k: i32) {
-        // SAFETY: plain constructor.
-        self.push(
-            unsafe { sys::llama_sampler_init_top_k(k) },
-            Some(Step::TopK(k)),
-        );
+        self.0.push(Step::TopK(k));
     }
 
     pub fn top_p(&mut self, p: f32, min_keep: usize) {
-        let step = Step::TopP(p.to_bits(), min_keep);
-        // SAFETY: plain constructor.
-        self.push(
-            unsafe { sys::llama_sampler_init_top_p(p, min_keep) },
-            Some(step),
-        );
+        self.0.push(Step::TopP(p.to_bits(), min_keep));
     }
 
     pub fn min_p(&mut self, p: f32, min_keep: usize) {
-        let step = Step::MinP(p.to_bits(), min_keep);
-        // SAFETY: plain constructor.
-        self.push(
-            unsafe { sys::llama_sampler_init_min_p(p, min_keep) },
-            Some(step),
-        );
+        self.0.push(Step::MinP(p.to_bits(), min_keep));
     }
 
     pub fn temp(&mut self, t: f32) {
-        // SAFETY: plain constructor.
-        self.push(
-            unsafe { sys::llama_sampler_init_temp(t) },
-            Some(Step::Temp(t.to_bits())),
-        );
+        self.0.push(Step::Temp(t.to_bits()));
     }
 
     pub fn temp_ext(&mut self, t: f32, delta: f32, exponent: f32) {
-        let step = Step::TempExt(t.to_bits(), delta.to_bits(), exponent.to_bits());
-        // SAFETY: plain constructor.
-        let smpl = unsafe { sys::llama_sampler_init_temp_ext(t, delta, exponent) };
-        self.push(smpl, Some(step));
+        self.0.push(Step::TempExt(
+            t.to_bits(),
+            delta.to_bits(),
+            exponent.to_bits(),
+        ));
     }
 
-    /// Draws from the distribution; `u32::MAX` (llama.cpp's default seed) picks a random seed.
+    /// Draws from the distribution; `u32::MAX` (llama.cpp's default seed) picks a random seed
+    /// at every reset.
     pub fn dist(&mut self, seed: u32) {
-        // SAFETY: plain constructor.
-        self.push(unsafe { sys::llama_sampler_init_dist(seed) }, None);
+        self.0.push(Step::Dist(seed));
     }
 
     /// The most likely token.
     pub fn greedy(&mut self) {
-        // SAFETY: plain constructor.
-        self.push(
-            unsafe { sys::llama_sampler_init_greedy() },
-            Some(Step::Greedy),
-        );
+        self.0.push(Step::Greedy);
+    }
+}
+
+/// A llama.cpp sampler chain built from a [`ChainSpec`], owned by the [`Context`] it is
+/// attached to.
+struct SamplerChain {
+    ptr: NonNull<sys::llama_sampler>,
+    spec: ChainSpec,
+}
+
+impl SamplerChain {
+    fn build(spec: ChainSpec, n_vocab: i32) -> Self {
+        // SAFETY: plain constructor calls; the chain params hold no pointers.
+        let ptr =
+            unsafe { sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params()) };
+        let ptr = NonNull::new(ptr).expect("llama_sampler_chain_init returned null");
+        let f = f32::from_bits;
+        for step in &spec.0 {
+            // SAFETY: plain constructors; `llama_sampler_init_logit_bias` copies the biases
+            // before it returns.
+            let smpl = unsafe {
+                match step {
+                    Step::LogitBias(biases) => {
+                        let raw: Vec<sys::llama_logit_bias> = biases
+                            .iter()
+                            .map(|&(token, bias)| sys::llama_logit_bias {
+                                token,
+                                bias: f(bias),
+                            })
+                            .collect();
+                        let n = i32::try_from(raw.len()).expect("fewer biases than i32::MAX");
+                        sys::llama_sampler_init_logit_bias(n_vocab, n, raw.as_ptr())
+                    }
+                    &Step::Penalties {
+                        last_n,
+                        repeat,
+                        freq,
+                        present,
+                    } => sys::llama_sampler_init_penalties(
+                        n_vocab,
+                        last_n,
+                        f(repeat),
+                        f(freq),
+                        f(present),
+                    ),
+                    &Step::TopK(k) => sys::llama_sampler_init_top_k(k),
+                    &Step::TopP(p, min_keep) => sys::llama_sampler_init_top_p(f(p), min_keep),
+                    &Step::MinP(p, min_keep) => sys::llama_sampler_init_min_p(f(p), min_keep),
+                    &Step::Temp(t) => sys::llama_sampler_init_temp(f(t)),
+                    &Step::TempExt(t, delta, exponent) => {
+                        sys::llama_sampler_init_temp_ext(f(t), f(delta), f(exponent))
+                    }
+                    &Step::Dist(seed) => sys::llama_sampler_init_dist(seed),
+                    Step::Greedy => sys::llama_sampler_init_greedy(),
+                }
+            };
+            assert!(!smpl.is_null(), "llama.cpp returned a null sampler");
+            // SAFETY: the chain is alive and takes ownership of the fresh sampler, freeing it
+            // with the chain.
+            unsafe { sys::llama_sampler_chain_add(ptr.as_ptr(), smpl) };
+        }
+        Self { ptr, spec }
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use llama_cpp_sys_2::{
     GGML_LOG_LEVEL_CONT, GGML_LOG_LEVEL_DEBUG, GGML_LOG_LEVEL_ERROR, GGML_LOG_LEVEL_WARN,
@@ -54,12 +54,20 @@ struct BufferLine {
 }
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
-static BUFFERS: Mutex<Vec<BufferLine>> = Mutex::new(Vec::new());
+/// Bytes per buffer type and kind: weights and KV summed over their buffers, output and
+/// compute buffers as last reserved (llama.cpp re-reserves the compute buffers, and logs them
+/// again, whenever the set of sampler chains changes).
+static BUFFERS: Mutex<BTreeMap<(String, BufferKind), u64>> = Mutex::new(BTreeMap::new());
+/// How often llama.cpp re-reserved its graph, and the microseconds it took.
+static RESERVES: AtomicU64 = AtomicU64::new(0);
+static RESERVE_US: AtomicU64 = AtomicU64::new(0);
 
 /// Routes llama.cpp's and ggml's log here. Call before loading anything.
 pub fn install(verbose: bool) {
     VERBOSE.store(verbose, Ordering::Relaxed);
     BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    RESERVES.store(0, Ordering::Relaxed);
+    RESERVE_US.store(0, Ordering::Relaxed);
     // SAFETY: `callback` is a plain function that lives for the whole program and ignores the
     // null user data; llama.cpp and ggml only store the pointers.
     unsafe {
@@ -69,21 +77,12 @@ pub fn install(verbose: bool) {
 }
 
 /// What llama.cpp reported allocating since `install`, per device: weights and KV cache summed
-/// over their buffers, output and compute buffers as last reserved (llama.cpp re-reserves the
-/// compute buffers and logs them again). The host, if present, comes last.
+/// over their buffers, output and compute buffers as last reserved. The host, if present, comes
+/// last.
 pub fn allocated() -> Vec<DeviceMemory> {
-    let lines = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-    // Per buffer type and kind: weights and KV summed, output and compute the last reserve.
-    let mut sizes: BTreeMap<(&str, BufferKind), u64> = BTreeMap::new();
-    for line in lines.iter() {
-        let size = sizes.entry((&line.buffer_type, line.kind)).or_default();
-        match line.kind {
-            BufferKind::Weights | BufferKind::Kv => *size += line.bytes,
-            BufferKind::Output | BufferKind::Compute => *size = line.bytes,
-        }
-    }
+    let sizes = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
     let mut devices: BTreeMap<String, DeviceMemory> = BTreeMap::new();
-    for ((buffer_type, kind), bytes) in sizes {
+    for (&(ref buffer_type, kind), &bytes) in sizes.iter() {
         let device = device_of(buffer_type);
         let entry = devices
             .entry(device.clone())
@@ -93,6 +92,7 @@ pub fn allocated() -> Vec<DeviceMemory> {
             });
         *field(entry, kind) += bytes;
     }
+    drop(sizes);
     let (mut gpus, host): (Vec<_>, Vec<_>) = devices.into_values().partition(|d| d.device != HOST);
     gpus.extend(host);
     gpus
@@ -118,6 +118,21 @@ fn device_of(buffer_type: &str) -> String {
     } else {
         buffer_type.into()
     }
+}
+
+/// How many times llama.cpp has re-reserved its graph since `install` (at load, and after each
+/// change of the sampler chains attached to the context), and the time that took in total.
+pub fn reserves() -> (u64, std::time::Duration) {
+    (
+        RESERVES.load(Ordering::Relaxed),
+        std::time::Duration::from_micros(RESERVE_US.load(Ordering::Relaxed)),
+    )
+}
+
+/// Parses `sched_reserve: reserve took <X> ms, …` into milliseconds.
+fn parse_reserve(text: &str) -> Option<f64> {
+    let (_, tail) = text.split_once("reserve took ")?;
+    tail.split_once(" ms")?.0.trim().parse().ok()
 }
 
 /// Parses `<func>: <buffer type> <kind> buffer size = <X> MiB`, as llama.cpp logs its model,
@@ -150,7 +165,15 @@ unsafe extern "C" fn callback(level: ggml_log_level, text: *const c_char, _: *mu
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if let Some(line) = parse(&text) {
-        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        let mut sizes = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        let size = sizes.entry((line.buffer_type, line.kind)).or_default();
+        match line.kind {
+            BufferKind::Weights | BufferKind::Kv => *size += line.bytes,
+            BufferKind::Output | BufferKind::Compute => *size = line.bytes,
+        }
+    } else if let Some(ms) = parse_reserve(&text) {
+        RESERVES.fetch_add(1, Ordering::Relaxed);
+        RESERVE_US.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
     }
     let text = text.trim_end();
     if text.is_empty() {
@@ -218,6 +241,13 @@ mod tests {
         ] {
             assert_eq!(parse(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn parses_the_reserve_time() {
+        let line = "sched_reserve: reserve took 45.27 ms, sched copies = 1\n";
+        assert_eq!(parse_reserve(line), Some(45.27));
+        assert_eq!(parse_reserve("sched_reserve: reserving ...\n"), None);
     }
 
     #[test]

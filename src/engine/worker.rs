@@ -6,8 +6,12 @@
 //! them all; then each slot with an output in the batch takes its next token: sampled here from
 //! the logits (host sampling), or read from the decode when the slot's request has a sampler
 //! chain attached to the context (backend sampling, see `llama.rs`). A slot whose client went
-//! away is released, and its chain detached, before the next step. The loop blocks on the
-//! command channel only when nothing is active.
+//! away is freed before the next step. The loop blocks on the command channel only when
+//! nothing is active.
+//!
+//! Chains stay attached to their sequence between requests: attaching one re-reserves
+//! llama.cpp's graph, so a free slot whose chain equals what a request asks for is preferred,
+//! and every sequence starts with the chain of llama-server's default sampling.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,10 +24,10 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend_sampling::{backend_chain, backend_unsupported};
-use super::llama::{Batch, Context};
+use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
-use super::sampler::{Sampler, token_probs};
+use super::sampler::{Sampler, SamplingParams, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
 
@@ -75,7 +79,7 @@ struct Worker<'m> {
     model: &'m LlamaModel,
     ctx: Context<'m>,
     slots: Vec<Slot>,
-    queue: VecDeque<(GenerateRequest, mpsc::UnboundedSender<Event>)>,
+    queue: VecDeque<Queued>,
     max_queue: usize,
     batch: Batch,
     /// Sample in the decode graph for requests whose samplers all run there.
@@ -87,6 +91,60 @@ struct Worker<'m> {
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
     piece: Vec<u8>,
+    /// Where the time of the current busy period went (logged when the engine falls idle).
+    busy: Option<Busy>,
+}
+
+/// One busy period of the engine, from the first step after idle to the next idle: where its
+/// time went, for `--verbose` (debug) logs.
+struct Busy {
+    start: Instant,
+    steps: u32,
+    batch_tokens: u64,
+    outputs: u64,
+    /// In `llama_decode` (on a GPU the graph runs on after it returns).
+    decode: std::time::Duration,
+    /// Reading tokens: waiting for the graph, host sampling, detokenizing and sending.
+    sample: std::time::Duration,
+    reserves: (u64, std::time::Duration),
+}
+
+impl Busy {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            steps: 0,
+            batch_tokens: 0,
+            outputs: 0,
+            decode: std::time::Duration::ZERO,
+            sample: std::time::Duration::ZERO,
+            reserves: super::llama_log::reserves(),
+        }
+    }
+
+    fn log(&self) {
+        let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+        let (n, t) = super::llama_log::reserves();
+        tracing::debug!(
+            wall_ms = ms(self.start.elapsed()),
+            steps = self.steps,
+            batch_tokens = self.batch_tokens,
+            outputs = self.outputs,
+            decode_ms = ms(self.decode),
+            sample_ms = ms(self.sample),
+            reserves = n - self.reserves.0,
+            reserve_ms = ms(t.saturating_sub(self.reserves.1)),
+            "engine idle"
+        );
+    }
+}
+
+/// A request waiting for a slot.
+struct Queued {
+    req: GenerateRequest,
+    tx: mpsc::UnboundedSender<Event>,
+    /// The sampler chain to run in the decode graph; `None`: sample on the host.
+    chain: Option<ChainSpec>,
 }
 
 impl<'m> Worker<'m> {
@@ -104,7 +162,7 @@ impl<'m> Worker<'m> {
             .filter(|&t| vocab.is_eog(t))
             .collect();
         let suppressed = vocab.suppress_tokens().to_vec();
-        Self {
+        let mut worker = Self {
             model,
             slots: (0..config.n_parallel as usize)
                 .map(|id| Slot::new(id, n_ctx_slot))
@@ -119,7 +177,39 @@ impl<'m> Worker<'m> {
             eog_tokens,
             suppressed,
             piece: Vec::with_capacity(64),
+            busy: None,
             ctx,
+        };
+        if worker.backend_sampling {
+            worker.attach_default_chains();
+        }
+        worker
+    }
+
+    /// Gives every sequence the chain of llama-server's default sampling, so that requests
+    /// with default settings (most clients send at most a temperature) never wait for llama.cpp
+    /// to re-reserve its graph, then reserves it once with a one-token decode.
+    fn attach_default_chains(&mut self) {
+        let default = backend_chain(
+            &SamplingParams::default(),
+            self.model.n_vocab(),
+            &self.suppressed,
+        );
+        for slot in &self.slots {
+            if !self.ctx.attach(slot.seq_id(), default.clone()) {
+                tracing::debug!("llama.cpp cannot run the default sampler chain on the backend");
+                return;
+            }
+        }
+        let bos = self.model.vocab().bos();
+        let token = if bos.0 >= 0 { bos } else { LlamaToken(0) };
+        self.batch.clear();
+        let warmed =
+            self.batch.add(token, 0, 0, true).is_ok() && self.ctx.decode(&mut self.batch).is_ok();
+        self.batch.clear();
+        self.ctx.seq_rm(0, None, None);
+        if !warmed {
+            tracing::warn!("the warm-up decode failed");
         }
     }
 
@@ -127,6 +217,9 @@ impl<'m> Worker<'m> {
         loop {
             let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.task.is_none());
             if idle {
+                if let Some(busy) = self.busy.take() {
+                    busy.log();
+                }
                 match rx.blocking_recv() {
                     Some(cmd) => {
                         if !self.handle(cmd) {
@@ -152,12 +245,11 @@ impl<'m> Worker<'m> {
         }
         for slot in &mut self.slots {
             if let Some(task) = slot.task.take() {
-                self.ctx.detach(slot.seq_id());
                 let _ = task.tx.send(Event::Error(EngineError::ShuttingDown));
             }
         }
-        for (_, tx) in self.queue.drain(..) {
-            let _ = tx.send(Event::Error(EngineError::ShuttingDown));
+        for queued in self.queue.drain(..) {
+            let _ = queued.tx.send(Event::Error(EngineError::ShuttingDown));
         }
     }
 
@@ -168,7 +260,8 @@ impl<'m> Worker<'m> {
                 if self.max_queue > 0 && self.queue.len() >= self.max_queue {
                     let _ = tx.send(Event::Error(EngineError::QueueFull(self.queue.len())));
                 } else {
-                    self.queue.push_back((*req, tx));
+                    let queued = self.prepare(*req, tx);
+                    self.queue.push_back(queued);
                 }
             }
             Command::Slots(reply) => {
@@ -179,13 +272,36 @@ impl<'m> Worker<'m> {
         true
     }
 
+    /// Settles how a request will sample: `ignore_eos` bans the end-of-generation tokens (as
+    /// llama-server does), and with backend sampling, the chain to run in the decode graph if
+    /// every sampler it needs can run there.
+    fn prepare(&self, mut req: GenerateRequest, tx: mpsc::UnboundedSender<Event>) -> Queued {
+        if req.ignore_eos {
+            req.sampling
+                .logit_bias
+                .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
+        }
+        let chain = if !self.backend_sampling {
+            None
+        } else if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
+            tracing::debug!(id = req.id, reason, "host sampling for this request");
+            None
+        } else {
+            Some(backend_chain(
+                &req.sampling,
+                self.model.n_vocab(),
+                &self.suppressed,
+            ))
+        };
+        Queued { req, tx, chain }
+    }
+
     /// Frees slots (and queue entries) whose client has gone; their cache stays for reuse.
     fn release_cancelled(&mut self) {
-        self.queue.retain(|(_, tx)| !tx.is_closed());
+        self.queue.retain(|q| !q.tx.is_closed());
         for slot in &mut self.slots {
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
                 let task = slot.task.take().expect("checked above");
-                self.ctx.release(slot.seq_id());
                 tracing::info!(
                     id = task.req.id,
                     slot = slot.id,
@@ -199,13 +315,17 @@ impl<'m> Worker<'m> {
 
     /// Gives queued requests to free slots, reusing the cached prefix where it pays.
     fn assign_queued(&mut self) {
-        while let Some(idx) = self.queue.front().and_then(|(req, _)| self.pick_slot(req)) {
-            let (req, tx) = self.queue.pop_front().expect("front exists");
-            self.start(idx, req, tx);
+        while let Some(idx) = self.queue.front().and_then(|q| self.pick_slot(q)) {
+            let queued = self.queue.pop_front().expect("front exists");
+            self.start(idx, queued);
         }
     }
 
-    fn pick_slot(&self, req: &GenerateRequest) -> Option<usize> {
+    /// The slot for a request: the one it names; else the free slot whose cache holds enough
+    /// of its prompt; else the least recently used free slot, among those already holding the
+    /// request's sampler chain if any does.
+    fn pick_slot(&self, queued: &Queued) -> Option<usize> {
+        let req = &queued.req;
         let free = || self.slots.iter().filter(|s| s.task.is_none());
         if let Some(id) = req.id_slot {
             return free().find(|s| s.id == id).map(|s| s.id);
@@ -220,17 +340,40 @@ impl<'m> Worker<'m> {
                 }
             }
         }
-        free().min_by_key(|s| s.last_used).map(|s| s.id)
+        let holds_chain = |s: &&Slot| {
+            queued
+                .chain
+                .as_ref()
+                .is_some_and(|c| self.ctx.has_chain(s.seq_id(), c))
+        };
+        free()
+            .filter(holds_chain)
+            .min_by_key(|s| s.last_used)
+            .or_else(|| free().min_by_key(|s| s.last_used))
+            .map(|s| s.id)
     }
 
-    fn start(&mut self, idx: usize, mut req: GenerateRequest, tx: mpsc::UnboundedSender<Event>) {
-        if req.ignore_eos {
-            req.sampling
-                .logit_bias
-                .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
-        }
+    fn start(&mut self, idx: usize, queued: Queued) {
+        let Queued { req, tx, chain } = queued;
         let seq = self.slots[idx].seq_id();
-        let sampler = if self.attach_chain(seq, &req) {
+        let on_backend = match chain {
+            Some(chain) => {
+                let attached = self.ctx.attach(seq, chain);
+                if !attached {
+                    tracing::debug!(
+                        id = req.id,
+                        reason = "llama.cpp cannot run the chain on the backend",
+                        "host sampling for this request"
+                    );
+                }
+                attached
+            }
+            None => {
+                self.ctx.detach(seq);
+                false
+            }
+        };
+        let sampler = if on_backend {
             None
         } else {
             match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
@@ -276,31 +419,6 @@ impl<'m> Worker<'m> {
         slot.task = Some(task);
     }
 
-    /// Attaches a sampler chain for the request to the slot's sequence when backend sampling
-    /// is on and every sampler the request needs runs there; false means host sampling.
-    fn attach_chain(&mut self, seq: i32, req: &GenerateRequest) -> bool {
-        if !self.backend_sampling {
-            return false;
-        }
-        if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
-            tracing::debug!(id = req.id, reason, "host sampling for this request");
-            self.ctx.detach(seq);
-            return false;
-        }
-        // A fresh chain per request (llama.cpp initializes a chain for the backend only once),
-        // unless the sequence keeps an equal stateless one.
-        let chain = backend_chain(&req.sampling, self.model.n_vocab(), &self.suppressed);
-        let attached = self.ctx.attach(seq, chain).is_ok();
-        if !attached {
-            tracing::debug!(
-                id = req.id,
-                reason = "llama.cpp cannot run the chain on the backend",
-                "host sampling for this request"
-            );
-        }
-        attached
-    }
-
     /// One decode step over every active slot.
     fn step(&mut self) {
         self.batch.clear();
@@ -339,11 +457,23 @@ impl<'m> Worker<'m> {
         if self.batch.n_tokens() == 0 {
             return;
         }
-        if let Err(e) = self.ctx.decode(&mut self.batch) {
+        if self.busy.is_none() {
+            self.busy = Some(Busy::new());
+        }
+        let t0 = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        let t1 = Instant::now();
+        if let Err(e) = decoded {
             self.fail_batch(&e);
             return;
         }
-        self.sample_all();
+        let outputs = self.sample_all();
+        let busy = self.busy.as_mut().expect("set above");
+        busy.steps += 1;
+        busy.batch_tokens += self.batch.n_tokens() as u64;
+        busy.outputs += outputs;
+        busy.decode += t1 - t0;
+        busy.sample += t1.elapsed();
     }
 
     /// A decode failed: the tasks in this batch cannot go on. Free what they hold.
@@ -372,14 +502,17 @@ impl<'m> Worker<'m> {
         }
     }
 
-    fn sample_all(&mut self) {
+    /// Takes the next token of every slot with an output in the last decode; returns how many.
+    fn sample_all(&mut self) -> u64 {
         let vocab = self.model.vocab();
+        let mut outputs = 0;
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             let Some(i) = task.i_batch.take() else {
                 continue;
             };
+            outputs += 1;
             if task.t_prompt_done.is_none() {
                 task.t_prompt_done = Some(Instant::now());
             }
@@ -388,7 +521,6 @@ impl<'m> Worker<'m> {
             } else {
                 let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
                     let task = slot.task.take().expect("active");
-                    self.ctx.detach(seq);
                     let err = EngineError::Decode("the backend sampler chose no token".into());
                     tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
                     let _ = task.tx.send(Event::Error(err));
@@ -406,7 +538,6 @@ impl<'m> Worker<'m> {
                         Err(()) => {
                             // The client went away: free the slot, keep what is cached.
                             slot.task = None;
-                            self.ctx.release(seq);
                             slot.last_used = Instant::now();
                             continue;
                         }
@@ -429,7 +560,6 @@ impl<'m> Worker<'m> {
             };
             if let Some(stop) = stop {
                 let mut task = slot.task.take().expect("active");
-                self.ctx.release(seq);
                 let truncated =
                     slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
                 let done = task.completion(stop, slot.id, truncated);
@@ -449,6 +579,7 @@ impl<'m> Worker<'m> {
                 slot.last_used = Instant::now();
             }
         }
+        outputs
     }
 }
 
