@@ -7,7 +7,10 @@
 #   decode t/s              one stream of DECODE_TOKENS tokens, ignore_eos (server timings; client too)
 #   decode t/s, sampled     the same with SAMPLING's sampler, when SAMPLING is set
 #   aggregate t/s @ NP      CONC_REQUESTS requests at concurrency NP (client: output tokens / wall),
-#                           with SAMPLING's sampler when set, else greedy
+#                           with SAMPLING's sampler when set, else greedy: the first such wave
+#                           on a fresh server, then the same wave again (a server under steady
+#                           load: llama-server -bs attaches sampler chains per request, gguf-serve
+#                           keeps them, so the two waves differ for them)
 #   idle RSS MB             each server's resident memory after its warm-up request
 #
 # Usage: scripts/bench-vs-llama-server.sh [MODEL]     (default: the demo model)
@@ -112,6 +115,9 @@ measure() {
   # shellcheck disable=SC2086
   bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
     --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-conc.json"
+  # shellcheck disable=SC2086
+  bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
+    --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-conc2.json"
   stop_server
 }
 
@@ -159,13 +165,15 @@ if sampling:
 metrics += [
     (f"aggregate t/s @ {np_} (client)", ">= 1.00",
      lambda r, n: summary(r, n, "conc")["output_tokens_per_s"]),
+    (f"aggregate t/s @ {np_}, again", ">= 1.00",
+     lambda r, n: summary(r, n, "conc2")["output_tokens_per_s"]),
     (f"TTFT p50 ms @ {np_}", "",
      lambda r, n: summary(r, n, "conc")["ttft_ms"]["p50"]),
     ("idle RSS MB", "diff < 50", rss_mb),
 ]
 names = ("llama-server", "gguf-serve")
 # Both sides must have done the same work for their speeds to compare.
-for test in ("pp", "tg", "conc") + (("tgs",) if sampling else ()):
+for test in ("pp", "tg", "conc", "conc2") + (("tgs",) if sampling else ()):
     for r in range(1, rounds + 1):
         work = {n: (summary(r, n, test)["output_tokens"], summary(r, n, test)["prompt_tokens"])
                 for n in names}

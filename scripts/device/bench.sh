@@ -5,11 +5,13 @@
 #          of 2 048 tokens, one stream greedy and sampled (temperature 0.8, top_p 0.95), and 16
 #          sampled streams of 128 tokens at -np 16. LLAMA_SERVER_ARGS=-bs compares with
 #          llama-server's backend sampling instead.
+#   ceiling llama-batched-bench on the F16 file: decode t/s of 1 and 16 sequences with no server
+#          and no sampling, the most either server's decode can reach.
 #   16gb   a 16 GiB card: a PyTorch allocation holds all but 16 GiB of the GPU; gguf-serve
 #          --quant auto picks from the ladder at -c 32768 and 131072 and serves 128-token
 #          requests at concurrency 1 and 4; llama-server's own fit on the F16 file and on the
 #          file we picked are the anchors.
-# Usage: scripts/device/bench.sh [speed] [16gb]    (default: both)
+# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb]    (default: all three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/gs}
@@ -19,14 +21,25 @@ LS=/tmp/b/bin/llama-server
 ROUNDS=${ROUNDS:-3}
 t0=$SECONDS
 say() { echo "[$((SECONDS - t0))s] $*"; }
-stages=${*:-speed 16gb}
+stages=${*:-ceiling speed 16gb}
+
+if [[ " $stages " == *" ceiling "* ]]; then
+  say "ceiling: llama-batched-bench, F16, whole GPU, 64-token prompts, 128 generated"
+  /tmp/b/bin/llama-batched-bench -m "$MODELS/gpt-oss-20b-F16.gguf" -c 32768 -ngl 99 -t "${THREADS:-8}" \
+    -npp 64 -ntg 128 -npl 1,16 --kv-unified 2>&1 | grep -E "^\|"
+fi
 
 if [[ " $stages " == *" speed "* ]]; then
   say "speed: F16, whole GPU, -np 16; llama-server ${LLAMA_SERVER_ARGS:-(defaults)}, gguf-serve ${GGUF_SERVE_ARGS:-(defaults)}"
   GGUF_SERVE=$GS LLAMA_SERVER=$LS ROUNDS=$ROUNDS THREADS=${THREADS:-8} CTX=32768 NP=16 \
     PP_TOKENS=380 DECODE_TOKENS=128 CONC_REQUESTS=16 CONC_TOKENS=128 CONC_PROMPT_TOKENS=64 \
-    SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}" | tr -d ' ') \
+    SAMPLING="--temperature 0.8 --top-p 0.95" OUT=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}${GGUF_SERVE_ARGS:-}" | tr -d ' ') \
+    RUST_LOG=info,gguf_serve::engine::worker=debug \
     "$ROOT/scripts/bench-vs-llama-server.sh" "$MODELS/gpt-oss-20b-F16.gguf" 2>&1 | grep -v "^bench-vs-llama-server: round"
+  # Where gguf-serve's time went in the last round: one line per busy period (warm-up, the two
+  # prompts, greedy decode, sampled decode, the two 16-stream waves).
+  out=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}${GGUF_SERVE_ARGS:-}" | tr -d ' ')
+  grep -h "engine idle" "$out/r$ROUNDS-gguf-serve.log" | sed 's/.*engine idle //'
 fi
 
 # serve NAME LOG CMD…: starts a server on port 18081 and waits for /health (model load included).

@@ -10,7 +10,8 @@
 #   2. puts that build's libggml-cuda.so and CPU variants into our bundle's backends/ (the same
 #      llama.cpp source as ours, so the ABI matches) and lists the devices gguf-serve sees;
 #   3. makes the quant ladder with our own `quantize` (QUANTS, default MXFP4_MOE and Q4_K_M);
-#   4. for each file and context in CTXS, loads it with gguf-serve, all layers on the GPU, and
+#   4. builds llama-batched-bench from the same tree (the ceiling a server's decode can reach);
+#   5. for each file and context in CTXS, loads it with gguf-serve, all layers on the GPU, and
 #      prints predicted against allocated GPU memory (the planner's model, checked).
 # Everything lands under $WORK (default /tmp/gs); scripts/device/bench.sh runs next, on the same
 # machine while it is warm.
@@ -33,6 +34,8 @@ ln -sfn "$bundle" "$WORK/bundle"
 say "reference build and synthetic model"
 bash "$ROOT/.carry/device_reference.sh" 2>&1 | tail -4
 ln -sf /tmp/m/gpt-oss-20b-synth-F16.gguf "$MODELS/gpt-oss-20b-F16.gguf"
+# llama-batched-bench: the GPU's own decode rate for N sequences, with no server and no sampling.
+cmake --build /tmp/b --target llama-batched-bench -j16 >/tmp/build-bb.log 2>&1 || tail -5 /tmp/build-bb.log
 cp /tmp/b/bin/libggml-cuda.so /tmp/b/bin/libggml-cpu-*.so "$bundle/backends/"
 GS=$WORK/bundle/gguf-serve
 "$GS" devices || exit 1

@@ -164,6 +164,23 @@ impl<'m> Context<'m> {
         unsafe { std::slice::from_raw_parts(data, self.n_vocab) }
     }
 
+    /// The logits of several outputs of the last decode at once, in the order asked, so that
+    /// they can be read side by side (see [`Context::logits_ith`]).
+    pub fn logits_rows(&mut self, rows: impl IntoIterator<Item = i32>) -> Vec<&[f32]> {
+        let ctx = self.ctx.as_ptr();
+        rows.into_iter()
+            .map(|i| {
+                // SAFETY: as in `logits_ith`; every row stays untouched until the next decode,
+                // which the returned borrow of `self` excludes.
+                unsafe {
+                    let data = sys::llama_get_logits_ith(ctx, i);
+                    assert!(!data.is_null(), "llama.cpp has no logits for output {i}");
+                    std::slice::from_raw_parts(data, self.n_vocab)
+                }
+            })
+            .collect()
+    }
+
     /// Removes positions `p0..p1` (`None`: from the start, to the end) of a sequence from the
     /// KV cache; false if the cache cannot remove part of a sequence.
     pub fn seq_rm(&mut self, seq: i32, p0: Option<u32>, p1: Option<u32>) -> bool {

@@ -97,14 +97,23 @@ pub fn token_probs(logits: &[f32], chosen: LlamaToken, n: usize) -> super::reque
 /// when k is small against the vocabulary.
 const FAST_TOP_K_MAX: usize = 256;
 
-/// The sampler state of one slot for one request.
+/// The sampler state of one slot for one request: the [`Scan`] over the whole vocabulary, then
+/// llama.cpp's samplers over what it leaves.
 pub struct Sampler {
-    params: SamplingParams,
-    n_vocab: usize,
+    scan: Scan,
     /// llama.cpp samplers after top-k (typical, top_p, min_p, temperature, dist).
     tail: LlamaSampler,
     /// The grammar, applied to the full candidate array before `tail` when present.
     grammar: Option<LlamaSampler>,
+}
+
+/// The part of sampling that reads every logit: biases and penalties, then argmax (greedy) or
+/// the top k. Plain Rust over the logits and nothing of llama.cpp, so the worker can run the
+/// scans of several slots on several threads.
+#[derive(Debug)]
+pub struct Scan {
+    params: SamplingParams,
+    n_vocab: usize,
     /// Fixed biases: request logit_bias plus the model's suppressed tokens.
     bias: HashMap<i32, f32>,
     /// Generated tokens still inside the penalty window, oldest first.
@@ -114,10 +123,21 @@ pub struct Sampler {
     top: Vec<(f32, i32)>,
 }
 
+/// What a [`Scan`] found in one row of logits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Picked {
+    /// Greedy: the token.
+    Token(LlamaToken),
+    /// The top k after overrides, by logit descending (ties by token id).
+    TopK,
+    /// Top-k is off or large: the tail needs the whole vocabulary.
+    All,
+}
+
 impl std::fmt::Debug for Sampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sampler")
-            .field("params", &self.params)
+            .field("params", &self.scan.params)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +156,23 @@ impl Sampler {
         model: &llama_cpp_2::model::LlamaModel,
         suppressed: &[LlamaToken],
     ) -> Result<Self, SamplerError> {
+        let grammar = match &params.grammar {
+            Some(gbnf) => Some(
+                LlamaSampler::grammar(model, gbnf, "root")
+                    .map_err(|e| SamplerError::Grammar(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let n_vocab = usize::try_from(model.n_vocab()).unwrap_or(0);
+        Ok(Self::build(params, n_vocab, grammar, suppressed))
+    }
+
+    fn build(
+        params: SamplingParams,
+        n_vocab: usize,
+        grammar: Option<LlamaSampler>,
+        suppressed: &[LlamaToken],
+    ) -> Self {
         let mut tail = Vec::new();
         if params.typical_p < 1.0 {
             tail.push(LlamaSampler::typical(params.typical_p, params.min_keep));
@@ -152,30 +189,37 @@ impl Sampler {
             params.dynatemp_exponent,
         ));
         tail.push(LlamaSampler::dist(params.seed));
-        let grammar = match &params.grammar {
-            Some(gbnf) => Some(
-                LlamaSampler::grammar(model, gbnf, "root")
-                    .map_err(|e| SamplerError::Grammar(e.to_string()))?,
-            ),
-            None => None,
-        };
         let bias = merged_bias(&params, suppressed);
-        Ok(Self {
-            n_vocab: usize::try_from(model.n_vocab()).unwrap_or(0),
+        Self {
+            scan: Scan {
+                n_vocab,
+                bias,
+                history: std::collections::VecDeque::new(),
+                overrides: HashMap::new(),
+                top: Vec::new(),
+                params,
+            },
             tail: LlamaSampler::chain_simple(tail),
             grammar,
-            bias,
-            history: std::collections::VecDeque::new(),
-            overrides: HashMap::new(),
-            top: Vec::new(),
-            params,
-        })
+        }
     }
 
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> LlamaToken {
-        self.collect_overrides(logits);
-        let token = self.sample_free(logits);
+        let picked = self.scan.scan(logits);
+        self.finish(picked, logits)
+    }
+
+    /// The scan of the whole row, which [`Sampler::finish`] completes: apart so that the
+    /// scans of several slots can run side by side.
+    pub fn scan_mut(&mut self) -> &mut Scan {
+        &mut self.scan
+    }
+
+    /// Completes sampling from what the scan of this row picked: the tail samplers over the
+    /// top k, then the grammar's check.
+    pub fn finish(&mut self, picked: Picked, logits: &[f32]) -> LlamaToken {
+        let token = self.finish_free(picked, logits);
         let Some(grammar) = &mut self.grammar else {
             return token;
         };
@@ -191,40 +235,46 @@ impl Sampler {
         {
             return token;
         }
-        let mut candidates = self.full_candidates(logits);
+        let params = &self.scan.params;
+        let mut candidates = self.scan.full_candidates(logits);
         if let Some(grammar) = &mut self.grammar {
             candidates.apply_sampler(grammar);
         }
-        if self.params.temperature <= 0.0 {
+        if params.temperature <= 0.0 {
             candidates.apply_sampler(&mut LlamaSampler::greedy());
         } else {
-            if self.params.top_k > 0 {
-                candidates.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
+            if params.top_k > 0 {
+                candidates.apply_sampler(&mut LlamaSampler::top_k(params.top_k));
             }
             candidates.apply_sampler(&mut self.tail);
         }
         candidates.selected_token().unwrap_or(token)
     }
 
-    /// The chain without the grammar: argmax when greedy, top-k first when it is small.
-    fn sample_free(&mut self, logits: &[f32]) -> LlamaToken {
-        if self.params.temperature <= 0.0 {
-            return self.argmax(logits);
-        }
-        let k = usize::try_from(self.params.top_k).unwrap_or(0);
-        let mut candidates = if (1..=FAST_TOP_K_MAX).contains(&k) {
-            self.top_k_candidates(logits, k)
-        } else {
-            let mut all = self.full_candidates(logits);
-            if k > 0 {
-                all.apply_sampler(&mut LlamaSampler::top_k(self.params.top_k));
+    /// The chain without the grammar.
+    fn finish_free(&mut self, picked: Picked, logits: &[f32]) -> LlamaToken {
+        let scan = &self.scan;
+        let mut candidates = match picked {
+            Picked::Token(token) => return token,
+            Picked::TopK => LlamaTokenDataArray::new(
+                scan.top
+                    .iter()
+                    .map(|&(l, t)| LlamaTokenData::new(LlamaToken(t), l, 0.0))
+                    .collect(),
+                true,
+            ),
+            Picked::All => {
+                let mut all = scan.full_candidates(logits);
+                if scan.params.top_k > 0 {
+                    all.apply_sampler(&mut LlamaSampler::top_k(scan.params.top_k));
+                }
+                all
             }
-            all
         };
         candidates.apply_sampler(&mut self.tail);
         candidates
             .selected_token()
-            .unwrap_or_else(|| self.argmax(logits))
+            .unwrap_or_else(|| self.scan.argmax(logits))
     }
 
     /// Records the token that was chosen: penalties look back at it, grammars advance.
@@ -232,12 +282,30 @@ impl Sampler {
         if let Some(grammar) = &mut self.grammar {
             grammar.accept(token);
         }
-        let window = usize::try_from(self.params.repeat_last_n).unwrap_or(0);
+        let window = usize::try_from(self.scan.params.repeat_last_n).unwrap_or(0);
         if window > 0 {
-            if self.history.len() == window {
-                self.history.pop_front();
+            let history = &mut self.scan.history;
+            if history.len() == window {
+                history.pop_front();
             }
-            self.history.push_back(token);
+            history.push_back(token);
+        }
+    }
+}
+
+impl Scan {
+    /// Reads one row of logits: the greedy token, or the top k kept for the tail.
+    pub fn scan(&mut self, logits: &[f32]) -> Picked {
+        self.collect_overrides(logits);
+        if self.params.temperature <= 0.0 {
+            return Picked::Token(self.argmax(logits));
+        }
+        let k = usize::try_from(self.params.top_k).unwrap_or(0);
+        if (1..=FAST_TOP_K_MAX).contains(&k) {
+            self.top_k(logits, k);
+            Picked::TopK
+        } else {
+            Picked::All
         }
     }
 
@@ -281,12 +349,7 @@ impl Sampler {
     }
 
     fn argmax(&self, logits: &[f32]) -> LlamaToken {
-        let mut best = (f32::NEG_INFINITY, 0usize);
-        for (i, &l) in logits.iter().enumerate().take(self.n_vocab) {
-            if l > best.0 {
-                best = (l, i);
-            }
-        }
+        let mut best = first_max(&logits[..self.n_vocab.min(logits.len())]);
         if self.overrides.is_empty() {
             return LlamaToken(best.1 as i32);
         }
@@ -309,21 +372,31 @@ impl Sampler {
         LlamaToken(best.1 as i32)
     }
 
-    /// The `k` best tokens after overrides, sorted by logit (descending), in one pass.
-    fn top_k_candidates(&mut self, logits: &[f32], k: usize) -> LlamaTokenDataArray {
+    /// Leaves in `self.top` the `k` best tokens after overrides, sorted by logit (descending),
+    /// in one pass.
+    fn top_k(&mut self, logits: &[f32], k: usize) {
         // Select k + |overrides| raw winners: enough to hold the k best non-overridden tokens.
         let want = k + self.overrides.len();
-        let cap = (want * 8).max(1024);
+        // A small buffer keeps the threshold close behind the k-th best seen so far.
+        let cap = (want * 2).max(64);
         let top = &mut self.top;
         top.clear();
         let mut threshold = f32::NEG_INFINITY;
-        for (i, &l) in logits.iter().enumerate().take(self.n_vocab) {
-            if l > threshold {
-                top.push((l, i as i32));
-                if top.len() >= cap {
-                    top.select_nth_unstable_by(want - 1, |a, b| b.0.total_cmp(&a.0));
-                    top.truncate(want);
-                    threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+        let logits = &logits[..self.n_vocab.min(logits.len())];
+        // Whole lanes below the threshold are skipped after one vector compare (most of them,
+        // once the first few hundred logits have set it).
+        for (c, lane) in logits.chunks(LANE).enumerate() {
+            if !any(lane, |x| x > threshold) {
+                continue;
+            }
+            for (j, &l) in lane.iter().enumerate() {
+                if l > threshold {
+                    top.push((l, (c * LANE + j) as i32));
+                    if top.len() >= cap {
+                        top.select_nth_unstable_by(want - 1, |a, b| b.0.total_cmp(&a.0));
+                        top.truncate(want);
+                        threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+                    }
                 }
             }
         }
@@ -332,12 +405,6 @@ impl Sampler {
         // Descending by logit; ties by token id, as a stable sort over the vocabulary would.
         top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         top.truncate(k);
-        LlamaTokenDataArray::new(
-            top.iter()
-                .map(|&(l, t)| LlamaTokenData::new(LlamaToken(t), l, 0.0))
-                .collect(),
-            true,
-        )
     }
 
     /// Every token of the vocabulary with its adjusted logit.
@@ -347,6 +414,51 @@ impl Sampler {
             .collect();
         LlamaTokenDataArray::new(data, false)
     }
+}
+
+/// Logits scanned together: wide enough for the compiler to keep several SIMD registers busy.
+const LANE: usize = 32;
+
+/// The largest of `xs` (NaNs ignored; `-inf` if none), in a form the compiler vectorizes: the
+/// per-lane `if x > m { x } else { m }` is one `maxps`, where a scalar running maximum is a
+/// chain of dependent compares and branches.
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANE];
+    let chunks = xs.chunks_exact(LANE);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &x) in acc.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    for (m, &x) in acc.iter_mut().zip(rest) {
+        *m = if x > *m { x } else { *m };
+    }
+    acc.into_iter()
+        .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
+}
+
+/// Whether any of `xs` passes `test`: every element is tested and the results or-ed, which the
+/// compiler turns into vector compares, where an early exit would test one element at a time.
+#[inline(always)]
+fn any(xs: &[f32], test: impl Fn(f32) -> bool) -> bool {
+    xs.iter().fold(false, |found, &x| found | test(x))
+}
+
+/// The largest of `xs` and the first index holding it, as a scalar scan with a strict `>`
+/// finds them (NaNs ignored; `(-inf, 0)` if nothing is larger than `-inf`).
+fn first_max(xs: &[f32]) -> (f32, usize) {
+    let max = max_of(xs);
+    if max == f32::NEG_INFINITY {
+        return (max, 0);
+    }
+    let (c, lane) = xs
+        .chunks(LANE)
+        .enumerate()
+        .find(|(_, lane)| any(lane, |x| x == max))
+        .expect("the maximum is in some lane");
+    let j = lane.iter().position(|&x| x == max).expect("in this lane");
+    (max, c * LANE + j)
 }
 
 /// The request's logit biases plus the model's suppressed tokens (banned), summed per token as
@@ -371,6 +483,106 @@ pub(super) fn penalties_on(p: &SamplingParams) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Logits shaped like a language model's: most tokens far below a few likely ones.
+    fn logits(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+                -8.0 + 12.0 * u * u * u * u
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vectorized_scans_match_a_scalar_scan() {
+        let scalar = |xs: &[f32]| {
+            let mut best = (f32::NEG_INFINITY, 0usize);
+            for (i, &l) in xs.iter().enumerate() {
+                if l > best.0 {
+                    best = (l, i);
+                }
+            }
+            best
+        };
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![f32::NEG_INFINITY; 70],
+            vec![f32::NAN, 1.0, f32::NAN, 1.0],
+            vec![2.0; 100],
+        ];
+        for (n, seed) in [(1, 1), (31, 2), (32, 3), (33, 4), (1000, 5), (201_088, 6)] {
+            let mut row = logits(n, seed);
+            cases.push(row.clone());
+            // The maximum repeated further on: the first one wins.
+            if n > 40 {
+                let (m, i) = scalar(&row);
+                row[n - 1] = m;
+                row[(i + 37) % n] = m;
+                cases.push(row);
+            }
+        }
+        for xs in &cases {
+            let (m, i) = first_max(xs);
+            let (want_m, want_i) = scalar(xs);
+            assert_eq!(
+                (m.to_bits(), i),
+                (want_m.to_bits(), want_i),
+                "n = {}",
+                xs.len()
+            );
+        }
+    }
+
+    /// The lane-skipping top-k selects what sorting the whole row does, overrides included.
+    #[test]
+    fn top_k_candidates_match_a_full_sort() {
+        let n = 50_000;
+        for (seed, k) in [(1, 1), (2, 40), (3, 256)] {
+            let row = logits(n, seed);
+            let mut sampler = Sampler::build(SamplingParams::default(), n, None, &[]);
+            let scan = &mut sampler.scan;
+            // Ban the best raw token, lift a poor one to the top.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            scan.overrides.insert(order[0] as i32, f32::NEG_INFINITY);
+            scan.overrides.insert(order[n / 2] as i32, 100.0);
+            scan.top_k(&row, k);
+            let got: Vec<i32> = scan.top.iter().map(|e| e.1).collect();
+            let mut want: Vec<(f32, i32)> =
+                (0..n).map(|i| (scan.logit(&row, i), i as i32)).collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let want: Vec<i32> = want.iter().take(k).map(|e| e.1).collect();
+            assert_eq!(got, want, "k = {k}");
+        }
+    }
+
+    #[test]
+    #[ignore = "timing: cargo test --release --lib sampling_speed -- --ignored --nocapture"]
+    fn sampling_speed() {
+        let n = 201_088;
+        let rows: Vec<Vec<f32>> = (0..16).map(|s| logits(n, s)).collect();
+        for (name, temperature) in [("greedy", 0.0), ("default", 0.8)] {
+            let params = SamplingParams {
+                temperature,
+                ..SamplingParams::default()
+            };
+            let mut sampler = Sampler::build(params, n, None, &[]);
+            let t = std::time::Instant::now();
+            let reps = 200;
+            for r in 0..reps {
+                std::hint::black_box(sampler.sample(&rows[r % rows.len()]));
+            }
+            println!(
+                "{name}: {:.1} us per sample",
+                t.elapsed().as_secs_f64() * 1e6 / reps as f64
+            );
+        }
+    }
 
     #[test]
     fn penalties_need_a_window_and_a_setting() {

@@ -27,7 +27,7 @@ use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
-use super::sampler::{Sampler, SamplingParams, token_probs};
+use super::sampler::{Picked, Sampler, SamplingParams, Scan, token_probs};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, LoadedModel};
 
@@ -91,6 +91,8 @@ struct Worker<'m> {
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
     piece: Vec<u8>,
+    /// Threads for scanning the logits of several slots at once.
+    sampling_threads: usize,
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
 }
@@ -177,6 +179,7 @@ impl<'m> Worker<'m> {
             eog_tokens,
             suppressed,
             piece: Vec::with_capacity(64),
+            sampling_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             busy: None,
             ctx,
         };
@@ -502,8 +505,42 @@ impl<'m> Worker<'m> {
         }
     }
 
+    /// Scans the logits of every output sampled on the host (the pass over the whole
+    /// vocabulary), side by side on several threads when several slots wait; indexed by slot.
+    fn scan_host_rows(&mut self) -> Vec<Option<Picked>> {
+        let mut picked: Vec<Option<Picked>> = vec![None; self.slots.len()];
+        let on_host = |task: &Task| task.sampler.is_some() && task.req.n_predict != Some(0);
+        let rows: Vec<i32> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.task.as_ref().filter(|t| on_host(t))?.i_batch)
+            .collect();
+        if rows.len() < 2 {
+            // One row: the plain path scans it, with no thread to start.
+            return picked;
+        }
+        let logits = self.ctx.logits_rows(rows);
+        let mut jobs: Vec<(&mut Scan, &[f32], &mut Option<Picked>)> = self
+            .slots
+            .iter_mut()
+            .zip(picked.iter_mut())
+            .filter_map(|(slot, out)| {
+                let task = slot.task.as_mut().filter(|t| on_host(t))?;
+                task.i_batch?;
+                Some((task.sampler.as_mut()?.scan_mut(), out))
+            })
+            .zip(logits)
+            .map(|((scan, out), row)| (scan, row, out))
+            .collect();
+        in_parallel(&mut jobs, self.sampling_threads, |(scan, row, out)| {
+            **out = Some(scan.scan(row));
+        });
+        picked
+    }
+
     /// Takes the next token of every slot with an output in the last decode; returns how many.
     fn sample_all(&mut self) -> u64 {
+        let mut picked = self.scan_host_rows();
         let vocab = self.model.vocab();
         let mut outputs = 0;
         for slot in &mut self.slots {
@@ -519,7 +556,8 @@ impl<'m> Worker<'m> {
             let stop = if task.req.n_predict == Some(0) {
                 Some(StopType::Limit)
             } else {
-                let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i) else {
+                let picked = picked[slot.id].take();
+                let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
                     let task = slot.task.take().expect("active");
                     let err = EngineError::Decode("the backend sampler chose no token".into());
                     tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
@@ -584,13 +622,15 @@ impl<'m> Worker<'m> {
 }
 
 /// The next token of a task whose output is row `i` of the last decode, with its probabilities
-/// if asked: sampled here from the logits, or read from the decode when the sequence's chain
-/// ran there. `None`: the backend chain chose no token.
+/// if asked: sampled here from the logits (completing what the scan of the row `picked`), or
+/// read from the decode when the sequence's chain ran there. `None`: the backend chain chose
+/// no token.
 fn next_token(
     ctx: &mut Context<'_>,
     task: &mut Task,
     seq: i32,
     i: i32,
+    picked: Option<Picked>,
 ) -> Option<(LlamaToken, Option<TokenProbs>)> {
     let Some(sampler) = &mut task.sampler else {
         // Backend sampling: this row's logits were not copied back; never read them.
@@ -600,8 +640,25 @@ fn next_token(
         return Some((token, None));
     };
     let logits = ctx.logits_ith(i);
-    let token = sampler.sample(logits);
+    let token = match picked {
+        Some(picked) => sampler.finish(picked, logits),
+        None => sampler.sample(logits),
+    };
     let n_probs = task.req.n_probs;
     let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
     Some((token, probs))
+}
+
+/// Runs `f` over every job, on up to `threads` threads (this one included), at least two jobs
+/// to a thread: starting a thread costs about what scanning one row does.
+fn in_parallel<T: Send>(jobs: &mut [T], threads: usize, f: impl Fn(&mut T) + Sync) {
+    let per_thread = jobs.len().div_ceil(threads.max(1)).max(2);
+    let mut chunks = jobs.chunks_mut(per_thread);
+    let Some(first) = chunks.next() else { return };
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(|| chunk.iter_mut().for_each(&f));
+        }
+        first.iter_mut().for_each(&f);
+    });
 }
