@@ -57,16 +57,12 @@ pub struct ServeArgs {
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N")]
     pub n_predict: i32,
 
-    /// Where tokens are sampled: `host` (on the CPU, from the logits), `backend` (inside the
-    /// decode graph, on the device that holds the output layer; requests whose samplers cannot
-    /// run there, such as grammars or n_probs, still sample on the host), or `auto` (backend
-    /// when layers are offloaded to a GPU, host otherwise).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "auto",
-        value_name = "host|backend|auto"
-    )]
+    /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
+    /// or `backend` (inside the decode graph, on the device that holds the output layer;
+    /// requests whose samplers cannot run there, such as grammars or n_probs, still sample on
+    /// the host). On an H100 with gpt-oss, host sampling decodes 16 streams about 10% faster,
+    /// backend sampling one sampled stream about 4% faster.
+    #[arg(long, value_enum, default_value = "host", value_name = "host|backend")]
     pub sampling: SamplingMode,
 
     /// Same as `--sampling backend` (llama-server: -bs/--backend-sampling).
@@ -128,7 +124,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         n_cpu_moe: decision.n_cpu_moe,
         n_predict: args.n_predict,
         verbose: args.verbose,
-        backend_sampling: backend_sampling(&args, &decision),
+        backend_sampling: backend_sampling(&args),
     };
     let chat_template = match &args.chat_template_file {
         Some(path) => Some(
@@ -190,30 +186,13 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
 pub enum SamplingMode {
     Host,
     Backend,
-    Auto,
 }
 
 /// Whether to sample in the decode graph (`-bs` wins over `--sampling`).
-fn backend_sampling(args: &ServeArgs, decision: &Decision) -> bool {
-    let mode = if args.backend_sampling {
-        SamplingMode::Backend
-    } else {
-        args.sampling
-    };
-    let on = resolve_sampling(mode, decision.use_gpu, decision.n_gpu_layers);
-    tracing::info!(mode = ?mode, backend = on, "sampling");
+fn backend_sampling(args: &ServeArgs) -> bool {
+    let on = args.backend_sampling || args.sampling == SamplingMode::Backend;
+    tracing::info!(backend = on, "sampling");
     on
-}
-
-/// `auto` samples in the decode graph only when the output layer is on a GPU (llama.cpp
-/// offloads it first: any `n_gpu_layers` > 0 puts it there). On the CPU backend the same work
-/// runs as ggml ops instead of our sparse host sampler, and gains nothing.
-fn resolve_sampling(mode: SamplingMode, use_gpu: bool, n_gpu_layers: u32) -> bool {
-    match mode {
-        SamplingMode::Host => false,
-        SamplingMode::Backend => true,
-        SamplingMode::Auto => use_gpu && n_gpu_layers > 0,
-    }
 }
 
 /// llama.cpp's KV cache type names.
@@ -250,22 +229,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sampling_mode_resolves_to_backend_only_with_the_output_layer_on_a_gpu() {
-        use SamplingMode::*;
-        let cases = [
-            (Host, true, 99, false),
-            (Backend, false, 0, true),
-            (Auto, true, 99, true),
-            (Auto, true, 1, true),
-            (Auto, true, 0, false),
-            (Auto, false, 99, false),
+    fn sampling_is_on_the_host_unless_backend_is_asked() {
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["--sampling", "host"], false),
+            (&["--sampling", "backend"], true),
+            (&["-bs"], true),
+            (&["--backend-sampling"], true),
         ];
-        for (mode, use_gpu, ngl, want) in cases {
-            assert_eq!(
-                resolve_sampling(mode, use_gpu, ngl),
-                want,
-                "{mode:?} use_gpu={use_gpu} ngl={ngl}"
-            );
+        for &(flags, want) in cases {
+            let argv = ["gguf-serve", "-m", "model.gguf"].iter().chain(flags);
+            let argv = crate::cli::normalize_args(argv.map(std::ffi::OsString::from));
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            assert_eq!(backend_sampling(&cli.serve), want, "{flags:?}");
         }
     }
 }
