@@ -67,21 +67,11 @@ impl Default for SamplingParams {
 /// Probabilities of the chosen token and of the `n` most likely ones, from the softmax over the
 /// whole vocabulary of the raw logits.
 pub fn token_probs(logits: &[f32], chosen: LlamaToken, n: usize) -> super::request::TokenProbs {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(logits);
     let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
     let prob = |l: f32| (l - max).exp() / sum;
-    let mut top: Vec<(f32, i32)> = Vec::with_capacity(n * 8);
-    let mut threshold = f32::NEG_INFINITY;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > threshold {
-            top.push((l, i as i32));
-            if top.len() >= (n * 8).max(256) {
-                top.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0));
-                top.truncate(n);
-                threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
-            }
-        }
-    }
+    let mut top = Vec::new();
+    select_top(logits, n, &mut top);
     top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     top.truncate(n);
     super::request::TokenProbs {
@@ -377,29 +367,8 @@ impl Scan {
     fn top_k(&mut self, logits: &[f32], k: usize) {
         // Select k + |overrides| raw winners: enough to hold the k best non-overridden tokens.
         let want = k + self.overrides.len();
-        // A small buffer keeps the threshold close behind the k-th best seen so far.
-        let cap = (want * 2).max(64);
         let top = &mut self.top;
-        top.clear();
-        let mut threshold = f32::NEG_INFINITY;
-        let logits = &logits[..self.n_vocab.min(logits.len())];
-        // Whole lanes below the threshold are skipped after one vector compare (most of them,
-        // once the first few hundred logits have set it).
-        for (c, lane) in logits.chunks(LANE).enumerate() {
-            if !any(lane, |x| x > threshold) {
-                continue;
-            }
-            for (j, &l) in lane.iter().enumerate() {
-                if l > threshold {
-                    top.push((l, (c * LANE + j) as i32));
-                    if top.len() >= cap {
-                        top.select_nth_unstable_by(want - 1, |a, b| b.0.total_cmp(&a.0));
-                        top.truncate(want);
-                        threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
-                    }
-                }
-            }
-        }
+        select_top(&logits[..self.n_vocab.min(logits.len())], want, top);
         top.retain(|(_, t)| !self.overrides.contains_key(t));
         top.extend(self.overrides.iter().map(|(&t, &l)| (l, t)));
         // Descending by logit; ties by token id, as a stable sort over the vocabulary would.
@@ -436,6 +405,34 @@ fn max_of(xs: &[f32]) -> f32 {
     }
     acc.into_iter()
         .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
+}
+
+/// Leaves in `top` (unordered) the `want` largest logits with their token ids, and possibly a
+/// few more: one pass, in which whole lanes below the running threshold are skipped after one
+/// vector compare (most of them, once the first few hundred logits have set it).
+fn select_top(logits: &[f32], want: usize, top: &mut Vec<(f32, i32)>) {
+    top.clear();
+    if want == 0 {
+        return;
+    }
+    // A small buffer keeps the threshold close behind the want-th best seen so far.
+    let cap = (want * 2).max(64);
+    let mut threshold = f32::NEG_INFINITY;
+    for (c, lane) in logits.chunks(LANE).enumerate() {
+        if !any(lane, |x| x > threshold) {
+            continue;
+        }
+        for (j, &l) in lane.iter().enumerate() {
+            if l > threshold {
+                top.push((l, (c * LANE + j) as i32));
+                if top.len() >= cap {
+                    top.select_nth_unstable_by(want - 1, |a, b| b.0.total_cmp(&a.0));
+                    top.truncate(want);
+                    threshold = top.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+                }
+            }
+        }
+    }
 }
 
 /// Whether any of `xs` passes `test`: every element is tested and the results or-ed, which the
@@ -559,6 +556,29 @@ mod tests {
             let want: Vec<i32> = want.iter().take(k).map(|e| e.1).collect();
             assert_eq!(got, want, "k = {k}");
         }
+    }
+
+    #[test]
+    fn token_probs_are_the_softmax_of_the_best_tokens() {
+        let row = logits(10_000, 9);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|&l| f64::from((l - max).exp())).sum();
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        let chosen = order[3];
+        let probs = token_probs(&row, LlamaToken(chosen as i32), 5);
+        let want = |t: usize| (f64::from((row[t] - max).exp()) / sum) as f32;
+        assert!((probs.prob - want(chosen)).abs() < 1e-6);
+        assert_eq!(probs.top.len(), 5);
+        for (&(token, p), &t) in probs.top.iter().zip(&order) {
+            assert_eq!(token.0 as usize, t);
+            assert!((p - want(t)).abs() < 1e-6, "{p} {}", want(t));
+        }
+        // More asked than the vocabulary holds: all of it, best first.
+        let small = [0.5, 2.0, -1.0];
+        let probs = token_probs(&small, LlamaToken(1), 10);
+        let ids: Vec<i32> = probs.top.iter().map(|e| e.0.0).collect();
+        assert_eq!(ids, [1, 0, 2]);
     }
 
     #[test]
