@@ -3,8 +3,10 @@
 #   speed  gguf-serve against the reference llama-server on the synthetic gpt-oss-20b F16, the
 #          whole GPU, alternating rounds (scripts/bench-vs-llama-server.sh): prompt processing
 #          of 2 048 tokens, one stream greedy and sampled (temperature 0.8, top_p 0.95), and 16
-#          sampled streams of 128 tokens at -np 16. LLAMA_SERVER_ARGS=-bs compares with
-#          llama-server's backend sampling instead.
+#          sampled streams of 128 tokens at -np 16 (twice: fresh, then again). Pass
+#          LLAMA_SERVER_ARGS="--kv-unified" (gguf-serve's only KV mode) or "--kv-unified -bs"
+#          (llama-server's backend sampling), GGUF_SERVE_ARGS="--sampling backend" for ours.
+#          Also prints gguf-serve's busy periods of the last round (where the time went).
 #   ceiling llama-batched-bench on the F16 file: decode t/s of 1 and 16 sequences with no server
 #          and no sampling, the most either server's decode can reach.
 #   16gb   a 16 GiB card: a PyTorch allocation holds all but 16 GiB of the GPU; gguf-serve
