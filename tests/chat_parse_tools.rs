@@ -5,7 +5,9 @@
 #[path = "common/chat_cases.rs"]
 mod chat_cases;
 
-use chat_cases::{Case, call, check, config, parse_whole};
+use chat_cases::{
+    Case, assert_stream_invariant_with, call, check, config, parse_whole, parse_whole_with,
+};
 use gguf_serve::chat::{ChatFormat, ChatParser, ParserConfig, ReasoningFormat, parse_tools};
 use serde_json::json;
 
@@ -170,6 +172,42 @@ fn qwen3_coder() {
             calls: vec![],
         },
     ]);
+}
+
+/// Qwen3-Coder models sometimes start the first call at `<function=NAME>` without
+/// `<tool_call>`: with that tool offered, it is a call (llama.cpp's rule); later calls need the
+/// opener, and without the tool the text is content.
+#[test]
+fn qwen3_coder_first_call_without_its_opener() {
+    let tools = parse_tools(Some(&json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}},
+    ])))
+    .unwrap();
+    let coder = config(ChatFormat::Qwen3Coder);
+    let bare = "Let me check.\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n</tool_call>";
+    let message = parse_whole_with(coder, &tools, bare);
+    assert_eq!(message.content, "Let me check.");
+    assert_eq!(message.tool_calls.len(), 1, "{message:?}");
+    assert_eq!(message.tool_calls[0].name, "get_weather");
+    assert_eq!(message.tool_calls[0].arguments, r#"{"city":"Oslo"}"#);
+    assert_stream_invariant_with(coder, &tools, bare);
+
+    // A second bare call is not one.
+    let second = format!(
+        "{bare}\n<function=get_weather>\n<parameter=city>\nRome\n</parameter>\n</function>\n</tool_call>"
+    );
+    let message = parse_whole_with(coder, &tools, &second);
+    assert_eq!(message.tool_calls.len(), 1, "{message:?}");
+    assert!(
+        message.content.contains("<function=get_weather>"),
+        "{message:?}"
+    );
+
+    // A tool that was not offered: content, as written.
+    let message = parse_whole_with(coder, &[], bare);
+    assert!(message.tool_calls.is_empty());
+    assert_eq!(message.content, bare);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use gguf_serve::chat::{
-    ChatFormat, ChatParser, ParsedMessage, ParserConfig, ReasoningFormat, ToolCall,
+    ChatFormat, ChatParser, ParsedMessage, ParserConfig, ReasoningFormat, Tool, ToolCall,
 };
 
 pub fn config(format: ChatFormat) -> ParserConfig {
@@ -18,14 +18,19 @@ pub fn config(format: ChatFormat) -> ParserConfig {
 
 /// The non-streamed parse.
 pub fn parse_whole(config: ParserConfig, text: &str) -> ParsedMessage {
-    let mut parser = ChatParser::with_id_seed(config, 7);
+    parse_whole_with(config, &[], text)
+}
+
+/// The non-streamed parse, with these tools offered.
+pub fn parse_whole_with(config: ParserConfig, tools: &[Tool], text: &str) -> ParsedMessage {
+    let mut parser = ChatParser::with_id_seed(config, 7).with_tools(tools);
     parser.push(text);
     parser.finish().1
 }
 
 /// Streams `chunks` and rebuilds the message from the deltas, as a client does.
-pub fn parse_streamed(config: ParserConfig, chunks: &[&str]) -> ParsedMessage {
-    let mut parser = ChatParser::with_id_seed(config, 7);
+pub fn parse_streamed(config: ParserConfig, tools: &[Tool], chunks: &[&str]) -> ParsedMessage {
+    let mut parser = ChatParser::with_id_seed(config, 7).with_tools(tools);
     let mut message = ParsedMessage::default();
     for chunk in chunks {
         for delta in parser.push(chunk) {
@@ -45,19 +50,28 @@ pub fn parse_streamed(config: ParserConfig, chunks: &[&str]) -> ParsedMessage {
 
 /// Every split into two and three chunks at char boundaries, and one char at a time.
 pub fn assert_stream_invariant(config: ParserConfig, text: &str) {
-    let whole = parse_whole(config, text);
+    assert_stream_invariant_with(config, &[], text);
+}
+
+/// [`assert_stream_invariant`] with these tools offered.
+pub fn assert_stream_invariant_with(config: ParserConfig, tools: &[Tool], text: &str) {
+    let whole = parse_whole_with(config, tools, text);
     let cuts: Vec<usize> = (0..=text.len())
         .filter(|&i| text.is_char_boundary(i))
         .collect();
     for &i in &cuts {
         for &j in cuts.iter().filter(|&&j| j >= i) {
             let chunks = [&text[..i], &text[i..j], &text[j..]];
-            assert_eq!(parse_streamed(config, &chunks), whole, "chunks {chunks:?}");
+            assert_eq!(
+                parse_streamed(config, tools, &chunks),
+                whole,
+                "chunks {chunks:?}"
+            );
         }
     }
     let chars: Vec<String> = text.chars().map(String::from).collect();
     let chars: Vec<&str> = chars.iter().map(String::as_str).collect();
-    assert_eq!(parse_streamed(config, &chars), whole, "char by char");
+    assert_eq!(parse_streamed(config, tools, &chars), whole, "char by char");
 }
 
 pub fn call(name: &str, arguments: &str) -> (String, String) {

@@ -9,7 +9,6 @@
 
 use serde_json::Value;
 
-use super::qwen3_coder::StringArgs;
 use super::scan::{call_from_json, emit};
 use super::tagged::{self, TagSyntax};
 use super::{ParserConfig, RawCall, Snapshot, deepseek, mistral, qwen3_coder};
@@ -23,7 +22,7 @@ const PYTHON_TAG: &str = "<|python_tag|>";
 
 pub fn parse(
     config: &ParserConfig,
-    string_args: &StringArgs,
+    qwen3_tools: &qwen3_coder::Tools,
     text: &str,
     partial: bool,
 ) -> Snapshot {
@@ -44,17 +43,28 @@ pub fn parse(
         return snapshot;
     }
     match config.format {
-        ChatFormat::Hermes => tagged::calls(&HERMES, hermes_call, rest, partial, &mut snapshot),
+        ChatFormat::Hermes => {
+            tagged::calls(&HERMES, &[], hermes_call, rest, partial, &mut snapshot)
+        }
         ChatFormat::DeepSeekR1 => tagged::calls(
             &deepseek::TAGS,
+            &[],
             deepseek::call,
             rest,
             partial,
             &mut snapshot,
         ),
         ChatFormat::Qwen3Coder => {
-            let call = |body: &str| qwen3_coder::call(body, string_args);
-            tagged::calls(&qwen3_coder::TAGS, call, rest, partial, &mut snapshot)
+            let call = |body: &str| qwen3_coder::call(body, qwen3_tools);
+            let bare = qwen3_tools.bare_openers();
+            tagged::calls(
+                &qwen3_coder::TAGS,
+                &bare,
+                call,
+                rest,
+                partial,
+                &mut snapshot,
+            )
         }
         ChatFormat::MistralNemo => mistral::calls(rest, partial, &mut snapshot),
         ChatFormat::Llama3Json => llama3_call(rest, partial, &mut snapshot),

@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use super::ChatFormat;
 use super::types::{ReasoningFormat, Tool, ToolCall};
-use qwen3_coder::StringArgs;
 
 /// How to read one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +134,12 @@ pub(crate) struct Snapshot {
     pub calls: Vec<RawCall>,
 }
 
-fn parse(config: &ParserConfig, string_args: &StringArgs, text: &str, partial: bool) -> Snapshot {
+fn parse(
+    config: &ParserConfig,
+    qwen3_tools: &qwen3_coder::Tools,
+    text: &str,
+    partial: bool,
+) -> Snapshot {
     let extract = config.reasoning_format.extracts();
     match config.format {
         ChatFormat::Content => Snapshot {
@@ -156,7 +160,7 @@ fn parse(config: &ParserConfig, string_args: &StringArgs, text: &str, partial: b
         | ChatFormat::Llama3Json
         | ChatFormat::MistralNemo
         | ChatFormat::DeepSeekR1
-        | ChatFormat::Qwen3Coder => hermes::parse(config, string_args, text, partial),
+        | ChatFormat::Qwen3Coder => hermes::parse(config, qwen3_tools, text, partial),
     }
 }
 
@@ -164,7 +168,7 @@ fn parse(config: &ParserConfig, string_args: &StringArgs, text: &str, partial: b
 #[derive(Debug)]
 pub struct ChatParser {
     config: ParserConfig,
-    string_args: StringArgs,
+    qwen3_tools: qwen3_coder::Tools,
     text: String,
     sent: Snapshot,
     ids: Vec<String>,
@@ -181,7 +185,7 @@ impl ChatParser {
     pub fn with_id_seed(config: ParserConfig, id_seed: u64) -> Self {
         ChatParser {
             config,
-            string_args: StringArgs::default(),
+            qwen3_tools: qwen3_coder::Tools::default(),
             text: String::new(),
             sent: Snapshot::default(),
             ids: Vec::new(),
@@ -189,23 +193,24 @@ impl ChatParser {
         }
     }
 
-    /// Types tool call arguments by the offered tools' schemas, where the format writes them
-    /// untyped (Qwen3-Coder).
+    /// What the offered tools tell the parser, where the format needs it (Qwen3-Coder: the
+    /// types of arguments it writes untyped, and the names a call without `<tool_call>` may
+    /// start with).
     pub fn with_tools(mut self, tools: &[Tool]) -> Self {
-        self.string_args = StringArgs::new(tools);
+        self.qwen3_tools = qwen3_coder::Tools::new(tools);
         self
     }
 
     /// Feeds generated text; returns what can be streamed now.
     pub fn push(&mut self, chunk: &str) -> Vec<ChatDelta> {
         self.text.push_str(chunk);
-        let snapshot = parse(&self.config, &self.string_args, &self.text, true);
+        let snapshot = parse(&self.config, &self.qwen3_tools, &self.text, true);
         self.advance(snapshot)
     }
 
     /// Ends the answer: returns the last deltas and the whole message.
     pub fn finish(mut self) -> (Vec<ChatDelta>, ParsedMessage) {
-        let snapshot = parse(&self.config, &self.string_args, &self.text, false);
+        let snapshot = parse(&self.config, &self.qwen3_tools, &self.text, false);
         let deltas = self.advance(snapshot);
         let message = ParsedMessage {
             content: self.sent.content.clone(),

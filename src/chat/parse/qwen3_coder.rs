@@ -15,6 +15,10 @@
 //! only be a string keeps the text as it is; any other (or one the schema does not describe) is
 //! JSON if the text reads as JSON other than a string, else a string. Arguments keep the order
 //! they are written in.
+//!
+//! Qwen3-Coder models sometimes leave out the first call's `<tool_call>` and start with
+//! `<function=NAME>`. As llama.cpp does, the first call may then open with `<function=` and the
+//! name of an offered tool; later calls need the opener.
 
 use std::collections::HashSet;
 
@@ -30,22 +34,39 @@ pub const TAGS: TagSyntax = TagSyntax {
     wrappers: &[],
 };
 
-/// The (tool, parameter) pairs whose schema allows strings only.
+/// What the parser needs to know of the offered tools.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StringArgs(HashSet<(String, String)>);
+pub struct Tools {
+    /// The (tool, parameter) pairs whose schema allows strings only.
+    string_params: HashSet<(String, String)>,
+    /// `<function=NAME>` for each offered tool: how a first call without `<tool_call>` starts.
+    openers: Vec<String>,
+}
 
-impl StringArgs {
+impl Tools {
     pub fn new(tools: &[Tool]) -> Self {
         let pairs = tools.iter().flat_map(|tool| {
             tool.properties()
                 .filter(|(name, _)| tool.is_string_parameter(name))
                 .map(|(name, _)| (tool.name.clone(), name.to_string()))
         });
-        StringArgs(pairs.collect())
+        Tools {
+            string_params: pairs.collect(),
+            openers: tools
+                .iter()
+                .map(|tool| format!("<function={}>", tool.name))
+                .collect(),
+        }
     }
 
-    fn contains(&self, tool: &str, parameter: &str) -> bool {
-        self.0.contains(&(tool.to_string(), parameter.to_string()))
+    /// The markers that open a first call written without `<tool_call>`.
+    pub fn bare_openers(&self) -> Vec<&str> {
+        self.openers.iter().map(String::as_str).collect()
+    }
+
+    fn is_string(&self, tool: &str, parameter: &str) -> bool {
+        self.string_params
+            .contains(&(tool.to_string(), parameter.to_string()))
     }
 }
 
@@ -53,7 +74,7 @@ const PARAM_OPEN: &str = "<parameter=";
 const PARAM_CLOSE: &str = "</parameter>";
 
 /// `<function=NAME>` and its parameters → the call with the arguments as compact JSON.
-pub fn call(body: &str, string_args: &StringArgs) -> Option<RawCall> {
+pub fn call(body: &str, tools: &Tools) -> Option<RawCall> {
     let rest = body.trim().strip_prefix("<function=")?;
     let (name, mut rest) = rest.split_once('>')?;
     let mut arguments = Map::new();
@@ -68,7 +89,7 @@ pub fn call(body: &str, string_args: &StringArgs) -> Option<RawCall> {
         let (key, after) = rest.strip_prefix(PARAM_OPEN)?.split_once('>')?;
         let (value, after) = after.split_once(PARAM_CLOSE)?;
         let value = parameter_text(value);
-        let value = if string_args.contains(name, key) {
+        let value = if tools.is_string(name, key) {
             Value::String(value.to_string())
         } else {
             untyped_value(value)

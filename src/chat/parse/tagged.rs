@@ -19,9 +19,11 @@ pub struct TagSyntax {
 }
 
 /// Splits `text` into content and the calls of `syntax`'s blocks, each block's body read by
-/// `body`.
+/// `body`. The first block may also start at one of `bare_first` without the open tag (the
+/// marker is then part of its body); a later one is content.
 pub fn calls(
     syntax: &TagSyntax,
+    bare_first: &[&str],
     body: impl Fn(&str) -> Option<RawCall>,
     text: &str,
     partial: bool,
@@ -29,7 +31,9 @@ pub fn calls(
 ) {
     let markers: Vec<&str> = std::iter::once(syntax.open)
         .chain(syntax.wrappers.iter().copied())
+        .chain(bare_first.iter().copied())
         .collect();
+    let mut blocks = 0;
     let mut content = String::new();
     let mut pos = 0;
     while pos < text.len() {
@@ -39,15 +43,23 @@ pub fn calls(
             break;
         };
         content.push_str(&rest[..at]);
-        if marker != syntax.open {
+        let bare = bare_first.contains(&marker);
+        if bare && blocks > 0 {
+            content.push_str(marker);
             pos += at + marker.len();
             continue;
         }
+        if marker != syntax.open && !bare {
+            pos += at + marker.len();
+            continue;
+        }
+        blocks += 1;
         let block = &rest[at..];
-        let inner = &block[syntax.open.len()..];
+        let open_len = if bare { 0 } else { syntax.open.len() };
+        let inner = &block[open_len..];
         match inner.find(syntax.close) {
             Some(close) => {
-                let len = syntax.open.len() + close + syntax.close.len();
+                let len = open_len + close + syntax.close.len();
                 match body(&inner[..close]) {
                     Some(call) => snapshot.calls.push(call),
                     None => content.push_str(&block[..len]),
