@@ -6,7 +6,8 @@
 mod chat_cases;
 
 use chat_cases::{
-    Case, assert_stream_invariant_with, call, check, config, parse_whole, parse_whole_with,
+    Case, assert_stream_invariant_with, call, check, check_with, config, parse_whole,
+    parse_whole_with,
 };
 use gguf_serve::chat::{ChatFormat, ChatParser, ParserConfig, ReasoningFormat, parse_tools};
 use serde_json::json;
@@ -236,59 +237,76 @@ fn qwen3_coder_types_values_by_the_tools_schema() {
 #[test]
 fn functionary_v3_2() {
     let functionary = config(ChatFormat::FunctionaryV32);
-    check(vec![
-        Case {
-            name: "content",
-            config: functionary,
-            text: "all\nHello, world!\nWhat's up?",
-            content: "Hello, world!\nWhat's up?",
-            reasoning: "",
-            calls: vec![],
-        },
-        Case {
-            name: "one call",
-            config: functionary,
-            text: "special_function\n{\"arg1\": 1}",
-            content: "",
-            reasoning: "",
-            calls: vec![call("special_function", "{\"arg1\":1}")],
-        },
-        Case {
-            name: "content then two calls, python code",
-            config: functionary,
-            text: "all\nLet me check.>>>get_weather\n{\"location\": \"Oslo\"}>>>python\nprint(2 + 2)",
-            content: "Let me check.",
-            reasoning: "",
-            calls: vec![
-                call("get_weather", "{\"location\":\"Oslo\"}"),
-                call("python", "{\"code\":\"print(2 + 2)\"}"),
-            ],
-        },
-        Case {
-            name: "truncated call stays content",
-            config: functionary,
-            text: "all\nSure.>>>get_weather\n{\"location\": \"Os",
-            content: "Sure.>>>get_weather\n{\"location\": \"Os",
-            reasoning: "",
-            calls: vec![],
-        },
-        Case {
-            name: "no recipient line",
-            config: functionary,
-            text: "Hello there.\nBye.",
-            content: "Hello there.\nBye.",
-            reasoning: "",
-            calls: vec![],
-        },
-        Case {
-            name: "no tools offered",
-            config: NO_TOOLS(ChatFormat::FunctionaryV32),
-            text: "all\nUse >>>name\\n{…} to call.",
-            content: "Use >>>name\\n{…} to call.",
-            reasoning: "",
-            calls: vec![],
-        },
-    ]);
+    let names = ["special_function", "get_weather", "python"];
+    let tools: Vec<_> = names
+        .iter()
+        .map(|name| json!({"type": "function", "function": {"name": name, "parameters": {}}}))
+        .collect();
+    let tools = parse_tools(Some(&json!(tools))).unwrap();
+    check_with(
+        &tools,
+        vec![
+            Case {
+                name: "content",
+                config: functionary,
+                text: "all\nHello, world!\nWhat's up?",
+                content: "Hello, world!\nWhat's up?",
+                reasoning: "",
+                calls: vec![],
+            },
+            Case {
+                name: "one call",
+                config: functionary,
+                text: "special_function\n{\"arg1\": 1}",
+                content: "",
+                reasoning: "",
+                calls: vec![call("special_function", "{\"arg1\":1}")],
+            },
+            Case {
+                name: "content then two calls, python code",
+                config: functionary,
+                text: "all\nLet me check.>>>get_weather\n{\"location\": \"Oslo\"}>>>python\nprint(2 + 2)",
+                content: "Let me check.",
+                reasoning: "",
+                calls: vec![
+                    call("get_weather", "{\"location\":\"Oslo\"}"),
+                    call("python", "{\"code\":\"print(2 + 2)\"}"),
+                ],
+            },
+            Case {
+                name: "truncated call stays content",
+                config: functionary,
+                text: "all\nSure.>>>get_weather\n{\"location\": \"Os",
+                content: "Sure.>>>get_weather\n{\"location\": \"Os",
+                reasoning: "",
+                calls: vec![],
+            },
+            Case {
+                name: "no recipient line",
+                config: functionary,
+                text: "Hello there.\nBye.",
+                content: "Hello there.\nBye.",
+                reasoning: "",
+                calls: vec![],
+            },
+            Case {
+                name: "a tool that was not offered stays content",
+                config: functionary,
+                text: "all\nOn it.>>>send_email\n{\"to\": \"a@b.c\"}>>>get_weather\n{\"location\": \"Oslo\"}",
+                content: "On it.>>>send_email\n{\"to\": \"a@b.c\"}",
+                reasoning: "",
+                calls: vec![call("get_weather", "{\"location\":\"Oslo\"}")],
+            },
+            Case {
+                name: "no tools offered",
+                config: NO_TOOLS(ChatFormat::FunctionaryV32),
+                text: "all\nUse >>>name\\n{…} to call.",
+                content: "Use >>>name\\n{…} to call.",
+                reasoning: "",
+                calls: vec![],
+            },
+        ],
+    );
 }
 
 #[test]

@@ -88,8 +88,13 @@ pub struct Case {
 }
 
 pub fn check(cases: Vec<Case>) {
+    check_with(&[], cases);
+}
+
+/// [`check`] with these tools offered.
+pub fn check_with(tools: &[Tool], cases: Vec<Case>) {
     for case in cases {
-        let got = parse_whole(case.config, case.text);
+        let got = parse_whole_with(case.config, tools, case.text);
         assert_eq!(got.content, case.content, "{}: content", case.name);
         assert_eq!(
             got.reasoning_content, case.reasoning,
@@ -118,6 +123,6 @@ pub fn check(cases: Vec<Case>) {
                 .iter()
                 .all(|c| c.id.starts_with("call_") && c.id.len() == 29)
         );
-        assert_stream_invariant(case.config, case.text);
+        assert_stream_invariant_with(case.config, tools, case.text);
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::scan::{call_from_json, emit};
 use super::tagged::{self, TagSyntax};
-use super::{ParserConfig, RawCall, Snapshot, deepseek, mistral, qwen3_coder};
+use super::{OfferedTools, ParserConfig, RawCall, Snapshot, deepseek, mistral, qwen3_coder};
 use crate::chat::ChatFormat;
 
 const THINK_OPEN: &str = "<think>";
@@ -20,12 +20,7 @@ const CALL_OPEN: &str = "<tool_call>";
 const CALL_CLOSE: &str = "</tool_call>";
 const PYTHON_TAG: &str = "<|python_tag|>";
 
-pub fn parse(
-    config: &ParserConfig,
-    qwen3_tools: &qwen3_coder::Tools,
-    text: &str,
-    partial: bool,
-) -> Snapshot {
+pub fn parse(config: &ParserConfig, tools: &OfferedTools, text: &str, partial: bool) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let rest = if config.reasoning_format.extracts() {
         match split_reasoning(text, partial, config.thinking_forced_open) {
@@ -55,8 +50,8 @@ pub fn parse(
             &mut snapshot,
         ),
         ChatFormat::Qwen3Coder => {
-            let call = |body: &str| qwen3_coder::call(body, qwen3_tools);
-            let bare = qwen3_tools.bare_openers();
+            let call = |body: &str| qwen3_coder::call(body, tools);
+            let bare = tools.function_openers();
             tagged::calls(
                 &qwen3_coder::TAGS,
                 &bare,

@@ -18,6 +18,7 @@ mod qwen3_coder;
 pub(crate) mod scan;
 mod tagged;
 
+use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
@@ -126,6 +127,50 @@ impl RawCall {
     }
 }
 
+/// What the parsers need to know of the tools the request offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OfferedTools {
+    /// Functionary only calls these.
+    names: HashSet<String>,
+    /// The (tool, parameter) pairs whose schema allows strings only (Qwen3-Coder writes
+    /// arguments untyped).
+    string_params: HashSet<(String, String)>,
+    /// `<function=NAME>` for each tool: how a Qwen3-Coder first call without `<tool_call>`
+    /// starts.
+    function_openers: Vec<String>,
+}
+
+impl OfferedTools {
+    fn new(tools: &[Tool]) -> Self {
+        let string_params = tools.iter().flat_map(|tool| {
+            tool.properties()
+                .filter(|(name, _)| tool.is_string_parameter(name))
+                .map(|(name, _)| (tool.name.clone(), name.to_string()))
+        });
+        OfferedTools {
+            names: tools.iter().map(|tool| tool.name.clone()).collect(),
+            string_params: string_params.collect(),
+            function_openers: tools
+                .iter()
+                .map(|tool| format!("<function={}>", tool.name))
+                .collect(),
+        }
+    }
+
+    pub fn offers(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    pub fn is_string(&self, tool: &str, parameter: &str) -> bool {
+        self.string_params
+            .contains(&(tool.to_string(), parameter.to_string()))
+    }
+
+    pub fn function_openers(&self) -> Vec<&str> {
+        self.function_openers.iter().map(String::as_str).collect()
+    }
+}
+
 /// What a format parser sees in the text so far.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Snapshot {
@@ -134,12 +179,7 @@ pub(crate) struct Snapshot {
     pub calls: Vec<RawCall>,
 }
 
-fn parse(
-    config: &ParserConfig,
-    qwen3_tools: &qwen3_coder::Tools,
-    text: &str,
-    partial: bool,
-) -> Snapshot {
+fn parse(config: &ParserConfig, tools: &OfferedTools, text: &str, partial: bool) -> Snapshot {
     let extract = config.reasoning_format.extracts();
     match config.format {
         ChatFormat::Content => Snapshot {
@@ -154,13 +194,16 @@ fn parse(
             config.parse_tool_calls,
         ),
         ChatFormat::Harmony => harmony::parse(text, partial, extract, config.parse_tool_calls),
-        ChatFormat::FunctionaryV32 => functionary::parse(text, partial, config.parse_tool_calls),
+        ChatFormat::FunctionaryV32 => {
+            let tools = config.parse_tool_calls.then_some(tools);
+            functionary::parse(text, partial, tools)
+        }
         ChatFormat::Think
         | ChatFormat::Hermes
         | ChatFormat::Llama3Json
         | ChatFormat::MistralNemo
         | ChatFormat::DeepSeekR1
-        | ChatFormat::Qwen3Coder => hermes::parse(config, qwen3_tools, text, partial),
+        | ChatFormat::Qwen3Coder => hermes::parse(config, tools, text, partial),
     }
 }
 
@@ -168,7 +211,7 @@ fn parse(
 #[derive(Debug)]
 pub struct ChatParser {
     config: ParserConfig,
-    qwen3_tools: qwen3_coder::Tools,
+    tools: OfferedTools,
     text: String,
     sent: Snapshot,
     ids: Vec<String>,
@@ -185,7 +228,7 @@ impl ChatParser {
     pub fn with_id_seed(config: ParserConfig, id_seed: u64) -> Self {
         ChatParser {
             config,
-            qwen3_tools: qwen3_coder::Tools::default(),
+            tools: OfferedTools::default(),
             text: String::new(),
             sent: Snapshot::default(),
             ids: Vec::new(),
@@ -193,24 +236,24 @@ impl ChatParser {
         }
     }
 
-    /// What the offered tools tell the parser, where the format needs it (Qwen3-Coder: the
-    /// types of arguments it writes untyped, and the names a call without `<tool_call>` may
-    /// start with).
+    /// The tools the request offered, where the format needs them: Functionary only calls
+    /// offered tools; Qwen3-Coder's arguments are typed by their schemas, and its first call
+    /// may start at `<function=NAME>` of an offered tool.
     pub fn with_tools(mut self, tools: &[Tool]) -> Self {
-        self.qwen3_tools = qwen3_coder::Tools::new(tools);
+        self.tools = OfferedTools::new(tools);
         self
     }
 
     /// Feeds generated text; returns what can be streamed now.
     pub fn push(&mut self, chunk: &str) -> Vec<ChatDelta> {
         self.text.push_str(chunk);
-        let snapshot = parse(&self.config, &self.qwen3_tools, &self.text, true);
+        let snapshot = parse(&self.config, &self.tools, &self.text, true);
         self.advance(snapshot)
     }
 
     /// Ends the answer: returns the last deltas and the whole message.
     pub fn finish(mut self) -> (Vec<ChatDelta>, ParsedMessage) {
-        let snapshot = parse(&self.config, &self.qwen3_tools, &self.text, false);
+        let snapshot = parse(&self.config, &self.tools, &self.text, false);
         let deltas = self.advance(snapshot);
         let message = ParsedMessage {
             content: self.sent.content.clone(),

@@ -20,13 +20,10 @@
 //! `<function=NAME>`. As llama.cpp does, the first call may then open with `<function=` and the
 //! name of an offered tool; later calls need the opener.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
-use super::RawCall;
 use super::tagged::TagSyntax;
-use crate::chat::Tool;
+use super::{OfferedTools, RawCall};
 
 pub const TAGS: TagSyntax = TagSyntax {
     open: "<tool_call>",
@@ -34,47 +31,11 @@ pub const TAGS: TagSyntax = TagSyntax {
     wrappers: &[],
 };
 
-/// What the parser needs to know of the offered tools.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tools {
-    /// The (tool, parameter) pairs whose schema allows strings only.
-    string_params: HashSet<(String, String)>,
-    /// `<function=NAME>` for each offered tool: how a first call without `<tool_call>` starts.
-    openers: Vec<String>,
-}
-
-impl Tools {
-    pub fn new(tools: &[Tool]) -> Self {
-        let pairs = tools.iter().flat_map(|tool| {
-            tool.properties()
-                .filter(|(name, _)| tool.is_string_parameter(name))
-                .map(|(name, _)| (tool.name.clone(), name.to_string()))
-        });
-        Tools {
-            string_params: pairs.collect(),
-            openers: tools
-                .iter()
-                .map(|tool| format!("<function={}>", tool.name))
-                .collect(),
-        }
-    }
-
-    /// The markers that open a first call written without `<tool_call>`.
-    pub fn bare_openers(&self) -> Vec<&str> {
-        self.openers.iter().map(String::as_str).collect()
-    }
-
-    fn is_string(&self, tool: &str, parameter: &str) -> bool {
-        self.string_params
-            .contains(&(tool.to_string(), parameter.to_string()))
-    }
-}
-
 const PARAM_OPEN: &str = "<parameter=";
 const PARAM_CLOSE: &str = "</parameter>";
 
 /// `<function=NAME>` and its parameters → the call with the arguments as compact JSON.
-pub fn call(body: &str, tools: &Tools) -> Option<RawCall> {
+pub fn call(body: &str, tools: &OfferedTools) -> Option<RawCall> {
     let rest = body.trim().strip_prefix("<function=")?;
     let (name, mut rest) = rest.split_once('>')?;
     let mut arguments = Map::new();
