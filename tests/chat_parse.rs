@@ -300,3 +300,26 @@ fn streamed_tool_call_fragments_look_like_openai() {
     assert_eq!((calls[1].id.as_ref(), calls[1].name.as_ref()), (None, None));
     assert_eq!(calls[1].arguments, "ation\":\"Oslo\"}");
 }
+
+/// Plain content streams chunk by chunk (no re-parse), and markup of other formats in it is
+/// just text.
+#[test]
+fn plain_content_is_the_text_as_streamed() {
+    let text = "Plain <think>not reasoning</think> and <tool_call>{}</tool_call> ünïcode.";
+    check(vec![Case {
+        name: "markup is text",
+        config: config(ChatFormat::Content),
+        text,
+        content: text,
+        reasoning: "",
+        calls: vec![],
+    }]);
+    let mut parser = ChatParser::with_id_seed(config(ChatFormat::Content), 7);
+    assert!(parser.push("").is_empty());
+    let deltas = parser.push("Plain");
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].content.as_deref(), Some("Plain"));
+    let (last, message) = parser.finish();
+    assert!(last.is_empty());
+    assert_eq!(message.content, "Plain");
+}

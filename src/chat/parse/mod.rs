@@ -247,6 +247,18 @@ impl ChatParser {
     /// Feeds generated text; returns what can be streamed now.
     pub fn push(&mut self, chunk: &str) -> Vec<ChatDelta> {
         self.text.push_str(chunk);
+        if self.config.format == ChatFormat::Content {
+            // Plain content: the chunk is the delta. Re-parsing (copying) the whole text per
+            // chunk would make a long answer quadratic.
+            if chunk.is_empty() {
+                return Vec::new();
+            }
+            self.sent.content.push_str(chunk);
+            return vec![ChatDelta {
+                content: Some(chunk.to_string()),
+                ..ChatDelta::default()
+            }];
+        }
         let snapshot = parse(&self.config, &self.tools, &self.text, true);
         self.advance(snapshot)
     }
