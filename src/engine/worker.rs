@@ -4,14 +4,15 @@
 //! Each step builds one batch: the pending token of every generating slot, then prompt tokens of
 //! slots still reading their prompt, up to `n_batch` (chunked prefill). One `llama_decode` runs
 //! them all; then each slot with an output in the batch takes its next token: sampled here from
-//! the logits (host sampling), or read from the decode when the slot's request has a sampler
-//! chain attached to the context (backend sampling, see `llama.rs`). A slot whose client went
-//! away is freed before the next step. The loop blocks on the command channel only when
-//! nothing is active.
+//! the logits (host sampling: the scans of the whole vocabulary side by side on several
+//! threads, then each slot's samplers in turn), or read from the decode when the slot's request
+//! has a sampler chain attached to the context (backend sampling, see `llama.rs`). A slot whose
+//! client went away is freed before the next step. The loop blocks on the command channel only
+//! when nothing is active.
 //!
-//! Chains stay attached to their sequence between requests: attaching one re-reserves
-//! llama.cpp's graph, so a free slot whose chain equals what a request asks for is preferred,
-//! and every sequence starts with the chain of llama-server's default sampling.
+//! With backend sampling, chains stay attached to their sequence between requests: attaching
+//! one re-reserves llama.cpp's graph, so a free slot whose chain equals what a request asks for
+//! is preferred, and every sequence starts with the chain of llama-server's default sampling.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
