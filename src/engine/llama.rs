@@ -155,30 +155,32 @@ impl<'m> Context<'m> {
     /// sequences without an attached chain: llama.cpp does not copy raw logits for a batch
     /// whose outputs all belong to sequences with chains.
     pub fn logits_ith(&mut self, i: i32) -> &[f32] {
-        // SAFETY: `ctx` is live and `&mut self` excludes other use while llama.cpp synchronizes.
-        let data = unsafe { sys::llama_get_logits_ith(self.ctx.as_ptr(), i) };
-        assert!(!data.is_null(), "llama.cpp has no logits for output {i}");
-        // SAFETY: llama.cpp returned a row of `n_vocab` floats in its output buffer, which
-        // stays untouched until the next decode; the slice borrows `self`, so no decode can
-        // happen while it lives.
-        unsafe { std::slice::from_raw_parts(data, self.n_vocab) }
+        // SAFETY: `&mut self` excludes other use of the context while llama.cpp synchronizes,
+        // and the slice borrows `self`, so no decode can happen while it lives.
+        unsafe { self.logits_row(i) }
     }
 
     /// The logits of several outputs of the last decode at once, in the order asked, so that
     /// they can be read side by side (see [`Context::logits_ith`]).
     pub fn logits_rows(&mut self, rows: impl IntoIterator<Item = i32>) -> Vec<&[f32]> {
-        let ctx = self.ctx.as_ptr();
+        // SAFETY: as in `logits_ith`: every row borrows `self`, which excludes a decode.
         rows.into_iter()
-            .map(|i| {
-                // SAFETY: as in `logits_ith`; every row stays untouched until the next decode,
-                // which the returned borrow of `self` excludes.
-                unsafe {
-                    let data = sys::llama_get_logits_ith(ctx, i);
-                    assert!(!data.is_null(), "llama.cpp has no logits for output {i}");
-                    std::slice::from_raw_parts(data, self.n_vocab)
-                }
-            })
+            .map(|i| unsafe { self.logits_row(i) })
             .collect()
+    }
+
+    /// Output `i`'s row of logits, which llama.cpp copies out of the last decode.
+    ///
+    /// # Safety
+    /// No other call may use the context while this one runs, and the caller must tie the
+    /// returned slice to a borrow of `self` that excludes the next decode.
+    unsafe fn logits_row<'a>(&self, i: i32) -> &'a [f32] {
+        // SAFETY: `ctx` is live; the caller excludes concurrent use.
+        let data = unsafe { sys::llama_get_logits_ith(self.ctx.as_ptr(), i) };
+        assert!(!data.is_null(), "llama.cpp has no logits for output {i}");
+        // SAFETY: llama.cpp returned a row of `n_vocab` floats in its output buffer, which stays
+        // untouched until the next decode; the caller keeps the slice from outliving that.
+        unsafe { std::slice::from_raw_parts(data, self.n_vocab) }
     }
 
     /// Removes positions `p0..p1` (`None`: from the start, to the end) of a sequence from the

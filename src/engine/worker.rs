@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -106,10 +106,10 @@ struct Busy {
     batch_tokens: u64,
     outputs: u64,
     /// In `llama_decode` (on a GPU the graph runs on after it returns).
-    decode: std::time::Duration,
+    decode: Duration,
     /// Reading tokens: waiting for the graph, host sampling, detokenizing and sending.
-    sample: std::time::Duration,
-    reserves: (u64, std::time::Duration),
+    sample: Duration,
+    reserves: (u64, Duration),
 }
 
 impl Busy {
@@ -119,14 +119,14 @@ impl Busy {
             steps: 0,
             batch_tokens: 0,
             outputs: 0,
-            decode: std::time::Duration::ZERO,
-            sample: std::time::Duration::ZERO,
+            decode: Duration::ZERO,
+            sample: Duration::ZERO,
             reserves: super::llama_log::reserves(),
         }
     }
 
     fn log(&self) {
-        let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
         let (n, t) = super::llama_log::reserves();
         tracing::debug!(
             wall_ms = ms(self.start.elapsed()),
@@ -510,28 +510,26 @@ impl<'m> Worker<'m> {
     /// vocabulary), side by side on several threads when several slots wait; indexed by slot.
     fn scan_host_rows(&mut self) -> Vec<Option<Picked>> {
         let mut picked: Vec<Option<Picked>> = vec![None; self.slots.len()];
-        let on_host = |task: &Task| task.sampler.is_some() && task.req.n_predict != Some(0);
-        let rows: Vec<i32> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.task.as_ref().filter(|t| on_host(t))?.i_batch)
-            .collect();
-        if rows.len() < 2 {
-            // One row: the plain path scans it, with no thread to start.
-            return picked;
-        }
-        let logits = self.ctx.logits_rows(rows);
-        let mut jobs: Vec<(&mut Scan, &[f32], &mut Option<Picked>)> = self
+        let waiting: Vec<(&mut Scan, i32, &mut Option<Picked>)> = self
             .slots
             .iter_mut()
             .zip(picked.iter_mut())
             .filter_map(|(slot, out)| {
-                let task = slot.task.as_mut().filter(|t| on_host(t))?;
-                task.i_batch?;
-                Some((task.sampler.as_mut()?.scan_mut(), out))
+                let task = slot.task.as_mut().filter(|t| t.req.n_predict != Some(0))?;
+                let row = task.i_batch?;
+                Some((task.sampler.as_mut()?.scan_mut(), row, out))
             })
+            .collect();
+        if waiting.len() < 2 {
+            // One row: the plain path scans it, with no thread to start.
+            drop(waiting);
+            return picked;
+        }
+        let logits = self.ctx.logits_rows(waiting.iter().map(|w| w.1));
+        let mut jobs: Vec<(&mut Scan, &[f32], &mut Option<Picked>)> = waiting
+            .into_iter()
             .zip(logits)
-            .map(|((scan, out), row)| (scan, row, out))
+            .map(|((scan, _, out), row)| (scan, row, out))
             .collect();
         in_parallel(&mut jobs, self.sampling_threads, |(scan, row, out)| {
             **out = Some(scan.scan(row));
