@@ -112,12 +112,12 @@ measure() {
   if [ -n "${SAMPLING:-}" ]; then
     bench --synthetic 1 --prompt-tokens 16 --max-tokens "$DECODE_TOKENS" $SAMPLING >"$prefix-tgs.json"
   fi
-  # shellcheck disable=SC2086
-  bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
-    --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-conc.json"
-  # shellcheck disable=SC2086
-  bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
-    --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-conc2.json"
+  # The same wave twice: on the fresh server, then again.
+  for wave in conc conc2; do
+    # shellcheck disable=SC2086
+    bench --synthetic "$CONC_REQUESTS" --concurrency "$NP" --prompt-tokens "$CONC_PROMPT_TOKENS" \
+      --max-tokens "$CONC_TOKENS" ${SAMPLING:-} >"$prefix-$wave.json"
+  done
   stop_server
 }
 
