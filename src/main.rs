@@ -1,10 +1,16 @@
 //! The `gguf-serve` binary: parse the command line and run it, reporting errors on one line.
 
-use clap::Parser;
-use gguf_serve::cli::{self, Cli};
+use gguf_serve::cli::{Cli, ParseError};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
+    let cli = match Cli::parse_with_env(std::env::args_os(), &|name| std::env::var(name).ok()) {
+        Ok(cli) => cli,
+        Err(ParseError::Clap(err)) => err.exit(),
+        Err(ParseError::Flag(err)) => {
+            eprintln!("gguf-serve: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match cli.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

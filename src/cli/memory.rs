@@ -10,12 +10,11 @@ use crate::plan::{self, ContextParams, PlanRequest};
 
 #[derive(Debug, Clone, Args)]
 pub struct MemoryArgs {
-    /// Context size in tokens shared by all slots; 0 uses the model's training context
-    /// (llama-server: -c/--ctx-size).
+    /// Context size in tokens shared by all slots; 0 uses the model's training context.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
     pub ctx_size: u32,
 
-    /// Layers to offload to the GPU: auto, all, or a number (llama-server: -ngl/--n-gpu-layers).
+    /// Layers to offload to the GPU: auto, all, or a number.
     #[arg(
         long = "n-gpu-layers",
         default_value = "auto",
@@ -24,11 +23,11 @@ pub struct MemoryArgs {
     pub n_gpu_layers: GpuLayers,
 
     /// Number of slots (requests decoded together); default 4 with a unified KV cache, as
-    /// llama-server's auto (llama-server: -np/--parallel).
+    /// llama-server's auto.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: u32,
 
-    /// Logical batch size: the most tokens one decode step takes (llama-server: -b/--batch-size).
+    /// Logical batch size: the most tokens one decode step takes.
     #[arg(
         short = 'b',
         long = "batch-size",
@@ -37,31 +36,31 @@ pub struct MemoryArgs {
     )]
     pub batch_size: u32,
 
-    /// Physical batch size (llama-server: -ub/--ubatch-size).
+    /// Physical batch size.
     #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
     pub ubatch_size: u32,
 
-    /// Flash attention: on, off or auto (llama-server: -fa/--flash-attn).
+    /// Flash attention: on, off or auto.
     #[arg(long = "flash-attn", default_value = "auto")]
     pub flash_attn: FlashAttn,
 
-    /// KV cache type for K: f16, bf16, q8_0, q4_0, … (llama-server: -ctk/--cache-type-k).
+    /// KV cache type for K: f16, bf16, q8_0, q4_0, ….
     #[arg(long = "cache-type-k", default_value = "f16")]
     pub cache_type_k: String,
 
-    /// KV cache type for V (llama-server: -ctv/--cache-type-v).
+    /// KV cache type for V.
     #[arg(long = "cache-type-v", default_value = "f16")]
     pub cache_type_v: String,
 
-    /// Keep all MoE expert weights in host memory (llama-server: -cmoe/--cpu-moe).
+    /// Keep all MoE expert weights in host memory.
     #[arg(long = "cpu-moe")]
     pub cpu_moe: bool,
 
-    /// Keep the MoE experts of the first N layers in host memory (llama-server: -ncmoe/--n-cpu-moe).
+    /// Keep the MoE experts of the first N layers in host memory.
     #[arg(long = "n-cpu-moe", value_name = "N")]
     pub n_cpu_moe: Option<u32>,
 
-    /// Memory to leave free on each GPU when fitting, in MiB (llama-server: -fitt/--fit-target).
+    /// Memory to leave free on each GPU when fitting, in MiB.
     #[arg(long = "fit-margin", default_value_t = 1024, value_name = "MiB")]
     pub fit_margin_mib: u64,
 }

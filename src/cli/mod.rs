@@ -4,6 +4,8 @@
 
 mod bench;
 mod devices;
+mod flags;
+pub mod llama_flags;
 mod memory;
 mod plan;
 mod quantize;
@@ -11,11 +13,17 @@ mod serve;
 
 pub use bench::BenchArgs;
 pub use devices::DevicesArgs;
+pub use flags::FlagsArgs;
 pub use plan::PlanArgs;
 pub use quantize::QuantizeArgs;
 pub use serve::ServeArgs;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub use llama_flags::{Class, FlagError, LlamaFlag, Support};
+use llama_flags::{rewrite_spellings, translate};
 
 /// Serve GGUF language models over llama-server's HTTP API, choosing the quant and GPU offload
 /// that fit your hardware.
@@ -55,13 +63,15 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Benchmark a running llama.cpp-style or OpenAI-compatible server.
     Bench(BenchArgs),
+    /// List llama-server's flags and what gguf-serve does with each.
+    Flags(FlagsArgs),
 }
 
 impl Cli {
     /// Runs the chosen command to completion.
     pub fn run(self) -> anyhow::Result<()> {
         // `bench` only speaks HTTP: no backend (a GPU one initializes its driver) to load.
-        if !matches!(self.command, Some(Command::Bench(_))) {
+        if !matches!(self.command, Some(Command::Bench(_) | Command::Flags(_))) {
             crate::hardware::load_backends(self.backends_dir.as_deref())?;
         }
         match self.command {
@@ -71,43 +81,99 @@ impl Cli {
             Some(Command::Devices(args)) => devices::run(args),
             Some(Command::Quantize(args)) => quantize::run(args),
             Some(Command::Bench(args)) => bench::run(args),
+            Some(Command::Flags(args)) => flags::run(args),
         }
     }
 }
 
-/// llama-server's multi-letter short flags (`-ngl 99`, `-np 4`, …), which clap cannot declare,
-/// rewritten to their long forms so a llama-server command line parses unchanged.
-const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
-    ("-ngl", "--n-gpu-layers"),
-    ("-np", "--parallel"),
-    ("-tb", "--threads-batch"),
-    ("-ub", "--ubatch-size"),
-    ("-fa", "--flash-attn"),
-    ("-ctk", "--cache-type-k"),
-    ("-ctv", "--cache-type-v"),
-    ("-cmoe", "--cpu-moe"),
-    ("-ncmoe", "--n-cpu-moe"),
-    ("-bs", "--backend-sampling"),
-];
+/// Why a command line could not be parsed.
+#[derive(Debug)]
+pub enum ParseError {
+    /// A llama-server flag gguf-serve refuses, or one nobody knows: one line names it.
+    Flag(FlagError),
+    /// clap's own report (help and version requests too), printed and exited by clap.
+    Clap(clap::Error),
+}
 
-/// Rewrites llama-server's multi-letter short flags to long ones; everything else is untouched.
-pub fn normalize_args(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.into_iter()
-        .map(|arg| {
-            let text = arg.to_string_lossy();
-            let (flag, value) = match text.split_once('=') {
-                Some((flag, value)) => (flag, Some(value)),
-                None => (text.as_ref(), None),
-            };
-            match LLAMA_SHORT_FLAGS.iter().find(|(short, _)| *short == flag) {
-                Some((_, long)) => match value {
-                    Some(value) => format!("{long}={value}").into(),
-                    None => (*long).into(),
-                },
-                None => arg.clone(),
+impl Cli {
+    /// Parses a command line: llama-server's spellings and its `LLAMA_ARG_*` environment
+    /// (read through `env`) are translated into gguf-serve's flags first, when serving
+    /// (`llama_flags.rs` decides each); the other subcommands take llama-server's spellings of
+    /// the flags they share (`plan -ngl 99`).
+    pub fn parse_with_env(
+        args: impl IntoIterator<Item = OsString>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ParseError> {
+        let args: Vec<OsString> = args.into_iter().collect();
+        let mut command = Self::command_with_llama_help();
+        let subcommand = args.get(1).and_then(|a| a.to_str()).filter(|a| {
+            command
+                .get_subcommands()
+                .any(|s| s.get_name() == *a || s.get_all_aliases().any(|alias| alias == *a))
+        });
+        let args = match subcommand {
+            None => translate(args, env, &|s| own_flag(&command, s)).map_err(ParseError::Flag)?,
+            Some("serve") => {
+                let serve = command.find_subcommand("serve").expect("serve exists");
+                let (head, rest) = args.split_at(2);
+                let mut translated = translate(
+                    std::iter::once(head[1].clone())
+                        .chain(rest.iter().cloned())
+                        .collect(),
+                    env,
+                    &|s| own_flag(serve, s),
+                )
+                .map_err(ParseError::Flag)?;
+                translated.insert(0, head[0].clone());
+                translated
             }
+            Some(_) => rewrite_spellings(args),
+        };
+        let matches = command
+            .try_get_matches_from_mut(args)
+            .map_err(ParseError::Clap)?;
+        Self::from_arg_matches(&matches).map_err(ParseError::Clap)
+    }
+
+    /// clap's command, each implemented llama-server flag's help naming the llama-server
+    /// spellings and the environment variable it answers to.
+    pub fn command_with_llama_help() -> clap::Command {
+        let annotate = |mut command: clap::Command| {
+            let ids: Vec<(clap::Id, String)> = command
+                .get_arguments()
+                .filter_map(|a| Some((a.get_id().clone(), a.get_long()?.to_string())))
+                .collect();
+            for (id, long) in ids {
+                if let Some(suffix) = llama_flags::help_suffix(&long) {
+                    command = command.mut_arg(id, |arg| {
+                        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                        arg.help(format!("{help} {suffix}"))
+                    });
+                }
+            }
+            command
+        };
+        let command = annotate(Self::command());
+        command.mut_subcommand("serve", annotate)
+    }
+}
+
+/// Whether `spelling` is one of gguf-serve's own flags of `command` (and if so, whether it
+/// takes a value).
+fn own_flag(command: &clap::Command, spelling: &str) -> Option<bool> {
+    let arg = if let Some(long) = spelling.strip_prefix("--") {
+        command.get_arguments().find(|a| {
+            a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|v| v.contains(&long))
         })
-        .collect()
+    } else {
+        let mut chars = spelling.strip_prefix('-')?.chars();
+        let short = chars.next()?;
+        if chars.next().is_some() {
+            return None;
+        }
+        command
+            .get_arguments()
+            .find(|a| a.get_short() == Some(short))
+    }?;
+    Some(arg.get_action().takes_values())
 }

@@ -1,6 +1,6 @@
-//! `gguf-serve [serve] --model …`: the flags that start the server. Names and short forms follow
-//! llama-server's (`-c`, `-ngl`, `-np`, `-t`, …) so that a llama-server command line mostly works
-//! unchanged; each doc line names the llama-server flag it mirrors.
+//! `gguf-serve [serve] --model …`: the flags that start the server. Their names are llama-server's
+//! long ones; `llama_flags.rs` maps every llama-server spelling and environment variable onto
+//! them and adds those to each flag's help.
 
 use std::path::PathBuf;
 
@@ -17,8 +17,7 @@ use crate::source;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model: a GGUF file, a folder of quants of one model, or the first file of a split GGUF
-    /// (llama-server: -m/--model).
+    /// Model: a GGUF file, a folder of quants of one model, or the first file of a split GGUF.
     #[arg(short = 'm', long, value_name = "PATH", required = true)]
     pub model: Option<PathBuf>,
 
@@ -27,15 +26,15 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto", value_name = "auto|NAME")]
     pub quant: String,
 
-    /// Model name reported by /v1/models and in responses (llama-server: -a/--alias).
+    /// Model name reported by /v1/models and in responses.
     #[arg(short = 'a', long)]
     pub alias: Option<String>,
 
-    /// Address to listen on (llama-server: --host).
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port to listen on (llama-server: --port).
+    /// Port to listen on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
 
@@ -43,17 +42,16 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub memory: MemoryArgs,
 
-    /// Threads for generation; default: the number of physical cores, as llama-server
-    /// (llama-server: -t/--threads).
+    /// Threads for generation; default: the number of physical cores, as llama-server.
     #[arg(short = 't', long, value_name = "N")]
     pub threads: Option<i32>,
 
-    /// Threads for prompt processing; default: same as --threads (llama-server: -tb/--threads-batch).
+    /// Threads for prompt processing; default: same as --threads.
     #[arg(long = "threads-batch", value_name = "N")]
     pub threads_batch: Option<i32>,
 
     /// Default number of tokens to predict when a request sets none; -1 means until the context
-    /// is full (llama-server: -n/--n-predict).
+    /// is full.
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N")]
     pub n_predict: i32,
 
@@ -65,7 +63,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "host", value_name = "host|backend")]
     pub sampling: SamplingMode,
 
-    /// Same as `--sampling backend` (llama-server: -bs/--backend-sampling).
+    /// Same as `--sampling backend`.
     #[arg(long = "backend-sampling")]
     pub backend_sampling: bool,
 
@@ -73,21 +71,23 @@ pub struct ServeArgs {
     #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
     pub max_queue: usize,
 
-    /// API key clients must send as `Authorization: Bearer KEY` (llama-server: --api-key).
-    #[arg(long = "api-key", env = "LLAMA_API_KEY", hide_env_values = true)]
+    /// API key clients must send as `Authorization: Bearer KEY`.
+    #[arg(long = "api-key")]
     pub api_key: Option<String>,
 
-    /// Jinja chat template file overriding the model's (llama-server: --chat-template-file).
+    /// Jinja chat template file overriding the model's.
     #[arg(long = "chat-template-file", value_name = "FILE")]
     pub chat_template_file: Option<PathBuf>,
 
     /// How reasoning is returned: none (left in content), auto or deepseek (in
-    /// reasoning_content) (llama-server: --reasoning-format).
+    /// reasoning_content).
     #[arg(long = "reasoning-format", default_value = "auto")]
     pub reasoning_format: String,
 
-    /// Accepted for llama-server compatibility: Jinja templates are always used.
-    #[arg(long, hide = true)]
+    /// Render chats with the Jinja chat template (llama-server's default); `--no-jinja` is not
+    /// supported yet.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub jinja: bool,
 
     /// Log llama.cpp's own messages too.
@@ -98,6 +98,7 @@ pub struct ServeArgs {
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.verbose);
+    anyhow::ensure!(args.jinja, "--no-jinja: not supported yet");
     let decision = choose_model(&args)?;
     let threads = args.threads.unwrap_or_else(crate::hardware::math_threads);
     let engine = EngineConfig {
@@ -239,8 +240,7 @@ mod tests {
         ];
         for &(flags, want) in cases {
             let argv = ["gguf-serve", "-m", "model.gguf"].iter().chain(flags);
-            let argv = crate::cli::normalize_args(argv.map(std::ffi::OsString::from));
-            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let cli = crate::cli::Cli::parse_with_env(argv.map(Into::into), &|_| None).unwrap();
             assert_eq!(backend_sampling(&cli.serve), want, "{flags:?}");
         }
     }
