@@ -55,6 +55,25 @@ pub fn gpu_devices() -> Vec<Device> {
     }
 }
 
+/// This machine's memory budget for the planner: the free memory of the GPUs llama.cpp offloads
+/// to (those named by `devices`, when given; none for an empty list) and available host memory,
+/// each less `margin`.
+pub fn budget(margin: u64, devices: Option<&[String]>) -> crate::plan::Budget {
+    let gpus = gpu_devices()
+        .into_iter()
+        .filter(|d| devices.is_none_or(|names| names.contains(&d.name)))
+        .map(|d| crate::plan::GpuBudget {
+            name: d.name,
+            free: d.memory_free,
+        })
+        .collect();
+    crate::plan::Budget {
+        gpus,
+        host_free: host_memory().available,
+        margin,
+    }
+}
+
 /// Host memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct HostMemory {

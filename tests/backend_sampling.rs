@@ -179,11 +179,16 @@ fn concurrent_requests_with_backend_sampling_all_finish() {
     for reply in &replies {
         assert!(reply["tokens_predicted"].as_u64().unwrap() > 0, "{reply}");
     }
-    // Every request ended: the slots are idle (their chains stay) and a new request works.
+    // Every request ended: the slots are idle (their chains stay; /slots shows the last task,
+    // done) and a new request works.
     let slots = server.get("/slots").1;
     for slot in slots.as_array().unwrap() {
         assert_eq!(slot["is_processing"], json!(false), "{slot}");
-        assert_eq!(slot["backend_sampling"], json!(false), "{slot}");
+        assert_eq!(
+            slot["next_token"][0]["has_next_token"],
+            json!(false),
+            "{slot}"
+        );
     }
     let r = completion(&server, &greedy(PROMPTS[0]));
     assert!(!tokens(&r).is_empty());
@@ -197,10 +202,15 @@ fn a_dropped_stream_frees_its_slot() {
     let response = server.start_long_stream();
     let slot = server.get("/slots").1[0].clone();
     assert_eq!(slot["is_processing"], json!(true), "{slot}");
-    assert_eq!(slot["backend_sampling"], json!(true), "{slot}");
+    assert_eq!(slot["params"]["backend_sampling"], json!(true), "{slot}");
     drop(response);
     server.wait_slot_idle(0, Duration::from_secs(5));
-    assert_eq!(server.get("/slots").1[0]["backend_sampling"], json!(false));
+    let slot = server.get("/slots").1[0].clone();
+    assert_eq!(
+        slot["next_token"][0]["has_next_token"],
+        json!(false),
+        "{slot}"
+    );
     let r = completion(&server, &greedy(PROMPTS[1]));
     assert!(r["tokens_predicted"].as_u64().unwrap() > 0, "{r}");
 }

@@ -82,7 +82,10 @@ fn response_format_parsing() {
         let got = parse_response_format(Some(&input));
         match (got, want) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "{input}"),
-            (Err(e), Err(field)) => assert!(e.to_string().starts_with(field), "{input}: {e}"),
+            (Err(e), Err(field)) => assert!(
+                e.to_string().starts_with(&format!("Field '{field}'")),
+                "{input}: {e}"
+            ),
             (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
         }
     }
@@ -144,5 +147,10 @@ fn forced_tool_call_grammars_parse() {
         &tools,
         &ToolChoice::Function("nope".into()),
     );
-    assert!(missing.unwrap_err().to_string().starts_with("tool_choice"));
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .starts_with("Field 'tool_choice")
+    );
 }

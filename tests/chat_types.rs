@@ -16,19 +16,40 @@ fn field_of(result: Result<impl std::fmt::Debug, ChatError>) -> String {
 #[test]
 fn invalid_requests_name_the_field() {
     let user = json!({"role": "user", "content": "hi"});
+    // The shape checks llama-server makes first are its own sentences.
+    let llama_cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"role": "user"}),
+            "Expected 'messages' to be an array",
+        ),
+        (
+            json!([{"role": "user"}]),
+            "All non-assistant messages must contain 'content'",
+        ),
+        (
+            json!([{"role": "user", "content": 5}]),
+            "Expected 'content' to be a string or an array",
+        ),
+        (
+            json!([{"role": "assistant"}]),
+            "Assistant message must contain either 'content' or 'tool_calls'!",
+        ),
+    ];
+    for (messages, want) in llama_cases {
+        let err = parse_messages(&messages).unwrap_err();
+        assert!(matches!(err, ChatError::Request(_)), "{messages}: {err:?}");
+        assert_eq!(err.to_string(), want, "{messages}");
+    }
+    assert!(
+        parse_messages(&json!([])).unwrap().is_empty(),
+        "no messages is accepted"
+    );
     let message_cases: Vec<(Value, &str)> = vec![
-        (json!({"role": "user"}), "messages"),
-        (json!([]), "messages"),
         (
             json!([user, {"role": "bot", "content": "x"}]),
             "messages[1].role",
         ),
         (json!([{"content": "x"}]), "messages[0].role"),
-        (
-            json!([{"role": "user", "content": 5}]),
-            "messages[0].content",
-        ),
-        (json!([{"role": "user"}]), "messages[0].content"),
         (
             json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}]),
             "messages[0].content[1].type",
@@ -81,13 +102,15 @@ fn invalid_requests_name_the_field() {
     );
     assert_eq!(field_of(ReasoningEffort::parse("max")), "reasoning_effort");
     assert_eq!(
-        field_of(ReasoningFormat::parse("deepseek-r2")),
-        "reasoning_format"
+        ReasoningFormat::parse("deepseek-r2")
+            .unwrap_err()
+            .to_string(),
+        "Unknown reasoning format: deepseek-r2"
     );
     let err = parse_messages(&json!([{"role": "bot", "content": "x"}])).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "messages[0].role: unknown role \"bot\" (expected system, developer, user, assistant or tool)"
+        "Field 'messages[0].role': unknown role \"bot\" (expected system, developer, user, assistant or tool)"
     );
 }
 
@@ -146,7 +169,8 @@ fn valid_requests_parse() {
 
 #[test]
 fn whole_request() {
-    use gguf_serve::chat::{ChatRequest, ChatTemplate, SpecialTokens};
+    use gguf_serve::chat::{ChatOptions, ChatRequest, ChatTemplate, SpecialTokens};
+    let options = ChatOptions::default();
     let body = json!({
         "model": "x", "temperature": 0.2,
         "messages": [{"role": "user", "content": "hi"}],
@@ -155,7 +179,7 @@ fn whole_request() {
         "reasoning_effort": "high",
         "chat_template_kwargs": {"enable_thinking": false, "builtin_tools": []}
     });
-    let request = ChatRequest::from_json(&body).unwrap();
+    let request = ChatRequest::from_json(&body, &options).unwrap();
     assert_eq!(request.reasoning_effort, Some(ReasoningEffort::High));
     assert!(request.parses_tool_calls());
     assert!(
@@ -173,40 +197,59 @@ fn whole_request() {
     let config = request.parser_config(&rendered, ReasoningFormat::None);
     assert_eq!(config.reasoning_format, ReasoningFormat::None);
 
-    let none = ChatRequest::from_json(&json!({
-        "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"
-    }))
+    let none = ChatRequest::from_json(
+        &json!({
+            "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"
+        }),
+        &options,
+    )
     .unwrap();
     assert_eq!(
         none.chat_template_kwargs.get("enable_thinking"),
         Some(&json!(false))
     );
 
+    // Mistakes, in llama-server's words: a field's (`Field 'x': …`) or its own sentences.
     let bad: Vec<(Value, &str)> = vec![
-        (json!({}), "messages"),
+        (json!({}), "'messages' is required"),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": []}),
-            "chat_template_kwargs",
+            "Field 'chat_template_kwargs': [json.exception.type_error.302] type must be object, but is array",
         ),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"reasoning_effort": "max"}}),
-            "chat_template_kwargs.reasoning_effort",
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": "yes"}),
-            "add_generation_prompt",
+            "Field 'chat_template_kwargs.reasoning_effort'",
         ),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \"a\"",
                    "tools": [{"type": "function", "function": {"name": "f"}}]}),
-            "grammar",
+            "Cannot use custom grammar constraints with tools.",
         ),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}),
-            "response_format.type",
+            "Field 'response_format.type'",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true}),
+            "Cannot set both add_generation_prompt and continue_final_message to true.",
+        ),
+        (
+            json!({"messages": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]}),
+            "Cannot have 2 or more assistant messages at the end of the list.",
+        ),
+        (
+            json!({"messages": "hi"}),
+            "Expected 'messages' to be an array",
+        ),
+        (
+            json!({"messages": [{"role": "user"}]}),
+            "All non-assistant messages must contain 'content'",
         ),
     ];
     for (body, want) in bad {
-        assert_eq!(field_of(ChatRequest::from_json(&body)), want, "{body}");
+        let err = ChatRequest::from_json(&body, &options)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(want), "{body}: {err}");
     }
 }

@@ -14,26 +14,63 @@ fn greedy(prompt: &str, n: u32) -> Value {
 
 #[test]
 fn health_models_props_slots() {
-    let server = Server::start(&["-np", "2", "--alias", "demo"]);
+    let server = Server::start(&["-np", "2", "--alias", "zeta,demo", "--tags", "b,a"]);
     let (status, health) = server.get("/health");
     assert_eq!((status, health), (200, json!({ "status": "ok" })));
 
+    // Aliases and tags are sorted sets; the first alias is the model's name.
     let (status, models) = server.get("/v1/models");
     assert_eq!(status, 200);
     assert_eq!(models["object"], "list");
-    assert_eq!(models["data"][0]["id"], "demo");
-    assert_eq!(models["data"][0]["meta"]["n_ctx"], 4096);
-    assert!(models["data"][0]["meta"]["n_params"].as_u64().unwrap() > 200_000_000);
+    let data = &models["data"][0];
+    assert_eq!(data["id"], "demo");
+    assert_eq!(data["aliases"], json!(["demo", "zeta"]));
+    assert_eq!(data["tags"], json!(["a", "b"]));
+    assert_eq!(models["models"][0]["name"], "demo");
+    assert!(data["meta"]["n_params"].as_u64().unwrap() > 200_000_000);
 
+    // An explicit -np splits the context between the slots, as llama-server does.
+    assert_eq!(data["meta"]["n_ctx"], 2048);
     let (status, props) = server.get("/props");
     assert_eq!(status, 200);
     assert_eq!(props["total_slots"], 2);
-    assert_eq!(props["default_generation_settings"]["n_ctx"], 4096);
+    assert_eq!(props["model_alias"], "demo");
+    assert_eq!(props["default_generation_settings"]["n_ctx"], 2048);
+    assert_eq!(
+        props["default_generation_settings"]["params"]["samplers"],
+        json!([
+            "penalties",
+            "dry",
+            "top_n_sigma",
+            "top_k",
+            "typ_p",
+            "top_p",
+            "min_p",
+            "xtc",
+            "temperature"
+        ])
+    );
 
     let (status, slots) = server.get("/slots");
     assert_eq!(status, 200);
-    assert_eq!(slots.as_array().unwrap().len(), 2);
-    assert_eq!(slots[0]["is_processing"], false);
+    let slots = slots.as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    for slot in slots {
+        assert_eq!(slot["is_processing"], false);
+        assert_eq!(slot["n_ctx"], 2048);
+        assert!(slot.get("id_task").is_none(), "a never-used slot: {slot}");
+    }
+
+    // With a unified cache (-kvu, or -np left to auto) each slot may use all of it.
+    let unified = Server::start(&["-np", "2", "-kvu"]);
+    assert_eq!(
+        unified.get("/props").1["default_generation_settings"]["n_ctx"],
+        4096
+    );
+    let auto = Server::start(&[]);
+    let props = auto.get("/props").1;
+    assert_eq!(props["default_generation_settings"]["n_ctx"], 4096);
+    assert_eq!(props["total_slots"], 4);
 }
 
 #[test]
@@ -191,7 +228,8 @@ fn v1_completions() {
     );
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["object"], "text_completion");
-    assert!(reply["id"].as_str().unwrap().starts_with("cmpl-"));
+    // llama-server's ids are chatcmpl- on every OpenAI route.
+    assert!(reply["id"].as_str().unwrap().starts_with("chatcmpl-"));
     assert_eq!(reply["usage"]["completion_tokens"], 6);
     let (chunks, done) = server.stream(
         "/v1/completions",
@@ -215,14 +253,14 @@ fn bad_requests_get_llama_server_errors_and_the_server_keeps_serving() {
             "{not json".into(),
             400,
             "invalid_request_error",
-            "JSON",
+            "parse error",
         ),
         (
             "/completion",
             "[1, 2]".into(),
             400,
             "invalid_request_error",
-            "JSON object",
+            "cannot use at() with array",
         ),
         (
             "/completion",
@@ -247,17 +285,17 @@ fn bad_requests_get_llama_server_errors_and_the_server_keeps_serving() {
         ),
         (
             "/completion",
-            json!({ "prompt": "hi", "stop": 5 }).to_string(),
+            json!({ "prompt": "hi", "stop": ["a", 5] }).to_string(),
             400,
             "invalid_request_error",
-            "stop",
+            "Field 'stop': [json.exception.type_error.302] type must be string, but is number",
         ),
         (
             "/completion",
             json!({ "prompt": [1, 999999999] }).to_string(),
             400,
             "invalid_request_error",
-            "prompt",
+            "Prompt contains invalid tokens",
         ),
         (
             "/completion",

@@ -28,9 +28,10 @@ pub use error::ChatError;
 pub use format::ChatFormat;
 pub use grammar::{ResponseFormat, parse_response_format, schema_grammar, tool_call_grammar};
 pub use parse::{ChatDelta, ChatParser, ParsedMessage, ParserConfig, ToolCallDelta};
-pub use request::ChatRequest;
+pub use request::{ChatOptions, ChatRequest};
 pub use template::{
-    CHATML_TEMPLATE, ChatTemplate, RenderRequest, RenderedPrompt, SpecialTokens, TemplateCaps,
+    BUILTIN_TEMPLATES, CHATML_TEMPLATE, ChatTemplate, LegacyApply, RenderRequest, RenderedPrompt,
+    SpecialTokens, TemplateCaps,
 };
 pub use types::{
     ChatMessage, ContentPart, MessageContent, ReasoningEffort, ReasoningFormat, Role, Tool,

@@ -154,13 +154,29 @@ pub enum ToolChoice {
     Function(String),
 }
 
-/// Parses the `messages` array.
+/// Parses the `messages` array, with llama-server's checks and words.
 pub fn parse_messages(value: &Value) -> Result<Vec<ChatMessage>, ChatError> {
     let items = value
         .as_array()
-        .ok_or_else(|| ChatError::field("messages", "expected an array of messages"))?;
-    if items.is_empty() {
-        return Err(ChatError::field("messages", "must not be empty"));
+        .ok_or_else(|| ChatError::Request("Expected 'messages' to be an array".into()))?;
+    for item in items {
+        let role = item.get("role").and_then(Value::as_str).unwrap_or_default();
+        let content = item.get("content");
+        if role != "assistant" && content.is_none() {
+            return Err(ChatError::Request(
+                "All non-assistant messages must contain 'content'".into(),
+            ));
+        }
+        if role == "assistant" && content.is_none() && item.get("tool_calls").is_none() {
+            return Err(ChatError::Request(
+                "Assistant message must contain either 'content' or 'tool_calls'!".into(),
+            ));
+        }
+        if content.is_some_and(|c| !(c.is_string() || c.is_null() || c.is_array())) {
+            return Err(ChatError::Request(
+                "Expected 'content' to be a string or an array".into(),
+            ));
+        }
     }
     items
         .iter()
@@ -172,7 +188,7 @@ pub fn parse_messages(value: &Value) -> Result<Vec<ChatMessage>, ChatError> {
 fn parse_message(value: &Value, path: &str) -> Result<ChatMessage, ChatError> {
     let obj = value
         .as_object()
-        .ok_or_else(|| ChatError::field(path, "expected an object"))?;
+        .ok_or_else(|| ChatError::wrong_type(path, "object", value))?;
     let role = match obj.get("role").and_then(Value::as_str) {
         Some("system") => Role::System,
         Some("developer") => Role::Developer,
@@ -444,10 +460,12 @@ impl ReasoningFormat {
             "none" => Ok(ReasoningFormat::None),
             "auto" => Ok(ReasoningFormat::Auto),
             "deepseek" => Ok(ReasoningFormat::Deepseek),
-            other => Err(ChatError::field(
-                "reasoning_format",
-                format!("unknown value {other:?} (expected none, auto or deepseek)"),
+            "deepseek-legacy" => Err(ChatError::Unsupported(
+                "reasoning format deepseek-legacy is not supported by gguf-serve yet".into(),
             )),
+            other => Err(ChatError::Unsupported(format!(
+                "Unknown reasoning format: {other}"
+            ))),
         }
     }
 

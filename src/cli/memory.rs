@@ -1,4 +1,4 @@
-//! The flags that decide memory — context, batch sizes, KV cache types, GPU offload — shared by
+//! The flags that decide memory — context, slots, batch sizes, KV cache, GPU offload — shared by
 //! `serve` and `plan`, so that `plan` predicts what `serve` with the same flags will do. Names
 //! and defaults are llama-server's.
 
@@ -8,9 +8,12 @@ use clap::{Args, ValueEnum};
 use crate::gguf::ggml_type_by_name;
 use crate::plan::{self, ContextParams, PlanRequest};
 
+/// Slots when `-np` is left to llama-server's auto (-1).
+const AUTO_SLOTS: u32 = 4;
+
 #[derive(Debug, Clone, Args)]
 pub struct MemoryArgs {
-    /// Context size in tokens shared by all slots; 0 uses the model's training context.
+    /// Context size in tokens, all slots together; 0 uses the model's training context.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
     pub ctx_size: u32,
 
@@ -22,10 +25,21 @@ pub struct MemoryArgs {
     )]
     pub n_gpu_layers: GpuLayers,
 
-    /// Number of slots (requests decoded together); default 4 with a unified KV cache, as
-    /// llama-server's auto.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub parallel: u32,
+    /// Number of slots (requests decoded together); -1 (auto) is 4 slots sharing one KV cache,
+    /// as llama-server. An explicit count gives each slot n_ctx / N of the context unless
+    /// --kv-unified.
+    #[arg(long, default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub parallel: i32,
+
+    /// One KV cache shared by all slots, so that one slot may use the whole context; default:
+    /// on when the slot count is auto.
+    #[arg(long = "kv-unified", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub kv_unified: Option<bool>,
+
+    /// The most context one slot may use; without -c the context is sized to N per slot.
+    #[arg(long = "kv-unified-per-slot", value_name = "N")]
+    pub kv_unified_per_slot: Option<u32>,
 
     /// Logical batch size: the most tokens one decode step takes.
     #[arg(
@@ -41,16 +55,31 @@ pub struct MemoryArgs {
     pub ubatch_size: u32,
 
     /// Flash attention: on, off or auto.
-    #[arg(long = "flash-attn", default_value = "auto")]
+    #[arg(
+        long = "flash-attn",
+        default_value = "auto",
+        value_name = "on|off|auto"
+    )]
     pub flash_attn: FlashAttn,
 
-    /// KV cache type for K: f16, bf16, q8_0, q4_0, ….
-    #[arg(long = "cache-type-k", default_value = "f16")]
+    /// KV cache type for K: f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1.
+    #[arg(long = "cache-type-k", default_value = "f16", value_name = "TYPE")]
     pub cache_type_k: String,
 
     /// KV cache type for V.
-    #[arg(long = "cache-type-v", default_value = "f16")]
+    #[arg(long = "cache-type-v", default_value = "f16", value_name = "TYPE")]
     pub cache_type_v: String,
+
+    /// Full-size KV cache for sliding-window layers (more memory, prompts reusable further
+    /// back).
+    #[arg(long = "swa-full")]
+    pub swa_full: bool,
+
+    /// Keep the KV cache of offloaded layers on the GPU (default); false keeps it in host
+    /// memory.
+    #[arg(long = "kv-offload", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub kv_offload: bool,
 
     /// Keep all MoE expert weights in host memory.
     #[arg(long = "cpu-moe")]
@@ -60,32 +89,59 @@ pub struct MemoryArgs {
     #[arg(long = "n-cpu-moe", value_name = "N")]
     pub n_cpu_moe: Option<u32>,
 
-    /// Memory to leave free on each GPU when fitting, in MiB.
-    #[arg(long = "fit-margin", default_value_t = 1024, value_name = "MiB")]
-    pub fit_margin_mib: u64,
+    /// Memory to leave free on each GPU when fitting, in MiB (one value, or one per device:
+    /// the largest is kept free on every device).
+    #[arg(
+        long = "fit-target",
+        alias = "fit-margin",
+        default_value = "1024",
+        value_name = "MiB,…"
+    )]
+    pub fit_target: String,
 }
 
 impl MemoryArgs {
+    /// Slots: the count asked for, or llama-server's 4 for auto (-1).
+    pub fn n_parallel(&self) -> anyhow::Result<u32> {
+        match self.parallel {
+            -1 => Ok(AUTO_SLOTS),
+            n if n > 0 => Ok(n as u32),
+            n => anyhow::bail!("--parallel {n}: expected -1 (auto) or a positive count"),
+        }
+    }
+
+    /// Whether the slots share one KV cache: asked, else when the slot count is auto (as
+    /// llama-server, which forces it on for auto slots whatever was asked).
+    pub fn kv_unified(&self) -> bool {
+        self.parallel == -1 || self.kv_unified.unwrap_or(false)
+    }
+
     /// The planner's request for these flags.
-    pub fn plan_request(&self, swa_full: bool) -> anyhow::Result<PlanRequest> {
+    pub fn plan_request(&self) -> anyhow::Result<PlanRequest> {
         let cache_type = |name: &str, flag: &str| {
             ggml_type_by_name(name)
                 .map(|t| t.id)
                 .with_context(|| format!("{flag} {name}: unknown cache type (f16, q8_0, q4_0, …)"))
         };
+        let n_seq = self.n_parallel()?;
+        let n_ctx = match (self.ctx_size, self.kv_unified_per_slot) {
+            (0, Some(per_slot)) => per_slot.saturating_mul(n_seq),
+            (n, _) => n,
+        };
         Ok(PlanRequest {
             context: ContextParams {
-                n_ctx: self.ctx_size,
-                n_seq: self.parallel.max(1),
+                n_ctx,
+                n_seq,
                 n_batch: self.batch_size.max(1),
                 n_ubatch: self.ubatch_size.max(1),
                 // The engine asks for one output row per sequence, as llama-server does.
-                n_outputs_max: self.parallel.max(1),
+                n_outputs_max: n_seq,
                 type_k: cache_type(&self.cache_type_k, "--cache-type-k")?,
                 type_v: cache_type(&self.cache_type_v, "--cache-type-v")?,
                 flash_attn: self.flash_attn != FlashAttn::Off,
-                swa_full,
-                kv_unified: true,
+                swa_full: self.swa_full,
+                kv_unified: self.kv_unified(),
+                offload_kqv: self.kv_offload,
             },
             n_gpu_layers: match self.n_gpu_layers {
                 GpuLayers::Auto => plan::GpuLayers::Auto,
@@ -100,9 +156,17 @@ impl MemoryArgs {
         })
     }
 
-    /// `--fit-margin` in bytes.
-    pub fn fit_margin(&self) -> u64 {
-        self.fit_margin_mib << 20
+    /// `--fit-target` in bytes: the largest of the values.
+    pub fn fit_margin(&self) -> anyhow::Result<u64> {
+        self.fit_target
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map(|mib| mib << 20)
+                    .with_context(|| format!("--fit-target {}: expected MiB,…", self.fit_target))
+            })
+            .try_fold(0, |max, v| v.map(|v| v.max(max)))
     }
 }
 
@@ -137,9 +201,13 @@ impl std::str::FromStr for GpuLayers {
     }
 }
 
+/// `-fa`: llama-server's values and their synonyms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlashAttn {
+    #[value(alias = "enabled", alias = "true", alias = "1")]
     On,
+    #[value(alias = "disabled", alias = "false", alias = "0")]
     Off,
+    #[value(alias = "-1")]
     Auto,
 }

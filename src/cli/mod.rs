@@ -3,13 +3,19 @@
 //! module (with `main.rs`) that turns errors into `anyhow` reports for the user.
 
 mod bench;
+mod chat;
 mod devices;
 mod flags;
+mod http;
 pub mod llama_flags;
+mod load;
+mod log;
 mod memory;
 mod plan;
 mod quantize;
+mod sampling;
 mod serve;
+mod threads;
 
 pub use bench::BenchArgs;
 pub use devices::DevicesArgs;

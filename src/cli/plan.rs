@@ -38,10 +38,6 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub memory: MemoryArgs,
 
-    /// Full-size cache for sliding-window layers (llama-server: --swa-full).
-    #[arg(long = "swa-full")]
-    pub swa_full: bool,
-
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
@@ -59,7 +55,7 @@ struct PlanReport<'a> {
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let request = args.memory.plan_request(args.swa_full)?;
+    let request = args.memory.plan_request()?;
     let budget = budget(&args)?;
     let candidates = source::resolve(&args.model, Some(&args.quant))?;
     let result = plan::choose(&candidates, &request, &budget);
@@ -88,9 +84,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
 }
 
 fn budget(args: &PlanArgs) -> anyhow::Result<Budget> {
-    let margin = args.memory.fit_margin();
+    let margin = args.memory.fit_margin()?;
     let mut budget = match (&args.vram, &args.gpu_free) {
-        (None, None) => Budget::detected(margin),
+        (None, None) => hardware::budget(margin, None),
         (vram, gpu_free) => {
             let sizes = vram.as_deref().or(gpu_free.as_deref()).unwrap_or_default();
             let gpus = if sizes == "none" {

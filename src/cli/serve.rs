@@ -8,17 +8,22 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
-use super::memory::{FlashAttn, MemoryArgs};
-use crate::chat::ReasoningFormat;
-use crate::engine::EngineConfig;
-use crate::plan::{Budget, Decision};
+use super::chat::ChatArgs;
+use super::http::{HttpArgs, sorted_set};
+use super::load::LoadArgs;
+use super::log::LogArgs;
+use super::memory::{FlashAttn, GpuLayers, MemoryArgs};
+use super::sampling::SamplingArgs;
+use super::threads::ThreadArgs;
+use crate::engine::{ContextConfig, EngineConfig, ModelParams};
+use crate::plan::Decision;
 use crate::server::ServerConfig;
 use crate::source;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Model: a GGUF file, a folder of quants of one model, or the first file of a split GGUF.
-    #[arg(short = 'm', long, value_name = "PATH", required = true)]
+    #[arg(short = 'm', long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 
     /// Which quant to serve when --model holds several: `auto` picks the best one that fits,
@@ -26,34 +31,33 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto", value_name = "auto|NAME")]
     pub quant: String,
 
-    /// Model name reported by /v1/models and in responses.
-    #[arg(short = 'a', long)]
-    pub alias: Option<String>,
-
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-
-    /// Port to listen on.
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
-
     /// Context, batch, KV cache and offload: the flags that decide memory (shared with `plan`).
     #[command(flatten)]
     pub memory: MemoryArgs,
 
-    /// Threads for generation; default: the number of physical cores, as llama-server.
-    #[arg(short = 't', long, value_name = "N")]
-    pub threads: Option<i32>,
+    /// Devices, splits, overrides, file loading, RoPE: how the model is loaded and placed.
+    #[command(flatten)]
+    pub load: LoadArgs,
 
-    /// Threads for prompt processing; default: same as --threads.
-    #[arg(long = "threads-batch", value_name = "N")]
-    pub threads_batch: Option<i32>,
+    /// Threads and how they are scheduled.
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 
-    /// Default number of tokens to predict when a request sets none; -1 means until the context
-    /// is full.
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N")]
-    pub n_predict: i32,
+    /// Requests' defaults: sampling, -n, --keep, stop strings.
+    #[command(flatten)]
+    pub sampling_defaults: SamplingArgs,
+
+    /// Chat templates and reasoning.
+    #[command(flatten)]
+    pub chat: ChatArgs,
+
+    /// Addresses, names, keys, endpoints, CORS, timeouts.
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -67,106 +71,162 @@ pub struct ServeArgs {
     #[arg(long = "backend-sampling")]
     pub backend_sampling: bool,
 
-    /// Requests waiting for a free slot beyond which new ones get 503 (0: no bound).
-    #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
-    pub max_queue: usize,
+    /// Reuse a slot's cached prompt only if the common prefix covers at least this fraction of
+    /// the new prompt (0 disables the check).
+    #[arg(
+        long = "slot-prompt-similarity",
+        default_value_t = 0.1,
+        value_name = "SIMILARITY"
+    )]
+    pub slot_prompt_similarity: f32,
 
-    /// API key clients must send as `Authorization: Bearer KEY`.
-    #[arg(long = "api-key")]
-    pub api_key: Option<String>,
+    /// Show special tokens in generated text.
+    #[arg(long)]
+    pub special: bool,
 
-    /// Jinja chat template file overriding the model's.
-    #[arg(long = "chat-template-file", value_name = "FILE")]
-    pub chat_template_file: Option<PathBuf>,
+    /// When a slot's context fills during generation, drop the oldest tokens after --keep and
+    /// go on (default off: generation stops).
+    #[arg(long = "context-shift", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub context_shift: bool,
 
-    /// How reasoning is returned: none (left in content), auto or deepseek (in
-    /// reasoning_content).
-    #[arg(long = "reasoning-format", default_value = "auto")]
-    pub reasoning_format: String,
-
-    /// Render chats with the Jinja chat template (llama-server's default); `--no-jinja` is not
-    /// supported yet.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
-          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub jinja: bool,
-
-    /// Log llama.cpp's own messages too.
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// Expose Prometheus metrics on /metrics.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.verbose);
-    anyhow::ensure!(args.jinja, "--no-jinja: not supported yet");
+    if args.load.list_devices {
+        return super::devices::run(super::DevicesArgs { json: false });
+    }
+    args.log.init()?;
     let decision = choose_model(&args)?;
-    let threads = args.threads.unwrap_or_else(crate::hardware::math_threads);
-    let engine = EngineConfig {
-        model_path: decision.file.clone(),
-        n_ctx: args.memory.ctx_size,
-        n_batch: args.memory.batch_size,
-        n_ubatch: args.memory.ubatch_size,
-        n_parallel: args.memory.parallel.max(1),
-        n_threads: threads,
-        n_threads_batch: args.threads_batch.unwrap_or(threads),
-        n_gpu_layers: if decision.use_gpu {
-            decision.n_gpu_layers
-        } else {
-            0
-        },
-        flash_attn: match args.memory.flash_attn {
-            FlashAttn::On => Some(true),
-            FlashAttn::Off => Some(false),
-            FlashAttn::Auto => None,
-        },
-        cache_type_k: cache_type(&args.memory.cache_type_k).context("--cache-type-k")?,
-        cache_type_v: cache_type(&args.memory.cache_type_v).context("--cache-type-v")?,
-        cpu_moe: args.memory.cpu_moe,
-        n_cpu_moe: decision.n_cpu_moe,
-        n_predict: args.n_predict,
-        verbose: args.verbose,
-        backend_sampling: backend_sampling(&args),
-    };
-    let chat_template = match &args.chat_template_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read the chat template", path.display()))?,
-        ),
-        None => None,
-    };
-    let server = ServerConfig {
-        host: args.host,
-        port: args.port,
-        api_key: args.api_key,
-        alias: args.alias,
-        chat_template,
-        max_queue: args.max_queue,
-        n_predict: args.n_predict,
-        predicted: Some(decision.predicted),
-        reasoning_format: ReasoningFormat::parse(&args.reasoning_format).map_err(|_| {
-            anyhow::anyhow!(
-                "--reasoning-format: expected none, auto or deepseek, got {:?}",
-                args.reasoning_format
-            )
-        })?,
+    let engine = engine_config(&args, &decision)?;
+    let server = server_config(&args, &decision)?;
+    let threads = match args.http.threads_http {
+        n if n > 0 => n as usize,
+        _ => 2,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .worker_threads(2)
+        .worker_threads(threads)
         .thread_name("http")
         .build()?;
     runtime.block_on(crate::server::run(server, engine))?;
     Ok(())
 }
 
+/// The HTTP side's settings.
+fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<ServerConfig> {
+    let http = &args.http;
+    if http.offline {
+        tracing::debug!("--offline: gguf-serve reads local files only");
+    }
+    Ok(ServerConfig {
+        hosts: http.hosts()?,
+        port: http.port,
+        reuse_port: http.reuse_port,
+        api_keys: http.api_keys()?,
+        aliases: sorted_set(&http.alias),
+        tags: sorted_set(&http.tags),
+        model_arg: args
+            .model
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        template: args.chat.template()?,
+        chat: args.chat.options()?,
+        defaults: args.sampling_defaults.defaults(http.sse_ping_interval)?,
+        max_queue: http.max_queue,
+        special: args.special,
+        endpoint_slots: http.slots,
+        endpoint_props: http.props,
+        endpoint_metrics: args.metrics,
+        cors: http.cors(),
+        api_prefix: http.api_prefix.trim_end_matches('/').to_string(),
+        static_path: http.path.clone(),
+        timeout_secs: http.timeout,
+        predicted: Some(decision.predicted),
+    })
+}
+
+/// The engine's settings: the planner's file and offload, and every flag of llama.cpp's model,
+/// context and CPU parameters.
+fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<EngineConfig> {
+    let memory = &args.memory;
+    let load = &args.load;
+    let (cpu, cpu_batch) = args.threads.cpu_params()?;
+    let n_gpu_layers = match (load.fit()?, memory.n_gpu_layers) {
+        (_, _) if !decision.use_gpu => 0,
+        // `--fit off`: -ngl as given, auto meaning every layer (as llama.cpp without fitting).
+        (false, GpuLayers::Auto | GpuLayers::All) => u32::MAX,
+        (false, GpuLayers::Count(n)) => n,
+        (true, _) => decision.n_gpu_layers,
+    };
+    Ok(EngineConfig {
+        model_path: decision.file.clone(),
+        model: ModelParams {
+            n_gpu_layers,
+            split_mode: load.split_mode()?,
+            main_gpu: load.main_gpu,
+            tensor_split: load.tensor_split()?,
+            devices: load.devices(),
+            load_mode: load.load_mode()?,
+            lazy_mode: load.lazy_mode()?,
+            check_tensors: load.check_tensors,
+            use_extra_bufts: load.repack,
+            no_host: load.no_host,
+            kv_overrides: load.kv_overrides()?,
+            tensor_overrides: load.tensor_overrides()?,
+            cpu_moe: memory.cpu_moe,
+            n_cpu_moe: decision.n_cpu_moe,
+            n_cpu_ffn: load.n_cpu_ffn,
+        },
+        context: ContextConfig {
+            n_ctx: memory.ctx_size,
+            n_batch: memory.batch_size,
+            n_ubatch: memory.ubatch_size,
+            n_parallel: memory.n_parallel()?,
+            kv_unified: memory.kv_unified(),
+            n_ctx_slot_max: memory.kv_unified_per_slot,
+            swa_full: memory.swa_full,
+            flash_attn: match memory.flash_attn {
+                FlashAttn::On => Some(true),
+                FlashAttn::Off => Some(false),
+                FlashAttn::Auto => None,
+            },
+            type_k: cache_type(&memory.cache_type_k).context("--cache-type-k")?,
+            type_v: cache_type(&memory.cache_type_v).context("--cache-type-v")?,
+            offload_kqv: memory.kv_offload,
+            op_offload: load.op_offload,
+            no_perf: !load.perf,
+            rope: load.rope()?,
+        },
+        cpu,
+        cpu_batch,
+        verbose: args.log.verbose,
+        backend_sampling: backend_sampling(args),
+        warmup: load.warmup,
+        slot_prompt_similarity: args.slot_prompt_similarity,
+        context_shift: args.context_shift,
+        special: args.special,
+        numa: load.numa()?,
+    })
+}
+
 /// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
 /// `-ngl`, `--n-cpu-moe`), saying why. A missing, non-GGUF or truncated header fails here,
 /// with the file named, before the server starts listening.
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
-    let path = args.model.as_deref().context("--model is required")?;
+    let path = args
+        .model
+        .as_deref()
+        .context("--model is required (a GGUF file, or a folder of quants of one model)")?;
     let candidates = source::resolve(path, Some(&args.quant))?;
-    let request = args.memory.plan_request(false)?;
-    let budget = Budget::detected(args.memory.fit_margin());
+    let request = args.memory.plan_request()?;
+    let devices = args.load.devices();
+    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref());
     let decision = crate::plan::choose(&candidates, &request, &budget)
         .with_context(|| path.display().to_string())?;
     tracing::info!(
@@ -212,17 +272,6 @@ fn cache_type(name: &str) -> anyhow::Result<KvCacheType> {
             "unknown cache type {other:?} (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)"
         ),
     })
-}
-
-fn init_logging(verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 #[cfg(test)]

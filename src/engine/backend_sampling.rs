@@ -18,6 +18,8 @@ pub fn backend_unsupported(params: &SamplingParams, n_probs: usize) -> Option<&'
         Some("n_probs needs the raw logits, which backend sampling does not copy back")
     } else if params.typical_p < 1.0 {
         Some("typical_p has no backend implementation")
+    } else if !params.fast_path() {
+        Some("a custom sampler order, DRY, top-n-sigma, XTC or Mirostat runs on the host")
     } else {
         None
     }

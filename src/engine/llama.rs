@@ -16,8 +16,9 @@ use std::marker::PhantomData;
 use std::num::NonZeroI32;
 use std::ptr::NonNull;
 
+use super::config::{ContextConfig, RopeScaling};
+use super::llama_load::Threadpools;
 use llama_cpp_2::DecodeError;
-use llama_cpp_2::context::params::KvCacheType;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_sys_2 as sys;
@@ -42,19 +43,34 @@ fn model_ptr(model: &LlamaModel) -> *mut sys::llama_model {
     ptr.as_ptr()
 }
 
-/// How to size the context (llama.cpp's `llama_context_params` names).
+/// llama.cpp's name of the model's file type, as llama-server reports it (`Q4_K - Medium`).
+pub fn ftype_name(model: &LlamaModel) -> String {
+    // SAFETY: the model pointer is valid for the borrow; the name is a static C string (or null).
+    unsafe {
+        let name = sys::llama_ftype_name(sys::llama_model_ftype(model_ptr(model)));
+        if name.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// llama.cpp's vocabulary type (1 SPM, 2 BPE, 3 WPM, …).
+pub fn vocab_type(model: &LlamaModel) -> i32 {
+    // SAFETY: the model pointer is valid for the borrow; the vocabulary lives as long as it.
+    unsafe { sys::llama_vocab_type(sys::llama_model_get_vocab(model_ptr(model))) as i32 }
+}
+
+/// How to size the context: the settings of the context itself, and the threads that run it.
 #[derive(Debug, Clone)]
 pub struct ContextParams {
+    pub config: ContextConfig,
+    /// The context size to ask for (the config's 0 already resolved).
     pub n_ctx: u32,
-    pub n_batch: u32,
-    pub n_ubatch: u32,
-    pub n_seq_max: u32,
     pub n_threads: i32,
     pub n_threads_batch: i32,
-    /// `Some(true)` on, `Some(false)` off, `None` auto.
-    pub flash_attn: Option<bool>,
-    pub type_k: KvCacheType,
-    pub type_v: KvCacheType,
 }
 
 /// A llama.cpp context over a model, with the sampler chains attached to its sequences.
@@ -65,6 +81,9 @@ pub struct Context<'m> {
     chains: Vec<Option<SamplerChain>>,
     /// Scratch for finishing a chain on the host (see [`Context::backend_token`]).
     candidates: Vec<sys::llama_token_data>,
+    /// The CPU thread pools the context runs on; freed after the context (fields drop after
+    /// `Drop::drop` frees it).
+    _threadpools: Option<Threadpools>,
     _model: PhantomData<&'m LlamaModel>,
 }
 
@@ -77,33 +96,55 @@ impl std::fmt::Debug for Context<'_> {
 }
 
 impl<'m> Context<'m> {
-    /// Creates the context (one unified KV cache shared by `n_seq_max` sequences); `None` when
-    /// llama.cpp refuses (its log says why).
-    pub fn new(model: &'m LlamaModel, p: &ContextParams) -> Option<Self> {
+    /// Creates the context over its thread pools; `None` when llama.cpp refuses (its log says
+    /// why).
+    pub fn new(
+        model: &'m LlamaModel,
+        p: &ContextParams,
+        threadpools: Option<Threadpools>,
+    ) -> Option<Self> {
+        let c = &p.config;
         // SAFETY: returns a plain struct by value; no pointers are involved.
         let mut params = unsafe { sys::llama_context_default_params() };
         params.n_ctx = p.n_ctx;
-        params.n_batch = p.n_batch;
-        params.n_ubatch = p.n_ubatch.min(p.n_batch);
-        params.n_seq_max = p.n_seq_max;
+        params.n_batch = c.n_batch;
+        params.n_ubatch = c.n_ubatch.min(c.n_batch);
+        params.n_seq_max = c.n_parallel;
         params.n_threads = p.n_threads;
         params.n_threads_batch = p.n_threads_batch;
-        params.kv_unified = true;
+        params.kv_unified = c.kv_unified;
         // llama.cpp's context default keeps whole-context caches for sliding-window layers;
-        // llama-server (and the planner) size them to the window: 0.8 GiB instead of 1.5 on
-        // gpt-oss-20b at n_ctx 32768.
-        params.swa_full = false;
+        // llama-server (and the planner) size them to the window unless `--swa-full`: 0.8 GiB
+        // instead of 1.5 on gpt-oss-20b at n_ctx 32768.
+        params.swa_full = c.swa_full;
         // Logits for at most one row per sequence, as llama-server: the worst-case graph then
         // holds n_seq_max rows of the output layer, not n_ubatch (on a 262k vocabulary, 4 MiB
         // of compute buffer instead of 512).
-        params.n_outputs_max = p.n_seq_max;
-        params.flash_attn_type = match p.flash_attn {
+        params.n_outputs_max = c.n_parallel;
+        params.flash_attn_type = match c.flash_attn {
             Some(true) => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
             Some(false) => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
             None => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
         };
-        params.type_k = p.type_k.into();
-        params.type_v = p.type_v.into();
+        params.type_k = c.type_k.into();
+        params.type_v = c.type_v.into();
+        params.offload_kqv = c.offload_kqv;
+        params.op_offload = c.op_offload;
+        params.no_perf = c.no_perf;
+        let rope = &c.rope;
+        params.rope_scaling_type = match rope.scaling {
+            None => sys::LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED,
+            Some(RopeScaling::None) => sys::LLAMA_ROPE_SCALING_TYPE_NONE,
+            Some(RopeScaling::Linear) => sys::LLAMA_ROPE_SCALING_TYPE_LINEAR,
+            Some(RopeScaling::Yarn) => sys::LLAMA_ROPE_SCALING_TYPE_YARN,
+        };
+        params.rope_freq_base = rope.freq_base;
+        params.rope_freq_scale = rope.freq_scale;
+        params.yarn_orig_ctx = rope.yarn_orig_ctx;
+        params.yarn_ext_factor = rope.yarn_ext_factor;
+        params.yarn_attn_factor = rope.yarn_attn_factor;
+        params.yarn_beta_slow = rope.yarn_beta_slow;
+        params.yarn_beta_fast = rope.yarn_beta_fast;
         // One output per sequence per decode, as the worker batches: this also lets the
         // penalties sampler run on the backend (it cannot with more outputs per sequence).
         params.n_outputs_max_per_seq = 1;
@@ -111,16 +152,26 @@ impl<'m> Context<'m> {
         // borrows the model for 'm); `params` holds no pointers (no samplers, no callbacks).
         let ctx = unsafe { sys::llama_init_from_model(model_ptr(model), params) };
         let ctx = NonNull::new(ctx)?;
+        if let Some(pools) = &threadpools {
+            pools.attach(ctx);
+        }
         // SAFETY: the model pointer is valid (see above); the vocabulary lives as long as it.
         let n_vocab =
             unsafe { sys::llama_vocab_n_tokens(sys::llama_model_get_vocab(model_ptr(model))) };
         Some(Self {
             ctx,
             n_vocab: usize::try_from(n_vocab).unwrap_or(0),
-            chains: (0..p.n_seq_max).map(|_| None).collect(),
+            chains: (0..c.n_parallel).map(|_| None).collect(),
             candidates: Vec::new(),
+            _threadpools: threadpools,
             _model: PhantomData,
         })
+    }
+
+    /// The context each sequence may use (all of it with a unified cache, else its share).
+    pub fn n_ctx_seq(&self) -> u32 {
+        // SAFETY: `ctx` is a live context owned by `self`.
+        unsafe { sys::llama_n_ctx_seq(self.ctx.as_ptr()) }
     }
 
     /// How many decodes so far reused the previous step's graph instead of building one
@@ -192,6 +243,22 @@ impl<'m> Context<'m> {
             let mem = sys::llama_get_memory(self.ctx.as_ptr());
             sys::llama_memory_seq_rm(mem, seq, pos(p0), pos(p1))
         }
+    }
+
+    /// Adds `delta` to the positions `p0..p1` of a sequence (a context shift).
+    pub fn seq_add(&mut self, seq: i32, p0: u32, p1: u32, delta: i32) {
+        let pos = |p: u32| i32::try_from(p).unwrap_or(i32::MAX);
+        // SAFETY: `ctx` is live; its memory handle lives as long as it.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ctx.as_ptr());
+            sys::llama_memory_seq_add(mem, seq, pos(p0), pos(p1), delta);
+        }
+    }
+
+    /// Whether the KV cache can shift positions (some architectures cannot).
+    pub fn can_shift(&self) -> bool {
+        // SAFETY: `ctx` is live; its memory handle lives as long as it.
+        unsafe { sys::llama_memory_can_shift(sys::llama_get_memory(self.ctx.as_ptr())) }
     }
 
     /// The smallest position of a sequence in the KV cache (-1 if it is empty).

@@ -1,69 +1,65 @@
-//! Loading: the model (with its MoE expert overrides), the context sized for the slots, and
-//! what the server needs to know about both.
+//! Loading: the model (with its tensor overrides), the context sized for the slots over its
+//! thread pools, and what the server needs to know about both.
 
 use std::sync::Arc;
 
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 
 use super::llama::{Context, ContextParams};
+use super::llama_load::{LoadError, Threadpools};
 use super::{EngineConfig, EngineError, LoadedModel};
 
-pub(super) fn load_model(
-    backend: &LlamaBackend,
-    config: &EngineConfig,
-) -> Result<LlamaModel, EngineError> {
-    let mut params = Box::pin(LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers));
-    // llama.cpp reads these patterns during the load: they must outlive it.
-    let patterns: Vec<std::ffi::CString> = (0..config.n_cpu_moe)
-        .map(|i| {
-            let pattern = format!(r"blk\.{i}\.ffn_(up|down|gate|gate_up)_(ch|)exps");
-            std::ffi::CString::new(pattern).expect("no NUL in the pattern")
-        })
-        .collect();
-    if config.cpu_moe {
-        params.as_mut().add_cpu_moe_override();
-    } else {
-        for pattern in &patterns {
-            params.as_mut().add_cpu_buft_override(pattern);
-        }
-    }
-    let model = LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|_| {
-        EngineError::Load {
+pub(super) fn load_model(config: &EngineConfig) -> Result<LlamaModel, EngineError> {
+    super::llama_load::numa_init(config.numa);
+    super::llama_load::set_process_priority(config.cpu.priority);
+    super::llama_load::load_model(&config.model_path, &config.model).map_err(|e| match e {
+        LoadError::Failed => EngineError::Load {
             path: config.model_path.clone(),
-        }
-    });
-    drop(params);
-    drop(patterns);
-    model
+        },
+        other => EngineError::Config(other.to_string()),
+    })
 }
 
 pub(super) fn new_context<'m>(
     model: &'m LlamaModel,
     config: &EngineConfig,
 ) -> Result<Context<'m>, EngineError> {
-    let n_ctx = if config.n_ctx == 0 {
-        model.n_ctx_train()
-    } else {
-        config.n_ctx
+    let c = &config.context;
+    let n_ctx = match (c.n_ctx, c.n_ctx_slot_max) {
+        // `--kv-unified-per-slot N` without `-c`: room for N tokens in every slot.
+        (0, Some(per_slot)) => per_slot.saturating_mul(c.n_parallel),
+        (0, None) => model.n_ctx_train(),
+        (n, _) => n,
     };
     let params = ContextParams {
+        config: c.clone(),
         n_ctx,
-        n_batch: config.n_batch,
-        n_ubatch: config.n_ubatch,
-        n_seq_max: config.n_parallel,
-        n_threads: config.n_threads,
-        n_threads_batch: config.n_threads_batch,
-        flash_attn: config.flash_attn,
-        type_k: config.cache_type_k,
-        type_v: config.cache_type_v,
+        n_threads: config.cpu.n_threads,
+        n_threads_batch: config.cpu_batch.n_threads,
     };
-    Context::new(model, &params).ok_or_else(|| EngineError::Context {
+    let pools = Threadpools::new(&config.cpu, &config.cpu_batch);
+    if pools.is_none() {
+        tracing::warn!("the CPU backend offers no thread pools: llama.cpp runs its own");
+    }
+    Context::new(model, &params, pools).ok_or_else(|| EngineError::Context {
         n_ctx,
         reason: "llama.cpp returned no context (see the log above)".into(),
     })
+}
+
+/// A slot's context, as llama-server sizes it: its share of the cache (all of it when the
+/// cache is unified), at most `--kv-unified-per-slot`, at most the training context.
+fn n_ctx_slot(model: &LlamaModel, ctx: &Context<'_>, config: &EngineConfig) -> u32 {
+    let n = ctx.n_ctx_seq();
+    let n = config.context.n_ctx_slot_max.map_or(n, |max| n.min(max));
+    if n > model.n_ctx_train() {
+        tracing::warn!(
+            "the slot context ({n}) exceeds the training context of the model ({}): capping",
+            model.n_ctx_train()
+        );
+    }
+    n.min(model.n_ctx_train())
 }
 
 pub(super) fn describe(
@@ -78,12 +74,12 @@ pub(super) fn describe(
         model: Arc::clone(model),
         path: config.model_path.clone(),
         n_ctx: ctx.n_ctx(),
-        n_ctx_slot: ctx.n_ctx(),
+        n_ctx_slot: n_ctx_slot(model, ctx, config),
         n_ctx_train: model.n_ctx_train(),
         n_vocab: model.n_vocab(),
         n_params: model.n_params(),
         size: model.size(),
-        n_slots: config.n_parallel,
+        n_slots: config.context.n_parallel,
         chat_template: model.meta_val_str("tokenizer.chat_template").ok(),
         bos_token: text(vocab.bos()),
         eos_token: text(vocab.eos()),
@@ -91,6 +87,9 @@ pub(super) fn describe(
         add_eos: vocab.should_add_eos(),
         memory: super::llama_log::allocated(),
         backend_sampling: config.backend_sampling,
+        ftype: super::llama::ftype_name(model),
+        vocab_type: super::llama::vocab_type(model),
+        n_embd: model.n_embd(),
     }
 }
 

@@ -11,55 +11,39 @@
 //! `llama-cpp-sys-2` calls.
 
 mod backend_sampling;
+mod chain;
+mod config;
 mod llama;
+mod llama_load;
 mod llama_log;
 mod load;
 mod request;
 mod sampler;
 mod slot;
+mod stats;
 mod text;
 mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
 use std::thread::JoinHandle;
 
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
+pub use config::{
+    ContextConfig, CpuParams, EngineConfig, KvOverride, KvValue, LazyMode, LoadMode, ModelParams,
+    Numa, RopeParams, RopeScaling, SplitMode, TensorOverride, parse_cpu_mask, parse_cpu_range,
+    parse_kv_overrides, parse_tensor_overrides,
+};
 pub use llama_log::DeviceMemory;
-pub use request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings, TokenProbs};
-pub use sampler::SamplingParams;
-
-/// How to load the model and size the context (a plain struct built by the CLI).
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub model_path: PathBuf,
-    /// Total context (KV cells) shared by all slots; 0 = the model's training context.
-    pub n_ctx: u32,
-    pub n_batch: u32,
-    pub n_ubatch: u32,
-    pub n_parallel: u32,
-    pub n_threads: i32,
-    pub n_threads_batch: i32,
-    pub n_gpu_layers: u32,
-    /// `Some(true)` on, `Some(false)` off, `None` auto.
-    pub flash_attn: Option<bool>,
-    pub cache_type_k: llama_cpp_2::context::params::KvCacheType,
-    pub cache_type_v: llama_cpp_2::context::params::KvCacheType,
-    /// Keep every MoE expert tensor in host memory (`--cpu-moe`).
-    pub cpu_moe: bool,
-    /// Keep the MoE experts of the first N layers in host memory (`--n-cpu-moe N`).
-    pub n_cpu_moe: u32,
-    /// Default n_predict for requests that set none (-1: until the context is full).
-    pub n_predict: i32,
-    /// Forward llama.cpp's own log lines to tracing.
-    pub verbose: bool,
-    /// Run each request's sampler chain inside the decode graph when all its samplers can
-    /// (llama-server's `--backend-sampling`); other requests sample on the host.
-    pub backend_sampling: bool,
-}
+pub use request::{
+    Completion, Event, GenerateRequest, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
+};
+pub use sampler::{SamplerType, SamplingParams};
+pub use stats::{EngineStats, StatsSnapshot};
 
 /// What the server needs to know about the loaded model, and the shared read-only model.
 #[derive(Debug)]
@@ -84,6 +68,11 @@ pub struct LoadedModel {
     pub memory: Vec<DeviceMemory>,
     /// Requests sample inside the decode graph where they can (`--sampling backend`).
     pub backend_sampling: bool,
+    /// llama.cpp's name of the file type (`Q4_K - Medium`).
+    pub ftype: String,
+    /// llama.cpp's vocabulary type (1 SPM, 2 BPE, …).
+    pub vocab_type: i32,
+    pub n_embd: i32,
 }
 
 impl LoadedModel {
@@ -97,7 +86,17 @@ impl LoadedModel {
 
     /// The bytes of one token (special tokens rendered).
     pub fn token_bytes(&self, token: LlamaToken) -> Vec<u8> {
-        self.model.vocab().token_to_piece(token, true, None)
+        self.token_piece(token, true)
+    }
+
+    /// The bytes of one token; special tokens render as nothing unless `special`.
+    pub fn token_piece(&self, token: LlamaToken, special: bool) -> Vec<u8> {
+        self.model.vocab().token_to_piece(token, special, None)
+    }
+
+    /// The text of a prompt as llama-server echoes it: special tokens written out (`<bos>…`).
+    pub fn detokenize_special(&self, tokens: &[LlamaToken]) -> String {
+        self.detokenize(tokens)
     }
 
     /// Whether a token id exists in the vocabulary.
@@ -130,6 +129,8 @@ pub enum EngineError {
         "{path}: llama.cpp could not load the model (see the log above; the file may be truncated or of an unsupported architecture)"
     )]
     Load { path: PathBuf },
+    #[error("{0}")]
+    Config(String),
     #[error("could not create a llama.cpp context of {n_ctx} tokens: {reason}")]
     Context { n_ctx: u32, reason: String },
     #[error("the engine has stopped")]
@@ -153,6 +154,8 @@ pub type Ready = oneshot::Receiver<Result<Arc<LoadedModel>, EngineError>>;
 #[derive(Debug, Clone)]
 pub struct Engine {
     tx: mpsc::UnboundedSender<Command>,
+    /// What the engine thread counts, for `/metrics`.
+    pub stats: Arc<EngineStats>,
 }
 
 impl Engine {
@@ -161,11 +164,13 @@ impl Engine {
     pub fn spawn(config: EngineConfig, max_queue: usize) -> (Self, Ready, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let stats = Arc::new(EngineStats::default());
+        let worker_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || worker::run(config, max_queue, rx, ready_tx))
+            .spawn(move || worker::run(config, max_queue, rx, ready_tx, worker_stats))
             .expect("spawning the engine thread");
-        (Self { tx }, ready_rx, thread)
+        (Self { tx, stats }, ready_rx, thread)
     }
 
     /// Queues a request; its events arrive on the returned receiver.

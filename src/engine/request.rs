@@ -9,10 +9,14 @@ use super::sampler::SamplingParams;
 /// One generation, validated: the prompt is already tokenized and fits the context.
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
-    /// Request id for logs.
+    /// Task id (`id_task` in `/slots`).
     pub id: u64,
+    /// The HTTP request's span: the engine logs this task's lines inside it, so that they carry
+    /// the request id the client sees.
+    pub span: tracing::Span,
     pub prompt: Vec<LlamaToken>,
-    /// Tokens to generate at most; `None` until the context is full.
+    /// Tokens to generate at most; `None` until the context is full. As llama-server, at least
+    /// one token is generated (0 behaves as 1).
     pub n_predict: Option<u32>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
@@ -26,16 +30,31 @@ pub struct GenerateRequest {
     pub id_slot: Option<usize>,
     /// Report the probabilities of the `n_probs` most likely tokens at each step (0: none).
     pub n_probs: usize,
+    /// Report them after the sampler chain (`post_sampling_probs`) rather than from the raw
+    /// logits.
+    pub post_sampling_probs: bool,
+    /// Context shift: prompt tokens kept at the start when the context fills (-1: all of them).
+    pub n_keep: i32,
+    /// Context shift: tokens dropped after the kept ones (0: half of the rest).
+    pub n_discard: u32,
+    /// Stop at a line indented less than this many spaces or tabs (0: off).
+    pub n_indent: u32,
+    /// Stop at a newline once generation has taken this long, in ms (0: off).
+    pub t_max_predict_ms: u64,
+    /// Send the timings so far with every token (`timings_per_token`).
+    pub timings_per_token: bool,
 }
 
-/// Probabilities at one generation step, from the softmax of the raw logits (llama-server's
-/// default, `post_sampling_probs: false`).
+/// Probabilities at one generation step: from the softmax of the raw logits (llama-server's
+/// default), or after the sampler chain (`post_sampling_probs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenProbs {
     /// Probability of the token that was chosen.
     pub prob: f32,
     /// The most likely tokens, most likely first.
     pub top: Vec<(LlamaToken, f32)>,
+    /// Whether these are post-sampling probabilities.
+    pub post_sampling: bool,
 }
 
 /// Why generation stopped (llama-server's `stop_type`).
@@ -47,6 +66,8 @@ pub enum StopType {
     Word(String),
     /// n_predict or the context was reached.
     Limit,
+    /// Nothing was generated (an empty prompt).
+    None,
 }
 
 impl StopType {
@@ -55,11 +76,13 @@ impl StopType {
             Self::Eos => "eos",
             Self::Word(_) => "word",
             Self::Limit => "limit",
+            Self::None => "none",
         }
     }
 }
 
-/// llama-server's `timings` object.
+/// llama-server's `timings` object. The first generated token comes from the prompt's last
+/// decode, so the generation rates count the tokens after it.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Timings {
     pub cache_n: usize,
@@ -74,6 +97,8 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// `predicted_ms` runs from the first generated token to the last (at least 1 µs once a
+    /// token exists), as llama-server measures it.
     pub fn new(
         cache_n: usize,
         prompt_n: usize,
@@ -83,6 +108,12 @@ impl Timings {
     ) -> Self {
         let per = |ms: f64, n: usize| if n > 0 { ms / n as f64 } else { 0.0 };
         let rate = |ms: f64, n: usize| if ms > 0.0 { 1e3 * n as f64 / ms } else { 0.0 };
+        let predicted_ms = if predicted_n > 0 {
+            predicted_ms.max(0.001)
+        } else {
+            0.0
+        };
+        let steps = predicted_n.saturating_sub(1);
         Self {
             cache_n,
             prompt_n,
@@ -91,8 +122,12 @@ impl Timings {
             prompt_per_second: rate(prompt_ms, prompt_n),
             predicted_n,
             predicted_ms,
-            predicted_per_token_ms: per(predicted_ms, predicted_n),
-            predicted_per_second: rate(predicted_ms, predicted_n),
+            predicted_per_token_ms: per(predicted_ms, steps),
+            predicted_per_second: if steps > 0 {
+                rate(predicted_ms, steps)
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -110,6 +145,8 @@ pub struct Completion {
     pub tokens_predicted: usize,
     /// Prompt tokens (cached or not).
     pub tokens_evaluated: usize,
+    /// Tokens in the slot's KV cache at the end: the prompt and every generated token but the
+    /// last (which was never decoded), as llama-server's `tokens_cached`.
     pub tokens_cached: usize,
     pub id_slot: usize,
     /// The context filled up before generation ended.
@@ -120,13 +157,15 @@ pub struct Completion {
 /// What the engine sends back for a request.
 #[derive(Debug)]
 pub enum Event {
-    /// A sampled token and the text it released (possibly empty: held-back partial UTF-8 or a
-    /// possible stop string).
+    /// A sampled token and the text it released (possibly empty: held-back partial UTF-8, a
+    /// possible stop string, or the end-of-generation token).
     Token {
         token: LlamaToken,
         text: String,
         /// Present when the request asked for `n_probs`.
         probs: Option<TokenProbs>,
+        /// Present when the request asked for `timings_per_token`.
+        timings: Option<Timings>,
     },
     /// Generation finished.
     Done(Box<Completion>),
@@ -135,15 +174,37 @@ pub enum Event {
 }
 
 /// One slot as `/slots` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SlotInfo {
     pub id: usize,
-    pub id_task: i64,
     pub n_ctx: u32,
     pub is_processing: bool,
-    /// Tokens held in the KV cache for this slot (the prompt cache).
-    pub n_cached: usize,
+    /// The task the slot serves, or served last; `None` if it never served one.
+    pub task: Option<SlotTask>,
+}
+
+/// The current (or last) task of a slot.
+#[derive(Debug, Clone)]
+pub struct SlotTask {
+    pub id_task: u64,
+    /// Tokens in the slot's KV cache now.
+    pub n_prompt_tokens: usize,
+    /// Prompt tokens this task decoded.
+    pub n_prompt_tokens_processed: usize,
+    /// Prompt tokens it reused from the cache.
+    pub n_prompt_tokens_cache: usize,
     pub n_decoded: usize,
-    /// The current request samples inside the decode graph.
+    /// Tokens still to generate (-1: until the context is full).
+    pub n_remain: i64,
+    pub has_next_token: bool,
+    pub has_new_line: bool,
+    pub sampling: SamplingParams,
+    pub n_predict: i64,
+    pub n_keep: i32,
+    pub n_discard: u32,
+    pub ignore_eos: bool,
+    pub n_probs: usize,
+    pub post_sampling_probs: bool,
+    /// The task samples inside the decode graph.
     pub backend_sampling: bool,
 }

@@ -40,6 +40,97 @@ pub struct SamplingParams {
     pub logit_bias: Vec<(LlamaToken, f32)>,
     /// A GBNF grammar the output must follow.
     pub grammar: Option<String>,
+    /// Keep tokens within n standard deviations of the top logit (< 0: off).
+    pub top_n_sigma: f32,
+    pub xtc_probability: f32,
+    pub xtc_threshold: f32,
+    /// DRY ("don't repeat yourself") penalty multiplier (0: off).
+    pub dry_multiplier: f32,
+    pub dry_base: f32,
+    pub dry_allowed_length: i32,
+    pub dry_penalty_last_n: i32,
+    pub dry_sequence_breakers: Vec<String>,
+    /// 0 off, 1 Mirostat, 2 Mirostat 2.0.
+    pub mirostat: i32,
+    pub mirostat_tau: f32,
+    pub mirostat_eta: f32,
+    /// The samplers in the order they run (llama-server's `samplers`).
+    pub samplers: Vec<SamplerType>,
+}
+
+/// One of llama-server's samplers, for `samplers` and `--samplers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerType {
+    Penalties,
+    Dry,
+    TopNSigma,
+    TopK,
+    TypicalP,
+    TopP,
+    MinP,
+    Xtc,
+    Temperature,
+}
+
+impl SamplerType {
+    /// llama-server's default order.
+    pub const DEFAULT: [SamplerType; 9] = [
+        Self::Penalties,
+        Self::Dry,
+        Self::TopNSigma,
+        Self::TopK,
+        Self::TypicalP,
+        Self::TopP,
+        Self::MinP,
+        Self::Xtc,
+        Self::Temperature,
+    ];
+
+    /// The canonical name (`top_k`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Penalties => "penalties",
+            Self::Dry => "dry",
+            Self::TopNSigma => "top_n_sigma",
+            Self::TopK => "top_k",
+            Self::TypicalP => "typ_p",
+            Self::TopP => "top_p",
+            Self::MinP => "min_p",
+            Self::Xtc => "xtc",
+            Self::Temperature => "temperature",
+        }
+    }
+
+    /// A name as llama.cpp reads it: canonical, kebab-case, without the underscore, or an
+    /// alias (`nucleus`, `temp`, `typ`); any case. `adaptive_p` and `infill` are not supported.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase().replace('-', "_");
+        Self::DEFAULT
+            .into_iter()
+            .find(|s| s.name() == name || s.name().replace('_', "") == name)
+            .or(match name.as_str() {
+                "nucleus" => Some(Self::TopP),
+                "temp" => Some(Self::Temperature),
+                "typ" => Some(Self::TypicalP),
+                _ => None,
+            })
+    }
+
+    /// The letter of `--sampling-seq` (`edskypmxt`).
+    pub fn from_char(c: char) -> Option<Self> {
+        Some(match c {
+            'e' => Self::Penalties,
+            'd' => Self::Dry,
+            's' => Self::TopNSigma,
+            'k' => Self::TopK,
+            'y' => Self::TypicalP,
+            'p' => Self::TopP,
+            'm' => Self::MinP,
+            'x' => Self::Xtc,
+            't' => Self::Temperature,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for SamplingParams {
@@ -60,7 +151,33 @@ impl Default for SamplingParams {
             seed: u32::MAX,
             logit_bias: Vec::new(),
             grammar: None,
+            top_n_sigma: -1.0,
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
+            dry_multiplier: 0.0,
+            dry_base: 1.75,
+            dry_allowed_length: 2,
+            dry_penalty_last_n: 64,
+            dry_sequence_breakers: ["\n", ":", "\"", "*"].map(String::from).to_vec(),
+            mirostat: 0,
+            mirostat_tau: 5.0,
+            mirostat_eta: 0.1,
+            samplers: SamplerType::DEFAULT.to_vec(),
         }
+    }
+}
+
+impl SamplingParams {
+    /// Whether the one-pass path (top-k over the raw logits, then llama.cpp's tail samplers)
+    /// samples exactly as llama-server's chain would: the default order, and none of the
+    /// samplers it does not cover (DRY, top-n-sigma, XTC, Mirostat). Otherwise llama.cpp's whole
+    /// chain runs over the full vocabulary ([`super::chain`]).
+    pub fn fast_path(&self) -> bool {
+        self.samplers == SamplerType::DEFAULT
+            && self.dry_multiplier == 0.0
+            && self.top_n_sigma <= 0.0
+            && (self.xtc_probability <= 0.0 || self.xtc_threshold > 0.5)
+            && self.mirostat == 0
     }
 }
 
@@ -80,6 +197,7 @@ pub fn token_probs(logits: &[f32], chosen: LlamaToken, n: usize) -> super::reque
             .into_iter()
             .map(|(l, t)| (LlamaToken(t), prob(l)))
             .collect(),
+        post_sampling: false,
     }
 }
 
@@ -95,6 +213,11 @@ pub struct Sampler {
     tail: LlamaSampler,
     /// The grammar, applied to the full candidate array before `tail` when present.
     grammar: Option<LlamaSampler>,
+    /// The candidates the chain left at the last step, with their probabilities, most likely
+    /// first; kept only when `post_sampling_probs` asks for them.
+    kept: Option<Vec<(LlamaToken, f32)>>,
+    /// llama.cpp's whole chain, for requests off the one-pass path ([`SamplingParams::fast_path`]).
+    chain: Option<LlamaSampler>,
 }
 
 /// The part of sampling that reads every logit: biases and penalties, then argmax (greedy) or
@@ -111,6 +234,8 @@ pub struct Scan {
     // Scratch buffers reused every step.
     overrides: HashMap<i32, f32>,
     top: Vec<(f32, i32)>,
+    /// llama.cpp's whole chain samples this request: the scan has nothing to do.
+    full_chain: bool,
 }
 
 /// What a [`Scan`] found in one row of logits.
@@ -154,7 +279,11 @@ impl Sampler {
             None => None,
         };
         let n_vocab = usize::try_from(model.n_vocab()).unwrap_or(0);
-        Ok(Self::build(params, n_vocab, grammar, suppressed))
+        let chain = (!params.fast_path()).then(|| super::chain::build(&params, model, suppressed));
+        let mut sampler = Self::build(params, n_vocab, grammar, suppressed);
+        sampler.scan.full_chain = chain.is_some();
+        sampler.chain = chain;
+        Ok(sampler)
     }
 
     fn build(
@@ -187,10 +316,50 @@ impl Sampler {
                 history: std::collections::VecDeque::new(),
                 overrides: HashMap::new(),
                 top: Vec::new(),
+                full_chain: false,
                 params,
             },
             tail: LlamaSampler::chain_simple(tail),
             grammar,
+            kept: None,
+            chain: None,
+        }
+    }
+
+    /// Keeps each step's final candidates for [`Sampler::post_sampling_probs`].
+    pub fn keep_candidates(&mut self) {
+        self.kept = Some(Vec::new());
+    }
+
+    /// llama-server's `post_sampling_probs`: the chosen token's probability after the chain,
+    /// and the `n` most likely candidates the chain left, stopping at the first that has none.
+    pub fn post_sampling_probs(&self, chosen: LlamaToken, n: usize) -> super::request::TokenProbs {
+        let kept = self.kept.as_deref().unwrap_or_default();
+        super::request::TokenProbs {
+            prob: kept
+                .iter()
+                .find(|(t, _)| *t == chosen)
+                .map_or(0.0, |&(_, p)| p),
+            top: kept
+                .iter()
+                .take(n)
+                .take_while(|(_, p)| *p > 0.0)
+                .copied()
+                .collect(),
+            post_sampling: true,
+        }
+    }
+
+    /// Records what a step's chain left, when asked to; greedy leaves only its choice.
+    fn keep(&mut self, candidates: Option<&LlamaTokenDataArray>, chosen: LlamaToken) {
+        let Some(kept) = &mut self.kept else { return };
+        kept.clear();
+        match candidates {
+            None => kept.push((chosen, 1.0)),
+            Some(array) => {
+                kept.extend(array.data.iter().map(|d| (d.id(), d.p())));
+                kept.sort_by(|a, b| b.1.total_cmp(&a.1));
+            }
         }
     }
 
@@ -209,6 +378,9 @@ impl Sampler {
     /// Completes sampling from what the scan of this row picked: the tail samplers over the
     /// top k, then the grammar's check.
     pub fn finish(&mut self, picked: Picked, logits: &[f32]) -> LlamaToken {
+        if self.chain.is_some() {
+            return self.finish_chain(logits);
+        }
         let token = self.finish_free(picked, logits);
         let Some(grammar) = &mut self.grammar else {
             return token;
@@ -230,7 +402,8 @@ impl Sampler {
         if let Some(grammar) = &mut self.grammar {
             candidates.apply_sampler(grammar);
         }
-        if params.temperature <= 0.0 {
+        let greedy = params.temperature <= 0.0;
+        if greedy {
             candidates.apply_sampler(&mut LlamaSampler::greedy());
         } else {
             if params.top_k > 0 {
@@ -238,14 +411,53 @@ impl Sampler {
             }
             candidates.apply_sampler(&mut self.tail);
         }
-        candidates.selected_token().unwrap_or(token)
+        let chosen = candidates.selected_token().unwrap_or(token);
+        self.keep((!greedy).then_some(&candidates), chosen);
+        chosen
+    }
+
+    /// llama.cpp's whole chain over the raw logits; as llama-server, a token the grammar rejects
+    /// is sampled again with the grammar applied first.
+    fn finish_chain(&mut self, logits: &[f32]) -> LlamaToken {
+        let raw = |n: usize| {
+            let data = (0..n.min(logits.len()))
+                .map(|i| LlamaTokenData::new(LlamaToken(i as i32), logits[i], 0.0))
+                .collect();
+            LlamaTokenDataArray::new(data, false)
+        };
+        let chain = self.chain.as_mut().expect("checked by the caller");
+        let mut candidates = raw(self.scan.n_vocab);
+        candidates.apply_sampler(chain);
+        let mut token = candidates
+            .selected_token()
+            .unwrap_or_else(|| self.scan.argmax(logits));
+        if let Some(grammar) = &mut self.grammar {
+            let mut single =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+            single.apply_sampler(grammar);
+            if single
+                .data
+                .first()
+                .is_none_or(|d| d.logit() == f32::NEG_INFINITY)
+            {
+                candidates = raw(self.scan.n_vocab);
+                candidates.apply_sampler(grammar);
+                candidates.apply_sampler(self.chain.as_mut().expect("present"));
+                token = candidates.selected_token().unwrap_or(token);
+            }
+        }
+        self.keep(Some(&candidates), token);
+        token
     }
 
     /// The chain without the grammar.
     fn finish_free(&mut self, picked: Picked, logits: &[f32]) -> LlamaToken {
         let scan = &self.scan;
         let mut candidates = match picked {
-            Picked::Token(token) => return token,
+            Picked::Token(token) => {
+                self.keep(None, token);
+                return token;
+            }
             Picked::TopK => LlamaTokenDataArray::new(
                 scan.top
                     .iter()
@@ -262,15 +474,22 @@ impl Sampler {
             }
         };
         candidates.apply_sampler(&mut self.tail);
-        candidates
+        let chosen = candidates
             .selected_token()
-            .unwrap_or_else(|| self.scan.argmax(logits))
+            .unwrap_or_else(|| self.scan.argmax(logits));
+        self.keep(Some(&candidates), chosen);
+        chosen
     }
 
     /// Records the token that was chosen: penalties look back at it, grammars advance.
     pub fn accept(&mut self, token: LlamaToken) {
         if let Some(grammar) = &mut self.grammar {
             grammar.accept(token);
+        }
+        if let Some(chain) = &mut self.chain {
+            // Penalties, DRY and Mirostat keep their state in the chain.
+            chain.accept(token);
+            return;
         }
         let window = usize::try_from(self.scan.params.repeat_last_n).unwrap_or(0);
         if window > 0 {
@@ -286,6 +505,9 @@ impl Sampler {
 impl Scan {
     /// Reads one row of logits: the greedy token, or the top k kept for the tail.
     pub fn scan(&mut self, logits: &[f32]) -> Picked {
+        if self.full_chain {
+            return Picked::All;
+        }
         self.collect_overrides(logits);
         if self.params.temperature <= 0.0 {
             return Picked::Token(self.argmax(logits));

@@ -6,7 +6,9 @@ use std::time::Instant;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
-use super::request::{Completion, Event, GenerateRequest, SlotInfo, StopType, Timings, TokenProbs};
+use super::request::{
+    Completion, Event, GenerateRequest, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
+};
 use super::sampler::Sampler;
 use super::text::{Pushed, TextStream};
 
@@ -29,7 +31,16 @@ pub struct Task {
     pub generated: Vec<LlamaToken>,
     pub text: TextStream,
     pub t_start: Instant,
+    /// When the first token was sampled (the end of prompt processing).
     pub t_prompt_done: Option<Instant>,
+    /// When the last token was sampled.
+    pub t_last_token: Option<Instant>,
+    /// Whether the text so far has a newline (llama-server's `has_new_line`).
+    pub has_new_line: bool,
+    /// Where the current line starts in the text, for `n_indent`.
+    line_start: usize,
+    /// The context was shifted (tokens dropped) during generation.
+    pub truncated: bool,
 }
 
 impl Task {
@@ -50,6 +61,10 @@ impl Task {
             text: TextStream::default(),
             t_start: Instant::now(),
             t_prompt_done: None,
+            t_last_token: None,
+            has_new_line: false,
+            line_start: 0,
+            truncated: false,
         }
     }
 
@@ -58,7 +73,8 @@ impl Task {
         self.n_prompt_fed < self.req.prompt.len()
     }
 
-    /// Takes a token piece; returns the stop reason if this token ended the generation.
+    /// Takes a token piece; returns the stop reason if this token ended the generation (a stop
+    /// string, or a limit on indentation or time). `Err` when the client has gone.
     pub fn push_token(
         &mut self,
         token: LlamaToken,
@@ -66,32 +82,93 @@ impl Task {
         probs: Option<TokenProbs>,
     ) -> Result<Option<StopType>, ()> {
         self.generated.push(token);
+        let now = Instant::now();
+        self.t_prompt_done.get_or_insert(now);
+        self.t_last_token = Some(now);
         if let Some(sampler) = &mut self.sampler {
             sampler.accept(token);
         }
-        let (text, stop) = match self.text.push(piece, &self.req.stop) {
+        let sent_before = self.text.sent();
+        let (mut text, mut stop) = match self.text.push(piece, &self.req.stop) {
             Pushed::Text(text) => (text, None),
             Pushed::Stop { text, word } => (text, Some(StopType::Word(word))),
         };
+        if stop.is_none()
+            && self.req.n_indent > 0
+            && let Some(cut) = self.under_indented()
+        {
+            // llama-server drops the under-indented line and stops.
+            self.text.cut(cut);
+            text.truncate(cut.saturating_sub(sent_before).min(text.len()));
+            stop = Some(StopType::Limit);
+        }
+        if text.contains('\n') {
+            self.has_new_line = true;
+            let t_max = self.req.t_max_predict_ms;
+            if stop.is_none() && t_max > 0 && self.predicted_ms() > t_max as f64 {
+                stop = Some(StopType::Limit);
+            }
+        }
+        let timings = self.req.timings_per_token.then(|| self.timings());
         self.tx
-            .send(Event::Token { token, text, probs })
+            .send(Event::Token {
+                token,
+                text,
+                probs,
+                timings,
+            })
             .map_err(|_| ())?;
         Ok(stop)
     }
 
-    /// The final event for this task.
+    /// Where to cut the text if its last line (after a newline) has content indented less than
+    /// `n_indent` spaces or tabs (llama-server then stops there).
+    fn under_indented(&mut self) -> Option<usize> {
+        let text = self.text.text();
+        if let Some(nl) = text[self.line_start..].rfind('\n') {
+            self.line_start += nl + 1;
+        }
+        if self.line_start == 0 {
+            return None;
+        }
+        let line = &text[self.line_start..];
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        (indent < line.len() && indent < self.req.n_indent as usize)
+            .then_some(self.line_start + indent)
+    }
+
+    /// Milliseconds from the first generated token to the last.
+    fn predicted_ms(&self) -> f64 {
+        match (self.t_prompt_done, self.t_last_token) {
+            (Some(first), Some(last)) => (last - first).as_secs_f64() * 1e3,
+            _ => 0.0,
+        }
+    }
+
+    /// llama-server's timings so far.
+    fn timings(&self) -> Timings {
+        let prompt_done = self.t_prompt_done.unwrap_or_else(Instant::now);
+        let prompt_ms = (prompt_done - self.t_start).as_secs_f64() * 1e3;
+        let prompt_n = self.req.prompt.len() - self.n_cached;
+        Timings::new(
+            self.n_cached,
+            prompt_n,
+            prompt_ms,
+            self.n_decoded(),
+            self.predicted_ms(),
+        )
+    }
+
+    /// The final event for this task; `n_cache` is how many tokens its slot holds now.
     pub fn completion(
         &mut self,
         stop_type: StopType,
         id_slot: usize,
         truncated: bool,
+        n_cache: usize,
     ) -> Completion {
-        let now = Instant::now();
-        let prompt_done = self.t_prompt_done.unwrap_or(now);
-        let prompt_ms = (prompt_done - self.t_start).as_secs_f64() * 1e3;
-        let predicted_ms = (now - prompt_done).as_secs_f64() * 1e3;
-        let prompt_n = self.req.prompt.len() - self.n_cached;
         let n_decoded = self.n_decoded();
+        let timings = self.timings();
         let tail = self.text.flush();
         Completion {
             text: self.text.text().to_string(),
@@ -99,11 +176,36 @@ impl Task {
             tokens: std::mem::take(&mut self.generated),
             tokens_predicted: n_decoded,
             tokens_evaluated: self.req.prompt.len(),
-            tokens_cached: self.n_cached,
+            tokens_cached: n_cache,
             id_slot,
             truncated,
-            timings: Timings::new(self.n_cached, prompt_n, prompt_ms, n_decoded, predicted_ms),
+            timings,
             stop_type,
+        }
+    }
+
+    /// What `/slots` shows of this task.
+    pub fn summary(&self, n_cache: usize) -> SlotTask {
+        let req = &self.req;
+        SlotTask {
+            id_task: req.id,
+            n_prompt_tokens: n_cache,
+            n_prompt_tokens_processed: self.n_prompt_fed.saturating_sub(self.n_cached),
+            n_prompt_tokens_cache: self.n_cached,
+            n_decoded: self.n_decoded(),
+            n_remain: req
+                .n_predict
+                .map_or(-1, |n| i64::from(n.max(1)) - self.n_decoded() as i64),
+            has_next_token: true,
+            has_new_line: self.has_new_line,
+            sampling: req.sampling.clone(),
+            n_predict: req.n_predict.map_or(-1, i64::from),
+            n_keep: req.n_keep,
+            n_discard: req.n_discard,
+            ignore_eos: req.ignore_eos,
+            n_probs: req.n_probs,
+            post_sampling_probs: req.post_sampling_probs,
+            backend_sampling: self.sampler.is_none(),
         }
     }
 
@@ -120,6 +222,8 @@ pub struct Slot {
     /// Tokens held in the KV cache for this sequence, positions 0..len.
     pub cache: Vec<LlamaToken>,
     pub task: Option<Task>,
+    /// What `/slots` shows of the last task once it is done.
+    pub last_task: Option<SlotTask>,
     pub last_used: Instant,
     pub n_ctx: u32,
 }
@@ -130,6 +234,7 @@ impl Slot {
             id,
             cache: Vec::new(),
             task: None,
+            last_task: None,
             last_used: Instant::now(),
             n_ctx,
         }
@@ -139,15 +244,25 @@ impl Slot {
         self.id as i32
     }
 
+    /// Ends the slot's task (done, failed or cancelled): the slot is free, its cache kept.
+    pub fn release(&mut self) -> Option<Task> {
+        let task = self.task.take()?;
+        let mut summary = task.summary(self.cache.len());
+        summary.has_next_token = false;
+        self.last_task = Some(summary);
+        self.last_used = Instant::now();
+        Some(task)
+    }
+
     pub fn info(&self) -> SlotInfo {
         SlotInfo {
             id: self.id,
-            id_task: self.task.as_ref().map_or(-1, |t| t.req.id as i64),
             n_ctx: self.n_ctx,
             is_processing: self.task.is_some(),
-            n_cached: self.cache.len(),
-            n_decoded: self.task.as_ref().map_or(0, Task::n_decoded),
-            backend_sampling: self.task.as_ref().is_some_and(|t| t.sampler.is_none()),
+            task: match &self.task {
+                Some(task) => Some(task.summary(self.cache.len())),
+                None => self.last_task.clone(),
+            },
         }
     }
 }

@@ -50,6 +50,17 @@ impl TextStream {
         &self.text
     }
 
+    /// How many bytes of the text have been handed out.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Cuts the text at `len` bytes (a char boundary): what follows is dropped, sent or not.
+    pub fn cut(&mut self, len: usize) {
+        self.text.truncate(len);
+        self.sent = self.sent.min(len);
+    }
+
     /// Text not yet sent, released at the end of generation (a partial stop that never completed).
     pub fn flush(&mut self) -> String {
         let rest = self.text[self.sent..].to_string();

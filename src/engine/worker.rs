@@ -30,20 +30,18 @@ use super::load::{describe, load_model, n_swa, new_context};
 use super::request::{Event, GenerateRequest, StopType, TokenProbs};
 use super::sampler::{Picked, Sampler, SamplingParams, Scan, token_probs};
 use super::slot::{Slot, Task, common_prefix};
-use super::{Command, EngineConfig, EngineError, LoadedModel};
-
-/// llama-server's `--slot-prompt-similarity`: reuse a slot's cache only if the common prefix
-/// covers at least this fraction of the new prompt; otherwise take the least recently used slot.
-const SLOT_PROMPT_SIMILARITY: f32 = 0.1;
+use super::{Command, EngineConfig, EngineError, EngineStats, LoadedModel};
 
 pub fn run(
     config: EngineConfig,
     max_queue: usize,
     rx: mpsc::UnboundedReceiver<Command>,
     ready: oneshot::Sender<Result<Arc<LoadedModel>, EngineError>>,
+    stats: Arc<EngineStats>,
 ) {
     super::llama_log::install(config.verbose);
-    let backend = match LlamaBackend::init() {
+    // llama.cpp's backend stays initialized for as long as the engine runs.
+    let _backend = match LlamaBackend::init() {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(EngineError::Context {
@@ -53,7 +51,7 @@ pub fn run(
             return;
         }
     };
-    let model = match load_model(&backend, &config) {
+    let model = match load_model(&config) {
         Ok(m) => Arc::new(m),
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -72,7 +70,7 @@ pub fn run(
     if ready.send(Ok(info)).is_err() {
         return;
     }
-    let mut worker = Worker::new(&model, ctx, &config, max_queue, n_ctx_slot);
+    let mut worker = Worker::new(&model, ctx, &config, max_queue, n_ctx_slot, stats);
     worker.run(rx);
 }
 
@@ -94,8 +92,16 @@ struct Worker<'m> {
     piece: Vec<u8>,
     /// Threads for scanning the logits of several slots at once.
     sampling_threads: usize,
+    /// `--slot-prompt-similarity`: reuse a slot's cache only if the common prefix covers at
+    /// least this fraction of the new prompt; otherwise take the least recently used slot.
+    slot_prompt_similarity: f32,
+    /// `--special`: special tokens appear in generated text.
+    special: bool,
+    /// `--context-shift`, where the KV cache can shift positions.
+    context_shift: bool,
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
+    stats: Arc<EngineStats>,
 }
 
 /// One busy period of the engine, from the first step after idle to the next idle: where its
@@ -157,6 +163,7 @@ impl<'m> Worker<'m> {
         config: &EngineConfig,
         max_queue: usize,
         n_ctx_slot: u32,
+        stats: Arc<EngineStats>,
     ) -> Self {
         let n_batch = ctx.n_batch() as usize;
         let vocab = model.vocab();
@@ -167,12 +174,12 @@ impl<'m> Worker<'m> {
         let suppressed = vocab.suppress_tokens().to_vec();
         let mut worker = Self {
             model,
-            slots: (0..config.n_parallel as usize)
+            slots: (0..config.context.n_parallel as usize)
                 .map(|id| Slot::new(id, n_ctx_slot))
                 .collect(),
             queue: VecDeque::new(),
             max_queue,
-            batch: Batch::new(n_batch.max(config.n_parallel as usize)),
+            batch: Batch::new(n_batch.max(config.context.n_parallel as usize)),
             backend_sampling: config.backend_sampling,
             n_batch,
             n_ctx_slot,
@@ -181,18 +188,29 @@ impl<'m> Worker<'m> {
             suppressed,
             piece: Vec::with_capacity(64),
             sampling_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            slot_prompt_similarity: config.slot_prompt_similarity,
+            special: config.special,
+            context_shift: config.context_shift,
             busy: None,
+            stats,
             ctx,
         };
+        if worker.context_shift && !worker.ctx.can_shift() {
+            tracing::warn!("this model's KV cache cannot shift positions: --context-shift is off");
+            worker.context_shift = false;
+        }
         if worker.backend_sampling {
             worker.attach_default_chains();
+        }
+        if config.warmup || worker.backend_sampling {
+            worker.warm_up();
         }
         worker
     }
 
     /// Gives every sequence the chain of llama-server's default sampling, so that requests
     /// with default settings (most clients send at most a temperature) never wait for llama.cpp
-    /// to re-reserve its graph, then reserves it once with a one-token decode.
+    /// to re-reserve its graph (the warm-up reserves it once).
     fn attach_default_chains(&mut self) {
         let default = backend_chain(
             &SamplingParams::default(),
@@ -205,11 +223,28 @@ impl<'m> Worker<'m> {
                 return;
             }
         }
-        let bos = self.model.vocab().bos();
-        let token = if bos.0 >= 0 { bos } else { LlamaToken(0) };
+    }
+
+    /// llama-server's warm-up: one decode of BOS and EOS, then an empty cache, so that the
+    /// first request does not pay for first-use costs (and backend chains are reserved).
+    fn warm_up(&mut self) {
+        let vocab = self.model.vocab();
+        let tokens: Vec<LlamaToken> = [vocab.bos(), vocab.eos()]
+            .into_iter()
+            .filter(|t| t.0 >= 0)
+            .collect();
+        let tokens = if tokens.is_empty() {
+            vec![LlamaToken(0)]
+        } else {
+            tokens
+        };
         self.batch.clear();
-        let warmed =
-            self.batch.add(token, 0, 0, true).is_ok() && self.ctx.decode(&mut self.batch).is_ok();
+        let last = tokens.len() - 1;
+        let added = tokens
+            .iter()
+            .enumerate()
+            .all(|(i, &t)| self.batch.add(t, i as i32, 0, i == last).is_ok());
+        let warmed = added && self.ctx.decode(&mut self.batch).is_ok();
         self.batch.clear();
         self.ctx.seq_rm(0, None, None);
         if !warmed {
@@ -221,6 +256,7 @@ impl<'m> Worker<'m> {
         loop {
             let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.task.is_none());
             if idle {
+                self.stats.load(0, 0);
                 if let Some(busy) = self.busy.take() {
                     busy.log();
                 }
@@ -245,6 +281,8 @@ impl<'m> Worker<'m> {
             }
             self.release_cancelled();
             self.assign_queued();
+            let processing = self.slots.iter().filter(|s| s.task.is_some()).count();
+            self.stats.load(processing, self.queue.len());
             self.step();
         }
         for slot in &mut self.slots {
@@ -280,6 +318,16 @@ impl<'m> Worker<'m> {
     /// llama-server does), and with backend sampling, the chain to run in the decode graph if
     /// every sampler it needs can run there.
     fn prepare(&self, mut req: GenerateRequest, tx: mpsc::UnboundedSender<Event>) -> Queued {
+        // -1 windows (from `--repeat-last-n -1`, `--dry-penalty-last-n -1`) span the context.
+        let n_ctx = self.n_ctx_slot as i32;
+        for window in [
+            &mut req.sampling.repeat_last_n,
+            &mut req.sampling.dry_penalty_last_n,
+        ] {
+            if *window < 0 {
+                *window = n_ctx;
+            }
+        }
         if req.ignore_eos {
             req.sampling
                 .logit_bias
@@ -339,7 +387,7 @@ impl<'m> Worker<'m> {
                 .map(|s| (common_prefix(&s.cache, &req.prompt), s.id))
                 .max_by_key(|&(lcp, _)| lcp);
             if let Some((lcp, id)) = best {
-                if lcp > 0 && lcp as f32 >= SLOT_PROMPT_SIMILARITY * req.prompt.len() as f32 {
+                if lcp > 0 && lcp as f32 >= self.slot_prompt_similarity * req.prompt.len() as f32 {
                     return Some(id);
                 }
             }
@@ -381,7 +429,12 @@ impl<'m> Worker<'m> {
             None
         } else {
             match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
-                Ok(s) => Some(s),
+                Ok(mut s) => {
+                    if req.post_sampling_probs {
+                        s.keep_candidates();
+                    }
+                    Some(s)
+                }
                 Err(e) => {
                     let _ = tx.send(Event::Error(e.into()));
                     return;
@@ -425,6 +478,15 @@ impl<'m> Worker<'m> {
 
     /// One decode step over every active slot.
     fn step(&mut self) {
+        if self.context_shift {
+            for idx in 0..self.slots.len() {
+                let slot = &self.slots[idx];
+                let generating = slot.task.as_ref().is_some_and(|t| t.pending.is_some());
+                if generating && slot.cache.len() + 1 >= self.n_ctx_slot as usize {
+                    self.shift_context(idx);
+                }
+            }
+        }
         self.batch.clear();
         // Generating slots first: one token each.
         for slot in &mut self.slots {
@@ -464,6 +526,8 @@ impl<'m> Worker<'m> {
         if self.busy.is_none() {
             self.busy = Some(Busy::new());
         }
+        let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
+        self.stats.decoded(busy_slots);
         let t0 = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         let t1 = Instant::now();
@@ -515,7 +579,7 @@ impl<'m> Worker<'m> {
             .iter_mut()
             .zip(picked.iter_mut())
             .filter_map(|(slot, out)| {
-                let task = slot.task.as_mut().filter(|t| t.req.n_predict != Some(0))?;
+                let task = slot.task.as_mut()?;
                 let row = task.i_batch?;
                 Some((task.sampler.as_mut()?.scan_mut(), row, out))
             })
@@ -540,83 +604,136 @@ impl<'m> Worker<'m> {
     /// Takes the next token of every slot with an output in the last decode; returns how many.
     fn sample_all(&mut self) -> u64 {
         let mut picked = self.scan_host_rows();
-        let vocab = self.model.vocab();
         let mut outputs = 0;
-        for slot in &mut self.slots {
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             let Some(i) = task.i_batch.take() else {
                 continue;
             };
             outputs += 1;
-            if task.t_prompt_done.is_none() {
-                task.t_prompt_done = Some(Instant::now());
-            }
-            let stop = if task.req.n_predict == Some(0) {
-                Some(StopType::Limit)
-            } else {
-                let picked = picked[slot.id].take();
-                let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
-                    let task = slot.task.take().expect("active");
-                    let err = EngineError::Decode("the backend sampler chose no token".into());
-                    tracing::warn!(id = task.req.id, slot = slot.id, "{err}");
-                    let _ = task.tx.send(Event::Error(err));
-                    slot.last_used = Instant::now();
-                    continue;
-                };
-                if vocab.is_eog(token) && !task.req.ignore_eos {
-                    task.generated.push(token);
-                    Some(StopType::Eos)
-                } else {
-                    self.piece.clear();
-                    let special = task.req.preserved_tokens.contains(&token);
-                    vocab.token_to_piece_into(token, &mut self.piece, special, None);
-                    match task.push_token(token, &self.piece, probs) {
-                        Err(()) => {
-                            // The client went away: free the slot, keep what is cached.
-                            slot.task = None;
-                            slot.last_used = Instant::now();
-                            continue;
-                        }
-                        Ok(Some(stop)) => Some(stop),
-                        Ok(None) => {
-                            let limit = task
-                                .req
-                                .n_predict
-                                .is_some_and(|n| task.n_decoded() >= n as usize);
-                            let full = slot.cache.len() + 1 >= self.n_ctx_slot as usize;
-                            if limit || full {
-                                Some(StopType::Limit)
-                            } else {
-                                task.pending = Some(token);
-                                None
-                            }
-                        }
-                    }
-                }
+            let picked = picked[idx].take();
+            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
+                let err = EngineError::Decode("the backend sampler chose no token".into());
+                let task = slot.release().expect("active");
+                task.req
+                    .span
+                    .in_scope(|| tracing::warn!(slot = idx, "{err}"));
+                let _ = task.tx.send(Event::Error(err));
+                continue;
             };
-            if let Some(stop) = stop {
-                let mut task = slot.task.take().expect("active");
-                let truncated =
-                    slot.cache.len() + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
-                let done = task.completion(stop, slot.id, truncated);
-                tracing::info!(
-                    id = task.req.id,
-                    slot = slot.id,
-                    stop = done.stop_type.as_str(),
-                    prompt_n = done.timings.prompt_n,
-                    cache_n = done.timings.cache_n,
-                    predicted_n = done.timings.predicted_n,
-                    prompt_tps = format!("{:.1}", done.timings.prompt_per_second),
-                    predicted_tps = format!("{:.1}", done.timings.predicted_per_second),
-                    graphs_reused = self.ctx.graphs_reused(),
-                    "request done"
-                );
-                let _ = task.tx.send(Event::Done(Box::new(done)));
-                slot.last_used = Instant::now();
+            if let Some(stop) = self.take_token(idx, token, probs) {
+                self.finish(idx, stop);
             }
         }
         outputs
+    }
+
+    /// Hands a sampled token to slot `idx`'s task and decides whether generation goes on
+    /// (llama-server's order of checks: stop string, full context, n_predict, indentation and
+    /// time limits, then end of generation, which wins). `None`: go on (or the client left).
+    fn take_token(
+        &mut self,
+        idx: usize,
+        token: LlamaToken,
+        probs: Option<TokenProbs>,
+    ) -> Option<StopType> {
+        let vocab = self.model.vocab();
+        let slot = &mut self.slots[idx];
+        let task = slot.task.as_mut().expect("active");
+        let eog = vocab.is_eog(token) && !task.req.ignore_eos;
+        self.piece.clear();
+        let special = self.special || task.req.preserved_tokens.contains(&token);
+        if !eog || special {
+            vocab.token_to_piece_into(token, &mut self.piece, special, None);
+        }
+        let Ok(stop) = task.push_token(token, &self.piece, probs) else {
+            // The client went away: free the slot, keep what is cached.
+            slot.release();
+            return None;
+        };
+        if eog {
+            return Some(StopType::Eos);
+        }
+        if stop.is_some() {
+            return stop;
+        }
+        let full = slot.cache.len() + 1 >= self.n_ctx_slot as usize;
+        let limit = task
+            .req
+            .n_predict
+            .is_some_and(|n| task.n_decoded() >= n.max(1) as usize);
+        if (full && !self.context_shift) || limit {
+            return Some(StopType::Limit);
+        }
+        task.pending = Some(token);
+        None
+    }
+
+    /// Ends slot `idx`'s task with its final event.
+    fn finish(&mut self, idx: usize, stop: StopType) {
+        let slot = &mut self.slots[idx];
+        let n_cache = slot.cache.len();
+        let full = n_cache + 1 >= self.n_ctx_slot as usize && stop == StopType::Limit;
+        let mut task = slot.release().expect("active");
+        let truncated = task.truncated || full;
+        let done = task.completion(stop, slot.id, truncated, n_cache);
+        let t = &done.timings;
+        self.stats.request_done(
+            t.prompt_n,
+            t.cache_n,
+            t.prompt_ms,
+            t.predicted_n,
+            t.predicted_ms,
+        );
+        self.stats.sequence_length(n_cache + 1);
+        let graphs_reused = self.ctx.graphs_reused();
+        task.req.span.in_scope(|| {
+            tracing::info!(
+                slot = idx,
+                stop = done.stop_type.as_str(),
+                prompt_n = done.timings.prompt_n,
+                cache_n = done.timings.cache_n,
+                predicted_n = done.timings.predicted_n,
+                prompt_tps = format!("{:.1}", done.timings.prompt_per_second),
+                predicted_tps = format!("{:.1}", done.timings.predicted_per_second),
+                graphs_reused,
+                "generation done"
+            );
+        });
+        let _ = task.tx.send(Event::Done(Box::new(done)));
+    }
+
+    /// llama-server's context shift: a generating slot whose context is full drops `n_discard`
+    /// tokens after its first `n_keep` and moves the rest down, so that generation goes on.
+    fn shift_context(&mut self, idx: usize) {
+        let add_bos = self.model.vocab().should_add_bos();
+        let slot = &mut self.slots[idx];
+        let seq = slot.seq_id();
+        let Some(task) = &mut slot.task else { return };
+        let n_ctx = self.n_ctx_slot as usize;
+        let mut n_keep = usize::try_from(task.req.n_keep).unwrap_or(task.req.prompt.len());
+        if add_bos {
+            n_keep += 1;
+        }
+        let n_keep = n_keep.min(n_ctx.saturating_sub(4));
+        let n_past = slot.cache.len();
+        let n_left = n_past.saturating_sub(n_keep);
+        let n_discard = match task.req.n_discard {
+            0 => n_left / 2,
+            n => n as usize,
+        }
+        .min(n_left.saturating_sub(1));
+        task.req.span.in_scope(|| {
+            tracing::warn!(slot = idx, n_keep, n_left, n_discard, "context shift");
+        });
+        let (keep, discard) = (n_keep as u32, n_discard as u32);
+        self.ctx.seq_rm(seq, Some(keep), Some(keep + discard));
+        self.ctx
+            .seq_add(seq, keep + discard, n_past as u32, -(discard as i32));
+        slot.cache.drain(n_keep..n_keep + n_discard);
+        task.truncated = true;
     }
 }
 
@@ -644,7 +761,13 @@ fn next_token(
         None => sampler.sample(logits),
     };
     let n_probs = task.req.n_probs;
-    let probs = (n_probs > 0).then(|| token_probs(logits, token, n_probs));
+    let probs = (n_probs > 0).then(|| {
+        if task.req.post_sampling_probs {
+            sampler.post_sampling_probs(token, n_probs)
+        } else {
+            token_probs(logits, token, n_probs)
+        }
+    });
     Some((token, probs))
 }
 

@@ -58,8 +58,12 @@ pub struct ContextParams {
     pub flash_attn: bool,
     /// Full-size cache for sliding-window layers (llama-server `--swa-full`, default off).
     pub swa_full: bool,
-    /// One KV stream shared by all sequences (llama-server `--kv-unified`, its default).
+    /// One KV stream shared by all sequences (llama-server `--kv-unified`, its default with
+    /// automatic slots).
     pub kv_unified: bool,
+    /// The KV cache of offloaded layers on the GPU (llama-server `-kvo`, its default); off,
+    /// every layer's cache is in host memory.
+    pub offload_kqv: bool,
 }
 
 impl Default for ContextParams {
@@ -76,6 +80,7 @@ impl Default for ContextParams {
             flash_attn: true,
             swa_full: false,
             kv_unified: true,
+            offload_kqv: true,
         }
     }
 }
@@ -237,7 +242,11 @@ pub fn estimate(model: &ModelSummary, ctx: &ContextParams, offload: Offload) -> 
             };
             m.gpu_weights += layer.bytes - cpu_experts;
             m.host_weights += cpu_experts;
-            m.gpu_kv += kv;
+            if ctx.offload_kqv {
+                m.gpu_kv += kv;
+            } else {
+                m.host_kv += kv;
+            }
         } else {
             m.host_weights += layer.bytes;
             m.host_kv += kv;

@@ -15,7 +15,8 @@
 //!     n_gpu_layers: GpuLayers::Auto, // `-ngl auto`
 //!     n_cpu_moe: None,               // `--n-cpu-moe`
 //! };
-//! let budget = Budget::detected(1024 << 20); // `--fit-margin` 1024 MiB, from `hardware`
+//! // Free memory as `hardware::budget` detects it, less a 1024 MiB margin per device.
+//! let budget = Budget { gpus: vec![], host_free: 32 << 30, margin: 1024 << 20 };
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
 //! // (and no GPU device at all if !decision.use_gpu);
@@ -109,22 +110,6 @@ impl Budget {
     /// Host bytes the model may use.
     pub fn host_usable(&self) -> u64 {
         self.host_free.saturating_sub(self.margin)
-    }
-
-    /// The budget of this machine, from [`crate::hardware`].
-    pub fn detected(margin: u64) -> Budget {
-        let devices = crate::hardware::gpu_devices();
-        Budget {
-            gpus: devices
-                .into_iter()
-                .map(|d| GpuBudget {
-                    name: d.name,
-                    free: d.memory_free,
-                })
-                .collect(),
-            host_free: crate::hardware::host_memory().available,
-            margin,
-        }
     }
 }
 

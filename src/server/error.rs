@@ -16,10 +16,12 @@ pub enum ErrorType {
     NotSupported,
     Unavailable,
     ExceedContextSize,
+    /// A body over the server's limit (HTTP 413; llama-server answers it with no body at all).
+    TooLarge,
 }
 
 impl ErrorType {
-    fn status(self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest | Self::ExceedContextSize => StatusCode::BAD_REQUEST,
             Self::Authentication => StatusCode::UNAUTHORIZED,
@@ -27,12 +29,13 @@ impl ErrorType {
             Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotSupported => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Self::InvalidRequest => "invalid_request_error",
+            Self::InvalidRequest | Self::TooLarge => "invalid_request_error",
             Self::Authentication => "authentication_error",
             Self::NotFound => "not_found_error",
             Self::Server => "server_error",
@@ -100,7 +103,14 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The error JSON; the error is logged (inside the request's span, so with its id).
     fn into_response(self) -> Response {
+        tracing::warn!(
+            status = self.kind.status().as_u16(),
+            "{}: {}",
+            self.kind.name(),
+            self.message
+        );
         let mut response =
             (self.kind.status(), Json(json!({ "error": self.body() }))).into_response();
         if let Some(seconds) = self.retry_after {

@@ -1,54 +1,119 @@
 //! The HTTP server: llama-server's native and OpenAI-compatible routes over axum.
 //!
-//! Handlers validate at the edge: they parse JSON into typed engine requests (every field
-//! checked, the prompt tokenized and measured against the context) before anything reaches the
-//! engine, and turn every failure into llama-server's error JSON ([`ApiError`]). The server
-//! listens before the model is loaded, answering 503 until it is, as llama-server does.
+//! Every request goes one way: the edge (`edge.rs`: request id and span, CORS, readiness, API
+//! key, llama-server's error JSON for axum's rejections) → a route adapter that parses its body
+//! into the one typed request (`request.rs`, llama-server's schema and wording, over the server's
+//! defaults) → the pipeline (`pipeline.rs`), which runs it on the engine and hands results back
+//! to the adapter for its protocol's JSON. The server listens before the model is loaded,
+//! answering 503 until it is, as llama-server does.
 
+mod chat;
+mod edge;
 mod error;
 mod fields;
-mod generate;
+mod info;
+mod listen;
 mod memory;
 mod native;
 mod openai;
-mod params;
+mod pipeline;
+mod request;
+mod settings;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 
+pub use edge::Cors;
 pub use error::{ApiError, ErrorType};
+pub use listen::run;
+pub use request::Defaults;
 
-use crate::chat::{ChatError, ChatTemplate, ReasoningFormat, SpecialTokens};
-use crate::engine::{Engine, EngineConfig, EngineError, LoadedModel};
+use crate::chat::{ChatError, ChatOptions, ChatTemplate};
+use crate::engine::{Engine, EngineError, LoadedModel};
 use crate::plan::MemoryEstimate;
-use memory::memory_report;
+
+/// Bodies up to this size are read (llama-server's httplib limit).
+const BODY_LIMIT: usize = 100 << 20;
+
+/// Which chat template the server renders with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChoice {
+    /// The model's own (`tokenizer.chat_template`), ChatML if it has none.
+    Model,
+    /// A Jinja template given with `--chat-template` or `--chat-template-file`.
+    Jinja(String),
+    /// One of llama.cpp's built-in templates by name (`--chat-template gemma`).
+    Builtin(String),
+}
 
 /// Settings of the HTTP side (a plain struct built by the CLI).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub host: String,
+    /// Addresses to listen on (`--host a,b`; a path ending in `.sock` is a Unix socket).
+    pub hosts: Vec<String>,
     pub port: u16,
-    pub api_key: Option<String>,
-    /// Name reported for the model; default: the file name.
-    pub alias: Option<String>,
-    /// A Jinja template overriding the model's.
-    pub chat_template: Option<String>,
+    /// `SO_REUSEPORT` on the listening sockets.
+    pub reuse_port: bool,
+    /// Keys clients must send (`--api-key a,b`, `--api-key-file`); empty: none.
+    pub api_keys: Vec<String>,
+    /// Model names (`--alias a,b`), sorted and deduplicated; the first is the name clients see.
+    pub aliases: Vec<String>,
+    /// `--tags`, sorted and deduplicated.
+    pub tags: Vec<String>,
+    /// `-m` as it was given: the model's name when there is no alias.
+    pub model_arg: String,
+    pub template: TemplateChoice,
+    pub chat: ChatOptions,
+    /// Requests' defaults (sampling flags, `-n`, `--keep`, `-r`, …).
+    pub defaults: Defaults,
     pub max_queue: usize,
-    /// Default `n_predict` for requests that set none (-1: no limit).
-    pub n_predict: i32,
-    /// `--reasoning-format`.
-    pub reasoning_format: ReasoningFormat,
+    /// `--special`: special tokens in generated text and token pieces.
+    pub special: bool,
+    pub endpoint_slots: bool,
+    pub endpoint_props: bool,
+    pub endpoint_metrics: bool,
+    pub cors: Cors,
+    /// `--api-prefix`: every route under this path.
+    pub api_prefix: String,
+    /// `--path`: static files served for other GET paths.
+    pub static_path: Option<PathBuf>,
+    /// `--timeout`: seconds a connection may stay silent while reading or writing.
+    pub timeout_secs: u64,
     /// What the planner predicted the model would allocate, to report against what it did.
     pub predicted: Option<MemoryEstimate>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            hosts: vec!["127.0.0.1".into()],
+            port: 8080,
+            reuse_port: false,
+            api_keys: Vec::new(),
+            aliases: Vec::new(),
+            tags: Vec::new(),
+            model_arg: String::new(),
+            template: TemplateChoice::Model,
+            chat: ChatOptions::default(),
+            defaults: Defaults::default(),
+            max_queue: 256,
+            special: false,
+            endpoint_slots: true,
+            endpoint_props: false,
+            endpoint_metrics: false,
+            cors: Cors::default(),
+            api_prefix: String::new(),
+            static_path: None,
+            timeout_secs: 3600,
+            predicted: None,
+        }
+    }
 }
 
 /// Why the server could not run.
@@ -65,6 +130,8 @@ pub enum ServerError {
     Template { path: String, source: ChatError },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Shared by every handler.
@@ -75,32 +142,46 @@ pub struct AppState {
     model: OnceLock<Arc<LoadedModel>>,
     template: OnceLock<ChatTemplate>,
     next_id: AtomicU64,
-    model_path: PathBuf,
 }
 
 impl AppState {
-    /// The loaded model; handlers behind the readiness layer can rely on it.
+    pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self {
+            engine,
+            config,
+            model: OnceLock::new(),
+            template: OnceLock::new(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The loaded model; handlers behind the readiness check can rely on it.
     pub fn model(&self) -> Result<&Arc<LoadedModel>, ApiError> {
         self.model.get().ok_or_else(loading)
     }
 
-    /// The chat template (the model's, `--chat-template-file`, or ChatML).
+    /// The chat template (see [`TemplateChoice`]).
     pub fn template(&self) -> Result<&ChatTemplate, ApiError> {
         self.template.get().ok_or_else(loading)
     }
 
+    /// Whether the model is loaded and requests are served.
+    pub fn is_ready(&self) -> bool {
+        self.model.get().is_some()
+    }
+
+    /// A new task id (`id_task` in `/slots`).
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The model name clients see (`--alias`, else the file name).
+    /// The model name clients see: the first alias, else `-m` as given.
     pub fn model_name(&self) -> String {
-        self.config.alias.clone().unwrap_or_else(|| {
-            self.model_path.file_name().map_or_else(
-                || self.model_path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        })
+        self.config
+            .aliases
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.config.model_arg.clone())
     }
 }
 
@@ -110,158 +191,39 @@ fn loading() -> ApiError {
 
 /// Builds the router over a state (used by `run` and by tests that bind their own listener).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/health", get(native::health))
-        .route("/v1/health", get(native::health))
-        .route("/props", get(native::props))
-        .route("/slots", get(native::slots))
-        .route("/models", get(openai::models))
-        .route("/v1/models", get(openai::models))
+    let routes = Router::new()
+        .route("/health", get(info::health))
+        .route("/v1/health", get(info::health))
+        .route("/props", get(info::props).post(info::set_props))
+        .route("/slots", get(info::slots))
+        .route("/metrics", get(info::metrics))
+        .route("/models", get(info::models))
+        .route("/v1/models", get(info::models))
         .route("/completion", post(native::completion))
         .route("/completions", post(native::completion))
         .route("/v1/completions", post(openai::completions))
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(native::tokenize))
         .route("/detokenize", post(native::detokenize))
-        .route("/apply-template", post(openai::apply_template))
-        .fallback(|| async { ApiError::new(ErrorType::NotFound, "File Not Found") })
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .route("/apply-template", post(chat::apply_template));
+    let prefix = state.config.api_prefix.clone();
+    let mut app = if prefix.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&prefix, routes)
+    };
+    if let Some(dir) = &state.config.static_path {
+        app = app.fallback_service(tower_http::services::ServeDir::new(dir));
+    } else {
+        app = app.fallback(edge::not_found);
+    }
+    app.method_not_allowed_fallback(edge::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            edge::guard,
+        ))
+        .layer(middleware::from_fn(edge::observe))
         .with_state(state)
-}
-
-/// llama-server's pre-routing checks: the API key (except on /health), then readiness.
-async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let public = path == "/health" || path == "/v1/health";
-    if let Some(key) = &state.config.api_key {
-        let sent = request
-            .headers()
-            .get(AUTHORIZATION)
-            .or_else(|| request.headers().get("x-api-key"))
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
-        if !public && sent != Some(key.as_str()) {
-            tracing::warn!(path, "unauthorized: Invalid API Key");
-            return ApiError::new(ErrorType::Authentication, "Invalid API Key").into_response();
-        }
-    }
-    if state.model.get().is_none() {
-        return loading().into_response();
-    }
-    next.run(request).await
-}
-
-/// Listens, loads the model on the engine thread, and serves until Ctrl-C/SIGTERM or until
-/// loading fails (then returns the load error).
-pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<(), ServerError> {
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local: SocketAddr = listener.local_addr()?;
-    let model_path = engine_config.model_path.clone();
-    let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        config,
-        model: OnceLock::new(),
-        template: OnceLock::new(),
-        next_id: AtomicU64::new(0),
-        model_path,
-    });
-    tracing::info!("HTTP server listening on http://{local} (loading model)");
-
-    let (load_failed_tx, load_failed_rx) = tokio::sync::oneshot::channel::<ServerError>();
-    let loader_state = Arc::clone(&state);
-    tokio::spawn(async move {
-        match ready.await {
-            Ok(Ok(model)) => {
-                let template = match chat_template(&loader_state.config, &model) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let _ = load_failed_tx.send(e);
-                        return;
-                    }
-                };
-                let _ = loader_state.template.set(template);
-                for line in memory_report(loader_state.config.predicted.as_ref(), &model.memory) {
-                    tracing::info!("memory: {line}");
-                }
-                tracing::info!(
-                    n_ctx = model.n_ctx,
-                    n_slots = model.n_slots,
-                    "model loaded: {}; server is ready on http://{local}",
-                    model.path.display()
-                );
-                let _ = loader_state.model.set(model);
-            }
-            Ok(Err(e)) => {
-                let _ = load_failed_tx.send(e.into());
-            }
-            Err(_) => {
-                let _ = load_failed_tx.send(EngineError::Stopped.into());
-            }
-        }
-    });
-
-    let load_error = Arc::new(std::sync::Mutex::new(None));
-    let load_error_slot = Arc::clone(&load_error);
-    let shutdown = async move {
-        tokio::select! {
-            _ = shutdown_signal() => tracing::info!("shutting down"),
-            Ok(e) = load_failed_rx => { *load_error_slot.lock().expect("not poisoned") = Some(e); }
-        }
-    };
-    axum::serve(listener, router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    engine.shutdown();
-    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
-    match load_error.lock().expect("not poisoned").take() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// The template chats are rendered with: `--chat-template-file`, else the model's, else
-/// ChatML (llama-server's fallback), with a warning.
-fn chat_template(config: &ServerConfig, model: &LoadedModel) -> Result<ChatTemplate, ServerError> {
-    let tokens = SpecialTokens {
-        bos: model.bos_token.clone(),
-        eos: model.eos_token.clone(),
-        add_bos: model.add_bos,
-        add_eos: model.add_eos,
-    };
-    let source = config
-        .chat_template
-        .as_deref()
-        .or(model.chat_template.as_deref());
-    let template = ChatTemplate::new(source, tokens).map_err(|source| ServerError::Template {
-        path: model.path.display().to_string(),
-        source,
-    })?;
-    if template.is_fallback() {
-        tracing::warn!("the model has no chat template: chats are rendered with ChatML");
-    }
-    tracing::info!(format = template.format().name(), "chat template ready");
-    Ok(template)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

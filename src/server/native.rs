@@ -1,182 +1,168 @@
-//! llama-server's native routes: `/health`, `/props`, `/slots`, `/completion`, `/tokenize`,
-//! `/detokenize`, with its field names and JSON shapes.
+//! llama-server's native generation routes: `/completion` (an adapter over the pipeline, with
+//! llama-server's result objects and stream chunks), `/tokenize` and `/detokenize`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Extension, State};
+use axum::response::Response;
 use llama_cpp_2::token::LlamaToken;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::edge::{RawBody, RequestCtx};
 use super::error::ApiError;
 use super::fields::{Body, type_error};
-use super::generate::{self, Item};
-use super::params;
-use crate::engine::{Completion, GenerateRequest, LoadedModel};
-
-pub async fn health() -> Json<Value> {
-    // The guard answers 503 "Loading model" until the model is ready.
-    Json(json!({ "status": "ok" }))
-}
-
-pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let model = state.model()?;
-    Ok(Json(json!({
-        "default_generation_settings": {
-            "n_ctx": model.n_ctx_slot,
-            "params": generation_settings(&state, model),
-        },
-        "total_slots": model.n_slots,
-        "model_alias": state.model_name(),
-        "model_path": model.path.display().to_string(),
-        "modalities": { "vision": false, "video": false, "audio": false },
-        "endpoint_slots": true,
-        "endpoint_props": false,
-        "endpoint_metrics": false,
-        "chat_template": state.config.chat_template.clone().or_else(|| model.chat_template.clone()).unwrap_or_default(),
-        "bos_token": model.bos_token,
-        "eos_token": model.eos_token,
-        "build_info": format!("gguf-serve {}", crate::build_info::LONG_VERSION),
-        "is_sleeping": false,
-        "memory": {
-            "allocated": model.memory,
-            "predicted": state.config.predicted,
-        },
-        "backend_sampling": model.backend_sampling,
-    })))
-}
-
-/// The server's default sampling settings, in llama-server's `params` shape.
-fn generation_settings(state: &AppState, _model: &LoadedModel) -> Value {
-    let d = crate::engine::SamplingParams::default();
-    json!({
-        "n_predict": state.config.n_predict,
-        "seed": d.seed,
-        "temperature": d.temperature,
-        "dynatemp_range": d.dynatemp_range,
-        "dynatemp_exponent": d.dynatemp_exponent,
-        "top_k": d.top_k,
-        "top_p": d.top_p,
-        "min_p": d.min_p,
-        "typical_p": d.typical_p,
-        "repeat_last_n": d.repeat_last_n,
-        "repeat_penalty": d.repeat_penalty,
-        "presence_penalty": d.presence_penalty,
-        "frequency_penalty": d.frequency_penalty,
-        "min_keep": d.min_keep,
-        "stop": [],
-        "ignore_eos": false,
-        "stream": false,
-        "cache_prompt": true,
-    })
-}
-
-pub async fn slots(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let slots = state.engine.slots().await.map_err(generate::engine_error)?;
-    Ok(Json(serde_json::to_value(slots).unwrap_or_default()))
-}
+use super::pipeline::{self, Adapter, Finished, Update, probs_json};
+use super::request::{Generation, ResponseOptions, TaskParams};
+use super::settings::{Settings, generation_settings};
+use crate::engine::{Completion, LoadedModel, StopType};
 
 /// `POST /completion` (and `/completions`).
 pub async fn completion(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    Extension(ctx): Extension<RequestCtx>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let body = Body::parse(&body)?;
     let model = Arc::clone(state.model()?);
-    let request = prompt_request(&state, &body, &model)?;
-    let stream = body.bool(&["stream"])?.unwrap_or(false);
-    let return_tokens = body.bool(&["return_tokens"])?.unwrap_or(false);
-    let model_name = state.model_name();
-    let prompt_text = prompt_text(&body);
-    if !stream {
-        let collected = generate::collect(&state, request).await?;
-        let done = &collected.done;
-        let mut reply = final_json(done, &done.text, &model_name, &prompt_text, return_tokens);
-        if !collected.probs.is_empty() {
-            reply["completion_probabilities"] = collected
+    let generation = Generation::from_completion(&body, &model, &state.config.defaults)?;
+    let adapter = Native {
+        model,
+        model_name: state.model_name(),
+        task: generation.task.clone(),
+        response: generation.response.clone(),
+        stream: generation.stream,
+        special: state.config.special,
+    };
+    pipeline::respond(&state, &ctx, generation, adapter).await
+}
+
+/// llama-server's shapes for `/completion`.
+struct Native {
+    model: Arc<LoadedModel>,
+    model_name: String,
+    task: TaskParams,
+    response: ResponseOptions,
+    stream: bool,
+    special: bool,
+}
+
+impl Adapter for Native {
+    fn answer(&mut self, results: Vec<Finished>) -> Value {
+        let mut objects: Vec<Value> = results.iter().map(|r| self.result(r, false)).collect();
+        if objects.len() == 1 {
+            objects.pop().expect("one")
+        } else {
+            Value::Array(objects)
+        }
+    }
+
+    fn stream(&mut self, update: Update) -> Vec<Value> {
+        match update {
+            Update::Token {
+                index,
+                token,
+                text,
+                n_decoded,
+                n_prompt,
+                probs,
+                timings,
+            } => {
+                let mut chunk = json!({
+                    "index": index,
+                    "content": text,
+                    "tokens": [token.0],
+                    "stop": false,
+                    "id_slot": -1,
+                    "tokens_predicted": n_decoded,
+                    "tokens_evaluated": n_prompt,
+                });
+                if let Some(timings) = timings {
+                    chunk["timings"] = json!(timings);
+                }
+                if let Some(step) = probs {
+                    chunk["completion_probabilities"] =
+                        json!([probs_json(&self.model, &step, self.special)]);
+                }
+                vec![self.filtered(chunk)]
+            }
+            Update::Done(finished) => vec![self.result(&finished, true)],
+        }
+    }
+
+    fn done_marker(&self) -> bool {
+        false
+    }
+}
+
+impl Native {
+    /// The final object of one result; in a stream, `content` is the text not sent yet.
+    fn result(&self, r: &Finished, streamed: bool) -> Value {
+        let done = &r.done;
+        let content = if streamed { &done.tail } else { &done.text };
+        let tokens: Vec<i32> = if self.response.return_tokens && !streamed {
+            done.tokens.iter().map(|t| t.0).collect()
+        } else {
+            Vec::new()
+        };
+        let settings = Settings::of_task(&self.task, self.stream, &self.response);
+        let mut object = json!({
+            "index": r.index,
+            "content": content,
+            "tokens": tokens,
+            "id_slot": done.id_slot,
+            "stop": true,
+            "model": self.model_name,
+            "tokens_predicted": done.tokens_predicted,
+            "tokens_evaluated": done.tokens_evaluated,
+            "generation_settings": generation_settings(&settings, true),
+            "prompt": self.model.detokenize_special(&r.prompt),
+            "has_new_line": done.text.contains('\n'),
+            "truncated": done.truncated,
+            "stop_type": done.stop_type.as_str(),
+            "stopping_word": stopping_word(done),
+            "tokens_cached": done.tokens_cached,
+            "timings": done.timings,
+        });
+        if !streamed && !r.probs.is_empty() {
+            object["completion_probabilities"] = r
                 .probs
                 .iter()
-                .map(|(t, p)| generate::probs_json(&model, *t, p))
+                .map(|step| probs_json(&self.model, step, self.special))
                 .collect();
         }
-        return Ok(Json(reply).into_response());
+        self.filtered(object)
     }
-    let n_prompt = request.prompt.len();
-    let mut n_decoded = 0usize;
-    let format = move |item: Item| match item {
-        Item::Token { text, probs } => {
-            n_decoded += 1;
-            let mut chunk = json!({
-                "index": 0,
-                "content": text,
-                "tokens": [],
-                "stop": false,
-                "id_slot": -1,
-                "tokens_predicted": n_decoded,
-                "tokens_evaluated": n_prompt,
-            });
-            if let Some((token, probs)) = probs {
-                chunk["completion_probabilities"] =
-                    json!([generate::probs_json(&model, token, &probs)]);
-            }
-            vec![chunk]
+
+    /// `response_fields`: only the fields asked for; `a/b` lifts `b` of `a` under the key `a/b`.
+    fn filtered(&self, object: Value) -> Value {
+        let fields = &self.response.response_fields;
+        if fields.is_empty() {
+            return object;
         }
-        Item::Done(done) => vec![final_json(
-            &done,
-            &done.tail,
-            &model_name,
-            &prompt_text,
-            return_tokens,
-        )],
-    };
-    generate::stream(&state, request, format, false).await
+        let mut out = serde_json::Map::new();
+        for field in fields {
+            let found = field.split('/').try_fold(&object, |v, key| v.get(key));
+            if let Some(v) = found {
+                out.insert(field.clone(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
 }
 
-fn prompt_text(body: &Body) -> Value {
-    body.get(&["prompt"])
-        .map_or(Value::Null, |(_, v)| v.clone())
-}
-
-/// llama-server's final `/completion` object; `content` is the whole text, or in a stream the
-/// part not yet sent.
-fn final_json(
-    done: &Completion,
-    content: &str,
-    model: &str,
-    prompt: &Value,
-    return_tokens: bool,
-) -> Value {
-    let tokens: Vec<i32> = if return_tokens {
-        done.tokens.iter().map(|t| t.0).collect()
-    } else {
-        Vec::new()
-    };
-    json!({
-        "index": 0,
-        "content": content,
-        "tokens": tokens,
-        "id_slot": done.id_slot,
-        "stop": true,
-        "model": model,
-        "tokens_predicted": done.tokens_predicted,
-        "tokens_evaluated": done.tokens_evaluated,
-        "prompt": prompt,
-        "has_new_line": done.text.contains('\n'),
-        "truncated": done.truncated,
-        "stop_type": done.stop_type.as_str(),
-        "stopping_word": match &done.stop_type { crate::engine::StopType::Word(w) => w.as_str(), _ => "" },
-        "tokens_cached": done.tokens_evaluated + done.tokens_predicted,
-        "timings": done.timings,
-    })
+fn stopping_word(done: &Completion) -> &str {
+    match &done.stop_type {
+        StopType::Word(w) => w,
+        _ => "",
+    }
 }
 
 /// `POST /tokenize`: `content` → token ids, or `{id, piece}` objects with `with_pieces`.
 pub async fn tokenize(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let body = Body::parse(&body)?;
     let model = state.model()?;
@@ -208,7 +194,7 @@ pub async fn tokenize(
 /// `POST /detokenize`: token ids → `content`.
 pub async fn detokenize(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let body = Body::parse(&body)?;
     let model = state.model()?;
@@ -225,36 +211,11 @@ pub async fn detokenize(
                         Value::Number(_) => ApiError::invalid(format!(
                             "Field '{name}': token {v} is out of the vocabulary"
                         )),
-                        other => type_error(name, "array of token ids", other),
+                        other => type_error(name, "number", other),
                     })
             })
             .collect::<Result<_, _>>()?,
-        Some((name, other)) => return Err(type_error(name, "array of token ids", other)),
+        Some((name, other)) => return Err(type_error(name, "array", other)),
     };
     Ok(Json(json!({ "content": model.detokenize(&tokens) })))
-}
-
-/// The request of a body with a `prompt` (text, token ids or both): `/completion` and
-/// `/v1/completions`.
-pub fn prompt_request(
-    state: &AppState,
-    body: &Body,
-    model: &LoadedModel,
-) -> Result<GenerateRequest, ApiError> {
-    let Some((_, prompt)) = body.get(&["prompt"]) else {
-        return Err(ApiError::invalid("\"prompt\" is required"));
-    };
-    let prompt = params::prompt(prompt, model)?;
-    params::generate_request(body, model, prompt, state.next_id(), state.config.n_predict)
-}
-
-/// For handlers that build a request from a rendered prompt (chat).
-pub fn request_for_text(
-    state: &AppState,
-    body: &Body,
-    model: &LoadedModel,
-    text: &str,
-) -> Result<GenerateRequest, ApiError> {
-    let prompt = model.tokenize(text, true, true);
-    params::generate_request(body, model, prompt, state.next_id(), state.config.n_predict)
 }

@@ -38,6 +38,18 @@ pub struct ParserConfig {
     pub thinking_forced_open: bool,
 }
 
+impl ParserConfig {
+    /// Everything the model writes is content (`--skip-chat-parsing`).
+    pub fn content_only() -> Self {
+        Self {
+            format: ChatFormat::Content,
+            reasoning_format: ReasoningFormat::None,
+            parse_tool_calls: false,
+            thinking_forced_open: false,
+        }
+    }
+}
+
 /// A fragment of one tool call, as in OpenAI's streaming `delta.tool_calls[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolCallDelta {

@@ -36,9 +36,77 @@ pub struct SpecialTokens {
     pub add_eos: bool,
 }
 
+/// llama.cpp's own (non-Jinja) template renderer, `llama_chat_apply_template`: role and content
+/// pairs and whether to add the assistant header, to the prompt. The server supplies it (it calls
+/// into llama.cpp, which this module does not).
+pub type LegacyApply =
+    std::sync::Arc<dyn Fn(&[(String, String)], bool) -> Result<String, String> + Send + Sync>;
+
+/// llama.cpp's built-in template names (`llama_chat_builtin_templates`), which
+/// `--chat-template NAME` selects.
+pub const BUILTIN_TEMPLATES: &[&str] = &[
+    "bailing",
+    "bailing-think",
+    "bailing2",
+    "chatglm3",
+    "chatglm4",
+    "chatml",
+    "command-r",
+    "deepseek",
+    "deepseek-ocr",
+    "deepseek2",
+    "deepseek3",
+    "exaone-moe",
+    "exaone3",
+    "exaone4",
+    "falcon3",
+    "gemma",
+    "gigachat",
+    "glmedge",
+    "gpt-oss",
+    "granite",
+    "granite-4.0",
+    "granite-4.1",
+    "grok-2",
+    "hunyuan-dense",
+    "hunyuan-moe",
+    "hunyuan-vl",
+    "kimi-k2",
+    "llama2",
+    "llama2-sys",
+    "llama2-sys-bos",
+    "llama2-sys-strip",
+    "llama3",
+    "llama4",
+    "megrez",
+    "minicpm",
+    "mistral-v1",
+    "mistral-v3",
+    "mistral-v3-tekken",
+    "mistral-v7",
+    "mistral-v7-tekken",
+    "monarch",
+    "openchat",
+    "orion",
+    "pangu-embedded",
+    "phi3",
+    "phi4",
+    "rwkv-world",
+    "seed_oss",
+    "smolvlm",
+    "solar-open",
+    "vicuna",
+    "vicuna-orca",
+    "yandex",
+    "zephyr",
+];
+
 /// A compiled chat template and what we learned about it.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// Rendered by llama.cpp's built-in templates instead of Jinja (`--no-jinja`, or a built-in
+    /// name given to `--chat-template`).
+    legacy: Option<LegacyApply>,
     source: String,
     tokens: SpecialTokens,
     format: ChatFormat,
@@ -128,11 +196,31 @@ impl ChatTemplate {
             think_markers,
             format: ChatFormat::detect(&source),
             env,
+            legacy: None,
             source,
             tokens,
             caps,
             is_fallback,
         })
+    }
+
+    /// A template llama.cpp renders itself (a built-in name, or a template it recognizes):
+    /// answers are plain content, as llama-server's legacy path parses them.
+    pub fn legacy(source: &str, tokens: SpecialTokens, apply: LegacyApply) -> Self {
+        ChatTemplate {
+            env: Environment::new(),
+            legacy: Some(apply),
+            source: source.to_string(),
+            tokens,
+            format: ChatFormat::Content,
+            caps: TemplateCaps {
+                supports_system_role: true,
+                supports_tool_calls: false,
+                supports_object_arguments: false,
+            },
+            think_markers: None,
+            is_fallback: false,
+        }
     }
 
     /// The output format the model writes.
@@ -189,6 +277,18 @@ impl ChatTemplate {
 
     /// The template's output for `req` as it is, less a BOS/EOS the tokenizer adds itself.
     fn render_plain(&self, req: &RenderRequest<'_>) -> Result<String, ChatError> {
+        if let Some(apply) = &self.legacy {
+            // Content parts are joined with newlines, as llama-server's legacy path does.
+            let messages: Vec<(String, String)> = req
+                .messages
+                .iter()
+                .map(|m| {
+                    let text = m.content.as_ref().map(|c| c.to_text()).unwrap_or_default();
+                    (m.role.as_str().to_string(), text)
+                })
+                .collect();
+            return apply(&messages, req.add_generation_prompt).map_err(ChatError::TemplateRender);
+        }
         let ctx = input::build_context(req, &self.tokens, self.format, self.caps)?;
         let template = self
             .env

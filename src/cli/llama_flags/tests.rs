@@ -16,6 +16,7 @@ fn sample(flag: &LlamaFlag) -> Vec<&'static str> {
         ("--cache-type-v", "q8_0"),
         ("--gpu-layers", "99"),
         ("--fit-target", "1024"),
+        ("--slot-prompt-similarity", "0.5"),
     ];
     if let Some(&(_, v)) = by_flag.iter().find(|(k, _)| *k == flag.key()) {
         return vec![v];
@@ -87,8 +88,10 @@ fn every_spelling_of_every_flag_is_accepted_or_refused_by_name() {
 
 #[test]
 fn the_table_has_llama_servers_rows_and_a_decision_for_each() {
-    // 255 rows in the pinned README, plus the binary's --spec-draft-sampling.
-    assert_eq!(table().len(), 256);
+    // 255 rows in the pinned README, then the binary's --spec-draft-sampling and the older
+    // --mmap/--no-mmap and --mlock.
+    assert_eq!(table().iter().filter(|f| f.section != "extra").count(), 255);
+    assert_eq!(table().len(), 258);
     let keys: Vec<&str> = table().iter().map(LlamaFlag::key).collect();
     for (key, ..) in DECISIONS {
         assert_eq!(
@@ -120,7 +123,7 @@ fn llama_server_spellings_reach_our_flags() {
     assert_eq!(memory.ctx_size, 2048);
     assert_eq!(memory.parallel, 3);
     assert_eq!(memory.cache_type_k, "q8_0");
-    assert_eq!(cli.serve.n_predict, 5);
+    assert_eq!(cli.serve.sampling_defaults.n_predict, 5);
     assert_eq!(memory.n_gpu_layers, crate::cli::memory::GpuLayers::Count(7));
     // The same through the `serve` subcommand, and `--flag=value`.
     let argv = [
@@ -179,7 +182,7 @@ fn the_environment_fills_in_what_the_command_line_does_not_give() {
     assert_eq!(cli.serve.memory.ctx_size, 1024);
     // An API key from LLAMA_API_KEY.
     let cli = parse(&[], &[("LLAMA_API_KEY", "secret")]).unwrap();
-    assert_eq!(cli.serve.api_key.as_deref(), Some("secret"));
+    assert_eq!(cli.serve.http.api_key, ["secret"]);
 }
 
 #[test]
@@ -194,7 +197,7 @@ fn boolean_variables_follow_llama_servers_rules() {
     assert!(on("1") && on("true") && on("enabled") && on("on"));
     assert!(!on("0") && !on("false") && !on("nonsense"));
     // A pair takes a strict boolean, and its NO_ twin forces it off.
-    let jinja = |env: &[(&str, &str)]| parse(&[], env).map(|c| c.serve.jinja);
+    let jinja = |env: &[(&str, &str)]| parse(&[], env).map(|c| c.serve.chat.jinja);
     assert!(jinja(&[("LLAMA_ARG_JINJA", "true")]).unwrap());
     match jinja(&[("LLAMA_ARG_JINJA", "maybe")]) {
         Err(ParseError::Flag(FlagError::Boolean { var, value })) => {

@@ -1,0 +1,160 @@
+//! The flags of the HTTP side: addresses, names, keys, which endpoints are on, CORS, timeouts.
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::server::Cors;
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Model names for the API, comma-separated (the first in sorted order is the one answers
+    /// carry); default: the -m argument.
+    #[arg(short = 'a', long, value_name = "STRING")]
+    pub alias: Vec<String>,
+
+    /// Model tags shown by /v1/models, comma-separated.
+    #[arg(long, value_name = "STRING")]
+    pub tags: Vec<String>,
+
+    /// Addresses to listen on, comma-separated; a path ending in .sock is a Unix socket.
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Let several sockets bind the same port.
+    #[arg(long = "reuse-port")]
+    pub reuse_port: bool,
+
+    /// API keys clients must send (`Authorization: Bearer KEY`), comma-separated.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_key: Vec<String>,
+
+    /// A file of API keys, one per line (lines starting with # are comments).
+    #[arg(long = "api-key-file", value_name = "FNAME")]
+    pub api_key_file: Option<std::path::PathBuf>,
+
+    /// The /slots endpoint (default on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub slots: bool,
+
+    /// Accept POST /props.
+    #[arg(long)]
+    pub props: bool,
+
+    /// Seconds a connection may stay silent while the server reads a request's headers or
+    /// writes an answer.
+    #[arg(long, default_value_t = 3600, value_name = "N")]
+    pub timeout: u64,
+
+    /// Seconds of silence after which a stream sends an SSE comment (-1: never).
+    #[arg(
+        long = "sse-ping-interval",
+        default_value_t = 30,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub sse_ping_interval: i64,
+
+    /// Threads for HTTP requests (-1: 2).
+    #[arg(long = "threads-http", default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub threads_http: i32,
+
+    /// Serve static files from this folder for other GET paths.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<std::path::PathBuf>,
+
+    /// Serve every route under this prefix (no trailing slash).
+    #[arg(long = "api-prefix", default_value = "", value_name = "PREFIX")]
+    pub api_prefix: String,
+
+    /// Allowed CORS origins, comma-separated; `*` (default), or `localhost` to allow only
+    /// local pages.
+    #[arg(long = "cors-origins", default_value = "*", value_name = "ORIGINS")]
+    pub cors_origins: String,
+
+    /// Allowed CORS methods.
+    #[arg(
+        long = "cors-methods",
+        default_value = "GET, POST, DELETE, OPTIONS",
+        value_name = "METHODS"
+    )]
+    pub cors_methods: String,
+
+    /// Allowed CORS headers.
+    #[arg(long = "cors-headers", default_value = "*", value_name = "HEADERS")]
+    pub cors_headers: String,
+
+    /// Allow credentials in CORS requests (default on).
+    #[arg(long = "cors-credentials", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub cors_credentials: bool,
+
+    /// Never use the network (gguf-serve serves local files only, so this changes nothing
+    /// today).
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Requests waiting for a free slot beyond which new ones get 503 (0: no bound).
+    #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
+    pub max_queue: usize,
+}
+
+impl HttpArgs {
+    /// The addresses of `--host`, as llama-server splits them.
+    pub fn hosts(&self) -> anyhow::Result<Vec<String>> {
+        let hosts: Vec<String> = self
+            .host
+            .split(',')
+            .map(|h| h.trim().trim_matches('"').to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        anyhow::ensure!(!hosts.is_empty(), "--host requires at least one address");
+        Ok(hosts)
+    }
+
+    /// Every API key: `--api-key` (comma-separated, repeatable) and `--api-key-file`.
+    pub fn api_keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut keys = split_list(&self.api_key);
+        if let Some(path) = &self.api_key_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--api-key-file {}: cannot read it", path.display()))?;
+            keys.extend(
+                text.lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        Ok(keys)
+    }
+
+    pub fn cors(&self) -> Cors {
+        Cors {
+            origins: self.cors_origins.clone(),
+            methods: self.cors_methods.clone(),
+            headers: self.cors_headers.clone(),
+            credentials: self.cors_credentials,
+        }
+    }
+}
+
+/// Comma-separated values of a repeatable flag, trimmed, empties dropped.
+pub fn split_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A comma-separated list as llama-server keeps it: a sorted set.
+pub fn sorted_set(values: &[String]) -> Vec<String> {
+    let mut set = split_list(values);
+    set.sort();
+    set.dedup();
+    set
+}

@@ -1,0 +1,334 @@
+//! Listening and serving: one listener per `--host` address (TCP, or a Unix socket for a path
+//! ending in `.sock`), each connection served by hyper with llama-server's `--timeout` (on
+//! reading a request's headers, and on every write), the model loaded on the engine thread
+//! meanwhile, and a graceful shutdown on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_io_timeout::TimeoutStream;
+
+use super::memory::memory_report;
+use super::{AppState, ServerConfig, ServerError, TemplateChoice, router};
+use crate::chat::{ChatTemplate, LegacyApply, SpecialTokens};
+use crate::engine::{Engine, EngineConfig, EngineError, LoadedModel};
+
+/// A bound listener.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, String),
+}
+
+impl Listener {
+    fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(SocketAddr::V6(a)) => format!("http://[{}]:{}", a.ip(), a.port()),
+                Ok(a) => format!("http://{a}"),
+                Err(_) => "?".into(),
+            },
+            #[cfg(unix)]
+            Listener::Unix(_, path) => format!("unix://{path}"),
+        }
+    }
+}
+
+/// Binds every address of `--host` on `--port`; with several TCP addresses each IPv6 socket is
+/// IPv6-only, so that `0.0.0.0,::` works, as in llama-server.
+fn bind(config: &ServerConfig) -> Result<Vec<Listener>, ServerError> {
+    let tcp_hosts = config
+        .hosts
+        .iter()
+        .filter(|h| !h.ends_with(".sock"))
+        .count();
+    if tcp_hosts > 1 && config.port == 0 {
+        return Err(ServerError::Config(
+            "--port 0 is not supported with multiple TCP addresses".into(),
+        ));
+    }
+    config
+        .hosts
+        .iter()
+        .map(|host| {
+            #[cfg(unix)]
+            if host.ends_with(".sock") {
+                let _ = std::fs::remove_file(host);
+                let listener =
+                    tokio::net::UnixListener::bind(host).map_err(|source| ServerError::Bind {
+                        addr: host.clone(),
+                        source,
+                    })?;
+                return Ok(Listener::Unix(listener, host.clone()));
+            }
+            let addr = format!("{}:{}", bracket(host), config.port);
+            tcp_listener(&addr, config.reuse_port, tcp_hosts > 1)
+                .map(Listener::Tcp)
+                .map_err(|source| ServerError::Bind { addr, source })
+        })
+        .collect()
+}
+
+/// `::1` as `[::1]`, for joining with a port.
+fn bracket(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn tcp_listener(
+    addr: &str,
+    reuse_port: bool,
+    v6_only: bool,
+) -> std::io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr: SocketAddr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() && v6_only {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// Listens, loads the model on the engine thread, and serves until Ctrl-C/SIGTERM or until
+/// loading fails (then returns the load error).
+pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<(), ServerError> {
+    let listeners = bind(&config)?;
+    let timeout = Duration::from_secs(config.timeout_secs.max(1));
+    let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
+    let state = Arc::new(AppState::new(engine.clone(), config));
+    let urls: Vec<String> = listeners.iter().map(Listener::describe).collect();
+    for url in &urls {
+        tracing::info!("HTTP server listening on {url} (loading model)");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let loader = tokio::spawn(load(Arc::clone(&state), ready, urls));
+    let app = router(Arc::clone(&state));
+    let mut servers = Vec::new();
+    for listener in listeners {
+        servers.push(tokio::spawn(serve(
+            listener,
+            app.clone(),
+            timeout,
+            stop_rx.clone(),
+        )));
+    }
+    let load_error = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            None
+        }
+        result = loader => match result {
+            Ok(Ok(())) => {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                None
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(EngineError::Stopped.into()),
+        },
+    };
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    engine.shutdown();
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    load_error.map_or(Ok(()), Err)
+}
+
+/// Waits for the model, then makes the server ready (the template built, memory reported).
+async fn load(
+    state: Arc<AppState>,
+    ready: crate::engine::Ready,
+    urls: Vec<String>,
+) -> Result<(), ServerError> {
+    let model = match ready.await {
+        Ok(Ok(model)) => model,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(EngineError::Stopped.into()),
+    };
+    let template = chat_template(&state.config.template, state.config.chat.jinja, &model)?;
+    let _ = state.template.set(template);
+    for line in memory_report(state.config.predicted.as_ref(), &model.memory) {
+        tracing::info!("memory: {line}");
+    }
+    tracing::info!(
+        n_ctx = model.n_ctx,
+        n_ctx_slot = model.n_ctx_slot,
+        n_slots = model.n_slots,
+        "model loaded: {}; server is ready on {}",
+        model.path.display(),
+        urls.join(", ")
+    );
+    let _ = state.model.set(model);
+    Ok(())
+}
+
+/// Serves one listener until `stop` turns true, then lets open connections finish.
+async fn serve(
+    listener: Listener,
+    app: axum::Router,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let io: Box<dyn Io> = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = accept(&listener) => match accepted {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        // A client that stops reading for `timeout` is dropped, as llama-server's write timeout.
+        let mut stream = TimeoutStream::new(io);
+        stream.set_write_timeout(Some(timeout));
+        let service = TowerToHyperService::new(app.clone());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    graceful.shutdown().await;
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+async fn accept(listener: &Listener) -> std::io::Result<Box<dyn Io>> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, _) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream))
+        }
+        #[cfg(unix)]
+        Listener::Unix(l, _) => Ok(Box::new(l.accept().await?.0)),
+    }
+}
+
+/// The template chats are rendered with (see [`TemplateChoice`]): with `--no-jinja`, llama.cpp's
+/// own renderer over the model's template (which it must recognize, as llama-server requires).
+fn chat_template(
+    choice: &TemplateChoice,
+    jinja: bool,
+    model: &LoadedModel,
+) -> Result<ChatTemplate, ServerError> {
+    let tokens = SpecialTokens {
+        bos: model.bos_token.clone(),
+        eos: model.eos_token.clone(),
+        add_bos: model.add_bos,
+        add_eos: model.add_eos,
+    };
+    let template_error = |source| ServerError::Template {
+        path: model.path.display().to_string(),
+        source,
+    };
+    let legacy_source = match (choice, jinja) {
+        (TemplateChoice::Builtin(name), _) => Some(name.clone()),
+        (TemplateChoice::Jinja(source), false) => Some(source.clone()),
+        (TemplateChoice::Model, false) => Some(
+            model
+                .chat_template
+                .clone()
+                .unwrap_or_else(|| "chatml".into()),
+        ),
+        _ => None,
+    };
+    let template = match legacy_source {
+        Some(source) => {
+            let apply = legacy_apply(model, &source);
+            apply(&[("user".into(), "hello".into())], true).map_err(|_| {
+                ServerError::Config(format!(
+                    "the supplied chat template is not supported: {source}\nnote: llama.cpp's \
+                     built-in templates are: {}",
+                    crate::chat::BUILTIN_TEMPLATES.join(", ")
+                ))
+            })?;
+            ChatTemplate::legacy(&source, tokens, apply)
+        }
+        None => {
+            let source = match choice {
+                TemplateChoice::Jinja(source) => Some(source.as_str()),
+                _ => model.chat_template.as_deref(),
+            };
+            let template = ChatTemplate::new(source, tokens).map_err(template_error)?;
+            if template.is_fallback() {
+                tracing::warn!("the model has no chat template: chats are rendered with ChatML");
+            }
+            template
+        }
+    };
+    tracing::info!(format = template.format().name(), "chat template ready");
+    Ok(template)
+}
+
+/// llama.cpp's `llama_chat_apply_template` with this template (a built-in name or a template it
+/// recognizes), as the chat module's renderer.
+fn legacy_apply(model: &LoadedModel, source: &str) -> LegacyApply {
+    use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate};
+    let llama = Arc::clone(&model.model);
+    let source = source.to_string();
+    Arc::new(move |messages: &[(String, String)], add_ass: bool| {
+        let template = LlamaChatTemplate::new(&source).map_err(|e| e.to_string())?;
+        let chat = messages
+            .iter()
+            .map(|(role, content)| LlamaChatMessage::new(role.clone(), content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        llama
+            .apply_chat_template(&template, &chat, add_ass)
+            .map_err(|e| e.to_string())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
