@@ -1,0 +1,48 @@
+//! Where the engine's time goes while it is busy: logged (at debug level, `--verbose`) each time
+//! it falls idle.
+
+use std::time::{Duration, Instant};
+
+/// One busy period of the engine, from the first step after idle to the next idle: where its
+/// time went, for `--verbose` (debug) logs.
+pub(super) struct Busy {
+    start: Instant,
+    pub(super) steps: u32,
+    pub(super) batch_tokens: u64,
+    pub(super) outputs: u64,
+    /// In `llama_decode` (on a GPU the graph runs on after it returns).
+    pub(super) decode: Duration,
+    /// Reading tokens: waiting for the graph, host sampling, detokenizing and sending.
+    pub(super) sample: Duration,
+    reserves: (u64, Duration),
+}
+
+impl Busy {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            steps: 0,
+            batch_tokens: 0,
+            outputs: 0,
+            decode: Duration::ZERO,
+            sample: Duration::ZERO,
+            reserves: crate::engine::llama_log::reserves(),
+        }
+    }
+
+    pub(super) fn log(&self) {
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+        let (n, t) = crate::engine::llama_log::reserves();
+        tracing::debug!(
+            wall_ms = ms(self.start.elapsed()),
+            steps = self.steps,
+            batch_tokens = self.batch_tokens,
+            outputs = self.outputs,
+            decode_ms = ms(self.decode),
+            sample_ms = ms(self.sample),
+            reserves = n - self.reserves.0,
+            reserve_ms = ms(t.saturating_sub(self.reserves.1)),
+            "engine idle"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! The one typed request of the HTTP edge. Every generation route — llama-server's
+//! `/completion`, OpenAI's completions and chat — reads its body into a [`Generation`] here, with
+//! llama-server's schema (`server-schema.cpp`): the same fields, aliases, defaults (the server's
+//! own, from its flags), limits and error wording. Adapters only add what is theirs (a chat's
+//! rendered prompt and grammar, through [`ChatSetup`]) before the pipeline runs it.
+
+use llama_cpp_2::token::LlamaToken;
+use serde_json::Value;
+
+mod prompt;
+mod sampling;
+
+pub use prompt::prompts;
+use sampling::sampling;
+
+use super::error::ApiError;
+use super::fields::{Body, as_int};
+use crate::engine::{GenerateRequest, LoadedModel, SamplingParams};
+
+/// The server-wide defaults a request starts from (llama-server's flags `--temp`, `-n`,
+/// `--keep`, `-r`, `--cache-prompt`, …).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub sampling: SamplingParams,
+    pub n_predict: i32,
+    pub n_keep: i32,
+    pub cache_prompt: bool,
+    /// Stop strings of every request that gives none (`-r/--reverse-prompt`).
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    pub n_probs: usize,
+    pub sse_ping_interval: i64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            sampling: SamplingParams::default(),
+            n_predict: -1,
+            n_keep: 0,
+            cache_prompt: true,
+            stop: Vec::new(),
+            ignore_eos: false,
+            n_probs: 0,
+            sse_ping_interval: 30,
+        }
+    }
+}
+
+/// A generation request, validated: what to run and how to answer.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// One prompt per result (a request may hold several).
+    pub prompts: Vec<Vec<LlamaToken>>,
+    /// Completions per prompt (`n`).
+    pub n_cmpl: usize,
+    pub task: TaskParams,
+    pub stream: bool,
+    pub response: ResponseOptions,
+}
+
+/// Everything of an engine request but its prompt.
+#[derive(Debug, Clone)]
+pub struct TaskParams {
+    pub n_predict: i32,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    pub cache_prompt: bool,
+    pub sampling: SamplingParams,
+    pub preserved_tokens: Vec<LlamaToken>,
+    pub id_slot: Option<usize>,
+    pub n_probs: usize,
+    pub post_sampling_probs: bool,
+    pub n_keep: i32,
+    pub n_discard: u32,
+    pub n_indent: u32,
+    pub t_max_predict_ms: u64,
+}
+
+/// How to shape the answer.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseOptions {
+    pub return_tokens: bool,
+    pub timings_per_token: bool,
+    /// Only these fields of each result (`generation_settings/n_predict` lifts a nested one).
+    pub response_fields: Vec<String>,
+    /// OpenAI's `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Seconds of silence after which a stream sends an SSE comment (-1: never).
+    pub sse_ping_interval: i64,
+}
+
+/// What a chat adds to a generation: its grammar (a forced tool call or `response_format`),
+/// the stop strings and special tokens its format needs.
+#[derive(Debug, Clone, Default)]
+pub struct ChatSetup {
+    pub grammar: Option<String>,
+    pub stop: Vec<String>,
+    pub preserved_tokens: Vec<LlamaToken>,
+}
+
+impl Generation {
+    /// Reads a completion body: its `prompt` (one or several) and every generation field.
+    pub fn from_completion(
+        body: &Body,
+        model: &LoadedModel,
+        defaults: &Defaults,
+    ) -> Result<Self, ApiError> {
+        let Some(prompt) = body.0.get("prompt") else {
+            return Err(ApiError::invalid(
+                "[json.exception.out_of_range.403] key 'prompt' not found",
+            ));
+        };
+        let prompts = prompts(prompt, model)?;
+        Self::from_body(body, model, defaults, prompts, &ChatSetup::default())
+    }
+
+    /// Reads the generation fields of a body for prompts already tokenized.
+    pub fn from_body(
+        body: &Body,
+        model: &LoadedModel,
+        defaults: &Defaults,
+        prompts: Vec<Vec<LlamaToken>>,
+        chat: &ChatSetup,
+    ) -> Result<Self, ApiError> {
+        let task = TaskParams::from_body(body, model, defaults, chat)?;
+        let n_cmpl = body
+            .int_in(&["n_cmpl", "n"], 1, i64::from(model.n_slots))?
+            .unwrap_or(1) as usize;
+        let response = ResponseOptions {
+            return_tokens: body.bool(&["return_tokens"])?.unwrap_or(false),
+            timings_per_token: body.bool(&["timings_per_token"])?.unwrap_or(false),
+            response_fields: match body.get(&["response_fields"]) {
+                Some((_, Value::Array(items))) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            include_usage: match body.get(&["stream_options"]) {
+                Some((_, Value::Object(o))) => {
+                    Body(o.clone()).bool(&["include_usage"])?.unwrap_or(false)
+                }
+                _ => false,
+            },
+            sse_ping_interval: body
+                .int_in(&["sse_ping_interval"], -1, i64::from(i32::MAX))?
+                .unwrap_or(defaults.sse_ping_interval),
+        };
+        Ok(Generation {
+            prompts,
+            n_cmpl,
+            task,
+            stream: body.bool(&["stream"])?.unwrap_or(false),
+            response,
+        })
+    }
+
+    /// The engine requests, one per result, with their result index: prompt p's completion j
+    /// is `p * n + j`; completion j > 0 of a seeded request uses seed + j (llama-server's
+    /// children).
+    pub fn engine_requests(
+        &self,
+        mut next_id: impl FnMut() -> u64,
+        span: &tracing::Span,
+    ) -> Vec<(usize, GenerateRequest)> {
+        let mut out = Vec::with_capacity(self.prompts.len() * self.n_cmpl);
+        for (p, prompt) in self.prompts.iter().enumerate() {
+            for j in 0..self.n_cmpl {
+                let mut sampling = self.task.sampling.clone();
+                if sampling.seed != u32::MAX {
+                    sampling.seed = sampling.seed.wrapping_add(j as u32);
+                }
+                let t = &self.task;
+                out.push((
+                    p * self.n_cmpl + j,
+                    GenerateRequest {
+                        id: next_id(),
+                        span: span.clone(),
+                        prompt: prompt.clone(),
+                        n_predict: u32::try_from(t.n_predict).ok(),
+                        stop: t.stop.clone(),
+                        ignore_eos: t.ignore_eos,
+                        cache_prompt: t.cache_prompt,
+                        sampling,
+                        preserved_tokens: t.preserved_tokens.clone(),
+                        id_slot: t.id_slot,
+                        n_probs: t.n_probs,
+                        post_sampling_probs: t.post_sampling_probs,
+                        n_keep: t.n_keep,
+                        n_discard: t.n_discard,
+                        n_indent: t.n_indent,
+                        t_max_predict_ms: t.t_max_predict_ms,
+                        timings_per_token: self.response.timings_per_token,
+                    },
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl TaskParams {
+    fn from_body(
+        body: &Body,
+        model: &LoadedModel,
+        defaults: &Defaults,
+        chat: &ChatSetup,
+    ) -> Result<Self, ApiError> {
+        let i32_max = i64::from(i32::MAX);
+        let mut sampling = sampling(body, model, defaults)?;
+        if let Some(grammar) = &chat.grammar {
+            sampling.grammar = Some(grammar.clone());
+        }
+        let ignore_eos = body.bool(&["ignore_eos"])?.unwrap_or(defaults.ignore_eos);
+        let mut stop = body
+            .stop_strings(&["stop"])?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| defaults.stop.clone());
+        stop.extend(chat.stop.iter().cloned());
+        let mut preserved_tokens = preserved_tokens(body, model)?;
+        preserved_tokens.extend(chat.preserved_tokens.iter().copied());
+        Ok(TaskParams {
+            n_predict: body
+                .int_in(
+                    &["n_predict", "max_completion_tokens", "max_tokens"],
+                    -1,
+                    i32_max,
+                )?
+                .map_or(defaults.n_predict, |n| n as i32),
+            stop,
+            ignore_eos,
+            cache_prompt: body
+                .bool(&["cache_prompt"])?
+                .unwrap_or(defaults.cache_prompt),
+            sampling,
+            preserved_tokens,
+            id_slot: id_slot(body, model.n_slots)?,
+            n_probs: match body.int(&["n_probs", "logprobs"])? {
+                Some(n) => n.max(0) as usize,
+                None => defaults.n_probs,
+            },
+            post_sampling_probs: body.bool(&["post_sampling_probs"])?.unwrap_or(false),
+            n_keep: body
+                .int_in(&["n_keep"], -1, i32_max)?
+                .map_or(defaults.n_keep, |n| n as i32),
+            n_discard: body.int_in(&["n_discard"], 0, i32_max)?.unwrap_or(0) as u32,
+            n_indent: body.int_in(&["n_indent"], 0, i32_max)?.unwrap_or(0) as u32,
+            t_max_predict_ms: body
+                .int_in(&["t_max_predict_ms"], -1, i64::MAX)?
+                .unwrap_or(-1)
+                .max(0) as u64,
+        })
+    }
+}
+
+/// `id_slot`: -1 (or a wrong type) is any slot; a number past the slots wraps around, as
+/// llama-server's slot lookup does.
+fn id_slot(body: &Body, n_slots: u32) -> Result<Option<usize>, ApiError> {
+    Ok(match body.get(&["id_slot"]).and_then(|(_, v)| as_int(v)) {
+        Some(n) if n >= 0 && n_slots > 0 => Some((n % i64::from(n_slots)) as usize),
+        _ => None,
+    })
+}
+
+/// `preserved_tokens`: strings that are one token each, kept as text in the output.
+fn preserved_tokens(body: &Body, model: &LoadedModel) -> Result<Vec<LlamaToken>, ApiError> {
+    Ok(body
+        .strings(&["preserved_tokens"])?
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|text| match model.tokenize(text, false, true).as_slice() {
+            [token] => Some(*token),
+            _ => None,
+        })
+        .collect())
+}
