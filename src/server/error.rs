@@ -103,14 +103,15 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
-    /// The error JSON; the error is logged (inside the request's span, so with its id).
+    /// The error JSON; the error is logged (inside the request's span, so with its id): a
+    /// server error as a warning, the client's mistakes and "Loading model" as information.
     fn into_response(self) -> Response {
-        tracing::warn!(
-            status = self.kind.status().as_u16(),
-            "{}: {}",
-            self.kind.name(),
-            self.message
-        );
+        let status = self.kind.status().as_u16();
+        if self.kind == ErrorType::Server {
+            tracing::warn!(status, "{}: {}", self.kind.name(), self.message);
+        } else {
+            tracing::info!(status, "{}: {}", self.kind.name(), self.message);
+        }
         let mut response =
             (self.kind.status(), Json(json!({ "error": self.body() }))).into_response();
         if let Some(seconds) = self.retry_after {

@@ -34,6 +34,22 @@ pub fn demo_model() -> PathBuf {
     .clone()
 }
 
+/// The demo model with small settings (one thread: tests run side by side on small machines,
+/// and llama.cpp's threads slow down badly when they outnumber the free cores), then `extra`.
+pub fn demo_args(extra: &[&str]) -> Vec<String> {
+    let model = demo_model();
+    let mut args: Vec<String> = vec![
+        "-m".into(),
+        model.display().to_string(),
+        "-c".into(),
+        "4096".into(),
+        "-t".into(),
+        "1".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,20 +69,9 @@ pub struct Server {
 
 impl Server {
     /// Starts the demo model with small settings plus `extra` flags (later flags win), and waits
-    /// until it is ready. One thread: tests run side by side on small machines, and llama.cpp's
-    /// threads slow down badly when they outnumber the free cores.
+    /// until it is ready.
     pub fn start(extra: &[&str]) -> Self {
-        let model = demo_model();
-        let mut args: Vec<String> = vec![
-            "-m".into(),
-            model.display().to_string(),
-            "-c".into(),
-            "4096".into(),
-            "-t".into(),
-            "1".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Self::start_with(&args)
+        Self::start_with(&demo_args(extra))
     }
 
     /// Starts the binary with exactly these arguments (plus `--port`).
@@ -78,18 +83,69 @@ impl Server {
     /// arguments plus `--host 127.0.0.1 --port`, and waits for its `/health`. Only our own
     /// binary's warnings reach the test output.
     pub fn start_program(program: &Path, args: &[String]) -> Self {
-        let port = free_port();
         let ours = program == Path::new(binary());
+        let stderr = if ours {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::launch(program, args, &[], "127.0.0.1", stderr)
+    }
+
+    /// Starts the demo model with these flags and environment variables (the small settings
+    /// of [`Server::start`] come first, so that flags and variables can override them).
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_at(extra, env, "/health")
+    }
+
+    /// As [`Server::start_env`], ready when `health` (a path) answers 200.
+    pub fn start_at(extra: &[&str], env: &[(&str, &str)], health: &str) -> Self {
+        let args = demo_args(extra);
+        Self::launch_at(
+            Path::new(binary()),
+            &args,
+            env,
+            "127.0.0.1",
+            Stdio::inherit(),
+            health,
+        )
+    }
+
+    /// Starts the demo model listening on `hosts` (`--host` as given), its log (at info
+    /// level) written to `log`.
+    pub fn start_logged(extra: &[&str], hosts: &str, log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("creating the log file");
+        let args = demo_args(extra);
+        let env = [("RUST_LOG", "info")];
+        Self::launch(Path::new(binary()), &args, &env, hosts, Stdio::from(file))
+    }
+
+    fn launch(
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        hosts: &str,
+        stderr: Stdio,
+    ) -> Self {
+        Self::launch_at(program, args, env, hosts, stderr, "/health")
+    }
+
+    fn launch_at(
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        hosts: &str,
+        stderr: Stdio,
+        health: &str,
+    ) -> Self {
+        let port = free_port();
         let child = Command::new(program)
             .args(args)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", hosts, "--port", &port.to_string()])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(if ours {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
         let mut server = Self {
@@ -101,17 +157,17 @@ impl Server {
                 .build()
                 .unwrap(),
         };
-        server.wait_ready();
+        server.wait_ready(health);
         server
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, health: &str) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.try_wait().expect("polling the server") {
                 panic!("the server exited before becoming ready: {status}");
             }
-            if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
+            if let Ok(r) = self.client.get(format!("{}{health}", self.url)).send() {
                 if r.status() == 200 {
                     return;
                 }

@@ -1,0 +1,175 @@
+//! The HTTP edge against the real binary: axum's own rejections as llama-server's error JSON,
+//! CORS as llama-server answers it, one request id in the answer, the header and the log, and
+//! several `--host` addresses.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, assert_error};
+use serde_json::{Value, json};
+
+#[test]
+fn rejections_are_llama_server_error_json() {
+    let server = Server::start(&[]);
+    let client = server.client();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let json_of = |r: reqwest::blocking::Response| {
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, body)
+    };
+    // A body over the limit (100 MiB, as llama-server's).
+    let big = vec![b' '; 101 << 20];
+    let (status, body) = json_of(client.post(url("/completion")).body(big).send().unwrap());
+    assert_error(status, &body, 413, "invalid_request_error");
+    // A wrong method on a known route is llama-server's 404.
+    let (status, body) = json_of(client.get(url("/completion")).send().unwrap());
+    assert_eq!(
+        assert_error(status, &body, 404, "not_found_error"),
+        "File Not Found"
+    );
+    let (status, body) = json_of(client.delete(url("/props")).send().unwrap());
+    assert_error(status, &body, 404, "not_found_error");
+    // No Content-Type (curl's default form type, or none) still reads the JSON.
+    let body = json!({ "prompt": "Hi", "n_predict": 1 }).to_string();
+    let r = client
+        .post(url("/completion"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(url("/completion"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn cors_as_llama_server() {
+    let server = Server::start(&["--api-key", "k"]);
+    let client = server.client();
+    // A preflight is answered before the key is asked for.
+    let r = client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/chat/completions", server.url),
+        )
+        .header("origin", "http://example.com")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(
+        h["access-control-allow-methods"],
+        "GET, POST, DELETE, OPTIONS"
+    );
+    // Every answer carries the origin back, errors included.
+    let r = client
+        .get(format!("{}/v1/models", server.url))
+        .header("origin", "http://example.com")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://example.com"
+    );
+    let local = Server::start(&["--cors-origins", "localhost"]);
+    let origin = |o: &str| {
+        local
+            .client()
+            .get(format!("{}/health", local.url))
+            .header("origin", o)
+            .send()
+            .unwrap()
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(
+        origin("http://localhost:3000").as_deref(),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(origin("http://example.com"), None);
+}
+
+/// The id a client sees (`chatcmpl-…`, `X-Request-Id`) is the one in the log, on the access
+/// line and on the engine's line for the same request.
+#[test]
+fn one_request_id_in_the_answer_the_header_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_logged(&[], "127.0.0.1", &log);
+    let r = server
+        .client()
+        .post(format!("{}/v1/chat/completions", server.url))
+        .json(&json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 3 }))
+        .send()
+        .unwrap();
+    let header = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["id"], format!("chatcmpl-{header}"));
+    // The access line is written once the answer has been sent: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text
+            .lines()
+            .any(|l| l.contains(&header) && l.contains("access"))
+        {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line for {header}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains(&header)).collect();
+    assert!(
+        ours.iter().any(|l| l.contains("generation done")),
+        "the engine's line carries the id: {ours:?}"
+    );
+    let access = ours.iter().find(|l| l.contains("access")).unwrap();
+    for field in [
+        "path=/v1/chat/completions",
+        "status=200",
+        "predicted_tokens=3",
+    ] {
+        assert!(access.contains(field), "{field} in {access}");
+    }
+}
+
+#[test]
+fn several_host_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let socket = dir.path().join("gguf-serve.sock");
+    let hosts = format!("127.0.0.1,127.0.0.2,{}", socket.display());
+    let server = Server::start_logged(&[], &hosts, &log);
+    let other = server.url.replace("127.0.0.1", "127.0.0.2");
+    let r = server
+        .client()
+        .get(format!("{other}/health"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The Unix socket answers too.
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
+}
