@@ -9,8 +9,8 @@ rounds are warm-up).
 usage: ab-vs-llama-server.py [--rounds N] LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
    e.g. scripts/ab-vs-llama-server.py ~/.cache/gguf-serve/llama-ref/bin/llama-server \\
           target/release/gguf-serve ~/.cache/gguf-serve/models/gemma-3-270m-q4_k_m.gguf \\
-          -- -t 2 -c 4096 -np 4
-   (llama-server also gets --kv-unified, gguf-serve's only mode)"""
+          -- -t 2 -c 4096 -np 4 --kv-unified
+   (both servers get exactly the same flags)"""
 import argparse, json, random, socket, statistics, subprocess, time, urllib.request
 
 p = argparse.ArgumentParser()
@@ -34,7 +34,7 @@ def post(port, body):
     return json.load(urllib.request.urlopen(req))["timings"]
 
 servers = {}
-for name, binary, extra in (("llama-server", a.llama_server, ["--kv-unified"]), ("gguf-serve", a.gguf_serve, [])):
+for name, binary, extra in (("llama-server", a.llama_server, []), ("gguf-serve", a.gguf_serve, [])):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", a.model, "--port", str(port), *a.flags, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,8 @@
 #          whole GPU, alternating rounds (scripts/bench-vs-llama-server.sh): prompt processing
 #          of 2 048 tokens, one stream greedy and sampled (temperature 0.8, top_p 0.95), and 16
 #          sampled streams of 128 tokens at -np 16 (twice: fresh, then again). Pass
-#          LLAMA_SERVER_ARGS="--kv-unified" (gguf-serve's only KV mode) or "--kv-unified -bs"
+#          LLAMA_SERVER_ARGS="--kv-unified" with GGUF_SERVE_ARGS="--kv-unified" (one cache, as the
+#          earlier runs measured) or "--kv-unified -bs"
 #          (llama-server's backend sampling), GGUF_SERVE_ARGS="--sampling backend" for ours.
 #          Also prints gguf-serve's busy periods of the last round (where the time went).
 #   ceiling llama-batched-bench on the F16 file: decode t/s of 1 and 16 sequences with no server

@@ -221,6 +221,28 @@ impl ChatRequest {
         req
     }
 
+    /// The text an answer continues and echoes first, as llama-server's parser does: the final
+    /// assistant message's content (or its reasoning, when that is all it has) when it is
+    /// continued. Empty otherwise, and for Harmony, whose continuation is channel messages.
+    pub fn continued_text(&self, format: ChatFormat) -> String {
+        if !self.continue_final_message || format == ChatFormat::Harmony {
+            return String::new();
+        }
+        let Some(last) = self.messages.last().filter(|m| m.role == Role::Assistant) else {
+            return String::new();
+        };
+        let content = last
+            .content
+            .as_ref()
+            .map(super::types::MessageContent::to_text)
+            .unwrap_or_default();
+        if content.is_empty() {
+            last.reasoning_content.clone().unwrap_or_default()
+        } else {
+            content
+        }
+    }
+
     /// Whether tool calls are parsed from the answer.
     pub fn parses_tool_calls(&self) -> bool {
         !self.tools.is_empty() && self.tool_choice != ToolChoice::None

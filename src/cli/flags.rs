@@ -76,3 +76,15 @@ fn outcome(flag: &LlamaFlag) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_carries_the_current_table() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&super::markdown()),
+            "README.md's flag table is stale: paste `gguf-serve flags --markdown` over it"
+        );
+    }
+}

@@ -245,6 +245,15 @@ impl<'m> Context<'m> {
         }
     }
 
+    /// Copies every cell of sequence `src` to sequence `dst` (a group's shared prompt).
+    pub fn seq_cp(&mut self, src: i32, dst: i32) {
+        // SAFETY: `ctx` is live; its memory handle lives as long as it.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ctx.as_ptr());
+            sys::llama_memory_seq_cp(mem, src, dst, -1, -1);
+        }
+    }
+
     /// Adds `delta` to the positions `p0..p1` of a sequence (a context shift).
     pub fn seq_add(&mut self, seq: i32, p0: u32, p1: u32, delta: i32) {
         let pos = |p: u32| i32::try_from(p).unwrap_or(i32::MAX);

@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use llama_log::DeviceMemory;
 pub use request::{
-    Completion, Event, GenerateRequest, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
+    Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
 };
 pub use sampler::{SamplerType, SamplingParams};
 pub use stats::{EngineStats, StatsSnapshot};

@@ -43,6 +43,20 @@ pub struct GenerateRequest {
     pub t_max_predict_ms: u64,
     /// Send the timings so far with every token (`timings_per_token`).
     pub timings_per_token: bool,
+    /// One of `n` completions of the same prompt (`n > 1`): the group's first request reads
+    /// the prompt, the others copy its cache and sample from its logits, as llama-server's
+    /// child tasks do.
+    pub group: Option<Group>,
+}
+
+/// The completions of one prompt that share its reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    /// Shared by the group's requests (the first one's id).
+    pub id: u64,
+    pub size: usize,
+    /// The request that reads the prompt.
+    pub parent: bool,
 }
 
 /// Probabilities at one generation step: from the softmax of the raw logits (llama-server's

@@ -41,6 +41,8 @@ pub struct Task {
     line_start: usize,
     /// The context was shifted (tokens dropped) during generation.
     pub truncated: bool,
+    /// A group member waiting for the slot whose task reads the shared prompt.
+    pub waiting_for: Option<usize>,
 }
 
 impl Task {
@@ -65,6 +67,7 @@ impl Task {
             has_new_line: false,
             line_start: 0,
             truncated: false,
+            waiting_for: None,
         }
     }
 

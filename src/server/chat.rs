@@ -52,6 +52,7 @@ pub async fn chat_completions(
         chat.parser_config(&rendered, state.config.chat.reasoning_format)
     };
     let adapter = Chat {
+        prefix: chat.continued_text(rendered.format),
         id: format!("chatcmpl-{}", ctx.id),
         model_name: state.model_name(),
         model,
@@ -92,6 +93,8 @@ fn chat_logprobs(body: &mut Body, has_tools: bool) -> Result<(), ApiError> {
 }
 
 struct Chat {
+    /// The continued assistant message, echoed at the start of the answer.
+    prefix: String,
     id: String,
     model_name: String,
     model: Arc<LoadedModel>,
@@ -104,8 +107,11 @@ struct Chat {
 }
 
 impl Chat {
-    fn parser(&self) -> ChatParser {
-        ChatParser::new(self.parser_config).with_tools(&self.tools)
+    /// A choice's parser, and the deltas of the continued text it starts from.
+    fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
+        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
+        let deltas = parser.push(&self.prefix);
+        (parser, deltas)
     }
 
     fn chunk(&self, index: usize, delta: Value, finish: Value) -> Value {
@@ -121,11 +127,11 @@ impl Chat {
 
     /// A choice's last chunks: what its parser still held, the finish reason, and usage.
     fn finish_choice(&mut self, r: &Finished) -> Vec<Value> {
-        let mut parser = self
-            .parsers
-            .remove(&r.index)
-            .unwrap_or_else(|| self.parser());
-        let mut deltas = parser.push(&r.done.tail);
+        let (mut parser, mut deltas) = match self.parsers.remove(&r.index) {
+            Some(parser) => (parser, Vec::new()),
+            None => self.parser(),
+        };
+        deltas.extend(parser.push(&r.done.tail));
         let (last, message) = parser.finish();
         deltas.extend(last);
         let mut out: Vec<Value> = deltas
@@ -152,7 +158,7 @@ impl Adapter for Chat {
         let choices: Vec<Value> = results
             .iter()
             .map(|r| {
-                let mut parser = self.parser();
+                let (mut parser, _) = self.parser();
                 parser.push(&r.done.text);
                 let (_, message) = parser.finish();
                 let mut choice = json!({
@@ -189,16 +195,18 @@ impl Adapter for Chat {
                 ..
             } => {
                 let mut out = Vec::new();
+                let mut deltas = Vec::new();
                 if !self.parsers.contains_key(&index) {
-                    let parser = self.parser();
+                    let (parser, first) = self.parser();
                     self.parsers.insert(index, parser);
+                    deltas = first;
                     out.push(self.chunk(
                         index,
                         json!({ "role": "assistant", "content": null }),
                         Value::Null,
                     ));
                 }
-                let deltas = self.parsers.get_mut(&index).expect("inserted").push(&text);
+                deltas.extend(self.parsers.get_mut(&index).expect("inserted").push(&text));
                 let n = deltas.len();
                 for (i, delta) in deltas.into_iter().enumerate() {
                     let mut c = self.chunk(index, delta.to_openai_json(), Value::Null);

@@ -285,6 +285,23 @@ impl Sampler {
         if let Some(grammar) = &mut self.grammar {
             grammar.accept(token);
         }
+        self.remember(token);
+    }
+
+    /// Takes the prompt into the penalties' (and DRY's) history, as llama-server does when a
+    /// slot starts: a repetition of the prompt is a repetition too. The grammar never sees it.
+    pub fn accept_prompt(&mut self, prompt: &[LlamaToken]) {
+        if self.chain.is_some() {
+            prompt.iter().for_each(|&t| self.remember(t));
+        } else if penalties_on(&self.scan.params) {
+            let window = usize::try_from(self.scan.params.repeat_last_n).unwrap_or(0);
+            let start = prompt.len().saturating_sub(window);
+            prompt[start..].iter().for_each(|&t| self.remember(t));
+        }
+    }
+
+    /// A token the penalties look back at (in the chain, or in the scan's window).
+    fn remember(&mut self, token: LlamaToken) {
         if let Some(chain) = &mut self.chain {
             // Penalties, DRY and Mirostat keep their state in the chain.
             chain.accept(token);
@@ -315,7 +332,7 @@ pub(super) fn merged_bias(params: &SamplingParams, suppressed: &[LlamaToken]) ->
 }
 
 /// Whether the penalties change anything (a window and a non-neutral setting).
-pub(super) fn penalties_on(p: &SamplingParams) -> bool {
+pub(crate) fn penalties_on(p: &SamplingParams) -> bool {
     p.repeat_last_n > 0
         && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0)
 }

@@ -33,7 +33,7 @@ use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
 use super::request::{Event, GenerateRequest};
-use super::sampler::{Sampler, SamplingParams};
+use super::sampler::{Sampler, SamplingParams, penalties_on};
 use super::slot::{Slot, Task, common_prefix};
 use super::{Command, EngineConfig, EngineError, EngineStats, LoadedModel};
 
@@ -104,6 +104,10 @@ struct Worker<'m> {
     special: bool,
     /// `--context-shift`, where the KV cache can shift positions.
     context_shift: bool,
+    /// Prompt tokens left at which a slot's chunk ends, as llama-server ends it to checkpoint
+    /// sliding-window caches (`4 + n_ubatch` and `4` before the end): batches then hold the
+    /// same rows, so CPU kernels round alike and greedy answers match llama-server's.
+    prompt_tail_breaks: Vec<usize>,
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
@@ -152,6 +156,12 @@ impl<'m> Worker<'m> {
             slot_prompt_similarity: config.slot_prompt_similarity,
             special: config.special,
             context_shift: config.context_shift,
+            prompt_tail_breaks: if n_swa(model) > 0 && !config.context.swa_full {
+                let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
+                vec![n_batch.min(4 + n_ubatch), n_batch.min(4)]
+            } else {
+                Vec::new()
+            },
             busy: None,
             stats,
             ctx,
@@ -296,6 +306,9 @@ impl<'m> Worker<'m> {
         }
         let chain = if !self.backend_sampling {
             None
+        } else if req.group.is_some() {
+            // A group's members sample from its first member's logits, on the host.
+            None
         } else if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
             tracing::debug!(id = req.id, reason, "host sampling for this request");
             None
@@ -312,16 +325,30 @@ impl<'m> Worker<'m> {
     /// Frees slots (and queue entries) whose client has gone; their cache stays for reuse.
     fn release_cancelled(&mut self) {
         self.queue.retain(|q| !q.tx.is_closed());
-        for slot in &mut self.slots {
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
             if slot.task.as_ref().is_some_and(|t| t.tx.is_closed()) {
-                let task = slot.task.take().expect("checked above");
-                tracing::info!(
-                    id = task.req.id,
-                    slot = slot.id,
-                    n_decoded = task.n_decoded(),
-                    "request cancelled by client"
-                );
-                slot.last_used = Instant::now();
+                let task = slot.release().expect("checked above");
+                task.req.span.in_scope(|| {
+                    tracing::info!(
+                        slot = idx,
+                        n_decoded = task.n_decoded(),
+                        "request cancelled by client"
+                    );
+                });
+                self.orphan_waiting(idx);
+            }
+        }
+    }
+
+    /// The group members waiting for slot `parent`, whose task ended before its prompt was
+    /// read: they read the prompt themselves.
+    fn orphan_waiting(&mut self, parent: usize) {
+        for slot in &mut self.slots {
+            if let Some(task) = slot.task.as_mut().filter(|t| t.waiting_for == Some(parent)) {
+                task.waiting_for = None;
+                task.n_prompt_fed = 0;
+                task.n_cached = 0;
             }
         }
     }
@@ -330,7 +357,45 @@ impl<'m> Worker<'m> {
     fn assign_queued(&mut self) {
         while let Some(idx) = self.queue.front().and_then(|q| self.pick_slot(q)) {
             let queued = self.queue.pop_front().expect("front exists");
-            self.start(idx, queued);
+            let group = queued.req.group;
+            self.start(idx, queued, None);
+            if let Some(group) = group.filter(|g| g.parent) {
+                self.start_group(idx, group);
+            }
+        }
+    }
+
+    /// Gives the queued members of a group free slots, waiting for slot `parent` to read
+    /// their shared prompt (the group's first member had all the slots it needs).
+    fn start_group(&mut self, parent: usize, group: super::Group) {
+        let mut members = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() {
+            if self.queue[i]
+                .req
+                .group
+                .is_some_and(|g| g.id == group.id && !g.parent)
+            {
+                members.push(self.queue.remove(i).expect("index in range"));
+            } else {
+                i += 1;
+            }
+        }
+        for queued in members {
+            let Some(idx) = self
+                .slots
+                .iter()
+                .filter(|s| s.task.is_none())
+                .min_by_key(|s| s.last_used)
+                .map(|s| s.id)
+            else {
+                // Not enough slots after all: the member waits its turn like any request.
+                let mut queued = queued;
+                queued.req.group = None;
+                self.queue.push_front(queued);
+                continue;
+            };
+            self.start(idx, queued, Some(parent));
         }
     }
 
@@ -340,6 +405,12 @@ impl<'m> Worker<'m> {
     fn pick_slot(&self, queued: &Queued) -> Option<usize> {
         let req = &queued.req;
         let free = || self.slots.iter().filter(|s| s.task.is_none());
+        if let Some(group) = req.group.filter(|g| g.parent)
+            && free().count() < group.size
+        {
+            // The group's members start together (llama-server defers such a request too).
+            return None;
+        }
         if let Some(id) = req.id_slot {
             return free().find(|s| s.id == id).map(|s| s.id);
         }
@@ -366,7 +437,9 @@ impl<'m> Worker<'m> {
             .map(|s| s.id)
     }
 
-    fn start(&mut self, idx: usize, queued: Queued) {
+    /// Starts a request on slot `idx`; `wait_for` is the slot of its group's first member,
+    /// whose prompt (cache and logits) it will take instead of reading it.
+    fn start(&mut self, idx: usize, queued: Queued, wait_for: Option<usize>) {
         let Queued { req, tx, chain } = queued;
         let seq = self.slots[idx].seq_id();
         let on_backend = match chain {
@@ -378,6 +451,13 @@ impl<'m> Worker<'m> {
                         reason = "llama.cpp cannot run the chain on the backend",
                         "host sampling for this request"
                     );
+                } else if penalties_on(&req.sampling) {
+                    // The chain's penalties look back at the prompt too, as on the host.
+                    let window = usize::try_from(req.sampling.repeat_last_n).unwrap_or(0);
+                    let start = req.prompt.len().saturating_sub(window);
+                    for &token in &req.prompt[start..] {
+                        self.ctx.accept(seq, token);
+                    }
                 }
                 attached
             }
@@ -394,6 +474,7 @@ impl<'m> Worker<'m> {
                     if req.post_sampling_probs {
                         s.keep_candidates();
                     }
+                    s.accept_prompt(&req.prompt);
                     Some(s)
                 }
                 Err(e) => {
@@ -403,7 +484,7 @@ impl<'m> Worker<'m> {
             }
         };
         let slot = &mut self.slots[idx];
-        let mut n_keep = if req.cache_prompt {
+        let mut n_keep = if req.cache_prompt && wait_for.is_none() {
             common_prefix(&slot.cache, &req.prompt)
         } else {
             0
@@ -426,6 +507,11 @@ impl<'m> Worker<'m> {
         let mut task = Task::new(req, tx, sampler);
         task.n_cached = n_keep;
         task.n_prompt_fed = n_keep;
+        if wait_for.is_some() {
+            // Nothing to read: the prompt comes from the first member's slot.
+            task.waiting_for = wait_for;
+            task.n_prompt_fed = task.req.prompt.len();
+        }
         tracing::debug!(
             id = task.req.id,
             slot = slot.id,
@@ -479,6 +565,10 @@ impl<'m> Worker<'m> {
                     .add(token, pos, seq, last)
                     .expect("batch has room");
                 slot.cache.push(token);
+                let left = task.req.prompt.len() - task.n_prompt_fed;
+                if self.prompt_tail_breaks.contains(&left) {
+                    break;
+                }
             }
         }
         if self.batch.n_tokens() == 0 {
@@ -515,18 +605,21 @@ impl<'m> Worker<'m> {
             other => EngineError::Decode(other.to_string()),
         }
         };
-        for slot in &mut self.slots {
-            let in_batch = slot
-                .task
-                .as_ref()
-                .is_some_and(|t| t.i_batch.is_some() || t.n_prompt_fed > t.n_cached);
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
+            let in_batch = slot.task.as_ref().is_some_and(|t| {
+                t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
+            });
             if in_batch {
-                let task = slot.task.take().expect("checked");
-                tracing::warn!(id = task.req.id, slot = slot.id, "{}", error());
+                let task = slot.release().expect("checked");
+                task.req
+                    .span
+                    .in_scope(|| tracing::warn!(slot = idx, "{}", error()));
                 let _ = task.tx.send(Event::Error(error()));
                 slot.cache.clear();
                 self.ctx.detach(slot.seq_id());
                 self.ctx.seq_rm(slot.seq_id(), None, None);
+                self.orphan_waiting(idx);
             }
         }
     }

@@ -56,6 +56,7 @@ impl Worker<'_> {
                 continue;
             };
             outputs += 1;
+            let prompt_read = task.n_decoded() == 0;
             let picked = picked[idx].take();
             let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
                 let err = EngineError::Decode("the backend sampler chose no token".into());
@@ -64,13 +65,52 @@ impl Worker<'_> {
                     .span
                     .in_scope(|| tracing::warn!(slot = idx, "{err}"));
                 let _ = task.tx.send(Event::Error(err));
+                self.orphan_waiting(idx);
+                continue;
+            };
+            if let Some(stop) = self.take_token(idx, token, probs) {
+                self.finish(idx, stop);
+            }
+            if prompt_read {
+                outputs += self.start_waiting(idx, i);
+            }
+        }
+        outputs
+    }
+
+    /// Slot `parent` has just read its prompt: the group members waiting for it take a copy
+    /// of its cache and sample their first token from the same logits (row `i`), as
+    /// llama-server's child tasks do. Returns how many did.
+    fn start_waiting(&mut self, parent: usize, i: i32) -> u64 {
+        let parent_seq = self.slots[parent].seq_id();
+        let mut started = 0;
+        for idx in 0..self.slots.len() {
+            let waiting = self.slots[idx]
+                .task
+                .as_ref()
+                .is_some_and(|t| t.waiting_for == Some(parent));
+            if !waiting {
+                continue;
+            }
+            let cache = self.slots[parent].cache.clone();
+            let n_cached = self.slots[parent].task.as_ref().map_or(0, |t| t.n_cached);
+            let slot = &mut self.slots[idx];
+            let seq = slot.seq_id();
+            self.ctx.seq_rm(seq, None, None);
+            self.ctx.seq_cp(parent_seq, seq);
+            slot.cache = cache;
+            let task = slot.task.as_mut().expect("checked above");
+            task.waiting_for = None;
+            task.n_cached = n_cached;
+            started += 1;
+            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, None) else {
                 continue;
             };
             if let Some(stop) = self.take_token(idx, token, probs) {
                 self.finish(idx, stop);
             }
         }
-        outputs
+        started
     }
 
     /// Hands a sampled token to slot `idx`'s task and decides whether generation goes on

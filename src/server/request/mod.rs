@@ -166,7 +166,17 @@ impl Generation {
     ) -> Vec<(usize, GenerateRequest)> {
         let mut out = Vec::with_capacity(self.prompts.len() * self.n_cmpl);
         for (p, prompt) in self.prompts.iter().enumerate() {
+            let mut group_id = 0;
             for j in 0..self.n_cmpl {
+                let id = next_id();
+                if j == 0 {
+                    group_id = id;
+                }
+                let group = (self.n_cmpl > 1).then_some(crate::engine::Group {
+                    id: group_id,
+                    size: self.n_cmpl,
+                    parent: j == 0,
+                });
                 let mut sampling = self.task.sampling.clone();
                 if sampling.seed != u32::MAX {
                     sampling.seed = sampling.seed.wrapping_add(j as u32);
@@ -175,7 +185,7 @@ impl Generation {
                 out.push((
                     p * self.n_cmpl + j,
                     GenerateRequest {
-                        id: next_id(),
+                        id,
                         span: span.clone(),
                         prompt: prompt.clone(),
                         n_predict: u32::try_from(t.n_predict).ok(),
@@ -192,6 +202,7 @@ impl Generation {
                         n_indent: t.n_indent,
                         t_max_predict_ms: t.t_max_predict_ms,
                         timings_per_token: self.response.timings_per_token,
+                        group,
                     },
                 ));
             }
