@@ -48,19 +48,8 @@ impl Body {
         min: i64,
         max: i64,
     ) -> Result<Option<i64>, ApiError> {
-        let Some((name, _)) = self.get(names) else {
-            return Ok(None);
-        };
-        let v = self.int(names)?.expect("present");
-        if !(min..=max).contains(&v) {
-            return Err(range_error(
-                name,
-                min.to_string(),
-                max.to_string(),
-                v.to_string(),
-            ));
-        }
-        Ok(Some(v))
+        let value = self.int(names)?;
+        self.in_range(names, value, min, max, |x| x.to_string())
     }
 
     /// A number (booleans are 0 and 1).
@@ -77,15 +66,32 @@ impl Body {
         min: f64,
         max: f64,
     ) -> Result<Option<f64>, ApiError> {
-        let Some((name, _)) = self.get(names) else {
-            return Ok(None);
-        };
-        let v = self.float(names)?.expect("present");
-        if !(min..=max).contains(&v) {
-            let f = |x: f64| format!("{x:.6}");
-            return Err(range_error(name, f(min), f(max), f(v)));
+        let value = self.float(names)?;
+        self.in_range(names, value, min, max, |x| format!("{x:.6}"))
+    }
+
+    /// llama-server's hard limit on a field: `Field 'x': Value must be between MIN <= value
+    /// <= MAX, but got V`, each number printed by `show`.
+    fn in_range<T: PartialOrd + Copy>(
+        &self,
+        names: &[&'static str],
+        value: Option<T>,
+        min: T,
+        max: T,
+        show: impl Fn(T) -> String,
+    ) -> Result<Option<T>, ApiError> {
+        match (value, self.get(names)) {
+            (Some(v), Some((name, _))) if !(min..=max).contains(&v) => Err(field_error(
+                name,
+                format!(
+                    "Value must be between {} <= value <= {}, but got {}",
+                    show(min),
+                    show(max),
+                    show(v)
+                ),
+            )),
+            _ => Ok(value),
         }
-        Ok(Some(v))
     }
 
     /// A JSON boolean (nothing else converts).
@@ -170,13 +176,6 @@ pub fn type_error(field: &str, expected: &str, got: &Value) -> ApiError {
 /// `Field 'x': WHAT`, llama-server's wrapping of every field's error.
 pub fn field_error(field: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(field_message(field, what))
-}
-
-fn range_error(field: &str, min: String, max: String, got: String) -> ApiError {
-    field_error(
-        field,
-        format!("Value must be between {min} <= value <= {max}, but got {got}"),
-    )
 }
 
 /// A body that is not JSON, worded as nlohmann::json's parse errors.
