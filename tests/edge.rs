@@ -21,10 +21,46 @@ fn rejections_are_llama_server_error_json() {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
         (status, body)
     };
-    // A body over the limit (100 MiB, as llama-server's).
-    let big = vec![b' '; 101 << 20];
-    let (status, body) = json_of(client.post(url("/completion")).body(big).send().unwrap());
-    assert_error(status, &body, 413, "invalid_request_error");
+    // A body over the limit (100 MiB, as llama-server's) is refused from its Content-Length,
+    // before it is sent (a client still sending when the answer comes would see a reset).
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        stream,
+        "POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        101 << 20
+    )
+    .unwrap();
+    // Read the answer alone: the connection stays open for the body never sent.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body = loop {
+        let n = stream.read(&mut buf).expect("an answer before the timeout");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Content-Length");
+            if body.len() >= length {
+                assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+                break body[..length].to_string();
+            }
+        }
+    };
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_error(413, &body, 413, "invalid_request_error");
     // A wrong method on a known route is llama-server's 404.
     let (status, body) = json_of(client.get(url("/completion")).send().unwrap());
     assert_eq!(

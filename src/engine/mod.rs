@@ -94,17 +94,13 @@ impl LoadedModel {
         self.model.vocab().token_to_piece(token, special, None)
     }
 
-    /// The text of a prompt as llama-server echoes it: special tokens written out (`<bos>…`).
-    pub fn detokenize_special(&self, tokens: &[LlamaToken]) -> String {
-        self.detokenize(tokens)
-    }
-
     /// Whether a token id exists in the vocabulary.
     pub fn is_valid_token(&self, token: i32) -> bool {
         (0..self.n_vocab).contains(&token)
     }
 
-    /// Detokenizes to text, replacing invalid UTF-8.
+    /// Detokenizes to text, special tokens written out (`<bos>…`, as llama-server echoes a
+    /// prompt), replacing invalid UTF-8.
     pub fn detokenize(&self, tokens: &[LlamaToken]) -> String {
         let bytes: Vec<u8> = tokens.iter().flat_map(|&t| self.token_bytes(t)).collect();
         String::from_utf8_lossy(&bytes).into_owned()

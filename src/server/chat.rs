@@ -19,7 +19,7 @@ use super::openai::{fingerprint, finish_reason, logprobs, usage};
 use super::pipeline::{self, Adapter, Finished, StepProbs, Update, unix_time};
 use super::request::{ChatSetup, Generation};
 use crate::chat::{ChatError, ChatParser, ChatRequest, ParserConfig, RenderedPrompt, Tool};
-use crate::engine::{Completion, LoadedModel, StopType};
+use crate::engine::{Completion, LoadedModel};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
@@ -246,7 +246,7 @@ impl Adapter for Chat {
 
 /// Whether generation ended by itself (end of generation or a stop string), not at a limit.
 fn stopped(done: &Completion) -> bool {
-    finish_reason(done) == "stop" && !matches!(done.stop_type, StopType::None)
+    finish_reason(done) == "stop"
 }
 
 /// `POST /apply-template`: the prompt the chat template renders, without generating.

@@ -295,6 +295,22 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A declared length over the limit is refused before a byte of the body is read, as
+        // llama-server's HTTP library does (a client still sending would otherwise wait).
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > super::BODY_LIMIT) {
+            return Err(ApiError::new(
+                ErrorType::TooLarge,
+                format!(
+                    "the request body is over the limit of {} bytes",
+                    super::BODY_LIMIT
+                ),
+            ));
+        }
         Bytes::from_request(request, state)
             .await
             .map(RawBody)

@@ -117,7 +117,7 @@ impl Native {
             "tokens_predicted": done.tokens_predicted,
             "tokens_evaluated": done.tokens_evaluated,
             "generation_settings": generation_settings(&settings, true),
-            "prompt": self.model.detokenize_special(&r.prompt),
+            "prompt": self.model.detokenize(&r.prompt),
             "has_new_line": done.text.contains('\n'),
             "truncated": done.truncated,
             "stop_type": done.stop_type.as_str(),

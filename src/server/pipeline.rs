@@ -193,10 +193,11 @@ async fn stream(
     mut adapter: impl Adapter,
     ping_seconds: i64,
 ) -> Result<Response, ApiError> {
+    // Results are indexed 0..n (`Generation::engine_requests`).
     let n_results = tasks.len();
-    let mut prompts: Vec<Vec<LlamaToken>> = vec![Vec::new(); n_results.max(1)];
+    let mut prompts: Vec<Vec<LlamaToken>> = vec![Vec::new(); n_results];
     let mut merged = futures::stream::select_all(tasks.into_iter().map(|(index, prompt, rx)| {
-        prompts[index % n_results] = prompt;
+        prompts[index] = prompt;
         UnboundedReceiverStream::new(rx).map(move |event| (index, event))
     }));
     let first = match merged.next().await {
