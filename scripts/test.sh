@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh >/dev/null
-python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet openai
+python3 -c "import openai, prometheus_client" 2>/dev/null ||
+  python3 -m pip install --quiet openai prometheus_client
 
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings

@@ -1,19 +1,38 @@
 //! `/metrics`: the engine's counters as Prometheus metrics, with llama-server's `llamacpp:*`
-//! names and meanings, encoded by the `prometheus-client` crate (OpenMetrics text).
+//! names and meanings, and ours under `gguf_serve_*` (the queue, the planner's pick, load time,
+//! predicted against allocated memory), encoded by the `prometheus-client` crate (OpenMetrics
+//! text).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::engine::StatsSnapshot;
+use crate::engine::{DeviceMemory, StatsSnapshot};
+use crate::plan::MemoryEstimate;
+
+/// What gguf-serve adds to llama-server's metrics.
+#[derive(Debug, Default)]
+pub struct Ours<'a> {
+    /// `--max-queue` (0: no bound).
+    pub queue_limit: usize,
+    /// Seconds from start until the model was ready.
+    pub load_seconds: f64,
+    /// The planner's pick: quant, layers on the GPU, layers whose experts stay on the CPU.
+    pub plan: Option<(&'a str, u32, u32)>,
+    pub predicted: Option<&'a MemoryEstimate>,
+    pub allocated: &'a [DeviceMemory],
+}
+
+type Labels = Vec<(String, String)>;
 
 /// The Content-Type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics of one reading.
-pub fn render(s: &StatsSnapshot) -> String {
+pub fn render(s: &StatsSnapshot, ours: &Ours<'_>) -> String {
     let mut registry = Registry::default();
     let counter = |registry: &mut Registry, name: &str, help: &str, v: f64| {
         let c: Counter<f64, AtomicU64> = Counter::default();
@@ -98,9 +117,81 @@ pub fn render(s: &StatsSnapshot) -> String {
         "Average number of busy slots per llama_decode() call",
         s.busy_slots_per_decode,
     );
+    register_ours(&mut registry, s, ours);
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     text
+}
+
+/// gguf-serve's own metrics, under `gguf_serve_`.
+fn register_ours(registry: &mut Registry, s: &StatsSnapshot, ours: &Ours<'_>) {
+    let gauge = |registry: &mut Registry, name: &str, help: &str, v: f64| {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(v);
+        registry.register(format!("gguf_serve_{name}"), help, g);
+    };
+    let family = |registry: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, f64)>| {
+        let f: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+        for (labels, v) in rows {
+            f.get_or_create(&labels).set(v);
+        }
+        registry.register(format!("gguf_serve_{name}"), help, f);
+    };
+    let label = |k: &str, v: String| (k.to_string(), v);
+    gauge(
+        registry,
+        "queue_length",
+        "Requests waiting for a free slot",
+        s.requests_deferred as f64,
+    );
+    gauge(
+        registry,
+        "queue_limit",
+        "Waiting requests beyond which new ones get 503 (0: no bound)",
+        ours.queue_limit as f64,
+    );
+    gauge(
+        registry,
+        "load_seconds",
+        "Seconds from start until the model was ready",
+        ours.load_seconds,
+    );
+    if let Some((quant, n_gpu_layers, n_cpu_moe)) = ours.plan {
+        let labels = vec![
+            label("quant", quant.to_string()),
+            label("n_gpu_layers", n_gpu_layers.to_string()),
+            label("n_cpu_moe", n_cpu_moe.to_string()),
+        ];
+        family(
+            registry,
+            "plan_info",
+            "The planner's pick: quant and offload",
+            vec![(labels, 1.0)],
+        );
+    }
+    if let Some(p) = ours.predicted {
+        let rows = vec![
+            (vec![label("place", "gpu".into())], p.gpu_total() as f64),
+            (vec![label("place", "host".into())], p.host_total() as f64),
+        ];
+        family(
+            registry,
+            "memory_predicted_bytes",
+            "Memory the planner predicted, per place",
+            rows,
+        );
+    }
+    let rows = ours
+        .allocated
+        .iter()
+        .map(|d| (vec![label("device", d.device.clone())], d.total() as f64))
+        .collect();
+    family(
+        registry,
+        "memory_allocated_bytes",
+        "Memory llama.cpp allocated, per device",
+        rows,
+    );
 }
 
 #[cfg(test)]
@@ -123,7 +214,21 @@ mod tests {
             requests_deferred: 0,
             busy_slots_per_decode: 1.0,
         };
-        let text = render(&snapshot);
+        let allocated = [DeviceMemory {
+            device: "host".into(),
+            weights: 100,
+            kv: 20,
+            output: 0,
+            compute: 5,
+        }];
+        let ours = Ours {
+            queue_limit: 256,
+            load_seconds: 1.5,
+            plan: Some(("Q4_K_M", 0, 0)),
+            predicted: None,
+            allocated: &allocated,
+        };
+        let text = render(&snapshot, &ours);
         for line in [
             "# TYPE llamacpp:prompt_tokens counter",
             "llamacpp:prompt_tokens_total 12.0",
@@ -131,6 +236,10 @@ mod tests {
             "llamacpp:n_decode_total 41.0",
             "# TYPE llamacpp:requests_processing gauge",
             "llamacpp:predicted_tokens_seconds 19.5",
+            "gguf_serve_queue_limit 256.0",
+            "gguf_serve_load_seconds 1.5",
+            "gguf_serve_plan_info{quant=\"Q4_K_M\",n_gpu_layers=\"0\",n_cpu_moe=\"0\"} 1.0",
+            "gguf_serve_memory_allocated_bytes{device=\"host\"} 125.0",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");

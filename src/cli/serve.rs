@@ -148,6 +148,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         static_path: http.path.clone(),
         timeout_secs: http.timeout,
         predicted: Some(decision.predicted),
+        planned: Some(crate::server::Planned {
+            quant: decision.quant.clone(),
+            n_gpu_layers: decision.n_gpu_layers,
+            n_cpu_moe: decision.n_cpu_moe,
+        }),
     })
 }
 

@@ -78,7 +78,19 @@ pub async fn metrics(
             "This server does not support metrics endpoint. Start it with `--metrics`",
         ));
     }
-    let text = crate::metrics::render(&state.engine.stats.snapshot());
+    let model = state.model()?;
+    let config = &state.config;
+    let ours = crate::metrics::Ours {
+        queue_limit: config.max_queue,
+        load_seconds: state.load_seconds(),
+        plan: config
+            .planned
+            .as_ref()
+            .map(|p| (p.quant.as_str(), p.n_gpu_layers, p.n_cpu_moe)),
+        predicted: config.predicted.as_ref(),
+        allocated: &model.memory,
+    };
+    let text = crate::metrics::render(&state.engine.stats.snapshot(), &ours);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -185,6 +185,9 @@ async fn load(
         model.path.display(),
         urls.join(", ")
     );
+    let _ = state
+        .load_seconds
+        .set(state.started.elapsed().as_secs_f64());
     let _ = state.model.set(model);
     Ok(())
 }

@@ -87,6 +87,16 @@ pub struct ServerConfig {
     pub timeout_secs: u64,
     /// What the planner predicted the model would allocate, to report against what it did.
     pub predicted: Option<MemoryEstimate>,
+    /// The planner's pick, for `/metrics`.
+    pub planned: Option<Planned>,
+}
+
+/// The quant and offload the planner chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub quant: String,
+    pub n_gpu_layers: u32,
+    pub n_cpu_moe: u32,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +122,7 @@ impl Default for ServerConfig {
             static_path: None,
             timeout_secs: 3600,
             predicted: None,
+            planned: None,
         }
     }
 }
@@ -142,6 +153,9 @@ pub struct AppState {
     model: OnceLock<Arc<LoadedModel>>,
     template: OnceLock<ChatTemplate>,
     next_id: AtomicU64,
+    started: std::time::Instant,
+    /// Seconds from start until the model was ready.
+    load_seconds: OnceLock<f64>,
 }
 
 impl AppState {
@@ -152,7 +166,14 @@ impl AppState {
             model: OnceLock::new(),
             template: OnceLock::new(),
             next_id: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            load_seconds: OnceLock::new(),
         }
+    }
+
+    /// Seconds the model took to load (0 until it is ready).
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds.get().copied().unwrap_or(0.0)
     }
 
     /// The loaded model; handlers behind the readiness check can rely on it.
