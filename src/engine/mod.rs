@@ -40,7 +40,8 @@ pub use config::{
 };
 pub use llama_log::DeviceMemory;
 pub use request::{
-    Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
+    Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, TaskParams, Timings,
+    TokenProbs,
 };
 pub use sampler::{SamplerType, SamplingParams};
 pub use stats::{EngineStats, StatsSnapshot};

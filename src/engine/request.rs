@@ -15,9 +15,21 @@ pub struct GenerateRequest {
     /// the request id the client sees.
     pub span: tracing::Span,
     pub prompt: Vec<LlamaToken>,
-    /// Tokens to generate at most; `None` until the context is full. As llama-server, at least
-    /// one token is generated (0 behaves as 1).
-    pub n_predict: Option<u32>,
+    pub params: TaskParams,
+    /// Send the timings so far with every token (`timings_per_token`).
+    pub timings_per_token: bool,
+    /// One of `n` completions of the same prompt (`n > 1`): the group's first request reads
+    /// the prompt, the others copy its cache and sample from its logits, as llama-server's
+    /// child tasks do.
+    pub group: Option<Group>,
+}
+
+/// Everything of a generation but its prompt and its place: what the HTTP edge reads from a
+/// body, the engine runs, and `/slots` and results show back (llama-server's `task_params`).
+#[derive(Debug, Clone)]
+pub struct TaskParams {
+    /// Tokens to generate at most (-1: until the context is full); see [`Self::max_tokens`].
+    pub n_predict: i32,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
     /// Reuse the longest common prefix with a slot's cached tokens.
@@ -41,12 +53,14 @@ pub struct GenerateRequest {
     pub n_indent: u32,
     /// Stop at a newline once generation has taken this long, in ms (0: off).
     pub t_max_predict_ms: u64,
-    /// Send the timings so far with every token (`timings_per_token`).
-    pub timings_per_token: bool,
-    /// One of `n` completions of the same prompt (`n > 1`): the group's first request reads
-    /// the prompt, the others copy its cache and sample from its logits, as llama-server's
-    /// child tasks do.
-    pub group: Option<Group>,
+}
+
+impl TaskParams {
+    /// Tokens to generate at most; `None` until the context is full. As llama-server, at least
+    /// one token is generated (0 behaves as 1).
+    pub fn max_tokens(&self) -> Option<u32> {
+        u32::try_from(self.n_predict).ok()
+    }
 }
 
 /// The completions of one prompt that share its reading.
@@ -212,13 +226,7 @@ pub struct SlotTask {
     pub n_remain: i64,
     pub has_next_token: bool,
     pub has_new_line: bool,
-    pub sampling: SamplingParams,
-    pub n_predict: i64,
-    pub n_keep: i32,
-    pub n_discard: u32,
-    pub ignore_eos: bool,
-    pub n_probs: usize,
-    pub post_sampling_probs: bool,
+    pub params: TaskParams,
     /// The task samples inside the decode graph.
     pub backend_sampling: bool,
 }

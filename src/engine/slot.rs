@@ -92,12 +92,12 @@ impl Task {
             sampler.accept(token);
         }
         let sent_before = self.text.sent();
-        let (mut text, mut stop) = match self.text.push(piece, &self.req.stop) {
+        let (mut text, mut stop) = match self.text.push(piece, &self.req.params.stop) {
             Pushed::Text(text) => (text, None),
             Pushed::Stop { text, word } => (text, Some(StopType::Word(word))),
         };
         if stop.is_none()
-            && self.req.n_indent > 0
+            && self.req.params.n_indent > 0
             && let Some(cut) = self.under_indented()
         {
             // llama-server drops the under-indented line and stops.
@@ -107,7 +107,7 @@ impl Task {
         }
         if text.contains('\n') {
             self.has_new_line = true;
-            let t_max = self.req.t_max_predict_ms;
+            let t_max = self.req.params.t_max_predict_ms;
             if stop.is_none() && t_max > 0 && self.predicted_ms() > t_max as f64 {
                 stop = Some(StopType::Limit);
             }
@@ -136,7 +136,7 @@ impl Task {
         }
         let line = &text[self.line_start..];
         let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
-        (indent < line.len() && indent < self.req.n_indent as usize)
+        (indent < line.len() && indent < self.req.params.n_indent as usize)
             .then_some(self.line_start + indent)
     }
 
@@ -197,17 +197,12 @@ impl Task {
             n_prompt_tokens_cache: self.n_cached,
             n_decoded: self.n_decoded(),
             n_remain: req
-                .n_predict
+                .params
+                .max_tokens()
                 .map_or(-1, |n| i64::from(n.max(1)) - self.n_decoded() as i64),
             has_next_token: true,
             has_new_line: self.has_new_line,
-            sampling: req.sampling.clone(),
-            n_predict: req.n_predict.map_or(-1, i64::from),
-            n_keep: req.n_keep,
-            n_discard: req.n_discard,
-            ignore_eos: req.ignore_eos,
-            n_probs: req.n_probs,
-            post_sampling_probs: req.post_sampling_probs,
+            params: req.params.clone(),
             backend_sampling: self.sampler.is_none(),
         }
     }

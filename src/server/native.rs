@@ -14,9 +14,9 @@ use super::edge::{RawBody, RequestCtx};
 use super::error::ApiError;
 use super::fields::{Body, type_error};
 use super::pipeline::{self, Adapter, Finished, Update, probs_json};
-use super::request::{Generation, ResponseOptions, TaskParams};
+use super::request::{Generation, ResponseOptions};
 use super::settings::{Settings, generation_settings};
-use crate::engine::{Completion, LoadedModel, StopType};
+use crate::engine::{Completion, LoadedModel, StopType, TaskParams};
 
 /// `POST /completion` (and `/completions`).
 pub async fn completion(
@@ -106,7 +106,7 @@ impl Native {
         } else {
             Vec::new()
         };
-        let settings = Settings::of_task(&self.task, self.stream, &self.response);
+        let settings = Settings::of_task(&self.task, self.stream, self.response.timings_per_token);
         let mut object = json!({
             "index": r.index,
             "content": content,

@@ -5,8 +5,8 @@
 use llama_cpp_2::token::LlamaToken;
 use serde_json::{Value, json};
 
-use super::request::{Defaults, ResponseOptions, TaskParams};
-use crate::engine::{SamplingParams, SlotTask};
+use super::request::Defaults;
+use crate::engine::{SamplingParams, SlotTask, TaskParams};
 
 /// The settings one object describes.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct Settings<'a> {
 
 impl<'a> Settings<'a> {
     /// A request's settings.
-    pub fn of_task(task: &'a TaskParams, stream: bool, response: &ResponseOptions) -> Self {
+    pub fn of_task(task: &'a TaskParams, stream: bool, timings_per_token: bool) -> Self {
         Self {
             sampling: &task.sampling,
             n_predict: i64::from(task.n_predict),
@@ -38,7 +38,7 @@ impl<'a> Settings<'a> {
             n_probs: task.n_probs,
             stop: &task.stop,
             preserved_tokens: &task.preserved_tokens,
-            timings_per_token: response.timings_per_token,
+            timings_per_token,
             post_sampling_probs: task.post_sampling_probs,
             backend_sampling: false,
         }
@@ -66,18 +66,8 @@ impl<'a> Settings<'a> {
     /// A slot's current or last task (`/slots`).
     pub fn of_slot(task: &'a SlotTask) -> Self {
         Self {
-            sampling: &task.sampling,
-            n_predict: task.n_predict,
-            n_keep: task.n_keep,
-            n_discard: task.n_discard,
-            ignore_eos: task.ignore_eos,
-            stream: false,
-            n_probs: task.n_probs,
-            stop: &[],
-            preserved_tokens: &[],
-            timings_per_token: false,
-            post_sampling_probs: task.post_sampling_probs,
             backend_sampling: task.backend_sampling,
+            ..Self::of_task(&task.params, false, false)
         }
     }
 }

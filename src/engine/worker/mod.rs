@@ -292,15 +292,16 @@ impl<'m> Worker<'m> {
         // -1 windows (from `--repeat-last-n -1`, `--dry-penalty-last-n -1`) span the context.
         let n_ctx = self.n_ctx_slot as i32;
         for window in [
-            &mut req.sampling.repeat_last_n,
-            &mut req.sampling.dry_penalty_last_n,
+            &mut req.params.sampling.repeat_last_n,
+            &mut req.params.sampling.dry_penalty_last_n,
         ] {
             if *window < 0 {
                 *window = n_ctx;
             }
         }
-        if req.ignore_eos {
-            req.sampling
+        if req.params.ignore_eos {
+            req.params
+                .sampling
                 .logit_bias
                 .extend(self.eog_tokens.iter().map(|&t| (t, f32::NEG_INFINITY)));
         }
@@ -309,12 +310,12 @@ impl<'m> Worker<'m> {
         } else if req.group.is_some() {
             // A group's members sample from its first member's logits, on the host.
             None
-        } else if let Some(reason) = backend_unsupported(&req.sampling, req.n_probs) {
+        } else if let Some(reason) = backend_unsupported(&req.params.sampling, req.params.n_probs) {
             tracing::debug!(id = req.id, reason, "host sampling for this request");
             None
         } else {
             Some(backend_chain(
-                &req.sampling,
+                &req.params.sampling,
                 self.model.n_vocab(),
                 &self.suppressed,
             ))
@@ -411,10 +412,10 @@ impl<'m> Worker<'m> {
             // The group's members start together (llama-server defers such a request too).
             return None;
         }
-        if let Some(id) = req.id_slot {
+        if let Some(id) = req.params.id_slot {
             return free().find(|s| s.id == id).map(|s| s.id);
         }
-        if req.cache_prompt {
+        if req.params.cache_prompt {
             let best = free()
                 .map(|s| (common_prefix(&s.cache, &req.prompt), s.id))
                 .max_by_key(|&(lcp, _)| lcp);
@@ -451,9 +452,9 @@ impl<'m> Worker<'m> {
                         reason = "llama.cpp cannot run the chain on the backend",
                         "host sampling for this request"
                     );
-                } else if penalties_on(&req.sampling) {
+                } else if penalties_on(&req.params.sampling) {
                     // The chain's penalties look back at the prompt too, as on the host.
-                    let window = usize::try_from(req.sampling.repeat_last_n).unwrap_or(0);
+                    let window = usize::try_from(req.params.sampling.repeat_last_n).unwrap_or(0);
                     let start = req.prompt.len().saturating_sub(window);
                     for &token in &req.prompt[start..] {
                         self.ctx.accept(seq, token);
@@ -469,9 +470,9 @@ impl<'m> Worker<'m> {
         let sampler = if on_backend {
             None
         } else {
-            match Sampler::new(req.sampling.clone(), self.model, &self.suppressed) {
+            match Sampler::new(req.params.sampling.clone(), self.model, &self.suppressed) {
                 Ok(mut s) => {
-                    if req.post_sampling_probs {
+                    if req.params.post_sampling_probs {
                         s.keep_candidates();
                     }
                     s.accept_prompt(&req.prompt);
@@ -484,7 +485,7 @@ impl<'m> Worker<'m> {
             }
         };
         let slot = &mut self.slots[idx];
-        let mut n_keep = if req.cache_prompt && wait_for.is_none() {
+        let mut n_keep = if req.params.cache_prompt && wait_for.is_none() {
             common_prefix(&slot.cache, &req.prompt)
         } else {
             0

@@ -125,9 +125,9 @@ impl Worker<'_> {
         let vocab = self.model.vocab();
         let slot = &mut self.slots[idx];
         let task = slot.task.as_mut().expect("active");
-        let eog = vocab.is_eog(token) && !task.req.ignore_eos;
+        let eog = vocab.is_eog(token) && !task.req.params.ignore_eos;
         self.piece.clear();
-        let special = self.special || task.req.preserved_tokens.contains(&token);
+        let special = self.special || task.req.params.preserved_tokens.contains(&token);
         if !eog || special {
             vocab.token_to_piece_into(token, &mut self.piece, special, None);
         }
@@ -145,7 +145,8 @@ impl Worker<'_> {
         let full = slot.cache.len() + 1 >= self.n_ctx_slot as usize;
         let limit = task
             .req
-            .n_predict
+            .params
+            .max_tokens()
             .is_some_and(|n| task.n_decoded() >= n.max(1) as usize);
         if (full && !self.context_shift) || limit {
             return Some(StopType::Limit);
@@ -196,14 +197,14 @@ impl Worker<'_> {
         let seq = slot.seq_id();
         let Some(task) = &mut slot.task else { return };
         let n_ctx = self.n_ctx_slot as usize;
-        let mut n_keep = usize::try_from(task.req.n_keep).unwrap_or(task.req.prompt.len());
+        let mut n_keep = usize::try_from(task.req.params.n_keep).unwrap_or(task.req.prompt.len());
         if add_bos {
             n_keep += 1;
         }
         let n_keep = n_keep.min(n_ctx.saturating_sub(4));
         let n_past = slot.cache.len();
         let n_left = n_past.saturating_sub(n_keep);
-        let n_discard = match task.req.n_discard {
+        let n_discard = match task.req.params.n_discard {
             0 => n_left / 2,
             n => n as usize,
         }
@@ -243,9 +244,9 @@ fn next_token(
         Some(picked) => sampler.finish(picked, logits),
         None => sampler.sample(logits),
     };
-    let n_probs = task.req.n_probs;
+    let n_probs = task.req.params.n_probs;
     let probs = (n_probs > 0).then(|| {
-        if task.req.post_sampling_probs {
+        if task.req.params.post_sampling_probs {
             sampler.post_sampling_probs(token, n_probs)
         } else {
             token_probs(logits, token, n_probs)

@@ -15,7 +15,7 @@ use sampling::sampling;
 
 use super::error::ApiError;
 use super::fields::{Body, as_int};
-use crate::engine::{GenerateRequest, LoadedModel, SamplingParams};
+use crate::engine::{GenerateRequest, LoadedModel, SamplingParams, TaskParams};
 
 /// The server-wide defaults a request starts from (llama-server's flags `--temp`, `-n`,
 /// `--keep`, `-r`, `--cache-prompt`, …).
@@ -57,24 +57,6 @@ pub struct Generation {
     pub task: TaskParams,
     pub stream: bool,
     pub response: ResponseOptions,
-}
-
-/// Everything of an engine request but its prompt.
-#[derive(Debug, Clone)]
-pub struct TaskParams {
-    pub n_predict: i32,
-    pub stop: Vec<String>,
-    pub ignore_eos: bool,
-    pub cache_prompt: bool,
-    pub sampling: SamplingParams,
-    pub preserved_tokens: Vec<LlamaToken>,
-    pub id_slot: Option<usize>,
-    pub n_probs: usize,
-    pub post_sampling_probs: bool,
-    pub n_keep: i32,
-    pub n_discard: u32,
-    pub n_indent: u32,
-    pub t_max_predict_ms: u64,
 }
 
 /// How to shape the answer.
@@ -123,7 +105,7 @@ impl Generation {
         prompts: Vec<Vec<LlamaToken>>,
         chat: &ChatSetup,
     ) -> Result<Self, ApiError> {
-        let task = TaskParams::from_body(body, model, defaults, chat)?;
+        let task = task_params(body, model, defaults, chat)?;
         let n_cmpl = body
             .int_in(&["n_cmpl", "n"], 1, i64::from(model.n_slots))?
             .unwrap_or(1) as usize;
@@ -177,30 +159,17 @@ impl Generation {
                     size: self.n_cmpl,
                     parent: j == 0,
                 });
-                let mut sampling = self.task.sampling.clone();
-                if sampling.seed != u32::MAX {
-                    sampling.seed = sampling.seed.wrapping_add(j as u32);
+                let mut params = self.task.clone();
+                if params.sampling.seed != u32::MAX {
+                    params.sampling.seed = params.sampling.seed.wrapping_add(j as u32);
                 }
-                let t = &self.task;
                 out.push((
                     p * self.n_cmpl + j,
                     GenerateRequest {
                         id,
                         span: span.clone(),
                         prompt: prompt.clone(),
-                        n_predict: u32::try_from(t.n_predict).ok(),
-                        stop: t.stop.clone(),
-                        ignore_eos: t.ignore_eos,
-                        cache_prompt: t.cache_prompt,
-                        sampling,
-                        preserved_tokens: t.preserved_tokens.clone(),
-                        id_slot: t.id_slot,
-                        n_probs: t.n_probs,
-                        post_sampling_probs: t.post_sampling_probs,
-                        n_keep: t.n_keep,
-                        n_discard: t.n_discard,
-                        n_indent: t.n_indent,
-                        t_max_predict_ms: t.t_max_predict_ms,
+                        params,
                         timings_per_token: self.response.timings_per_token,
                         group,
                     },
@@ -211,58 +180,57 @@ impl Generation {
     }
 }
 
-impl TaskParams {
-    fn from_body(
-        body: &Body,
-        model: &LoadedModel,
-        defaults: &Defaults,
-        chat: &ChatSetup,
-    ) -> Result<Self, ApiError> {
-        let i32_max = i64::from(i32::MAX);
-        let mut sampling = sampling(body, model, defaults)?;
-        if let Some(grammar) = &chat.grammar {
-            sampling.grammar = Some(grammar.clone());
-        }
-        let ignore_eos = body.bool(&["ignore_eos"])?.unwrap_or(defaults.ignore_eos);
-        let mut stop = body
-            .stop_strings(&["stop"])?
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| defaults.stop.clone());
-        stop.extend(chat.stop.iter().cloned());
-        let mut preserved_tokens = preserved_tokens(body, model)?;
-        preserved_tokens.extend(chat.preserved_tokens.iter().copied());
-        Ok(TaskParams {
-            n_predict: body
-                .int_in(
-                    &["n_predict", "max_completion_tokens", "max_tokens"],
-                    -1,
-                    i32_max,
-                )?
-                .map_or(defaults.n_predict, |n| n as i32),
-            stop,
-            ignore_eos,
-            cache_prompt: body
-                .bool(&["cache_prompt"])?
-                .unwrap_or(defaults.cache_prompt),
-            sampling,
-            preserved_tokens,
-            id_slot: id_slot(body, model.n_slots)?,
-            n_probs: match body.int(&["n_probs", "logprobs"])? {
-                Some(n) => n.max(0) as usize,
-                None => defaults.n_probs,
-            },
-            post_sampling_probs: body.bool(&["post_sampling_probs"])?.unwrap_or(false),
-            n_keep: body
-                .int_in(&["n_keep"], -1, i32_max)?
-                .map_or(defaults.n_keep, |n| n as i32),
-            n_discard: body.int_in(&["n_discard"], 0, i32_max)?.unwrap_or(0) as u32,
-            n_indent: body.int_in(&["n_indent"], 0, i32_max)?.unwrap_or(0) as u32,
-            t_max_predict_ms: body
-                .int_in(&["t_max_predict_ms"], -1, i64::MAX)?
-                .unwrap_or(-1)
-                .max(0) as u64,
-        })
+/// Every field of an engine request but its prompt.
+fn task_params(
+    body: &Body,
+    model: &LoadedModel,
+    defaults: &Defaults,
+    chat: &ChatSetup,
+) -> Result<TaskParams, ApiError> {
+    let i32_max = i64::from(i32::MAX);
+    let mut sampling = sampling(body, model, defaults)?;
+    if let Some(grammar) = &chat.grammar {
+        sampling.grammar = Some(grammar.clone());
     }
+    let ignore_eos = body.bool(&["ignore_eos"])?.unwrap_or(defaults.ignore_eos);
+    let mut stop = body
+        .stop_strings(&["stop"])?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| defaults.stop.clone());
+    stop.extend(chat.stop.iter().cloned());
+    let mut preserved_tokens = preserved_tokens(body, model)?;
+    preserved_tokens.extend(chat.preserved_tokens.iter().copied());
+    Ok(TaskParams {
+        n_predict: body
+            .int_in(
+                &["n_predict", "max_completion_tokens", "max_tokens"],
+                -1,
+                i32_max,
+            )?
+            .map_or(defaults.n_predict, |n| n as i32),
+        stop,
+        ignore_eos,
+        cache_prompt: body
+            .bool(&["cache_prompt"])?
+            .unwrap_or(defaults.cache_prompt),
+        sampling,
+        preserved_tokens,
+        id_slot: id_slot(body, model.n_slots)?,
+        n_probs: match body.int(&["n_probs", "logprobs"])? {
+            Some(n) => n.max(0) as usize,
+            None => defaults.n_probs,
+        },
+        post_sampling_probs: body.bool(&["post_sampling_probs"])?.unwrap_or(false),
+        n_keep: body
+            .int_in(&["n_keep"], -1, i32_max)?
+            .map_or(defaults.n_keep, |n| n as i32),
+        n_discard: body.int_in(&["n_discard"], 0, i32_max)?.unwrap_or(0) as u32,
+        n_indent: body.int_in(&["n_indent"], 0, i32_max)?.unwrap_or(0) as u32,
+        t_max_predict_ms: body
+            .int_in(&["t_max_predict_ms"], -1, i64::MAX)?
+            .unwrap_or(-1)
+            .max(0) as u64,
+    })
 }
 
 /// `id_slot`: -1 (or a wrong type) is any slot; a number past the slots wraps around, as
