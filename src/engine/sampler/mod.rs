@@ -186,14 +186,7 @@ impl Sampler {
         };
         // llama-server's order: sample freely, then ask the grammar; only a rejected token pays
         // for constraining the whole vocabulary (262k candidates on Gemma 3).
-        let mut single =
-            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
-        single.apply_sampler(grammar);
-        if single
-            .data
-            .first()
-            .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
-        {
+        if grammar_accepts(grammar, token) {
             return token;
         }
         let params = &self.scan.params;
@@ -231,14 +224,7 @@ impl Sampler {
             .selected_token()
             .unwrap_or_else(|| self.scan.argmax(logits));
         if let Some(grammar) = &mut self.grammar {
-            let mut single =
-                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
-            single.apply_sampler(grammar);
-            if single
-                .data
-                .first()
-                .is_none_or(|d| d.logit() == f32::NEG_INFINITY)
-            {
+            if !grammar_accepts(grammar, token) {
                 candidates = raw(self.scan.n_vocab);
                 candidates.apply_sampler(grammar);
                 candidates.apply_sampler(self.chain.as_mut().expect("present"));
@@ -316,6 +302,17 @@ impl Sampler {
             history.push_back(token);
         }
     }
+}
+
+/// Whether the grammar accepts `token` next: it is checked alone, so that only a rejected token
+/// pays for constraining the whole vocabulary.
+fn grammar_accepts(grammar: &mut LlamaSampler, token: LlamaToken) -> bool {
+    let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+    single.apply_sampler(grammar);
+    single
+        .data
+        .first()
+        .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
 }
 
 /// The request's logit biases plus the model's suppressed tokens (banned), summed per token as
