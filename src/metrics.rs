@@ -40,9 +40,7 @@ pub fn render(s: &StatsSnapshot, ours: &Ours<'_>) -> String {
         registry.register(format!("llamacpp:{name}"), help, c);
     };
     let gauge = |registry: &mut Registry, name: &str, help: &str, v: f64| {
-        let g: Gauge<f64, AtomicU64> = Gauge::default();
-        g.set(v);
-        registry.register(format!("llamacpp:{name}"), help, g);
+        register_gauge(registry, format!("llamacpp:{name}"), help, v);
     };
     let r = &mut registry;
     counter(
@@ -123,12 +121,17 @@ pub fn render(s: &StatsSnapshot, ours: &Ours<'_>) -> String {
     text
 }
 
+/// A gauge holding `v`.
+fn register_gauge(registry: &mut Registry, name: String, help: &str, v: f64) {
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
+    g.set(v);
+    registry.register(name, help, g);
+}
+
 /// gguf-serve's own metrics, under `gguf_serve_`.
 fn register_ours(registry: &mut Registry, s: &StatsSnapshot, ours: &Ours<'_>) {
     let gauge = |registry: &mut Registry, name: &str, help: &str, v: f64| {
-        let g: Gauge<f64, AtomicU64> = Gauge::default();
-        g.set(v);
-        registry.register(format!("gguf_serve_{name}"), help, g);
+        register_gauge(registry, format!("gguf_serve_{name}"), help, v);
     };
     let family = |registry: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, f64)>| {
         let f: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();

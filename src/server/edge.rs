@@ -47,16 +47,12 @@ impl Usage {
 }
 
 /// A random id of 32 letters and digits, as llama-server's `chatcmpl-` suffixes.
-pub fn random_id() -> String {
+fn random_id() -> String {
     use rand::Rng;
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| {
-            char::from(
-                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                    [rng.random_range(0..62)],
-            )
-        })
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
         .collect()
 }
 
