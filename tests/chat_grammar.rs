@@ -1,7 +1,8 @@
 //! Grammars for `response_format` and forced tool calls: what they say, and that llama.cpp's
-//! grammar parser accepts them (checked with the demo model's vocabulary when it is present).
+//! grammar parser accepts them (checked with the demo model's vocabulary).
 
-use std::path::Path;
+mod common;
+
 use std::sync::OnceLock;
 
 use gguf_serve::chat::{
@@ -13,34 +14,25 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::sampling::LlamaSampler;
 use serde_json::json;
 
-const DEMO_MODEL: &str = "/root/.cache/gguf-serve/models/gemma-3-270m-q4_k_m.gguf";
-
-/// The demo model's vocabulary, loaded once; `None` (tests skip the parse check) without it.
-fn vocab_model() -> Option<&'static LlamaModel> {
-    static MODEL: OnceLock<Option<(LlamaBackend, LlamaModel)>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            if !Path::new(DEMO_MODEL).exists() {
-                eprintln!("{DEMO_MODEL} missing: grammar parse checks skipped");
-                return None;
-            }
-            let mut backend = LlamaBackend::init().ok()?;
-            backend.void_logs();
-            let params = LlamaModelParams::default().with_vocab_only(true);
-            let model = LlamaModel::load_from_file(&backend, DEMO_MODEL, &params).ok()?;
-            Some((backend, model))
-        })
-        .as_ref()
-        .map(|(_, model)| model)
+/// The demo model's vocabulary, loaded once, for llama.cpp's grammar parser.
+fn vocab_model() -> &'static LlamaModel {
+    static MODEL: OnceLock<(LlamaBackend, LlamaModel)> = OnceLock::new();
+    let (_, model) = MODEL.get_or_init(|| {
+        let mut backend = LlamaBackend::init().expect("initializing llama.cpp");
+        backend.void_logs();
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(&backend, common::demo_model(), &params)
+            .expect("loading the demo model's vocabulary");
+        (backend, model)
+    });
+    model
 }
 
 fn assert_parses(grammar: &str, what: &str) {
-    if let Some(model) = vocab_model() {
-        assert!(
-            LlamaSampler::grammar(model, grammar, "root").is_ok(),
-            "{what}: llama.cpp rejects the grammar:\n{grammar}"
-        );
-    }
+    assert!(
+        LlamaSampler::grammar(vocab_model(), grammar, "root").is_ok(),
+        "{what}: llama.cpp rejects the grammar:\n{grammar}"
+    );
 }
 
 fn weather_tools() -> Vec<gguf_serve::chat::Tool> {
