@@ -33,7 +33,8 @@ pub async fn action(
         ));
     };
     let n_slots = state.model()?.n_slots;
-    let id_slot = slot_index(&id_slot, n_slots).ok_or_else(invalid_slot)?;
+    // Answers name the slot as the client did (-1, 5); the action goes to the slot it wraps to.
+    let (named, id_slot) = slot_index(&id_slot, n_slots).ok_or_else(invalid_slot)?;
     let action = query.get("action").map_or("", String::as_str);
     let (action, filename) = match action {
         "save" | "restore" => {
@@ -56,7 +57,7 @@ pub async fn action(
             n_written,
             ms,
         } => json!({
-            "id_slot": id_slot,
+            "id_slot": named,
             "filename": filename,
             "n_saved": n_saved,
             "n_written": n_written,
@@ -67,14 +68,14 @@ pub async fn action(
             n_read,
             ms,
         } => json!({
-            "id_slot": id_slot,
+            "id_slot": named,
             "filename": filename,
             "n_restored": n_restored,
             "n_read": n_read,
             "timings": { "restore_ms": ms },
         }),
         SlotActionDone::Erased { n_erased } => json!({
-            "id_slot": id_slot,
+            "id_slot": named,
             "n_erased": n_erased,
         }),
     }))
@@ -95,8 +96,8 @@ fn slot_error(e: SlotActionError) -> ApiError {
 
 /// The slot an id names, as llama-server reads it: `std::stoi` (leading blanks, a sign,
 /// digits, anything after them ignored; nothing or past `int` is invalid), then wrapped around
-/// the slots as an unsigned number, so that -1 is the last slot.
-fn slot_index(text: &str, n_slots: u32) -> Option<usize> {
+/// the slots as an unsigned number, so that -1 is the last slot. The id as read, and the slot.
+fn slot_index(text: &str, n_slots: u32) -> Option<(i32, usize)> {
     let text = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -109,7 +110,7 @@ fn slot_index(text: &str, n_slots: u32) -> Option<usize> {
     }
     let magnitude: i64 = rest[..digits].parse().ok()?;
     let id = i32::try_from(if negative { -magnitude } else { magnitude }).ok()?;
-    Some((i64::from(id) as u64 % u64::from(n_slots)) as usize)
+    Some((id, (i64::from(id) as u64 % u64::from(n_slots)) as usize))
 }
 
 /// The body's `filename`: required, a string, and a plain file name.
@@ -181,14 +182,14 @@ mod tests {
     #[test]
     fn slot_ids_read_as_stoi_and_wrap_around() {
         let cases = [
-            ("0", 4, Some(0)),
-            ("3", 4, Some(3)),
-            ("5", 4, Some(1)),
-            ("-1", 4, Some(3)),
-            ("-1", 1, Some(0)),
-            (" 2", 4, Some(2)),
-            ("+2", 4, Some(2)),
-            ("2abc", 4, Some(2)),
+            ("0", 4, Some((0, 0))),
+            ("3", 4, Some((3, 3))),
+            ("5", 4, Some((5, 1))),
+            ("-1", 4, Some((-1, 3))),
+            ("-1", 1, Some((-1, 0))),
+            (" 2", 4, Some((2, 2))),
+            ("+2", 4, Some((2, 2))),
+            ("2abc", 4, Some((2, 2))),
             ("abc", 4, None),
             ("", 4, None),
             ("-", 4, None),
