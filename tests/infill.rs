@@ -113,6 +113,24 @@ fn the_prompt_is_laid_out_as_llama_server_does() {
             &digits[52..]
         ),
     );
+    // Streamed as /completion streams (no `[DONE]`), the final chunk with the prompt.
+    let (events, done) = server.stream(
+        "/infill",
+        &json!({ "input_prefix": "a", "input_suffix": "b", "n_predict": 3, "stream": true,
+                 "temperature": 0 }),
+    );
+    assert!(!done);
+    let last = events.last().unwrap();
+    assert_eq!(last["stop"], true);
+    assert_eq!(
+        last["prompt"],
+        "<|repo_name|>myproject\n<|file_sep|>filename\n<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>"
+    );
+    assert_eq!(
+        events.len(),
+        4,
+        "three tokens and the final chunk: {events:?}"
+    );
     // Token ids mixed with text (35 is the byte `#`).
     assert_prompt(
         &server,

@@ -7,8 +7,8 @@
 //! templates without a round trip to the engine thread.
 //!
 //! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` (the
-//! context, its batch and backend sampler chains) and `llama_log.rs` (the log callback) make raw
-//! `llama-cpp-sys-2` calls.
+//! context, its batch and backend sampler chains; `llama/state.rs`, its sequence state files)
+//! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls.
 
 mod backend_sampling;
 mod chain;
