@@ -27,7 +27,12 @@ fn fim_model(dir: &Path, repo_level: bool) -> PathBuf {
 
 /// The settings both servers run the tiny model with; `-b 64` makes truncation easy to reach.
 fn args(model: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["-c", "2048", "-b", "64", "-np", "1", "-t", "1", "-m"]
+    args_sized(model, "2048", "1", extra)
+}
+
+/// [`args`] with another context size and number of slots.
+fn args_sized(model: &Path, n_ctx: &str, n_parallel: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-c", n_ctx, "-b", "64", "-np", n_parallel, "-t", "1", "-m"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -274,6 +279,9 @@ fn differential_requests() -> Vec<Value> {
         json!({ "input_prefix": "p", "input_suffix": "s", "input_extra": [
             { "filename": "a.py", "text": "A = 1\n" }, { "text": "B = 2\n" }] }),
         json!({ "input_prefix": "p", "input_suffix": "s", "input_extra": [] }),
+        json!({ "input_prefix": "p", "input_suffix": "s", "input_extra": [
+            { "filename": "long.py", "text": "# filler line\n".repeat(20) },
+            { "filename": "last.py", "text": "LAST = True\n" }] }),
         json!({ "input_prefix": "p", "input_suffix": "s", "prompt": 5 }),
         json!({ "input_prefix": "p", "input_suffix": "s", "prompt": null }),
     ]
@@ -307,15 +315,18 @@ fn differential_requests() -> Vec<Value> {
 fn infill_answers_as_llama_server() {
     let reference = reference();
     let dir = tempfile::tempdir().unwrap();
+    let (repo, plain) = (fim_model(dir.path(), true), fim_model(dir.path(), false));
+    // The small contexts cut the extra context (to n_ctx - n_batch + 2 tokens, with -n -1).
     let runs = [
-        (fim_model(dir.path(), true), vec![]),
-        (fim_model(dir.path(), true), vec!["--spm-infill"]),
-        (fim_model(dir.path(), false), vec![]),
+        args(&repo, &[]),
+        args(&repo, &["--spm-infill"]),
+        args(&plain, &[]),
+        args_sized(&repo, "256", "1", &[]),
+        args_sized(&plain, "512", "-1", &["-n", "32"]),
     ];
     let requests = differential_requests();
     let mut differences = Vec::new();
-    for (model, flags) in &runs {
-        let args = args(model, flags);
+    for args in &runs {
         let answers = |server: &Server| -> Vec<Value> {
             requests
                 .iter()
@@ -325,12 +336,12 @@ fn infill_answers_as_llama_server() {
                 })
                 .collect()
         };
-        let ours = answers(&Server::start_with(&args));
-        let theirs = answers(&Server::start_program(&reference, &args));
+        let ours = answers(&Server::start_with(args));
+        let theirs = answers(&Server::start_program(&reference, args));
         for ((body, ours), theirs) in requests.iter().zip(ours).zip(theirs) {
             if ours != theirs {
                 differences.push(format!(
-                    "{flags:?} {body}:\n  gguf-serve   {ours}\n  llama-server {theirs}"
+                    "{args:?} {body}:\n  gguf-serve   {ours}\n  llama-server {theirs}"
                 ));
             }
         }
