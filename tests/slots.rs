@@ -351,3 +351,26 @@ fn slot_actions_answer_as_llama_server() {
         slot(&theirs, "0", "save", &body)
     );
 }
+
+#[test]
+fn the_slot_folder_must_be_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(common::demo_args(&[
+            "--slot-save-path",
+            file.to_str().unwrap(),
+        ]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--slot-save-path: not a directory: {}",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -18,13 +18,11 @@ use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
 use super::AppState;
-use super::edge::RawBody;
-use super::edge::RequestCtx;
+use super::edge::{RawBody, RequestCtx};
 use super::error::{ApiError, ErrorType};
 use super::fields::{Body, as_int};
-use super::native;
-use super::pipeline;
 use super::request::{ChatSetup, Generation};
+use super::{native, pipeline};
 use crate::engine::LoadedModel;
 use crate::wording::{infill as words, key_not_found, type_mismatch};
 
