@@ -28,3 +28,20 @@ pub fn type_mismatch(expected: &str, got: &Value) -> String {
 pub fn field_message(field: &str, what: impl std::fmt::Display) -> String {
     format!("Field '{field}': {what}")
 }
+
+/// `[json.exception.out_of_range.403] key 'K' not found`: a required field is missing.
+pub fn key_not_found(key: &str) -> String {
+    format!("[json.exception.out_of_range.403] key '{key}' not found")
+}
+
+/// `/infill`'s own checks, in llama-server's words.
+pub mod infill {
+    /// Before the list of the missing FIM tokens (`prefix token is missing. …`).
+    pub const UNSUPPORTED: &str = "Infill is not supported by this model: ";
+    pub const EXTRA_NOT_ARRAY: &str =
+        "\"input_extra\" must be an array of {\"filename\": string, \"text\": string}";
+    pub const CHUNK_TEXT: &str =
+        "extra_context chunk must contain a \"text\" field with a string value";
+    pub const CHUNK_FILENAME: &str = "extra_context chunk's \"filename\" field must be a string";
+    pub const INVALID_TOKENS: &str = "Prompt contains invalid tokens";
+}

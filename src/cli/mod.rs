@@ -15,6 +15,7 @@ mod plan;
 mod quantize;
 mod sampling;
 mod serve;
+mod slots;
 mod threads;
 
 pub use bench::BenchArgs;

@@ -14,6 +14,7 @@ use super::load::LoadArgs;
 use super::log::LogArgs;
 use super::memory::{FlashAttn, GpuLayers, MemoryArgs};
 use super::sampling::SamplingArgs;
+use super::slots::SlotArgs;
 use super::threads::ThreadArgs;
 use crate::engine::{ContextConfig, EngineConfig, ModelParams};
 use crate::plan::Decision;
@@ -58,6 +59,10 @@ pub struct ServeArgs {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// /infill's prompt order and the folder of slot files.
+    #[command(flatten)]
+    pub slots: SlotArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -153,6 +158,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             n_gpu_layers: decision.n_gpu_layers,
             n_cpu_moe: decision.n_cpu_moe,
         }),
+        infill: crate::server::InfillConfig {
+            spm: args.slots.spm_infill,
+            n_batch: args.memory.batch_size,
+        },
+        slot_save_path: args.slots.slot_save_path()?,
     })
 }
 

@@ -12,6 +12,8 @@
 //! [`Context`] owns every chain attached to it, so a chain can never be freed while the decode
 //! graph still points at it.
 
+mod state;
+
 use std::marker::PhantomData;
 use std::num::NonZeroI32;
 use std::ptr::NonNull;

@@ -7,8 +7,8 @@
 //! templates without a round trip to the engine thread.
 //!
 //! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` (the
-//! context, its batch and backend sampler chains) and `llama_log.rs` (the log callback) make raw
-//! `llama-cpp-sys-2` calls.
+//! context, its batch and backend sampler chains; `llama/state.rs`, its sequence state files)
+//! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls.
 
 mod backend_sampling;
 mod chain;
@@ -20,6 +20,7 @@ mod load;
 mod request;
 mod sampler;
 mod slot;
+mod slot_file;
 mod stats;
 mod text;
 mod worker;
@@ -44,6 +45,7 @@ pub use request::{
     TokenProbs,
 };
 pub use sampler::{SamplerType, SamplingParams};
+pub use slot_file::{SlotAction, SlotActionDone, SlotActionError};
 pub use stats::{EngineStats, StatsSnapshot};
 
 /// What the server needs to know about the loaded model, and the shared read-only model.
@@ -115,6 +117,11 @@ pub enum Command {
     Generate(Box<GenerateRequest>, mpsc::UnboundedSender<Event>),
     /// Report every slot's state (for `/slots` and `/props`).
     Slots(oneshot::Sender<Vec<SlotInfo>>),
+    /// Save, restore or erase a slot's prompt cache (waits while the slot is busy).
+    SlotAction(
+        SlotAction,
+        oneshot::Sender<Result<SlotActionDone, SlotActionError>>,
+    ),
     /// Finish the thread: active requests end with an error.
     Shutdown,
 }
@@ -189,6 +196,15 @@ impl Engine {
             .send(Command::Slots(tx))
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Saves, restores or erases a slot's prompt cache, once the slot is free.
+    pub async fn slot_action(&self, action: SlotAction) -> Result<SlotActionDone, SlotActionError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SlotAction(action, tx))
+            .map_err(|_| SlotActionError::Stopped)?;
+        rx.await.map_err(|_| SlotActionError::Stopped)?
     }
 
     /// Asks the engine thread to finish.

@@ -11,6 +11,7 @@ mod chat;
 mod edge;
 mod error;
 mod fields;
+mod infill;
 mod info;
 mod listen;
 mod memory;
@@ -19,6 +20,7 @@ mod openai;
 mod pipeline;
 mod request;
 mod settings;
+mod slots;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +91,29 @@ pub struct ServerConfig {
     pub predicted: Option<MemoryEstimate>,
     /// The planner's pick, for `/metrics`.
     pub planned: Option<Planned>,
+    /// `/infill`: the prompt's layout and the room it takes.
+    pub infill: InfillConfig,
+    /// `--slot-save-path`: the folder slot files are saved in and restored from (none: slot
+    /// actions are refused).
+    pub slot_save_path: Option<PathBuf>,
+}
+
+/// What `/infill` needs of the server's flags (llama-server sizes the prompt's parts by them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfillConfig {
+    /// `--spm-infill`: suffix, prefix, middle (instead of prefix, suffix, middle).
+    pub spm: bool,
+    /// `-b`: the logical batch size as given.
+    pub n_batch: u32,
+}
+
+impl Default for InfillConfig {
+    fn default() -> Self {
+        Self {
+            spm: false,
+            n_batch: 2048,
+        }
+    }
 }
 
 /// The quant and offload the planner chose.
@@ -123,6 +148,8 @@ impl Default for ServerConfig {
             timeout_secs: 3600,
             predicted: None,
             planned: None,
+            infill: InfillConfig::default(),
+            slot_save_path: None,
         }
     }
 }
@@ -222,6 +249,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(info::models))
         .route("/completion", post(native::completion))
         .route("/completions", post(native::completion))
+        .route("/infill", post(infill::infill))
+        .route("/slots/{id_slot}", post(slots::action))
         .route("/v1/completions", post(openai::completions))
         .route("/chat/completions", post(chat::chat_completions))
         .route("/v1/chat/completions", post(chat::chat_completions))

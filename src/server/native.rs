@@ -27,15 +27,24 @@ pub async fn completion(
     let body = Body::parse(&body)?;
     let model = Arc::clone(state.model()?);
     let generation = Generation::from_completion(&body, &model, &state.config.defaults)?;
-    let adapter = Native {
+    let adapter = adapter(&state, model, &generation);
+    pipeline::respond(&state, &ctx, generation, adapter).await
+}
+
+/// llama-server's `/completion` answer for a generation (`/infill` answers the same way).
+pub(super) fn adapter(
+    state: &AppState,
+    model: Arc<LoadedModel>,
+    generation: &Generation,
+) -> impl Adapter + use<> {
+    Native {
         model,
         model_name: state.model_name(),
         task: generation.task.clone(),
         response: generation.response.clone(),
         stream: generation.stream,
         special: state.config.special,
-    };
-    pipeline::respond(&state, &ctx, generation, adapter).await
+    }
 }
 
 /// llama-server's shapes for `/completion`.

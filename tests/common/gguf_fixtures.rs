@@ -283,3 +283,99 @@ pub fn write_tiny_gpt_oss(path: &Path, chat_template: &str) {
     }
     w.write(path).unwrap();
 }
+
+/// The fill-in-the-middle tokens of [`write_fim_llama`], after the byte tokens, in this order
+/// (Qwen2.5-Coder's names); `<|endoftext|>` is BOS and EOS.
+pub const FIM_TOKENS: [&str; 7] = [
+    "<|endoftext|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+];
+
+/// A llama-architecture model llama.cpp can load and run, with random weights, whose
+/// vocabulary has fill-in-the-middle tokens: GPT-2 byte-level BPE (all 256 byte tokens and one
+/// merge, ` t`, so text is about one token per byte) plus [`FIM_TOKENS`] as control tokens, named
+/// by the `tokenizer.ggml.fim_*_token_id` keys. Without `repo_level` the last two are renamed
+/// (llama.cpp would find them by their text), so the model has prefix, suffix, middle and pad
+/// only.
+pub fn write_fim_llama(path: &Path, repo_level: bool) {
+    let (n_embd, n_ff, n_layer) = (64u64, 128u64, 2u32);
+    let n_embd_kv = 32u64; // 2 KV heads of 16
+    let mut tokens = byte_tokens();
+    tokens.push("Ġt".into());
+    let n_plain = tokens.len();
+    tokens.extend(FIM_TOKENS.iter().map(|t| t.to_string()));
+    if !repo_level {
+        let n = tokens.len();
+        tokens[n - 2] = "<|extra_0|>".into();
+        tokens[n - 1] = "<|extra_1|>".into();
+    }
+    let n_vocab = tokens.len() as u64;
+    let id = |text: &str| Value::U32(tokens.iter().position(|t| t == text).unwrap() as u32);
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("llama".into()))
+        .kv("general.name", Value::String("tiny fim".into()))
+        .kv("general.file_type", Value::U32(1))
+        .kv("llama.block_count", Value::U32(n_layer))
+        .kv("llama.context_length", Value::U32(4096))
+        .kv("llama.embedding_length", Value::U32(n_embd as u32))
+        .kv("llama.feed_forward_length", Value::U32(n_ff as u32))
+        .kv("llama.attention.head_count", Value::U32(4))
+        .kv("llama.attention.head_count_kv", Value::U32(2))
+        .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("llama.rope.dimension_count", Value::U32(16))
+        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv("tokenizer.ggml.pre", Value::String("qwen2".into()))
+        .kv("tokenizer.ggml.bos_token_id", id("<|endoftext|>"))
+        .kv("tokenizer.ggml.eos_token_id", id("<|endoftext|>"))
+        .kv("tokenizer.ggml.add_bos_token", Value::Bool(false))
+        .kv("tokenizer.ggml.fim_pre_token_id", id("<|fim_prefix|>"))
+        .kv("tokenizer.ggml.fim_suf_token_id", id("<|fim_suffix|>"))
+        .kv("tokenizer.ggml.fim_mid_token_id", id("<|fim_middle|>"))
+        .kv("tokenizer.ggml.fim_pad_token_id", id("<|fim_pad|>"));
+    if repo_level {
+        w.kv("tokenizer.ggml.fim_rep_token_id", id("<|repo_name|>"))
+            .kv("tokenizer.ggml.fim_sep_token_id", id("<|file_sep|>"));
+    }
+    w.kv_array("tokenizer.ggml.merges", vec![Value::String("Ġ t".into())])
+        .kv_array(
+            "tokenizer.ggml.token_type",
+            (0..tokens.len())
+                .map(|i| Value::I32(if i < n_plain { 1 } else { 3 }))
+                .collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.tokens",
+            tokens.iter().map(|t| Value::String(t.clone())).collect(),
+        );
+    w.tensor_f16(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 1),
+    );
+    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize]);
+    for il in 0..n_layer {
+        let seed = 100 * u64::from(il + 1);
+        let blk = |name: &str| format!("blk.{il}.{name}.weight");
+        w.tensor_f32(&blk("attn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
+        w.tensor_f32(&blk("ffn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
+        let mats = [
+            ("attn_q", [n_embd, n_embd]),
+            ("attn_k", [n_embd, n_embd_kv]),
+            ("attn_v", [n_embd, n_embd_kv]),
+            ("attn_output", [n_embd, n_embd]),
+            ("ffn_gate", [n_embd, n_ff]),
+            ("ffn_up", [n_embd, n_ff]),
+            ("ffn_down", [n_ff, n_embd]),
+        ];
+        for (i, (name, shape)) in mats.iter().enumerate() {
+            let data = weights(shape[0] * shape[1], seed + i as u64);
+            w.tensor_f16(&blk(name), shape, &data);
+        }
+    }
+    w.write(path).unwrap();
+}

@@ -25,6 +25,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
 mod busy;
+mod slot_state;
 mod tokens;
 
 use busy::Busy;
@@ -111,6 +112,8 @@ struct Worker<'m> {
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
+    /// Slot actions (save, restore, erase) waiting for their slot to be free.
+    slot_actions: VecDeque<slot_state::Deferred>,
 }
 
 /// A request waiting for a slot.
@@ -164,6 +167,7 @@ impl<'m> Worker<'m> {
             },
             busy: None,
             stats,
+            slot_actions: VecDeque::new(),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
@@ -225,6 +229,7 @@ impl<'m> Worker<'m> {
 
     fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
+            self.run_deferred_slot_actions();
             let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.task.is_none());
             if idle {
                 self.stats.load(0, 0);
@@ -280,6 +285,7 @@ impl<'m> Worker<'m> {
             Command::Slots(reply) => {
                 let _ = reply.send(self.slots.iter().map(Slot::info).collect());
             }
+            Command::SlotAction(action, reply) => self.slot_action(action, reply),
             Command::Shutdown => return false,
         }
         true

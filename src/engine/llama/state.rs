@@ -1,0 +1,80 @@
+//! A sequence's KV state in a file: llama.cpp's sequence state files
+//! (`llama_state_seq_save_file`/`_load_file`), which slot save and restore write and read.
+//! llama-cpp-2 has them only on its own context type, which the engine does not use (see
+//! `llama.rs`), so the two raw calls live here, beside the context they act on.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use llama_cpp_sys_2 as sys;
+
+use super::Context;
+
+impl Context<'_> {
+    /// Writes sequence `seq`'s KV cells and `tokens` (stored ahead of them, as given) to
+    /// `path`; the bytes written, or `None` if llama.cpp could not (its log says why).
+    pub fn seq_save_file(&mut self, seq: i32, path: &Path, tokens: &[i32]) -> Option<usize> {
+        let path = c_path(path)?;
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it; `path` is a
+        // NUL-terminated string that outlives the call; `tokens` points at `tokens.len()`
+        // initialized tokens, which llama.cpp only reads. llama.cpp catches its own exceptions
+        // and returns 0 on failure.
+        let written = unsafe {
+            sys::llama_state_seq_save_file(
+                self.ctx.as_ptr(),
+                path.as_ptr(),
+                seq,
+                tokens.as_ptr(),
+                tokens.len(),
+            )
+        };
+        (written > 0).then_some(written)
+    }
+
+    /// Reads a file written by [`Self::seq_save_file`] (or by llama-server) into sequence
+    /// `seq`: its tokens, and the bytes read. `None` if the file is missing, malformed, of
+    /// another model shape, or does not fit in the KV cache (llama.cpp's log says which).
+    pub fn seq_load_file(&mut self, seq: i32, path: &Path) -> Option<(Vec<i32>, usize)> {
+        let path = c_path(path)?;
+        let mut n_tokens = 0usize;
+        // SAFETY: as in `seq_save_file`; with a null token buffer llama.cpp only reads the
+        // file's header and writes the token count through the valid `&mut n_tokens`.
+        let header = unsafe {
+            sys::llama_state_seq_load_file(
+                self.ctx.as_ptr(),
+                path.as_ptr(),
+                seq,
+                std::ptr::null_mut(),
+                0,
+                &raw mut n_tokens,
+            )
+        };
+        if header == 0 {
+            return None;
+        }
+        // llama.cpp checked the count against the file's size, so this allocation is bounded.
+        let mut tokens = vec![0i32; n_tokens.max(1)];
+        // SAFETY: `tokens` has room for `tokens.len()` tokens, the capacity passed; llama.cpp
+        // writes at most that many and the count through the valid `&mut n_tokens`.
+        let read = unsafe {
+            sys::llama_state_seq_load_file(
+                self.ctx.as_ptr(),
+                path.as_ptr(),
+                seq,
+                tokens.as_mut_ptr(),
+                tokens.len(),
+                &raw mut n_tokens,
+            )
+        };
+        if read == 0 {
+            return None;
+        }
+        tokens.truncate(n_tokens);
+        Some((tokens, read))
+    }
+}
+
+/// The path as a C string (`None` if it holds a NUL byte, which no file name can).
+fn c_path(path: &Path) -> Option<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes()).ok()
+}
