@@ -36,11 +36,13 @@ REQUESTS = {
     "round trip": {"max_tokens": 8, "temperature": 0, "messages": ROUND_TRIP, "tools": TOOLS},
     "forced call": {"max_tokens": 256, "temperature": 0, "messages": USER, "tools": TOOLS, "tool_choice": {"type": "any"}},
     "forced call stream": {"max_tokens": 256, "temperature": 0, "messages": USER, "tools": TOOLS, "tool_choice": {"type": "any"}, "stream": True},
+    "prefill": {"max_tokens": 8, "temperature": 0, "messages": USER + [{"role": "assistant", "content": "One,"}]},
+    "stop sequence": {"max_tokens": 12, "temperature": 0, "messages": USER, "stop_sequences": ["im_"]},
     "no messages": {"max_tokens": 4},
     "bad max_tokens": {"max_tokens": "x", "messages": USER},
     "image": {"max_tokens": 4, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]},
 }
-COUNT = ["plain", "system blocks", "round trip", "forced call"]
+COUNT = ["plain", "system blocks", "round trip", "forced call", "prefill"]
 
 
 def free_port():

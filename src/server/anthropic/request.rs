@@ -83,13 +83,13 @@ pub fn stop_sequences(body: &Body) -> Vec<String> {
 /// `system`: a string, or text blocks joined as they are (llama-server adds no separator).
 fn system_text(system: &Value) -> Result<String, ApiError> {
     match system {
-        Value::String(text) => Ok(text.clone()),
+        Value::String(text) => Ok(steady_billing_header(text)),
         Value::Array(blocks) => {
             let mut text = String::new();
             for (i, block) in blocks.iter().enumerate() {
                 let path = format!("system[{i}]");
                 if block_type(block) == "text" {
-                    text.push_str(block_str(block, "text", &path)?);
+                    text.push_str(&steady_billing_header(block_str(block, "text", &path)?));
                 }
             }
             Ok(text)
@@ -100,6 +100,25 @@ fn system_text(system: &Value) -> Result<String, ApiError> {
             other,
         )),
     }
+}
+
+/// Claude Code opens its system prompt with `x-anthropic-billing-header: …; cch=XXXXX;`, a
+/// stamp that changes on every request and so would stop the prompt cache right there; its
+/// five characters become `fffff`, as llama-server rewrites them.
+fn steady_billing_header(text: &str) -> String {
+    const HEADER: &str = "x-anthropic-billing-header:";
+    const STAMP: &str = "cch=";
+    let mut out = text.to_string();
+    if !text.starts_with(HEADER) {
+        return out;
+    }
+    if let Some(at) = text[HEADER.len()..].find(STAMP) {
+        let start = HEADER.len() + at + STAMP.len();
+        if text.as_bytes().get(start + 5) == Some(&b';') && text.is_char_boundary(start + 5) {
+            out.replace_range(start..start + 5, "fffff");
+        }
+    }
+    out
 }
 
 /// One Anthropic message as chat messages: the message itself (if it has anything left once

@@ -127,3 +127,29 @@ fn refuses_what_it_cannot_serve() {
         assert_eq!(convert(body.clone()), Err(want.to_string()), "{body}");
     }
 }
+
+#[test]
+fn claude_codes_billing_stamp_is_made_steady() {
+    let cases = [
+        (
+            "x-anthropic-billing-header: cc_version=2.1; cch=a5145;You are Claude Code.",
+            "x-anthropic-billing-header: cc_version=2.1; cch=fffff;You are Claude Code.",
+        ),
+        // Not at the start, or not five characters then `;`: left alone.
+        (
+            "Hi. x-anthropic-billing-header: cch=a5145;",
+            "Hi. x-anthropic-billing-header: cch=a5145;",
+        ),
+        (
+            "x-anthropic-billing-header: cch=a51;",
+            "x-anthropic-billing-header: cch=a51;",
+        ),
+    ];
+    for (system, want) in cases {
+        let chat = convert(json!({ "system": system, "messages": [] })).unwrap();
+        assert_eq!(chat["messages"][0]["content"], want);
+        let blocks = json!([{ "type": "text", "text": system }]);
+        let chat = convert(json!({ "system": blocks, "messages": [] })).unwrap();
+        assert_eq!(chat["messages"][0]["content"], want);
+    }
+}
