@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 python3 -c "import openai, prometheus_client" 2>/dev/null ||
   python3 -m pip install --quiet openai prometheus_client
+python3 -c "import anthropic" 2>/dev/null ||
+  python3 -m pip install --quiet anthropic
 
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings

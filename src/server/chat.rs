@@ -28,8 +28,36 @@ pub async fn chat_completions(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let mut body = Body::parse(&body)?;
+    let chat = prepare(&state, &mut body)?;
+    let adapter = Chat {
+        prefix: chat.prefix,
+        id: format!("chatcmpl-{}", ctx.id),
+        model_name: state.model_name(),
+        model: chat.model,
+        parser_config: chat.parser_config,
+        tools: chat.tools,
+        include_usage: chat.generation.response.include_usage,
+        special: state.config.special,
+        parsers: HashMap::new(),
+    };
+    pipeline::respond(&state, &ctx, chat.generation, adapter).await
+}
+
+/// A chat request ready to run: the generation, and what reading its answer takes.
+pub struct PreparedChat {
+    pub generation: Generation,
+    pub model: Arc<LoadedModel>,
+    pub parser_config: ParserConfig,
+    pub tools: Vec<Tool>,
+    /// The continued assistant message, which the answer starts from.
+    pub prefix: String,
+}
+
+/// Renders a chat body into its generation (prompt, grammar, stop strings, sampling) and its
+/// answer's parser settings; shared by every protocol that runs a chat (OpenAI's, Anthropic's).
+pub fn prepare(state: &AppState, body: &mut Body) -> Result<PreparedChat, ApiError> {
     let model = Arc::clone(state.model()?);
-    let (chat, rendered) = render(&state, &body)?;
+    let (chat, rendered) = render(state, body)?;
     let setup = ChatSetup {
         grammar: chat.grammar(rendered.format).map_err(chat_error)?,
         stop: rendered.additional_stops.clone(),
@@ -42,27 +70,22 @@ pub async fn chat_completions(
             })
             .collect(),
     };
-    chat_logprobs(&mut body, !chat.tools.is_empty())?;
+    chat_logprobs(body, !chat.tools.is_empty())?;
     let prompt = model.tokenize(&rendered.prompt, true, true);
     let generation =
-        Generation::from_body(&body, &model, &state.config.defaults, vec![prompt], &setup)?;
+        Generation::from_body(body, &model, &state.config.defaults, vec![prompt], &setup)?;
     let parser_config = if state.config.chat.skip_parsing {
         ParserConfig::content_only()
     } else {
         chat.parser_config(&rendered, state.config.chat.reasoning_format)
     };
-    let adapter = Chat {
-        prefix: chat.continued_text(rendered.format),
-        id: format!("chatcmpl-{}", ctx.id),
-        model_name: state.model_name(),
+    Ok(PreparedChat {
+        generation,
         model,
         parser_config,
-        tools: chat.tools.clone(),
-        include_usage: generation.response.include_usage,
-        special: state.config.special,
-        parsers: HashMap::new(),
-    };
-    pipeline::respond(&state, &ctx, generation, adapter).await
+        prefix: chat.continued_text(rendered.format),
+        tools: chat.tools,
+    })
 }
 
 /// Chat's `logprobs`: `true` asks for `top_logprobs` (default 20) per token; `top_logprobs`
@@ -261,7 +284,7 @@ pub async fn apply_template(
 
 /// Validates the chat fields and renders the prompt with the server's template and chat
 /// settings (`--chat-template-kwargs`, `--reasoning`, `--prefill-assistant`, …).
-fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPrompt), ApiError> {
+pub fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPrompt), ApiError> {
     let options = &state.config.chat;
     let chat =
         ChatRequest::from_json(&Value::Object(body.0.clone()), options).map_err(chat_error)?;

@@ -114,6 +114,9 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (self.kind.status(), Json(json!({ "error": self.body() }))).into_response();
+        // The error itself rides along, for a protocol that writes errors its own way
+        // (Anthropic's routes).
+        response.extensions_mut().insert(self.clone());
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

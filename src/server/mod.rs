@@ -7,6 +7,7 @@
 //! to the adapter for its protocol's JSON. The server listens before the model is loaded,
 //! answering 503 until it is, as llama-server does.
 
+mod anthropic;
 mod chat;
 mod edge;
 mod error;
@@ -256,7 +257,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(native::tokenize))
         .route("/detokenize", post(native::detokenize))
-        .route("/apply-template", post(chat::apply_template));
+        .route("/apply-template", post(chat::apply_template))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes
@@ -273,6 +276,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             edge::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            anthropic::anthropic_errors,
         ))
         .layer(middleware::from_fn(edge::observe))
         .with_state(state)

@@ -80,6 +80,20 @@ pub trait Adapter: Send + 'static {
     fn stream(&mut self, update: Update) -> Vec<Value>;
     /// Whether a stream ends with `data: [DONE]` (OpenAI's routes; not after an error).
     fn done_marker(&self) -> bool;
+    /// The SSE event carrying one payload (unnamed: `data:` only, unless a protocol names its
+    /// events).
+    fn event(&self, payload: Value) -> SseEvent {
+        SseEvent::default().data(payload.to_string())
+    }
+    /// The payload sent when generation fails mid-stream (llama-server's `{"error": …}`).
+    fn stream_error(&self, error: &ApiError) -> Value {
+        serde_json::json!({ "error": error.body() })
+    }
+    /// What a silent stream sends every `sse_ping_interval` seconds (a comment line, unless a
+    /// protocol has its own ping event).
+    fn keep_alive(&self) -> Option<SseEvent> {
+        None
+    }
 }
 
 /// Runs the generation and answers through `adapter`.
@@ -206,6 +220,7 @@ async fn stream(
         None => return Err(engine_error(EngineError::Stopped)),
     };
     let usage = ctx.usage.clone();
+    let keep_alive = adapter.keep_alive();
     let events = async_stream::stream! {
         let mut decoded = vec![0usize; n_results];
         let mut next = Some(first);
@@ -241,33 +256,39 @@ async fn stream(
                     })
                 }
                 Event::Error(e) => {
-                    let body = serde_json::json!({ "error": engine_error(e).body() });
-                    yield Ok::<_, Infallible>(SseEvent::default().data(body.to_string()));
+                    let body = adapter.stream_error(&engine_error(e));
+                    yield Ok::<_, Infallible>(adapter.event(body));
                     failed = true;
                     break;
                 }
             };
             for payload in adapter.stream(update) {
-                yield Ok(SseEvent::default().data(payload.to_string()));
+                yield Ok(adapter.event(payload));
             }
         }
         if !failed && adapter.done_marker() {
             yield Ok(SseEvent::default().data("[DONE]"));
         }
     };
-    Ok(sse(events, ping_seconds))
+    Ok(sse(events, ping_seconds, keep_alive))
 }
 
-/// An SSE response, with a comment line after `ping_seconds` of silence (never if negative).
+/// An SSE response, with `ping` (a comment line if none) after `ping_seconds` of silence
+/// (never if negative).
 fn sse(
     events: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
     ping_seconds: i64,
+    ping: Option<SseEvent>,
 ) -> Response {
     let sse = Sse::new(events);
     match u64::try_from(ping_seconds) {
-        Ok(secs) if secs > 0 => sse
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(secs)))
-            .into_response(),
+        Ok(secs) if secs > 0 => {
+            let mut keep_alive = KeepAlive::new().interval(Duration::from_secs(secs));
+            if let Some(event) = ping {
+                keep_alive = keep_alive.event(event);
+            }
+            sse.keep_alive(keep_alive).into_response()
+        }
         _ => sse.into_response(),
     }
 }
