@@ -275,6 +275,7 @@ fn differential_requests() -> Vec<Value> {
         json!({ "input_prefix": "", "input_suffix": "" }),
         json!({ "input_prefix": digits, "input_suffix": digits, "prompt": "XY" }),
         json!({ "input_prefix": ["ab", 35, "cd"], "input_suffix": [40, "z"] }),
+        json!({ "input_prefix": [true, 1.7], "input_suffix": "b" }),
         json!({ "input_prefix": "<|fim_middle|>", "input_suffix": "b", "prompt": "<|fim_pad|>c" }),
         json!({ "input_prefix": "p", "input_suffix": "s", "input_extra": [
             { "filename": "a.py", "text": "A = 1\n" }, { "text": "B = 2\n" }] }),
@@ -304,6 +305,8 @@ fn differential_requests() -> Vec<Value> {
         json!({ "input_prefix": null, "input_suffix": "b" }),
         json!({ "input_prefix": [{}], "input_suffix": "b" }),
         json!({ "input_prefix": "a", "input_suffix": "b", "n_predict": "x" }),
+        json!({ "input_prefix": [100000], "input_suffix": "b" }),
+        json!({ "input_prefix": "a", "input_suffix": [-5] }),
     ]);
     requests
 }
