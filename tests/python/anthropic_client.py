@@ -122,6 +122,18 @@ def tools(client) -> None:
     assert final.stop_reason == "tool_use", final
     assert any(e.type == "content_block_delta" and e.delta.type == "input_json_delta" for e in events)
 
+    # A named tool is the one called, whichever others are offered.
+    get_time = {"name": "get_time", "description": "The time", "input_schema": {"type": "object", "properties": {}}}
+    for name in ("get_time", "set_flag"):
+        both = dict(kwargs, tools=TOOLS + [get_time])
+        named = client.messages.create(tool_choice={"type": "tool", "name": name}, **both)
+        assert [b.name for b in named.content if b.type == "tool_use"] == [name], named
+    try:
+        client.messages.create(tool_choice={"type": "tool", "name": "nope"}, **kwargs)
+        raise AssertionError("a tool that was not offered was forced")
+    except anthropic.BadRequestError as e:
+        assert e.body["error"]["type"] == "invalid_request_error", e.body
+
     result = {"type": "tool_result", "tool_use_id": calls[0].id, "content": [{"type": "text", "text": "flag set"}]}
     followup = messages + [
         {"role": "assistant", "content": reply.content},

@@ -58,15 +58,14 @@ pub async fn anthropic_errors(
 ) -> Response {
     let prefix = state.config.api_prefix.as_str();
     let path = request.uri().path();
-    let ours = is_messages_path(path.strip_prefix(prefix).unwrap_or(path));
+    if !is_messages_path(path.strip_prefix(prefix).unwrap_or(path)) {
+        return next.run(request).await;
+    }
     let request_id = request
         .extensions()
         .get::<RequestCtx>()
         .map(|ctx| ctx.id.to_string());
     let response = next.run(request).await;
-    if !ours {
-        return response;
-    }
     let Some(error) = response.extensions().get::<ApiError>().cloned() else {
         return response;
     };

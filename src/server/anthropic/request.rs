@@ -44,7 +44,7 @@ pub fn to_chat_body(body: &Body) -> Result<Body, ApiError> {
     }
     if let Some((_, choice)) = body.get(&["tool_choice"]) {
         if let Some(choice) = convert_tool_choice(choice) {
-            chat.insert("tool_choice".into(), choice.into());
+            chat.insert("tool_choice".into(), choice);
         }
     }
     if let Some((_, stop)) = body.get(&["stop_sequences"]) {
@@ -240,14 +240,19 @@ fn convert_tools(tools: &Value) -> Result<Value, ApiError> {
         .map(Value::Array)
 }
 
-/// `tool_choice`: `auto`, `any` and `tool` (a call is required; the grammar allows any offered
-/// tool, as llama-server's), and `none` (no call, where llama-server reads it as `auto`); any
-/// other value leaves the choice to the model, as in llama-server.
-fn convert_tool_choice(choice: &Value) -> Option<&'static str> {
+/// `tool_choice`: `auto`; `any` (some call is required); `tool` with a `name` (that tool's
+/// call is required, where llama-server requires any call); `none` (no call, where
+/// llama-server reads it as `auto`). Any other value leaves the choice to the model, as in
+/// llama-server.
+fn convert_tool_choice(choice: &Value) -> Option<Value> {
     match choice.get("type").and_then(Value::as_str)? {
-        "auto" => Some("auto"),
-        "any" | "tool" => Some("required"),
-        "none" => Some("none"),
+        "auto" => Some(json!("auto")),
+        "any" => Some(json!("required")),
+        "tool" => Some(match choice.get("name").and_then(Value::as_str) {
+            Some(name) => json!({ "type": "function", "function": { "name": name } }),
+            None => json!("required"),
+        }),
+        "none" => Some(json!("none")),
         _ => None,
     }
 }

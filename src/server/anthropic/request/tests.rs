@@ -67,7 +67,7 @@ fn maps_onto_the_chat_request() {
                     {"role": "tool", "tool_call_id": "toolu_2", "content": "failed"},
                 ],
                 "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object"}}}],
-                "tool_choice": "required",
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
                 "stop": ["END"],
                 "max_tokens": 16,
                 "temperature": 0,
