@@ -28,8 +28,49 @@ pub async fn chat_completions(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let mut body = Body::parse(&body)?;
+    let prepared = prepare(&state, &mut body)?;
+    let adapter = Chat {
+        reader: prepared.reader,
+        id: format!("chatcmpl-{}", ctx.id),
+        model_name: state.model_name(),
+        model: prepared.model,
+        include_usage: prepared.generation.response.include_usage,
+        special: state.config.special,
+        parsers: HashMap::new(),
+    };
+    pipeline::respond(&state, &ctx, prepared.generation, adapter).await
+}
+
+/// A chat request ready to run: the typed generation, and how to read its answer back. Other
+/// protocols that map onto a chat (the Responses API) run through this too.
+pub struct Prepared {
+    pub model: Arc<LoadedModel>,
+    pub generation: Generation,
+    pub reader: AnswerReader,
+}
+
+/// How to parse a chat answer: the format's parser, the tools offered, and the continued
+/// assistant text the answer starts from.
+pub struct AnswerReader {
+    /// The continued assistant message, echoed at the start of the answer.
+    pub prefix: String,
+    pub parser_config: ParserConfig,
+    pub tools: Vec<Tool>,
+}
+
+impl AnswerReader {
+    /// A new parser for one answer, and the deltas of the continued text it starts from.
+    pub fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
+        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
+        let deltas = parser.push(&self.prefix);
+        (parser, deltas)
+    }
+}
+
+/// Renders a chat body with the server's template and parses it into the one typed request.
+pub fn prepare(state: &AppState, body: &mut Body) -> Result<Prepared, ApiError> {
     let model = Arc::clone(state.model()?);
-    let (chat, rendered) = render(&state, &body)?;
+    let (chat, rendered) = render(state, body)?;
     let setup = ChatSetup {
         grammar: chat.grammar(rendered.format).map_err(chat_error)?,
         stop: rendered.additional_stops.clone(),
@@ -42,27 +83,25 @@ pub async fn chat_completions(
             })
             .collect(),
     };
-    chat_logprobs(&mut body, !chat.tools.is_empty())?;
+    chat_logprobs(body, !chat.tools.is_empty())?;
     let prompt = model.tokenize(&rendered.prompt, true, true);
     let generation =
-        Generation::from_body(&body, &model, &state.config.defaults, vec![prompt], &setup)?;
+        Generation::from_body(body, &model, &state.config.defaults, vec![prompt], &setup)?;
     let parser_config = if state.config.chat.skip_parsing {
         ParserConfig::content_only()
     } else {
         chat.parser_config(&rendered, state.config.chat.reasoning_format)
     };
-    let adapter = Chat {
+    let reader = AnswerReader {
         prefix: chat.continued_text(rendered.format),
-        id: format!("chatcmpl-{}", ctx.id),
-        model_name: state.model_name(),
-        model,
         parser_config,
         tools: chat.tools.clone(),
-        include_usage: generation.response.include_usage,
-        special: state.config.special,
-        parsers: HashMap::new(),
     };
-    pipeline::respond(&state, &ctx, generation, adapter).await
+    Ok(Prepared {
+        model,
+        generation,
+        reader,
+    })
 }
 
 /// Chat's `logprobs`: `true` asks for `top_logprobs` (default 20) per token; `top_logprobs`
@@ -93,13 +132,10 @@ fn chat_logprobs(body: &mut Body, has_tools: bool) -> Result<(), ApiError> {
 }
 
 struct Chat {
-    /// The continued assistant message, echoed at the start of the answer.
-    prefix: String,
+    reader: AnswerReader,
     id: String,
     model_name: String,
     model: Arc<LoadedModel>,
-    parser_config: ParserConfig,
-    tools: Vec<Tool>,
     include_usage: bool,
     special: bool,
     /// Each choice's parser while it streams.
@@ -109,9 +145,7 @@ struct Chat {
 impl Chat {
     /// A choice's parser, and the deltas of the continued text it starts from.
     fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
-        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
-        let deltas = parser.push(&self.prefix);
-        (parser, deltas)
+        self.reader.parser()
     }
 
     fn chunk(&self, index: usize, delta: Value, finish: Value) -> Value {
@@ -261,7 +295,7 @@ pub async fn apply_template(
 
 /// Validates the chat fields and renders the prompt with the server's template and chat
 /// settings (`--chat-template-kwargs`, `--reasoning`, `--prefill-assistant`, …).
-fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPrompt), ApiError> {
+pub fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPrompt), ApiError> {
     let options = &state.config.chat;
     let chat =
         ChatRequest::from_json(&Value::Object(body.0.clone()), options).map_err(chat_error)?;

@@ -18,6 +18,7 @@ mod native;
 mod openai;
 mod pipeline;
 mod request;
+mod responses;
 mod settings;
 
 use std::path::PathBuf;
@@ -227,7 +228,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(native::tokenize))
         .route("/detokenize", post(native::detokenize))
-        .route("/apply-template", post(chat::apply_template));
+        .route("/apply-template", post(chat::apply_template))
+        .route("/responses", post(responses::responses))
+        .route("/v1/responses", post(responses::responses))
+        .route(
+            "/responses/input_tokens",
+            post(responses::responses_input_tokens),
+        )
+        .route(
+            "/v1/responses/input_tokens",
+            post(responses::responses_input_tokens),
+        )
+        .route(
+            "/chat/completions/input_tokens",
+            post(responses::chat_input_tokens),
+        )
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(responses::chat_input_tokens),
+        );
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes

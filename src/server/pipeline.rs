@@ -80,6 +80,11 @@ pub trait Adapter: Send + 'static {
     fn stream(&mut self, update: Update) -> Vec<Value>;
     /// Whether a stream ends with `data: [DONE]` (OpenAI's routes; not after an error).
     fn done_marker(&self) -> bool;
+    /// The `event:` line of a stream payload, for protocols that name their events (the
+    /// Responses API); none by default.
+    fn event_name(&self, _payload: &Value) -> Option<String> {
+        None
+    }
 }
 
 /// Runs the generation and answers through `adapter`.
@@ -248,7 +253,12 @@ async fn stream(
                 }
             };
             for payload in adapter.stream(update) {
-                yield Ok(SseEvent::default().data(payload.to_string()));
+                // `event:` before `data:`, as llama-server writes them.
+                let event = match adapter.event_name(&payload) {
+                    Some(name) => SseEvent::default().event(name),
+                    None => SseEvent::default(),
+                };
+                yield Ok(event.data(payload.to_string()));
             }
         }
         if !failed && adapter.done_marker() {
