@@ -27,10 +27,19 @@ pub async fn responses(
     Extension(ctx): Extension<RequestCtx>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let mut body = convert::to_chat(&Body::parse(&body)?)?;
+    let mut body = convert::to_chat(&parse(&body)?)?;
     let prepared = chat::prepare(&state, &mut body)?;
     let adapter = output::Responses::new(&ctx.id, state.model_name(), prepared.reader);
     pipeline::respond(&state, &ctx, prepared.generation, adapter).await
+}
+
+/// A Responses body: JSON that is not an object has no `input` (llama-server's reading).
+fn parse(bytes: &[u8]) -> Result<Body, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Body(map)),
+        Ok(_) => Err(ApiError::invalid(crate::wording::responses::INPUT_REQUIRED)),
+        Err(_) => Body::parse(bytes),
+    }
 }
 
 /// `POST /v1/responses/input_tokens`: the prompt's length, as `/v1/responses` would tokenize it.
@@ -38,7 +47,7 @@ pub async fn responses_input_tokens(
     State(state): State<Arc<AppState>>,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let body = convert::to_chat(&Body::parse(&body)?)?;
+    let body = convert::to_chat(&parse(&body)?)?;
     input_tokens(&state, &body)
 }
 
