@@ -1,9 +1,12 @@
 //! `/v1/responses` and the token-count routes over plain HTTP on the demo model: the response
 //! object's shape and ids, the named SSE events in llama-server's order, the counts against the
 //! generation's usage, `text.format`, and every bad request answered with llama-server's error
-//! JSON while the server keeps serving.
+//! JSON while the server keeps serving; on the tiny gpt-oss, reasoning (Harmony's analysis
+//! channel) as a `reasoning` item and its events.
 
 mod common;
+#[path = "common/gguf_fixtures.rs"]
+mod gguf_fixtures;
 
 use common::{Server, assert_error};
 use serde_json::{Value, json};
@@ -260,4 +263,96 @@ fn bad_requests_get_llama_server_errors() {
     let (status, answer) = server.post("/v1/responses", &body(json!({})));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "completed");
+}
+
+/// The tiny gpt-oss, steered (`a`, byte token 97, over the other channels' letters) into
+/// Harmony's analysis channel by a forced call's grammar, which allows reasoning first: the
+/// answer is reasoning cut off by `max_output_tokens`.
+#[test]
+fn reasoning_comes_as_a_reasoning_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-gpt-oss-f16.gguf");
+    let template = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/chat/templates/openai-gpt-oss-120b.jinja"
+    );
+    gguf_fixtures::write_tiny_gpt_oss(&path, &std::fs::read_to_string(template).unwrap());
+    let args: Vec<String> = [
+        "-m",
+        path.to_str().unwrap(),
+        "-c",
+        "4096",
+        "-t",
+        "1",
+        "--jinja",
+    ]
+    .map(String::from)
+    .to_vec();
+    let server = Server::start_with(&args);
+    let request = json!({
+        "input": "Turn the flag on.",
+        "tools": [{ "type": "function", "name": "set_flag", "parameters": {
+            "type": "object", "properties": { "on": { "type": "boolean" } }, "required": ["on"],
+        } }],
+        "tool_choice": "required",
+        "max_output_tokens": 24,
+        "temperature": 0,
+        "logit_bias": { "97": 30 },
+    });
+    let (status, answer) = server.post("/v1/responses", &request);
+    assert_eq!(status, 200, "{answer}");
+    let item = &answer["output"][0];
+    assert_eq!(answer["output"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(item["type"], "reasoning", "{answer}");
+    assert!(item["id"].as_str().unwrap().starts_with("rs_"));
+    assert_eq!(item["summary"], json!([]));
+    assert_eq!(item["status"], "completed");
+    assert_eq!(item["content"][0]["type"], "reasoning_text");
+    let reasoning = item["content"][0]["text"].as_str().unwrap();
+    assert!(!reasoning.is_empty(), "{answer}");
+
+    let mut stream = request.clone();
+    stream["stream"] = json!(true);
+    let (events, stray) = named_events(&server, "/v1/responses", &stream);
+    assert!(!stray, "{events:?}");
+    let mut order: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_text.delta",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[2].1["item"]["type"], "reasoning");
+    assert_eq!(events[2].1["item"]["status"], "in_progress");
+    let deltas: String = events
+        .iter()
+        .filter(|(name, _)| name == "response.reasoning_text.delta")
+        .map(|(_, data)| data["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, reasoning);
+    let done = &events[events.len() - 2].1["item"];
+    assert_eq!(done["content"][0]["text"], reasoning);
+
+    // Sent back, the reasoning is the assistant turn's (continued, as the last message): the
+    // count grows by it.
+    let (_, alone) = server.post(
+        "/v1/responses/input_tokens",
+        &json!({ "input": "Turn the flag on." }),
+    );
+    let with_reasoning = json!({ "input": [
+        { "role": "user", "content": "Turn the flag on." },
+        item,
+    ] });
+    let (status, count) = server.post("/v1/responses/input_tokens", &with_reasoning);
+    assert_eq!(status, 200, "{count}");
+    assert!(
+        count["input_tokens"].as_u64() > alone["input_tokens"].as_u64(),
+        "{count} {alone}"
+    );
 }
