@@ -319,3 +319,6 @@ fn call_ids(id: &str) -> (String, String) {
     let bare = id.strip_prefix("call_").unwrap_or(id);
     (format!("fc_{bare}"), format!("call_{bare}"))
 }
+
+#[cfg(test)]
+mod tests;
