@@ -93,6 +93,13 @@ def text(base_url: str) -> None:
     assert streamed == response.output_text, (streamed, response.output_text)
     check_usage(completed, 12)
 
+    # The client's stream helper rebuilds the response from the events' output indices.
+    with client.responses.stream(**kwargs) as helper:
+        for _ in helper:
+            pass
+        final = helper.get_final_response()
+    assert final.output_text == response.output_text, (final.output_text, response.output_text)
+
     # Input items: a message with parts, an earlier assistant turn.
     items = [
         {"role": "user", "content": [{"type": "input_text", "text": "Hi."}]},
@@ -175,6 +182,13 @@ def tools(base_url: str) -> None:
     assert [(c.name, c.arguments, c.call_id) for c in final] == [
         ("set_flag", call.arguments, added[0].call_id)
     ], final
+
+    with client.responses.stream(**kwargs) as helper:
+        for _ in helper:
+            pass
+        final = helper.get_final_response()
+    (helper_call,) = [item for item in final.output if item.type == "function_call"]
+    assert (helper_call.name, helper_call.arguments) == ("set_flag", call.arguments), helper_call
 
     # The round trip: the answer's items go back with the function's output.
     followup = question + [item.model_dump(exclude_none=True) for item in response.output]

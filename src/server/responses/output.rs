@@ -34,13 +34,42 @@ struct Streaming {
     sent: Sent,
 }
 
-/// The items a stream has announced (`response.output_item.added`).
+/// The items a stream has announced (`response.output_item.added`), in order: an item's
+/// position is its `output_index`.
 #[derive(Default)]
 struct Sent {
-    reasoning: bool,
-    text: bool,
-    /// The `fc_…` item id of each tool call, by index.
-    calls: Vec<String>,
+    items: Vec<Announced>,
+    /// The parser's id of each tool call, by the call's index.
+    call_ids: Vec<String>,
+}
+
+/// One output item of a stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Announced {
+    Reasoning,
+    Message,
+    /// The tool call of this index in the parsed message.
+    Call(usize),
+}
+
+impl Sent {
+    fn index(&self, item: &Announced) -> Option<usize> {
+        self.items.iter().position(|i| i == item)
+    }
+
+    /// Records a new item and returns its `response.output_item.added` event.
+    fn announce(&mut self, announced: Announced, item: Value) -> Value {
+        if matches!(announced, Announced::Call(_))
+            && let Some(id) = item["call_id"].as_str()
+        {
+            self.call_ids.push(id.to_string());
+        }
+        self.items.push(announced);
+        event(
+            "response.output_item.added",
+            json!({ "item": item, "output_index": self.items.len() - 1 }),
+        )
+    }
 }
 
 impl Responses {
@@ -71,14 +100,11 @@ impl Responses {
     }
 
     /// The output items of a whole answer, in OpenAI's order: reasoning, text, calls.
-    fn output_items(&self, message: &ParsedMessage, in_stream: bool) -> Vec<Value> {
+    fn output_items(&self, message: &ParsedMessage) -> Vec<Value> {
         let mut items = Vec::new();
         if !message.reasoning_content.is_empty() {
             let mut item = reasoning_item(&self.ids.reasoning, &message.reasoning_content);
-            // llama-server's streamed reasoning item has no status.
-            if !in_stream {
-                item["status"] = "completed".into();
-            }
+            item["status"] = "completed".into();
             items.push(item);
         }
         if !message.content.is_empty() {
@@ -89,50 +115,70 @@ impl Responses {
     }
 
     /// The events of a stream's deltas; each first piece of an item announces the item.
+    /// Besides llama-server's fields, events carry OpenAI's `output_index` and `content_index`,
+    /// which the `openai` client's stream helper (`client.responses.stream`) needs.
     fn delta_events(&self, sent: &mut Sent, deltas: Vec<ChatDelta>) -> Vec<Value> {
         let mut out = Vec::new();
         for delta in deltas {
             if let Some(reasoning) = delta.reasoning_content.filter(|s| !s.is_empty()) {
-                if !sent.reasoning {
-                    sent.reasoning = true;
-                    let mut item = reasoning_item(&self.ids.reasoning, "");
-                    item["content"] = json!([]);
-                    item["status"] = "in_progress".into();
-                    out.push(event("response.output_item.added", json!({ "item": item })));
-                }
+                let index = match sent.index(&Announced::Reasoning) {
+                    Some(index) => index,
+                    None => {
+                        let mut item = reasoning_item(&self.ids.reasoning, "");
+                        item["content"] = json!([]);
+                        item["status"] = "in_progress".into();
+                        out.push(sent.announce(Announced::Reasoning, item));
+                        sent.items.len() - 1
+                    }
+                };
                 out.push(event(
                     "response.reasoning_text.delta",
-                    json!({ "delta": reasoning, "item_id": self.ids.reasoning }),
+                    json!({
+                        "delta": reasoning,
+                        "item_id": self.ids.reasoning,
+                        "output_index": index,
+                        "content_index": 0,
+                    }),
                 ));
             }
             if let Some(content) = delta.content.filter(|s| !s.is_empty()) {
-                if !sent.text {
-                    sent.text = true;
-                    let item = json!({
-                        "content": [],
-                        "id": self.ids.message,
-                        "role": "assistant",
-                        "status": "in_progress",
-                        "type": "message",
-                    });
-                    out.push(event("response.output_item.added", json!({ "item": item })));
-                    out.push(event(
-                        "response.content_part.added",
-                        json!({
-                            "item_id": self.ids.message,
-                            "part": { "type": "output_text", "text": "" },
-                        }),
-                    ));
-                }
+                let index = match sent.index(&Announced::Message) {
+                    Some(index) => index,
+                    None => {
+                        let item = json!({
+                            "content": [],
+                            "id": self.ids.message,
+                            "role": "assistant",
+                            "status": "in_progress",
+                            "type": "message",
+                        });
+                        out.push(sent.announce(Announced::Message, item));
+                        let index = sent.items.len() - 1;
+                        out.push(event(
+                            "response.content_part.added",
+                            json!({
+                                "item_id": self.ids.message,
+                                "part": { "type": "output_text", "text": "" },
+                                "output_index": index,
+                                "content_index": 0,
+                            }),
+                        ));
+                        index
+                    }
+                };
                 out.push(event(
                     "response.output_text.delta",
-                    json!({ "item_id": self.ids.message, "delta": content }),
+                    json!({
+                        "item_id": self.ids.message,
+                        "delta": content,
+                        "output_index": index,
+                        "content_index": 0,
+                    }),
                 ));
             }
             for call in delta.tool_calls {
                 if let (Some(id), Some(name)) = (&call.id, &call.name) {
                     let (fc, call_id) = call_ids(id);
-                    sent.calls.push(fc.clone());
                     let item = json!({
                         "id": fc,
                         "arguments": "",
@@ -141,14 +187,16 @@ impl Responses {
                         "type": "function_call",
                         "status": "in_progress",
                     });
-                    out.push(event("response.output_item.added", json!({ "item": item })));
+                    out.push(sent.announce(Announced::Call(call.index), item));
                 }
                 if !call.arguments.is_empty()
-                    && let Some(fc) = sent.calls.get(call.index)
+                    && let Some(index) = sent.index(&Announced::Call(call.index))
+                    && let Some(id) = sent.call_ids.get(call.index)
                 {
+                    let (fc, _) = call_ids(id);
                     out.push(event(
                         "response.function_call_arguments.delta",
-                        json!({ "delta": call.arguments, "item_id": fc }),
+                        json!({ "delta": call.arguments, "item_id": fc, "output_index": index }),
                     ));
                 }
             }
@@ -156,30 +204,62 @@ impl Responses {
         out
     }
 
-    /// A stream's last events: each item done, then the whole response.
-    fn done_events(&self, message: &ParsedMessage, done: &Completion) -> Vec<Value> {
+    /// A stream's last events: each item done, in the order the stream announced them (the
+    /// parser's deltas add up to its final message, so every item has been announced), then
+    /// the whole response.
+    fn done_events(&self, sent: &Sent, message: &ParsedMessage, done: &Completion) -> Vec<Value> {
         let mut out = Vec::new();
-        let items = self.output_items(message, true);
-        for item in &items {
-            match item["type"].as_str() {
-                Some("message") => {
+        let mut items = Vec::new();
+        for (index, announced) in sent.items.iter().enumerate() {
+            let item = match announced {
+                // llama-server's streamed reasoning item has no status.
+                Announced::Reasoning => {
+                    reasoning_item(&self.ids.reasoning, &message.reasoning_content)
+                }
+                Announced::Message => {
+                    let item = message_item(&self.ids.message, &message.content);
                     let part = &item["content"][0];
                     out.push(event(
                         "response.output_text.done",
-                        json!({ "item_id": self.ids.message, "text": part["text"] }),
+                        json!({
+                            "item_id": self.ids.message,
+                            "text": part["text"],
+                            "output_index": index,
+                            "content_index": 0,
+                        }),
                     ));
                     out.push(event(
                         "response.content_part.done",
-                        json!({ "item_id": self.ids.message, "part": part }),
+                        json!({
+                            "item_id": self.ids.message,
+                            "part": part,
+                            "output_index": index,
+                            "content_index": 0,
+                        }),
                     ));
+                    item
                 }
-                Some("function_call") => out.push(event(
-                    "response.function_call_arguments.done",
-                    json!({ "item_id": item["id"], "arguments": item["arguments"] }),
-                )),
-                _ => {}
-            }
-            out.push(event("response.output_item.done", json!({ "item": item })));
+                Announced::Call(i) => {
+                    let Some(call) = message.tool_calls.get(*i) else {
+                        continue;
+                    };
+                    let item = function_call_item(call);
+                    out.push(event(
+                        "response.function_call_arguments.done",
+                        json!({
+                            "item_id": item["id"],
+                            "arguments": item["arguments"],
+                            "output_index": index,
+                        }),
+                    ));
+                    item
+                }
+            };
+            out.push(event(
+                "response.output_item.done",
+                json!({ "item": item, "output_index": index }),
+            ));
+            items.push(item);
         }
         let mut completed = event(
             "response.completed",
@@ -200,7 +280,7 @@ impl Adapter for Responses {
         let (mut parser, _) = self.reader.parser();
         parser.push(&r.done.text);
         let (_, message) = parser.finish();
-        let mut response = self.response(self.output_items(&message, false), &r.done);
+        let mut response = self.response(self.output_items(&message), &r.done);
         response["completed_at"] = response["created_at"].clone();
         response
     }
@@ -242,7 +322,7 @@ impl Adapter for Responses {
                 let (last, message) = streaming.parser.finish();
                 deltas.extend(last);
                 out.extend(self.delta_events(&mut streaming.sent, deltas));
-                out.extend(self.done_events(&message, &r.done));
+                out.extend(self.done_events(&streaming.sent, &message, &r.done));
             }
         }
         out

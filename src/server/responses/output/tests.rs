@@ -158,5 +158,23 @@ fn streams_add_up_to_the_whole_answer_in_any_chunking() {
         {
             assert_eq!(delta["item_id"], call["id"]);
         }
+        // Every item event names the item's place in the output.
+        for e in &events {
+            let Some(index) = e.get("output_index") else {
+                continue;
+            };
+            let item = &output[index.as_u64().unwrap() as usize];
+            let id = e.get("item_id").unwrap_or_else(|| &e["item"]["id"]);
+            assert_eq!(*id, item["id"], "{e}");
+        }
+        let indexed = events
+            .iter()
+            .filter(|e| e.get("output_index").is_some())
+            .count();
+        assert_eq!(
+            indexed,
+            events.len() - 3,
+            "all but created, in_progress, completed"
+        );
     }
 }
