@@ -7,10 +7,10 @@
 
 use serde_json::{Value, json};
 
-use super::super::chat::AnswerReader;
-use super::super::pipeline::{Adapter, Finished, Update, unix_time};
 use crate::chat::{ChatDelta, ChatParser, ParsedMessage, ToolCall};
 use crate::engine::Completion;
+use crate::server::chat::AnswerReader;
+use crate::server::pipeline::{Adapter, Finished, Update, unix_time};
 
 /// The ids of a response and of its items, all carrying the request's id.
 struct Ids {
@@ -39,7 +39,7 @@ struct Streaming {
 #[derive(Default)]
 struct Sent {
     items: Vec<Announced>,
-    /// The parser's id of each tool call, by the call's index.
+    /// The `call_…` id of each tool call, by the call's index.
     call_ids: Vec<String>,
 }
 
