@@ -45,3 +45,27 @@ pub mod infill {
     pub const CHUNK_FILENAME: &str = "extra_context chunk's \"filename\" field must be a string";
     pub const INVALID_TOKENS: &str = "Prompt contains invalid tokens";
 }
+
+/// The Responses API's mistakes, as llama-server words them when it maps a Responses request
+/// onto a chat (`server_chat_convert_responses_to_chatcmpl`); all are 400s.
+pub mod responses {
+    pub const INPUT_REQUIRED: &str = "'input' is required";
+    pub const INPUT_TYPE: &str = "'input' must be a string or array of objects";
+    pub const PREVIOUS_RESPONSE_ID: &str = "llama.cpp does not support 'previous_response_id'.";
+    pub const UNKNOWN_ITEM: &str = "Cannot determine type of 'item'";
+    pub const INPUT_TEXT_NEEDS_TEXT: &str = "'Input text' requires 'text'";
+    pub const IMAGE_URL_REQUIRED: &str = "'image_url' is required";
+    pub const INPUT_FILE: &str = "'input_file' is not supported by llamacpp at this moment";
+    pub const INPUT_PART_TYPE: &str =
+        "'type' must be one of 'input_text', 'input_image', or 'input_file'";
+    pub const OUTPUT_TEXT_NEEDS_TEXT: &str = "'Output text' requires 'text'";
+    pub const REFUSAL_NEEDS_REFUSAL: &str = "'Refusal' requires 'refusal'";
+    pub const OUTPUT_PART_TYPE: &str = "'type' must be one of 'output_text' or 'refusal'";
+    pub const TOOL_OUTPUT_NEEDS_TYPE: &str = "Output of tool call missing 'type' field";
+    pub const TOOL_OUTPUT_TYPE: &str =
+        "Output of tool call should be 'Input text' or 'Input image'";
+    pub const REASONING_CONTENT_ARRAY: &str = "item['content'] is not an array";
+    pub const REASONING_CONTENT_EMPTY: &str = "item['content'] is empty";
+    pub const REASONING_TEXT: &str = "item['content']['text'] is not a string";
+    pub const TOOLS_ARRAY: &str = "'tools' must be an array of objects";
+}

@@ -28,34 +28,47 @@ pub async fn chat_completions(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let mut body = Body::parse(&body)?;
-    let chat = prepare(&state, &mut body)?;
+    let prepared = prepare(&state, &mut body)?;
     let adapter = Chat {
-        prefix: chat.prefix,
+        reader: prepared.reader,
         id: format!("chatcmpl-{}", ctx.id),
         model_name: state.model_name(),
-        model: chat.model,
-        parser_config: chat.parser_config,
-        tools: chat.tools,
-        include_usage: chat.generation.response.include_usage,
+        model: prepared.model,
+        include_usage: prepared.generation.response.include_usage,
         special: state.config.special,
         parsers: HashMap::new(),
     };
-    pipeline::respond(&state, &ctx, chat.generation, adapter).await
+    pipeline::respond(&state, &ctx, prepared.generation, adapter).await
 }
 
-/// A chat request ready to run: the generation, and what reading its answer takes.
-pub struct PreparedChat {
-    pub generation: Generation,
+/// A chat request ready to run: the typed generation, and how to read its answer back. Other
+/// protocols that map onto a chat (the Responses API) run through this too.
+pub struct Prepared {
     pub model: Arc<LoadedModel>,
+    pub generation: Generation,
+    pub reader: AnswerReader,
+}
+
+/// How to parse a chat answer: the format's parser, the tools offered, and the continued
+/// assistant text the answer starts from.
+pub struct AnswerReader {
+    /// The continued assistant message, echoed at the start of the answer.
+    pub prefix: String,
     pub parser_config: ParserConfig,
     pub tools: Vec<Tool>,
-    /// The continued assistant message, which the answer starts from.
-    pub prefix: String,
 }
 
-/// Renders a chat body into its generation (prompt, grammar, stop strings, sampling) and its
-/// answer's parser settings; shared by every protocol that runs a chat (OpenAI's, Anthropic's).
-pub fn prepare(state: &AppState, body: &mut Body) -> Result<PreparedChat, ApiError> {
+impl AnswerReader {
+    /// A new parser for one answer, and the deltas of the continued text it starts from.
+    pub fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
+        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
+        let deltas = parser.push(&self.prefix);
+        (parser, deltas)
+    }
+}
+
+/// Renders a chat body with the server's template and parses it into the one typed request.
+pub fn prepare(state: &AppState, body: &mut Body) -> Result<Prepared, ApiError> {
     let model = Arc::clone(state.model()?);
     let (chat, rendered) = render(state, body)?;
     let setup = ChatSetup {
@@ -79,12 +92,15 @@ pub fn prepare(state: &AppState, body: &mut Body) -> Result<PreparedChat, ApiErr
     } else {
         chat.parser_config(&rendered, state.config.chat.reasoning_format)
     };
-    Ok(PreparedChat {
-        generation,
-        model,
-        parser_config,
+    let reader = AnswerReader {
         prefix: chat.continued_text(rendered.format),
-        tools: chat.tools,
+        parser_config,
+        tools: chat.tools.clone(),
+    };
+    Ok(Prepared {
+        model,
+        generation,
+        reader,
     })
 }
 
@@ -116,13 +132,10 @@ fn chat_logprobs(body: &mut Body, has_tools: bool) -> Result<(), ApiError> {
 }
 
 struct Chat {
-    /// The continued assistant message, echoed at the start of the answer.
-    prefix: String,
+    reader: AnswerReader,
     id: String,
     model_name: String,
     model: Arc<LoadedModel>,
-    parser_config: ParserConfig,
-    tools: Vec<Tool>,
     include_usage: bool,
     special: bool,
     /// Each choice's parser while it streams.
@@ -132,9 +145,7 @@ struct Chat {
 impl Chat {
     /// A choice's parser, and the deltas of the continued text it starts from.
     fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
-        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
-        let deltas = parser.push(&self.prefix);
-        (parser, deltas)
+        self.reader.parser()
     }
 
     fn chunk(&self, index: usize, delta: Value, finish: Value) -> Value {

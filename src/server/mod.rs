@@ -20,6 +20,7 @@ mod native;
 mod openai;
 mod pipeline;
 mod request;
+mod responses;
 mod settings;
 mod slots;
 
@@ -259,7 +260,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/detokenize", post(native::detokenize))
         .route("/apply-template", post(chat::apply_template))
         .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/responses", post(responses::responses))
+        .route("/v1/responses", post(responses::responses))
+        .route(
+            "/responses/input_tokens",
+            post(responses::responses_input_tokens),
+        )
+        .route(
+            "/v1/responses/input_tokens",
+            post(responses::responses_input_tokens),
+        )
+        .route(
+            "/chat/completions/input_tokens",
+            post(responses::chat_input_tokens),
+        )
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(responses::chat_input_tokens),
+        );
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes

@@ -38,9 +38,7 @@ pub async fn messages(
     let adapter = response::Messages {
         id: format!("msg_{}", ctx.id),
         model_name: state.model_name(),
-        parser_config: chat.parser_config,
-        tools: chat.tools.into(),
-        prefix: chat.prefix,
+        reader: chat.reader,
         stop_sequences: request::stop_sequences(&body),
         streaming: None,
     };

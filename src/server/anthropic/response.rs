@@ -2,26 +2,23 @@
 //! Anthropic's content blocks, whole or as its stream of events, with `stop_reason` and
 //! `usage`. One adapter over the pipeline, as the chat route's; only the JSON differs.
 
-use std::sync::Arc;
-
 use axum::response::sse::Event as SseEvent;
 use serde_json::{Value, json};
 
+use super::super::chat::AnswerReader;
 use super::super::error::ApiError;
 use super::super::pipeline::{Adapter, Finished, Update};
 use super::error::error_json;
 use super::stream::Blocks;
-use crate::chat::{ChatParser, ParsedMessage, ParserConfig, Tool};
+use crate::chat::{ChatParser, ParsedMessage};
 use crate::engine::{Completion, StopType};
 
 pub struct Messages {
     /// `msg_` and the request id.
     pub id: String,
     pub model_name: String,
-    pub parser_config: ParserConfig,
-    pub tools: Arc<[Tool]>,
-    /// The continued assistant message (a prefill), which the parser reads first.
-    pub prefix: String,
+    /// The chat's parser settings, tools and continued assistant message (a prefill).
+    pub reader: AnswerReader,
     /// The request's `stop_sequences`: a match is `stop_reason: stop_sequence`.
     pub stop_sequences: Vec<String>,
     /// The answer while it streams.
@@ -29,12 +26,6 @@ pub struct Messages {
 }
 
 impl Messages {
-    fn parser(&self) -> (ChatParser, Vec<crate::chat::ChatDelta>) {
-        let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
-        let deltas = parser.push(&self.prefix);
-        (parser, deltas)
-    }
-
     /// The message object without its content, as `message_start` and the answer carry it.
     fn message(&self, content: Value, stop: (Value, Value), usage: Value) -> Value {
         json!({
@@ -128,7 +119,7 @@ impl Adapter for Messages {
         let Some(r) = results.into_iter().next() else {
             return Value::Null;
         };
-        let (mut parser, _) = self.parser();
+        let (mut parser, _) = self.reader.parser();
         parser.push(&r.done.text);
         let (_, message) = parser.finish();
         let stop = self.stop(&r.done, &message);
@@ -145,7 +136,7 @@ impl Adapter for Messages {
                 Update::Done(r) => (r.done.tokens_evaluated, r.done.timings.cache_n),
             };
             out.extend(self.start(n_prompt, n_cached));
-            let (parser, deltas) = self.parser();
+            let (parser, deltas) = self.reader.parser();
             let mut blocks = Blocks::default();
             out.extend(blocks.push(&deltas));
             self.streaming = Some((parser, blocks));
