@@ -28,3 +28,10 @@ pub fn type_mismatch(expected: &str, got: &Value) -> String {
 pub fn field_message(field: &str, what: impl std::fmt::Display) -> String {
     format!("Field '{field}': {what}")
 }
+
+/// A request's `lora` that is not an array (llama-server's field handler, under `Field 'lora': `).
+pub const LORA_NOT_ARRAY: &str =
+    "Error: 'lora' must be an array of objects with 'id' and 'scale' fields";
+
+/// A `POST /lora-adapters` body that is not an array.
+pub const LORA_BODY_NOT_ARRAY: &str = "Request body must be an array";

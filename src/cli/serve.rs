@@ -12,6 +12,7 @@ use super::chat::ChatArgs;
 use super::http::{HttpArgs, sorted_set};
 use super::load::LoadArgs;
 use super::log::LogArgs;
+use super::lora::LoraArgs;
 use super::memory::{FlashAttn, GpuLayers, MemoryArgs};
 use super::sampling::SamplingArgs;
 use super::threads::ThreadArgs;
@@ -58,6 +59,10 @@ pub struct ServeArgs {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// LoRA adapters.
+    #[command(flatten)]
+    pub lora: LoraArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -217,6 +222,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         context_shift: args.context_shift,
         special: args.special,
         numa: load.numa()?,
+        lora: args.lora.adapters()?,
     })
 }
 

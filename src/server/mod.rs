@@ -13,6 +13,7 @@ mod error;
 mod fields;
 mod info;
 mod listen;
+mod lora;
 mod memory;
 mod native;
 mod openai;
@@ -227,7 +228,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(native::tokenize))
         .route("/detokenize", post(native::detokenize))
-        .route("/apply-template", post(chat::apply_template));
+        .route("/apply-template", post(chat::apply_template))
+        .route(
+            "/lora-adapters",
+            get(lora::adapters).post(lora::set_adapters),
+        );
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes

@@ -32,6 +32,7 @@ use busy::Busy;
 use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
+use super::lora::Loras;
 use super::request::{Event, GenerateRequest};
 use super::sampler::{Sampler, SamplingParams, penalties_on};
 use super::slot::{Slot, Task, common_prefix};
@@ -70,12 +71,21 @@ pub fn run(
             return;
         }
     };
+    let n_slots = config.context.n_parallel as usize;
+    let loras = match Loras::load(&model, &config.lora, n_slots) {
+        Ok(loras) => loras,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let info = Arc::new(describe(&model, &ctx, &config));
     let n_ctx_slot = info.n_ctx_slot;
     if ready.send(Ok(info)).is_err() {
         return;
     }
     let mut worker = Worker::new(&model, ctx, &config, max_queue, n_ctx_slot, stats);
+    worker.loras = loras;
     worker.run(rx);
 }
 
@@ -111,6 +121,8 @@ struct Worker<'m> {
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
+    /// LoRA adapters and the scales each slot runs with.
+    loras: Loras,
 }
 
 /// A request waiting for a slot.
@@ -164,6 +176,7 @@ impl<'m> Worker<'m> {
             },
             busy: None,
             stats,
+            loras: Loras::default(),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
@@ -279,6 +292,13 @@ impl<'m> Worker<'m> {
             }
             Command::Slots(reply) => {
                 let _ = reply.send(self.slots.iter().map(Slot::info).collect());
+            }
+            Command::LoraAdapters(reply) => {
+                let _ = reply.send(self.loras.list());
+            }
+            Command::SetLoraAdapters(scales, reply) => {
+                self.loras.set_global(&scales);
+                let _ = reply.send(());
             }
             Command::Shutdown => return false,
         }
@@ -490,6 +510,10 @@ impl<'m> Worker<'m> {
         } else {
             0
         };
+        if self.loras.assign(idx, &req.params.lora) {
+            // Cached tokens were computed with other adapter scales.
+            n_keep = 0;
+        }
         // The last prompt token must be decoded again to get logits for the first sample.
         n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
         if n_keep > 0 && self.n_swa > 0 {
@@ -536,11 +560,17 @@ impl<'m> Worker<'m> {
             }
         }
         self.batch.clear();
+        // One LoRA setting per decode: slots with other scales wait for their turn.
+        let active = self.slots.iter().filter(|s| s.task.is_some());
+        self.loras.pick_batch(active.map(|s| s.id));
         // Generating slots first: one token each.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             task.i_batch = None;
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
             if let Some(token) = task.pending.take() {
                 task.i_batch = Some(self.batch.n_tokens());
                 let pos = slot.cache.len() as i32;
@@ -554,6 +584,9 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
@@ -580,6 +613,7 @@ impl<'m> Worker<'m> {
         }
         let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
         self.stats.decoded(busy_slots);
+        self.loras.apply(&mut self.ctx);
         let t0 = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         let t1 = Instant::now();
