@@ -329,14 +329,72 @@ fn a_bad_adapter_file_stops_the_start_naming_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FNAME:SCALE"));
 }
 
-/// Writes the fixtures to `$LORA_FIXTURES`, to run the reference llama-server on them by hand
-/// (`scripts/lora-vs-llama-server.sh`).
+/// The same requests to the reference llama-server named by `GGUF_SERVE_LLAMA_SERVER` and to
+/// gguf-serve, on the same fixtures and flags: equal adapter lists, set answers, greedy tokens,
+/// reported `lora` lists and error bodies. Ignored in the default run (no reference build);
+/// run on its own, it fails when the reference is missing.
 #[test]
 #[ignore]
-fn write_fixtures() {
-    let dir = PathBuf::from(std::env::var("LORA_FIXTURES").expect("LORA_FIXTURES"));
-    std::fs::create_dir_all(&dir).unwrap();
-    gguf_fixtures::write_lora_base(&dir.join("base.gguf"));
-    gguf_fixtures::write_lora_adapter(&dir.join("shift1.gguf"), 1);
-    gguf_fixtures::write_lora_adapter(&dir.join("shift2.gguf"), 2);
+fn matches_the_reference_llama_server() {
+    let _serial = one_at_a_time();
+    let reference = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .expect("GGUF_SERVE_LLAMA_SERVER must name a reference llama-server binary");
+    let (_dir, base, [shift1, shift2]) = fixtures();
+    let (a, b) = (shift1.display().to_string(), shift2.display().to_string());
+    let args: Vec<String> = [
+        "-m",
+        base.to_str().unwrap(),
+        "-c",
+        "1024",
+        "-np",
+        "2",
+        "-t",
+        "1",
+        "--lora",
+        &a,
+        "--lora-scaled",
+        &format!("{b}:0.5"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let lists = [
+        None,
+        Some(json!([])),
+        Some(json!([{ "id": 0, "scale": 0 }])),
+        Some(json!([{ "id": 0, "scale": 1 }])),
+        Some(json!([{ "id": 1, "scale": 1 }])),
+        Some(json!([{ "id": 1, "scale": 0.5 }, { "id": 0, "scale": 1 }])),
+        Some(json!([{ "id": 5, "scale": 1 }, { "id": "x", "scale": 1 }, 3])),
+        Some(json!([{ "id": 0, "scale": "big" }, { "id": 1, "scale": true }])),
+        Some(json!({ "id": 0 })),
+    ];
+    let run = |server: &Server| {
+        let mut seen = vec![server.get("/lora-adapters")];
+        let complete = |seen: &mut Vec<(u16, Value)>| {
+            for list in &lists {
+                let (status, answer) = server.post("/completion", &body(16, list.clone()));
+                let kept = if status == 200 {
+                    json!([answer["tokens"], answer["generation_settings"]["lora"]])
+                } else {
+                    answer
+                };
+                seen.push((status, kept));
+            }
+        };
+        complete(&mut seen);
+        for set in [json!([{ "id": 1, "scale": 0.25 }]), json!({ "id": 0 })] {
+            seen.push(server.post("/lora-adapters", &set));
+            seen.push(server.get("/lora-adapters"));
+        }
+        complete(&mut seen);
+        seen
+    };
+    let theirs = run(&Server::start_program(&reference, &args));
+    let ours = run(&Server::start_with(&args));
+    for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+        assert_eq!(o, t, "answer {i}: ours, then llama-server's");
+    }
+    assert_eq!(ours.len(), theirs.len());
 }
