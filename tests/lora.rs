@@ -352,10 +352,10 @@ fn matches_the_reference_llama_server() {
         "2",
         "-t",
         "1",
-        "--lora",
-        &a,
         "--lora-scaled",
         &format!("{b}:0.5"),
+        "--lora",
+        &a,
     ]
     .map(String::from)
     .to_vec();
