@@ -55,9 +55,7 @@ impl Args for LoraArgs {
                 .long(LORA_SCALED)
                 .value_name("FNAME:SCALE,…")
                 .action(ArgAction::Append)
-                .help(
-                    "A LoRA adapter with its scale, `FNAME:SCALE` (repeatable; comma-separated).",
-                ),
+                .help("A LoRA adapter with its scale, `FNAME:SCALE` (repeatable; comma-separated)"),
         )
     }
 

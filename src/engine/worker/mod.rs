@@ -642,9 +642,11 @@ impl<'m> Worker<'m> {
         };
         for idx in 0..self.slots.len() {
             let slot = &mut self.slots[idx];
-            let in_batch = slot.task.as_ref().is_some_and(|t| {
-                t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
-            });
+            // Slots of other LoRA scales waited for their turn: not in this batch.
+            let in_batch = self.loras.batchable(idx)
+                && slot.task.as_ref().is_some_and(|t| {
+                    t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
+                });
             if in_batch {
                 let task = slot.release().expect("checked");
                 task.req
