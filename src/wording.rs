@@ -69,3 +69,9 @@ pub mod responses {
     pub const REASONING_TEXT: &str = "item['content']['text'] is not a string";
     pub const TOOLS_ARRAY: &str = "'tools' must be an array of objects";
 }
+/// A request's `lora` that is not an array (llama-server's field handler, under `Field 'lora': `).
+pub const LORA_NOT_ARRAY: &str =
+    "Error: 'lora' must be an array of objects with 'id' and 'scale' fields";
+
+/// A `POST /lora-adapters` body that is not an array.
+pub const LORA_BODY_NOT_ARRAY: &str = "Request body must be an array";

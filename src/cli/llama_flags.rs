@@ -90,7 +90,9 @@ const MULTIMODAL: &str = "multimodal models (images, audio, video) are not suppo
 const DOWNLOADS: &str =
     "downloading models is not supported yet: pass a local file or folder to -m";
 const EMBEDDINGS: &str = "embeddings and reranking are not supported yet";
-const LORA: &str = "LoRA adapters and control vectors are not supported yet";
+const CONTROL_VECTORS: &str = "control vectors are not supported yet";
+const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
+    with it (its README says 0): the scales are set per decode from the global ones";
 const ROUTER: &str = "serving several models from one server is not supported yet";
 const WEB_UI: &str = "gguf-serve has no web UI yet";
 const AGENT: &str = "llama-server's built-in agent tools and MCP proxy are not supported";
@@ -225,11 +227,11 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--check-tensors", Ours("check-tensors"), None),
     ("--override-kv", Ours("override-kv"), None),
     ("--op-offload", Ours("op-offload"), None),
-    ("--lora", Refused(LORA), None),
-    ("--lora-scaled", Refused(LORA), None),
-    ("--control-vector", Refused(LORA), None),
-    ("--control-vector-scaled", Refused(LORA), None),
-    ("--control-vector-layer-range", Refused(LORA), None),
+    ("--lora", Ours("lora"), None),
+    ("--lora-scaled", Ours("lora-scaled"), None),
+    ("--control-vector", Refused(CONTROL_VECTORS), None),
+    ("--control-vector-scaled", Refused(CONTROL_VECTORS), None),
+    ("--control-vector-layer-range", Refused(CONTROL_VECTORS), None),
     ("--model", Ours("model"), None),
     ("--model-url", Refused(DOWNLOADS), None),
     ("--docker-repo", Refused(DOWNLOADS), None),
@@ -302,7 +304,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--skip-chat-parsing", Ours("skip-chat-parsing"), None),
     ("--prefill-assistant", Ours("prefill-assistant"), None),
     ("--slot-prompt-similarity", Ours("slot-prompt-similarity"), None),
-    ("--lora-init-without-apply", Refused(LORA), None),
+    ("--lora-init-without-apply", Same(LORA_INIT), None),
     ("--sleep-idle-seconds", Refused("unloading the model when idle is not supported"), None),
     ("--log-prompts-dir", Refused("logging prompts to files is not supported"), None),
     ("--spec-draft-hf", Refused(SPECULATIVE), None),

@@ -10,6 +10,7 @@ mod http;
 pub mod llama_flags;
 mod load;
 mod log;
+mod lora;
 mod memory;
 mod plan;
 mod quantize;

@@ -12,6 +12,7 @@ use super::chat::ChatArgs;
 use super::http::{HttpArgs, sorted_set};
 use super::load::LoadArgs;
 use super::log::LogArgs;
+use super::lora::LoraArgs;
 use super::memory::{FlashAttn, GpuLayers, MemoryArgs};
 use super::sampling::SamplingArgs;
 use super::slots::SlotArgs;
@@ -63,6 +64,9 @@ pub struct ServeArgs {
     /// /infill's prompt order and the folder of slot files.
     #[command(flatten)]
     pub slots: SlotArgs,
+    /// LoRA adapters.
+    #[command(flatten)]
+    pub lora: LoraArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -227,6 +231,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         context_shift: args.context_shift,
         special: args.special,
         numa: load.numa()?,
+        lora: args.lora.adapters()?,
     })
 }
 

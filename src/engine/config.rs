@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub special: bool,
     /// `--numa`.
     pub numa: Numa,
+    /// LoRA adapters to load, in order (`--lora`, `--lora-scaled`); their ids are their
+    /// places in this list.
+    pub lora: Vec<super::lora::LoraAdapterConfig>,
 }
 
 /// `--numa`: how llama.cpp spreads work over NUMA nodes.

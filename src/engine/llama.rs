@@ -7,10 +7,10 @@
 //! to feed them. Everything else (model loading, vocabulary, host samplers) stays in
 //! llama-cpp-2.
 //!
-//! Architecture invariant: with `llama_log.rs` (the log callback), this is the engine's only
-//! module with `unsafe`. Each block says why it is sound; the types keep the pointers valid: a
-//! [`Context`] owns every chain attached to it, so a chain can never be freed while the decode
-//! graph still points at it.
+//! Architecture invariant: with `llama_log.rs` (the log callback) and `lora.rs` (loading LoRA
+//! adapters), this is the engine's only module with `unsafe`. Each block says why it is sound;
+//! the types keep the pointers valid: a [`Context`] owns every chain attached to it, so a chain
+//! can never be freed while the decode graph still points at it.
 
 mod state;
 
@@ -37,7 +37,7 @@ const _: () = assert!(
 );
 
 /// The raw model pointer behind llama-cpp-2's model.
-fn model_ptr(model: &LlamaModel) -> *mut sys::llama_model {
+pub(super) fn model_ptr(model: &LlamaModel) -> *mut sys::llama_model {
     // SAFETY: `LlamaModel` is a transparent wrapper of exactly one `NonNull<llama_model>` (see
     // the assertion above), so reading the reference as that pointer reads an initialized,
     // aligned value. The pointer stays valid while the borrow of `model` lasts.
@@ -193,6 +193,27 @@ impl<'m> Context<'m> {
     pub fn n_batch(&self) -> u32 {
         // SAFETY: `ctx` is a live context owned by `self`.
         unsafe { sys::llama_n_batch(self.ctx.as_ptr()) }
+    }
+
+    /// Sets the LoRA adapters of every later decode, each at its scale (0: off); llama.cpp
+    /// keeps its graph when they are unchanged.
+    pub fn set_adapters_lora(
+        &mut self,
+        adapters: &mut [*mut sys::llama_adapter_lora],
+        scales: &mut [f32],
+    ) {
+        assert_eq!(adapters.len(), scales.len(), "one scale per adapter");
+        // SAFETY: the context is alive; the adapters were loaded for this context's model and
+        // live as long as it (the model frees them); both arrays hold `adapters.len()` items
+        // and llama.cpp copies what it keeps.
+        unsafe {
+            sys::llama_set_adapters_lora(
+                self.ctx.as_ptr(),
+                adapters.as_mut_ptr(),
+                adapters.len(),
+                scales.as_mut_ptr(),
+            );
+        }
     }
 
     /// Runs the model over the batch (and the attached chains over their outputs).

@@ -8,7 +8,8 @@
 //!
 //! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` (the
 //! context, its batch and backend sampler chains; `llama/state.rs`, its sequence state files)
-//! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls.
+//! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls, with `lora.rs` for
+//! LoRA adapters.
 
 mod backend_sampling;
 mod chain;
@@ -17,6 +18,7 @@ mod llama;
 mod llama_load;
 mod llama_log;
 mod load;
+mod lora;
 mod request;
 mod sampler;
 mod slot;
@@ -40,6 +42,7 @@ pub use config::{
     parse_kv_overrides, parse_tensor_overrides,
 };
 pub use llama_log::DeviceMemory;
+pub use lora::{LoraAdapter, LoraAdapterConfig, LoraRequest, parse_lora, parse_lora_scaled};
 pub use request::{
     Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, TaskParams, Timings,
     TokenProbs,
@@ -122,6 +125,10 @@ pub enum Command {
         SlotAction,
         oneshot::Sender<Result<SlotActionDone, SlotActionError>>,
     ),
+    /// The LoRA adapters with their global scales (`GET /lora-adapters`).
+    LoraAdapters(oneshot::Sender<Vec<LoraAdapter>>),
+    /// Sets the adapters' global scales (`POST /lora-adapters`).
+    SetLoraAdapters(LoraRequest, oneshot::Sender<()>),
     /// Finish the thread: active requests end with an error.
     Shutdown,
 }
@@ -135,6 +142,8 @@ pub enum EngineError {
     Load { path: PathBuf },
     #[error("{0}")]
     Config(String),
+    #[error("{path}: {reason}")]
+    Lora { path: PathBuf, reason: String },
     #[error("could not create a llama.cpp context of {n_ctx} tokens: {reason}")]
     Context { n_ctx: u32, reason: String },
     #[error("the engine has stopped")]
@@ -205,6 +214,24 @@ impl Engine {
             .send(Command::SlotAction(action, tx))
             .map_err(|_| SlotActionError::Stopped)?;
         rx.await.map_err(|_| SlotActionError::Stopped)?
+    }
+
+    /// The LoRA adapters and their global scales.
+    pub async fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::LoraAdapters(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Sets the LoRA adapters' global scales: those named, the others 0.
+    pub async fn set_lora_adapters(&self, scales: LoraRequest) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetLoraAdapters(scales, tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
     }
 
     /// Asks the engine thread to finish.

@@ -53,6 +53,9 @@ pub struct TaskParams {
     pub n_indent: u32,
     /// Stop at a newline once generation has taken this long, in ms (0: off).
     pub t_max_predict_ms: u64,
+    /// LoRA adapter scales by id (`lora`); the adapters it does not name run at 0. Empty: the
+    /// server's global scales.
+    pub lora: super::LoraRequest,
 }
 
 impl TaskParams {

@@ -8,7 +8,8 @@
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::wording::{field_message, type_mismatch};
+use crate::engine::LoraRequest;
+use crate::wording::{LORA_NOT_ARRAY, field_message, type_mismatch};
 
 /// A request body, checked to be a JSON object.
 #[derive(Debug, Clone)]
@@ -17,13 +18,21 @@ pub struct Body(pub Map<String, Value>);
 impl Body {
     /// Parses raw bytes; anything but a JSON object is a 400.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(other) => Err(ApiError::invalid(format!(
+        match parse_value(bytes)? {
+            Value::Object(map) => Ok(Self(map)),
+            other => Err(ApiError::invalid(format!(
                 "[json.exception.type_error.304] cannot use at() with {}",
                 type_name(&other)
             ))),
-            Err(e) => Err(ApiError::invalid(parse_error(&e, bytes.is_empty()))),
+        }
+    }
+
+    /// `lora`: an array of `{id, scale}` (see [`lora_entries`]); absent or null, empty.
+    pub fn lora(&self) -> Result<LoraRequest, ApiError> {
+        match self.get(&["lora"]) {
+            None => Ok(LoraRequest::new()),
+            Some((_, Value::Array(items))) => Ok(lora_entries(items)),
+            Some((n, _)) => Err(field_error(n, LORA_NOT_ARRAY)),
         }
     }
 
@@ -143,6 +152,26 @@ impl Body {
             Some((n, v)) => Err(type_error(n, "array", v)),
         }
     }
+}
+
+/// Parses raw bytes as any JSON value, with nlohmann::json's words for a syntax error.
+pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice::<Value>(bytes)
+        .map_err(|e| ApiError::invalid(parse_error(&e, bytes.is_empty())))
+}
+
+/// llama-server's `parse_lora_request`, which never fails: an entry's `id` is -1 unless it is
+/// a number, its `scale` 0 unless it is a number (booleans count as 0 and 1, as nlohmann reads
+/// them), and a later entry for the same id wins.
+pub fn lora_entries(items: &[Value]) -> LoraRequest {
+    items
+        .iter()
+        .map(|entry| {
+            let id = entry.get("id").and_then(as_int).unwrap_or(-1);
+            let scale = entry.get("scale").and_then(as_float).unwrap_or(0.0);
+            (id, scale as f32)
+        })
+        .collect()
 }
 
 /// nlohmann::json's integer reading: numbers (floats truncated) and booleans.

@@ -15,6 +15,7 @@ mod fields;
 mod infill;
 mod info;
 mod listen;
+mod lora;
 mod memory;
 mod native;
 mod openai;
@@ -278,6 +279,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/chat/completions/input_tokens",
             post(responses::chat_input_tokens),
+        )
+        .route(
+            "/lora-adapters",
+            get(lora::adapters).post(lora::set_adapters),
         );
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {

@@ -6,7 +6,7 @@ use llama_cpp_2::token::LlamaToken;
 use serde_json::{Value, json};
 
 use super::request::Defaults;
-use crate::engine::{SamplingParams, SlotTask, TaskParams};
+use crate::engine::{LoraRequest, SamplingParams, SlotTask, TaskParams};
 
 /// The settings one object describes.
 #[derive(Debug, Clone)]
@@ -23,7 +23,12 @@ pub struct Settings<'a> {
     pub timings_per_token: bool,
     pub post_sampling_probs: bool,
     pub backend_sampling: bool,
+    /// The request's own LoRA scales (`lora`), empty when it gave none.
+    pub lora: &'a LoraRequest,
 }
+
+/// No LoRA scales of a request's own.
+static NO_LORA: LoraRequest = LoraRequest::new();
 
 impl<'a> Settings<'a> {
     /// A request's settings.
@@ -41,6 +46,7 @@ impl<'a> Settings<'a> {
             timings_per_token,
             post_sampling_probs: task.post_sampling_probs,
             backend_sampling: false,
+            lora: &task.lora,
         }
     }
 
@@ -60,6 +66,7 @@ impl<'a> Settings<'a> {
             timings_per_token: false,
             post_sampling_probs: false,
             backend_sampling: false,
+            lora: &NO_LORA,
         }
     }
 
@@ -142,6 +149,9 @@ pub fn generation_settings(s: &Settings<'_>, full: bool) -> Value {
     put("timings_per_token", json!(s.timings_per_token));
     put("post_sampling_probs", json!(s.post_sampling_probs));
     put("backend_sampling", json!(s.backend_sampling));
-    put("lora", json!([]));
+    let lora: Vec<Value> = (s.lora.iter())
+        .map(|(id, scale)| json!({ "id": id, "scale": scale }))
+        .collect();
+    put("lora", Value::Array(lora));
     Value::Object(o)
 }

@@ -68,7 +68,15 @@ fn weights(n: u64, seed: u64) -> Vec<f32> {
 /// A llama-architecture model llama.cpp can load and run: 2 layers, n_embd 64, 4 heads (2 KV
 /// heads), an 8-token SentencePiece vocabulary, F16 matrices and F32 norms; tied embeddings.
 pub fn write_loadable_llama(path: &Path) {
-    let (n_embd, n_ff, n_vocab, n_layer) = (64u64, 128u64, 8u64, 2u32);
+    loadable_llama().write(path).unwrap();
+}
+
+/// The tiny loadable llama's sizes: n_embd, n_ff, n_vocab, n_layer.
+const LOADABLE_LLAMA: (u64, u64, u64, u32) = (64, 128, 8, 2);
+
+/// The tiny loadable llama of [`write_loadable_llama`], not yet written.
+fn loadable_llama() -> GgufWriter {
+    let (n_embd, n_ff, n_vocab, n_layer) = LOADABLE_LLAMA;
     let n_embd_kv = 32u64; // 2 KV heads of 16
     let tokens = ["<unk>", "<s>", "</s>", "▁a", "▁b", "▁c", "▁d", "▁e"];
     let mut w = GgufWriter::new();
@@ -124,6 +132,51 @@ pub fn write_loadable_llama(path: &Path) {
             w.tensor_f16(&blk(name), shape, &data);
         }
     }
+    w
+}
+
+/// The output matrix of [`write_lora_base`], row `v` (token v's logit weights) at `v * n_embd`.
+fn lora_base_output() -> Vec<f32> {
+    let (n_embd, _, n_vocab, _) = LOADABLE_LLAMA;
+    weights(n_embd * n_vocab, 7)
+}
+
+/// The tiny loadable llama with its own `output.weight` (untied), as the base of the LoRA
+/// adapters of [`write_lora_adapter`].
+pub fn write_lora_base(path: &Path) {
+    let (n_embd, _, n_vocab, _) = LOADABLE_LLAMA;
+    let mut w = loadable_llama();
+    w.tensor_f16("output.weight", &[n_embd, n_vocab], &lora_base_output());
+    w.write(path).unwrap();
+}
+
+/// A LoRA adapter of [`write_lora_base`] on `output.weight` whose delta at scale 1 moves the
+/// logits of every token but `</s>` (id 2) by `shift` places among those 7 tokens, so greedy
+/// decoding picks another token wherever the base picks one of them. Rank 8: `lora_a` is the
+/// base output matrix, `lora_b` the permutation minus the identity; alpha equals the rank
+/// (factor 1).
+pub fn write_lora_adapter(path: &Path, shift: usize) {
+    let (n_embd, _, n_vocab, _) = LOADABLE_LLAMA;
+    let rank = n_vocab;
+    let others: Vec<u64> = (0..n_vocab).filter(|&v| v != 2).collect();
+    let source = |v: u64| match others.iter().position(|&o| o == v) {
+        Some(i) => others[(i + shift) % others.len()],
+        None => v,
+    };
+    // lora_b is [rank, n_vocab] in ggml's order: element (v, j) at v * rank + j.
+    let mut b = vec![0.0f32; (rank * n_vocab) as usize];
+    for v in 0..n_vocab {
+        b[(v * rank + source(v)) as usize] += 1.0;
+        b[(v * rank + v) as usize] -= 1.0;
+    }
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("llama".into()))
+        .kv("general.type", Value::String("adapter".into()))
+        .kv("general.name", Value::String(format!("tiny shift {shift}")))
+        .kv("adapter.type", Value::String("lora".into()))
+        .kv("adapter.lora.alpha", Value::F32(rank as f32));
+    w.tensor_f16("output.weight.lora_a", &[n_embd, rank], &lora_base_output());
+    w.tensor_f32("output.weight.lora_b", &[rank, n_vocab], &b);
     w.write(path).unwrap();
 }
 

@@ -33,6 +33,7 @@ use busy::Busy;
 use super::backend_sampling::{backend_chain, backend_unsupported};
 use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
+use super::lora::Loras;
 use super::request::{Event, GenerateRequest};
 use super::sampler::{Sampler, SamplingParams, penalties_on};
 use super::slot::{Slot, Task, common_prefix};
@@ -71,12 +72,21 @@ pub fn run(
             return;
         }
     };
+    let n_slots = config.context.n_parallel as usize;
+    let loras = match Loras::load(&model, &config.lora, n_slots) {
+        Ok(loras) => loras,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let info = Arc::new(describe(&model, &ctx, &config));
     let n_ctx_slot = info.n_ctx_slot;
     if ready.send(Ok(info)).is_err() {
         return;
     }
     let mut worker = Worker::new(&model, ctx, &config, max_queue, n_ctx_slot, stats);
+    worker.loras = loras;
     worker.run(rx);
 }
 
@@ -114,6 +124,8 @@ struct Worker<'m> {
     stats: Arc<EngineStats>,
     /// Slot actions (save, restore, erase) waiting for their slot to be free.
     slot_actions: VecDeque<slot_state::Deferred>,
+    /// LoRA adapters and the scales each slot runs with.
+    loras: Loras,
 }
 
 /// A request waiting for a slot.
@@ -168,6 +180,7 @@ impl<'m> Worker<'m> {
             busy: None,
             stats,
             slot_actions: VecDeque::new(),
+            loras: Loras::default(),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
@@ -286,6 +299,13 @@ impl<'m> Worker<'m> {
                 let _ = reply.send(self.slots.iter().map(Slot::info).collect());
             }
             Command::SlotAction(action, reply) => self.slot_action(action, reply),
+            Command::LoraAdapters(reply) => {
+                let _ = reply.send(self.loras.list());
+            }
+            Command::SetLoraAdapters(scales, reply) => {
+                self.loras.set_global(&scales);
+                let _ = reply.send(());
+            }
             Command::Shutdown => return false,
         }
         true
@@ -496,6 +516,10 @@ impl<'m> Worker<'m> {
         } else {
             0
         };
+        if self.loras.assign(idx, &req.params.lora) {
+            // Cached tokens were computed with other adapter scales.
+            n_keep = 0;
+        }
         // The last prompt token must be decoded again to get logits for the first sample.
         n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
         if n_keep > 0 && self.n_swa > 0 {
@@ -542,11 +566,17 @@ impl<'m> Worker<'m> {
             }
         }
         self.batch.clear();
+        // One LoRA setting per decode: slots with other scales wait for their turn.
+        let active = self.slots.iter().filter(|s| s.task.is_some());
+        self.loras.pick_batch(active.map(|s| s.id));
         // Generating slots first: one token each.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
             task.i_batch = None;
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
             if let Some(token) = task.pending.take() {
                 task.i_batch = Some(self.batch.n_tokens());
                 let pos = slot.cache.len() as i32;
@@ -560,6 +590,9 @@ impl<'m> Worker<'m> {
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = &mut slot.task else { continue };
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
@@ -586,6 +619,7 @@ impl<'m> Worker<'m> {
         }
         let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
         self.stats.decoded(busy_slots);
+        self.loras.apply(&mut self.ctx);
         let t0 = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         let t1 = Instant::now();
@@ -614,9 +648,11 @@ impl<'m> Worker<'m> {
         };
         for idx in 0..self.slots.len() {
             let slot = &mut self.slots[idx];
-            let in_batch = slot.task.as_ref().is_some_and(|t| {
-                t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
-            });
+            // Slots of other LoRA scales waited for their turn: not in this batch.
+            let in_batch = self.loras.batchable(idx)
+                && slot.task.as_ref().is_some_and(|t| {
+                    t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
+                });
             if in_batch {
                 let task = slot.release().expect("checked");
                 task.req

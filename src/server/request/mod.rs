@@ -230,6 +230,7 @@ fn task_params(
             .int_in(&["t_max_predict_ms"], -1, i64::MAX)?
             .unwrap_or(-1)
             .max(0) as u64,
+        lora: body.lora()?,
     })
 }
 
