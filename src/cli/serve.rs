@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
 use super::chat::ChatArgs;
+use super::embed::EmbedArgs;
 use super::http::{HttpArgs, sorted_set};
 use super::load::LoadArgs;
 use super::log::LogArgs;
@@ -58,6 +59,10 @@ pub struct ServeArgs {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Embeddings and reranking.
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -153,6 +158,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             n_gpu_layers: decision.n_gpu_layers,
             n_cpu_moe: decision.n_cpu_moe,
         }),
+        embeddings: crate::server::EmbeddingOptions {
+            enabled: args.embed.enabled(),
+            reranking: args.embed.enabled() && args.embed.pooling() == crate::engine::Pooling::Rank,
+            embd_normalize: args.embed.embd_normalize,
+        },
     })
 }
 
@@ -190,7 +200,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         },
         context: ContextConfig {
             n_ctx: memory.ctx_size,
-            n_batch: memory.batch_size,
+            n_batch: args.embed.n_batch(memory.batch_size, memory.ubatch_size),
             n_ubatch: memory.ubatch_size,
             n_parallel: memory.n_parallel()?,
             kv_unified: memory.kv_unified(),
@@ -207,6 +217,8 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             op_offload: load.op_offload,
             no_perf: !load.perf,
             rope: load.rope()?,
+            embeddings: args.embed.enabled(),
+            pooling: args.embed.pooling(),
         },
         cpu,
         cpu_batch,

@@ -9,6 +9,7 @@
 
 mod chat;
 mod edge;
+mod embeddings;
 mod error;
 mod fields;
 mod info;
@@ -18,6 +19,7 @@ mod native;
 mod openai;
 mod pipeline;
 mod request;
+mod rerank;
 mod settings;
 
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use edge::Cors;
+pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub use listen::run;
 pub use request::Defaults;
@@ -89,6 +92,8 @@ pub struct ServerConfig {
     pub predicted: Option<MemoryEstimate>,
     /// The planner's pick, for `/metrics`.
     pub planned: Option<Planned>,
+    /// `--embedding`, `--reranking`, `--embd-normalize`.
+    pub embeddings: EmbeddingOptions,
 }
 
 /// The quant and offload the planner chose.
@@ -123,6 +128,7 @@ impl Default for ServerConfig {
             timeout_secs: 3600,
             predicted: None,
             planned: None,
+            embeddings: EmbeddingOptions::default(),
         }
     }
 }
@@ -227,7 +233,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(native::tokenize))
         .route("/detokenize", post(native::detokenize))
-        .route("/apply-template", post(chat::apply_template));
+        .route("/apply-template", post(chat::apply_template))
+        .route("/embedding", post(embeddings::native))
+        .route("/embeddings", post(embeddings::native))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/rerank", post(rerank::rerank))
+        .route("/reranking", post(rerank::rerank))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/v1/reranking", post(rerank::rerank));
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes

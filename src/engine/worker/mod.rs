@@ -25,6 +25,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
 mod busy;
+mod embed;
 mod tokens;
 
 use busy::Busy;
@@ -111,6 +112,8 @@ struct Worker<'m> {
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
+    /// Embedding and rerank tasks (`embed.rs`).
+    embd: embed::EmbedState,
 }
 
 /// A request waiting for a slot.
@@ -164,6 +167,12 @@ impl<'m> Worker<'m> {
             },
             busy: None,
             stats,
+            embd: embed::EmbedState::new(
+                model,
+                &ctx,
+                config.context.embeddings,
+                config.context.n_ubatch.min(config.context.n_batch) as usize,
+            ),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
@@ -176,6 +185,8 @@ impl<'m> Worker<'m> {
         if config.warmup || worker.backend_sampling {
             worker.warm_up();
         }
+        // Embeddings are on only for the decodes of embedding tasks.
+        worker.ctx.set_embeddings(false);
         worker
     }
 
@@ -269,8 +280,10 @@ impl<'m> Worker<'m> {
     /// Handles one command; false means stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Generate(req, tx) => {
-                if self.max_queue > 0 && self.queue.len() >= self.max_queue {
+            Command::Generate(mut req, tx) => {
+                if let Err(e) = self.admit(&mut req) {
+                    let _ = tx.send(Event::Error(e));
+                } else if self.max_queue > 0 && self.queue.len() >= self.max_queue {
                     let _ = tx.send(Event::Error(EngineError::QueueFull(self.queue.len())));
                 } else {
                     let queued = self.prepare(*req, tx);
@@ -307,7 +320,7 @@ impl<'m> Worker<'m> {
         }
         let chain = if !self.backend_sampling {
             None
-        } else if req.group.is_some() {
+        } else if req.group.is_some() || req.kind.needs_embeddings() {
             // A group's members sample from its first member's logits, on the host.
             None
         } else if let Some(reason) = backend_unsupported(&req.params.sampling, req.params.n_probs) {
@@ -526,6 +539,10 @@ impl<'m> Worker<'m> {
 
     /// One decode step over every active slot.
     fn step(&mut self) {
+        if self.embed_turn() {
+            self.step_embed();
+            return;
+        }
         if self.context_shift {
             for idx in 0..self.slots.len() {
                 let slot = &self.slots[idx];
@@ -539,7 +556,13 @@ impl<'m> Worker<'m> {
         // Generating slots first: one token each.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
             task.i_batch = None;
             if let Some(token) = task.pending.take() {
                 task.i_batch = Some(self.batch.n_tokens());
@@ -553,7 +576,13 @@ impl<'m> Worker<'m> {
         // Then prompt chunks, as far as the batch allows.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
