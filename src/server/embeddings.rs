@@ -15,12 +15,13 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::edge::{RawBody, RequestCtx};
 use super::error::{ApiError, ErrorType};
-use super::fields::{Body, type_error};
+use super::fields::{Body, as_int};
 use super::pipeline::engine_error;
 use super::request::prompts;
 use crate::engine::{
     Embedding, Event, GenerateRequest, LoadedModel, Pooling, SamplingParams, TaskKind, TaskParams,
 };
+use crate::wording::type_mismatch;
 
 /// The server's embedding settings (from `--embedding`, `--reranking`, `--embd-normalize`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,11 @@ async fn embeddings(
             "Pooling type 'none' is not OAI compatible. Please use a different pooling type",
         ));
     }
-    let body = Body::parse(raw)?;
+    // Valid JSON that is not an object has neither field, as llama-server reads it.
+    let body = match Body::parse(raw) {
+        Err(_) if serde_json::from_slice::<Value>(raw).is_ok() => Body(Default::default()),
+        parsed => parsed?,
+    };
     let input = if let Some(input) = body.0.get("input") {
         input
     } else if let Some(content) = body.0.get("content") {
@@ -100,7 +105,7 @@ async fn embeddings(
                 "The format to return the embeddings in. Can be either float or base64",
             ));
         }
-        Some(other) => return Err(type_error("encoding_format", "string", other)),
+        Some(other) => return Err(ApiError::invalid(type_mismatch("string", other))),
     };
     if matches!(input, Value::Array(items) if items.is_empty()) {
         return Err(ApiError::invalid("\"input\" must not be empty"));
@@ -109,11 +114,13 @@ async fn embeddings(
     if inputs.iter().any(Vec::is_empty) {
         return Err(ApiError::invalid("Input content cannot be empty"));
     }
-    let normalize = match body.int(&["embd_normalize"])? {
-        Some(n) => {
-            i32::try_from(n).map_err(|_| type_error("embd_normalize", "number", &n.into()))?
-        }
+    // Read as llama-server's `get<int>()`: no `Field '…'` prefix on a type error.
+    let normalize = match body.0.get("embd_normalize") {
         None => state.config.embeddings.embd_normalize,
+        Some(v) => as_int(v)
+            .filter(|_| !v.is_boolean())
+            .map(|n| n as i32)
+            .ok_or_else(|| ApiError::invalid(type_mismatch("number", v)))?,
     };
     let results = run(state, ctx, &model, inputs, TaskKind::Embed { normalize }).await?;
     let answer = if oai {
@@ -230,7 +237,8 @@ pub async fn run(
 /// The settings of a task that only reads its prompt: no cached prefix, nothing to generate.
 fn stateless_params() -> TaskParams {
     TaskParams {
-        n_predict: 0,
+        // As llama-server's embedding tasks (`/slots` shows n_remain -1).
+        n_predict: -1,
         stop: Vec::new(),
         ignore_eos: false,
         cache_prompt: false,
