@@ -47,13 +47,13 @@ pub async fn rerank(
             "\"documents\" must be a non-empty string array",
         ));
     }
+    // A number (1.5 reads as 1); anything else reads as every document. A negative count
+    // gives no results (llama-server fails with a 500 on it).
     let top_n = body
         .0
         .get("top_n")
-        .and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.is_number().then(|| as_int(v)).flatten())
-        })
+        .filter(|v| v.is_number())
+        .and_then(as_int)
         .unwrap_or(documents.len() as i64);
     let inputs = documents
         .iter()
