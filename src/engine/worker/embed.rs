@@ -188,8 +188,14 @@ impl Worker<'_> {
                 })
                 .collect(),
             TaskKind::Embed { normalize: norm } => {
-                let pooled = self.ctx.embeddings_seq(seq, e.n_embd_out);
-                vec![pooled.map_or_else(|| vec![0.0; e.n_embd_out], |v| normalize(v, norm))]
+                // Rank pooling keeps only the classifier's scores per sequence.
+                let n = if e.pooling == Pooling::Rank {
+                    e.n_cls_out
+                } else {
+                    e.n_embd_out
+                };
+                let pooled = self.ctx.embeddings_seq(seq, n);
+                vec![pooled.map_or_else(|| vec![0.0; n], |v| normalize(v, norm))]
             }
             TaskKind::Generate => unreachable!("only embedding tasks are in an embedding batch"),
         };
