@@ -89,7 +89,6 @@ const SPECULATIVE: &str = "speculative decoding is not supported yet";
 const MULTIMODAL: &str = "multimodal models (images, audio, video) are not supported yet";
 const DOWNLOADS: &str =
     "downloading models is not supported yet: pass a local file or folder to -m";
-const EMBEDDINGS: &str = "embeddings and reranking are not supported yet";
 const CONTROL_VECTORS: &str = "control vectors are not supported yet";
 const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
     with it (its README says 0): the scales are set per decode from the global ones";
@@ -177,7 +176,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--json-schema", Ours("json-schema"), None),
     ("--json-schema-file", Ours("json-schema-file"), None),
     ("--backend-sampling", Ours("backend-sampling"), None),
-    ("--pooling", Refused(EMBEDDINGS), None),
+    ("--pooling", Ours("pooling"), None),
     ("--rope-scaling", Ours("rope-scaling"), None),
     ("--rope-scale", Ours("rope-scale"), None),
     ("--rope-freq-base", Ours("rope-freq-base"), None),
@@ -252,7 +251,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     // Server-specific
     ("--alias", Ours("alias"), None),
     ("--tags", Ours("tags"), None),
-    ("--embd-normalize", Refused(EMBEDDINGS), None),
+    ("--embd-normalize", Ours("embd-normalize"), None),
     ("--host", Ours("host"), None),
     ("--port", Ours("port"), None),
     ("--reuse-port", Ours("reuse-port"), None),
@@ -271,8 +270,8 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--mcp-servers-json", Refused(AGENT), None),
     ("--agent", Refused(AGENT), Some(Same("the agent tools are off"))),
     ("--ui", Refused(WEB_UI), Some(Same("no web UI is served"))),
-    ("--embedding", Refused(EMBEDDINGS), None),
-    ("--rerank", Refused(EMBEDDINGS), None),
+    ("--embedding", Ours("embedding"), None),
+    ("--rerank", Ours("reranking"), None),
     ("--api-key", Ours("api-key"), None),
     ("--api-key-file", Ours("api-key-file"), None),
     ("--ssl-key-file", Refused("TLS is not supported: put a reverse proxy in front"), None),

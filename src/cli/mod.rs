@@ -5,6 +5,7 @@
 mod bench;
 mod chat;
 mod devices;
+mod embed;
 mod flags;
 mod http;
 pub mod llama_flags;

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
 use super::chat::ChatArgs;
+use super::embed::EmbedArgs;
 use super::http::{HttpArgs, sorted_set};
 use super::load::LoadArgs;
 use super::log::LogArgs;
@@ -67,6 +68,9 @@ pub struct ServeArgs {
     /// LoRA adapters.
     #[command(flatten)]
     pub lora: LoraArgs,
+    /// Embeddings and reranking.
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 
     /// Where tokens are sampled: `host` (on the CPU, from the logits, several slots at once)
     /// or `backend` (inside the decode graph, on the device that holds the output layer;
@@ -167,6 +171,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             n_batch: args.memory.batch_size,
         },
         slot_save_path: args.slots.slot_save_path()?,
+        embeddings: crate::server::EmbeddingOptions {
+            enabled: args.embed.enabled(),
+            reranking: args.embed.enabled() && args.embed.pooling() == crate::engine::Pooling::Rank,
+            embd_normalize: args.embed.embd_normalize,
+        },
     })
 }
 
@@ -204,7 +213,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         },
         context: ContextConfig {
             n_ctx: memory.ctx_size,
-            n_batch: memory.batch_size,
+            n_batch: args.embed.n_batch(memory.batch_size, memory.ubatch_size),
             n_ubatch: memory.ubatch_size,
             n_parallel: memory.n_parallel()?,
             kv_unified: memory.kv_unified(),
@@ -221,6 +230,8 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             op_offload: load.op_offload,
             no_perf: !load.perf,
             rope: load.rope()?,
+            embeddings: args.embed.enabled(),
+            pooling: args.embed.pooling(),
         },
         cpu,
         cpu_batch,

@@ -199,6 +199,11 @@ pub struct ContextConfig {
     /// llama.cpp's performance counters off (default; `--perf` turns them on).
     pub no_perf: bool,
     pub rope: RopeParams,
+    /// Embeddings on (`--embedding`): the context keeps room for an output per batch token
+    /// and pools with `pooling`; each batch turns them on or off for what its tasks need.
+    pub embeddings: bool,
+    /// `--pooling` (unspecified: the model's own).
+    pub pooling: super::Pooling,
 }
 
 impl Default for ContextConfig {
@@ -218,6 +223,8 @@ impl Default for ContextConfig {
             op_offload: true,
             no_perf: true,
             rope: RopeParams::default(),
+            embeddings: false,
+            pooling: super::Pooling::Unspecified,
         }
     }
 }

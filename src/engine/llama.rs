@@ -18,6 +18,8 @@ use std::marker::PhantomData;
 use std::num::NonZeroI32;
 use std::ptr::NonNull;
 
+pub mod embd;
+
 use super::config::{ContextConfig, RopeScaling};
 use super::llama_load::Threadpools;
 use llama_cpp_2::DecodeError;
@@ -150,6 +152,12 @@ impl<'m> Context<'m> {
         // One output per sequence per decode, as the worker batches: this also lets the
         // penalties sampler run on the backend (it cannot with more outputs per sequence).
         params.n_outputs_max_per_seq = 1;
+        if c.embeddings {
+            // An embedding batch outputs every token (llama-server's limits with embeddings).
+            params.embeddings = true;
+            params.n_outputs_max = c.n_batch;
+            params.pooling_type = c.pooling.to_llama();
+        }
         // SAFETY: the model pointer is valid for 'm, which outlives the context (the struct
         // borrows the model for 'm); `params` holds no pointers (no samplers, no callbacks).
         let ctx = unsafe { sys::llama_init_from_model(model_ptr(model), params) };

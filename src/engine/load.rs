@@ -8,7 +8,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::llama::{Context, ContextParams};
 use super::llama_load::{LoadError, Threadpools};
-use super::{EngineConfig, EngineError, LoadedModel};
+use super::{EmbeddingInfo, EngineConfig, EngineError, LoadedModel, Pooling};
 
 pub(super) fn load_model(config: &EngineConfig) -> Result<LlamaModel, EngineError> {
     super::llama_load::numa_init(config.numa);
@@ -68,8 +68,13 @@ pub(super) fn describe(
     config: &EngineConfig,
 ) -> LoadedModel {
     let vocab = model.vocab();
-    let text =
-        |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+    // A vocabulary without BOS or EOS (BERT has no EOS) names no token: llama.cpp would throw.
+    let text = |t: LlamaToken| {
+        if t.0 < 0 {
+            return String::new();
+        }
+        String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+    };
     LoadedModel {
         model: Arc::clone(model),
         path: config.model_path.clone(),
@@ -90,6 +95,29 @@ pub(super) fn describe(
         ftype: super::llama::ftype_name(model),
         vocab_type: super::llama::vocab_type(model),
         n_embd: model.n_embd(),
+        embedding: embedding_info(model, ctx, config),
+    }
+}
+
+/// The context's pooling and input limits for embedding and rerank tasks (llama-server's
+/// `can_split`: only pooling `last`, or `rank` on a causal model with a KV cache, may read an
+/// input over several batches).
+fn embedding_info(model: &LlamaModel, ctx: &Context<'_>, config: &EngineConfig) -> EmbeddingInfo {
+    use super::llama::embd;
+    let vocab = model.vocab();
+    let pooling = ctx.pooling();
+    let eos = vocab.eos();
+    EmbeddingInfo {
+        enabled: config.context.embeddings,
+        pooling,
+        can_split: ctx.has_memory()
+            && (pooling == Pooling::Last || (pooling == Pooling::Rank && ctx.causal_attn())),
+        n_ubatch: config.context.n_ubatch.min(config.context.n_batch),
+        n_embd_out: embd::n_embd_out(model),
+        rerank_template: embd::rerank_template(model),
+        eos_or_sep: if eos.0 >= 0 { eos } else { vocab.sep() },
+        sep: vocab.sep(),
+        add_sep: vocab.should_add_sep(),
     }
 }
 

@@ -14,11 +14,13 @@
 mod backend_sampling;
 mod chain;
 mod config;
+mod embedding;
 mod llama;
 mod llama_load;
 mod llama_log;
 mod load;
 mod lora;
+mod pooling;
 mod request;
 mod sampler;
 mod slot;
@@ -41,6 +43,7 @@ pub use config::{
     Numa, RopeParams, RopeScaling, SplitMode, TensorOverride, parse_cpu_mask, parse_cpu_range,
     parse_kv_overrides, parse_tensor_overrides,
 };
+pub use embedding::{Embedding, EmbeddingInfo, Pooling, TaskKind, normalize};
 pub use llama_log::DeviceMemory;
 pub use lora::{LoraAdapter, LoraAdapterConfig, LoraRequest, parse_lora, parse_lora_scaled};
 pub use request::{
@@ -79,6 +82,8 @@ pub struct LoadedModel {
     /// llama.cpp's vocabulary type (1 SPM, 2 BPE, …).
     pub vocab_type: i32,
     pub n_embd: i32,
+    /// Embeddings and reranking: the context's pooling and the limits on inputs.
+    pub embedding: EmbeddingInfo,
 }
 
 impl LoadedModel {
@@ -158,6 +163,10 @@ pub enum EngineError {
     Decode(String),
     #[error("the context is full: {0}")]
     ContextFull(String),
+    /// An embedding or rerank task failed, or a task the context cannot serve (llama-server's
+    /// words).
+    #[error("{0}")]
+    Embedding(String),
 }
 
 /// Resolves when the model is loaded (or failed to load).

@@ -22,6 +22,8 @@ pub struct GenerateRequest {
     /// the prompt, the others copy its cache and sample from its logits, as llama-server's
     /// child tasks do.
     pub group: Option<Group>,
+    /// Generate, or read the prompt for its embedding or rerank score.
+    pub kind: super::TaskKind,
 }
 
 /// Everything of a generation but its prompt and its place: what the HTTP edge reads from a
@@ -202,6 +204,8 @@ pub enum Event {
     Done(Box<Completion>),
     /// Generation failed or could not start.
     Error(super::EngineError),
+    /// An embedding or rerank task's result (its only event).
+    Embedding(Box<super::Embedding>),
 }
 
 /// One slot as `/slots` shows it.

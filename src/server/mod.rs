@@ -10,6 +10,7 @@
 mod anthropic;
 mod chat;
 mod edge;
+mod embeddings;
 mod error;
 mod fields;
 mod infill;
@@ -21,6 +22,7 @@ mod native;
 mod openai;
 mod pipeline;
 mod request;
+mod rerank;
 mod responses;
 mod settings;
 mod slots;
@@ -35,6 +37,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use edge::Cors;
+pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub use listen::run;
 pub use request::Defaults;
@@ -99,6 +102,8 @@ pub struct ServerConfig {
     /// `--slot-save-path`: the folder slot files are saved in and restored from (none: slot
     /// actions are refused).
     pub slot_save_path: Option<PathBuf>,
+    /// `--embedding`, `--reranking`, `--embd-normalize`.
+    pub embeddings: EmbeddingOptions,
 }
 
 /// What `/infill` needs of the server's flags (llama-server sizes the prompt's parts by them).
@@ -153,6 +158,7 @@ impl Default for ServerConfig {
             planned: None,
             infill: InfillConfig::default(),
             slot_save_path: None,
+            embeddings: EmbeddingOptions::default(),
         }
     }
 }
@@ -283,7 +289,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/lora-adapters",
             get(lora::adapters).post(lora::set_adapters),
-        );
+        )
+        .route("/embedding", post(embeddings::native))
+        .route("/embeddings", post(embeddings::native))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/rerank", post(rerank::rerank))
+        .route("/reranking", post(rerank::rerank))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/v1/reranking", post(rerank::rerank));
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes

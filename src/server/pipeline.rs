@@ -194,6 +194,8 @@ async fn collect(
                 });
             }
             Event::Error(e) => return Err(engine_error(e)),
+            // Generation tasks get no embedding results.
+            Event::Embedding(_) => {}
         }
     }
     Err(engine_error(EngineError::Stopped))
@@ -261,6 +263,7 @@ async fn stream(
                     failed = true;
                     break;
                 }
+                Event::Embedding(_) => continue,
             };
             for payload in adapter.stream(update) {
                 yield Ok(adapter.event(payload));

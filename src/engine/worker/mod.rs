@@ -25,6 +25,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
 mod busy;
+mod embed;
 mod slot_state;
 mod tokens;
 
@@ -126,6 +127,8 @@ struct Worker<'m> {
     slot_actions: VecDeque<slot_state::Deferred>,
     /// LoRA adapters and the scales each slot runs with.
     loras: Loras,
+    /// Embedding and rerank tasks (`embed.rs`).
+    embd: embed::EmbedState,
 }
 
 /// A request waiting for a slot.
@@ -181,6 +184,12 @@ impl<'m> Worker<'m> {
             stats,
             slot_actions: VecDeque::new(),
             loras: Loras::default(),
+            embd: embed::EmbedState::new(
+                model,
+                &ctx,
+                config.context.embeddings,
+                config.context.n_ubatch.min(config.context.n_batch) as usize,
+            ),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
@@ -193,6 +202,8 @@ impl<'m> Worker<'m> {
         if config.warmup || worker.backend_sampling {
             worker.warm_up();
         }
+        // Embeddings are on only for the decodes of embedding tasks.
+        worker.ctx.set_embeddings(false);
         worker
     }
 
@@ -287,8 +298,10 @@ impl<'m> Worker<'m> {
     /// Handles one command; false means stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Generate(req, tx) => {
-                if self.max_queue > 0 && self.queue.len() >= self.max_queue {
+            Command::Generate(mut req, tx) => {
+                if let Err(e) = self.admit(&mut req) {
+                    let _ = tx.send(Event::Error(e));
+                } else if self.max_queue > 0 && self.queue.len() >= self.max_queue {
                     let _ = tx.send(Event::Error(EngineError::QueueFull(self.queue.len())));
                 } else {
                     let queued = self.prepare(*req, tx);
@@ -333,7 +346,7 @@ impl<'m> Worker<'m> {
         }
         let chain = if !self.backend_sampling {
             None
-        } else if req.group.is_some() {
+        } else if req.group.is_some() || req.kind.needs_embeddings() {
             // A group's members sample from its first member's logits, on the host.
             None
         } else if let Some(reason) = backend_unsupported(&req.params.sampling, req.params.n_probs) {
@@ -556,6 +569,10 @@ impl<'m> Worker<'m> {
 
     /// One decode step over every active slot.
     fn step(&mut self) {
+        if self.embed_turn() {
+            self.step_embed();
+            return;
+        }
         if self.context_shift {
             for idx in 0..self.slots.len() {
                 let slot = &self.slots[idx];
@@ -572,7 +589,13 @@ impl<'m> Worker<'m> {
         // Generating slots first: one token each.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
             task.i_batch = None;
             if !self.loras.batchable(slot.id) {
                 continue;
@@ -589,7 +612,13 @@ impl<'m> Worker<'m> {
         // Then prompt chunks, as far as the batch allows.
         for slot in &mut self.slots {
             let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
             if !self.loras.batchable(slot.id) {
                 continue;
             }

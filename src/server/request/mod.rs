@@ -172,6 +172,7 @@ impl Generation {
                         params,
                         timings_per_token: self.response.timings_per_token,
                         group,
+                        kind: crate::engine::TaskKind::Generate,
                     },
                 ));
             }
