@@ -334,7 +334,7 @@ fn a_bad_adapter_file_stops_the_start_naming_it() {
 /// reported `lora` lists and error bodies. Ignored in the default run (no reference build);
 /// run on its own, it fails when the reference is missing.
 #[test]
-#[ignore]
+#[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
 fn matches_the_reference_llama_server() {
     let _serial = one_at_a_time();
     let reference = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
