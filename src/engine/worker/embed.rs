@@ -203,6 +203,9 @@ impl Worker<'_> {
         let task = slot.release().expect("in the batch");
         slot.cache.clear();
         self.ctx.seq_rm(seq, None, None);
+        // As llama-server, an embedding's tokens count as prompt tokens in `/metrics`.
+        let prompt_ms = task.t_start.elapsed().as_secs_f64() * 1e3;
+        self.stats.request_done(n_tokens, 0, prompt_ms, 0, 0.0);
         task.req.span.in_scope(|| {
             tracing::info!(slot = idx, n_tokens, kind = ?kind, "embedding done");
         });
