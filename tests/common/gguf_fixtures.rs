@@ -74,10 +74,41 @@ pub fn write_loadable_llama(path: &Path) {
 /// The tiny loadable llama's sizes: n_embd, n_ff, n_vocab, n_layer.
 const LOADABLE_LLAMA: (u64, u64, u64, u32) = (64, 128, 8, 2);
 
+/// The tensors of the tiny loadable llama ([`LOADABLE_LLAMA`]'s sizes, 2 KV heads of 16):
+/// random F16 matrices, unit F32 norms, tied embeddings over `n_vocab` tokens.
+fn loadable_llama_tensors(w: &mut GgufWriter, n_vocab: u64) {
+    let (n_embd, n_ff, _, n_layer) = LOADABLE_LLAMA;
+    let n_embd_kv = 32u64;
+    w.tensor_f16(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 1),
+    );
+    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize]);
+    for il in 0..n_layer {
+        let seed = 100 * u64::from(il + 1);
+        let blk = |name: &str| format!("blk.{il}.{name}.weight");
+        w.tensor_f32(&blk("attn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
+        w.tensor_f32(&blk("ffn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
+        let mats = [
+            ("attn_q", [n_embd, n_embd]),
+            ("attn_k", [n_embd, n_embd_kv]),
+            ("attn_v", [n_embd, n_embd_kv]),
+            ("attn_output", [n_embd, n_embd]),
+            ("ffn_gate", [n_embd, n_ff]),
+            ("ffn_up", [n_embd, n_ff]),
+            ("ffn_down", [n_ff, n_embd]),
+        ];
+        for (i, (name, shape)) in mats.iter().enumerate() {
+            let data = weights(shape[0] * shape[1], seed + i as u64);
+            w.tensor_f16(&blk(name), shape, &data);
+        }
+    }
+}
+
 /// The tiny loadable llama of [`write_loadable_llama`], not yet written.
 fn loadable_llama() -> GgufWriter {
     let (n_embd, n_ff, n_vocab, n_layer) = LOADABLE_LLAMA;
-    let n_embd_kv = 32u64; // 2 KV heads of 16
     let tokens = ["<unk>", "<s>", "</s>", "▁a", "▁b", "▁c", "▁d", "▁e"];
     let mut w = GgufWriter::new();
     w.kv("general.architecture", Value::String("llama".into()))
@@ -107,31 +138,7 @@ fn loadable_llama() -> GgufWriter {
                 .map(|t| Value::I32(*t))
                 .collect(),
         );
-    w.tensor_f16(
-        "token_embd.weight",
-        &[n_embd, n_vocab],
-        &weights(n_embd * n_vocab, 1),
-    );
-    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize]);
-    for il in 0..n_layer {
-        let seed = 100 * u64::from(il + 1);
-        let blk = |name: &str| format!("blk.{il}.{name}.weight");
-        w.tensor_f32(&blk("attn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
-        w.tensor_f32(&blk("ffn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
-        let mats = [
-            ("attn_q", [n_embd, n_embd]),
-            ("attn_k", [n_embd, n_embd_kv]),
-            ("attn_v", [n_embd, n_embd_kv]),
-            ("attn_output", [n_embd, n_embd]),
-            ("ffn_gate", [n_embd, n_ff]),
-            ("ffn_up", [n_embd, n_ff]),
-            ("ffn_down", [n_ff, n_embd]),
-        ];
-        for (i, (name, shape)) in mats.iter().enumerate() {
-            let data = weights(shape[0] * shape[1], seed + i as u64);
-            w.tensor_f16(&blk(name), shape, &data);
-        }
-    }
+    loadable_llama_tensors(&mut w, n_vocab);
     w
 }
 
@@ -356,8 +363,8 @@ pub const FIM_TOKENS: [&str; 7] = [
 /// (llama.cpp would find them by their text), so the model has prefix, suffix, middle and pad
 /// only.
 pub fn write_fim_llama(path: &Path, repo_level: bool) {
-    let (n_embd, n_ff, n_layer) = (64u64, 128u64, 2u32);
-    let n_embd_kv = 32u64; // 2 KV heads of 16
+    // The loadable llama's sizes, with this vocabulary.
+    let (n_embd, n_ff, _, n_layer) = LOADABLE_LLAMA;
     let mut tokens = byte_tokens();
     tokens.push("Ġt".into());
     let n_plain = tokens.len();
@@ -405,30 +412,6 @@ pub fn write_fim_llama(path: &Path, repo_level: bool) {
             "tokenizer.ggml.tokens",
             tokens.iter().map(|t| Value::String(t.clone())).collect(),
         );
-    w.tensor_f16(
-        "token_embd.weight",
-        &[n_embd, n_vocab],
-        &weights(n_embd * n_vocab, 1),
-    );
-    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize]);
-    for il in 0..n_layer {
-        let seed = 100 * u64::from(il + 1);
-        let blk = |name: &str| format!("blk.{il}.{name}.weight");
-        w.tensor_f32(&blk("attn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
-        w.tensor_f32(&blk("ffn_norm"), &[n_embd], &vec![1.0; n_embd as usize]);
-        let mats = [
-            ("attn_q", [n_embd, n_embd]),
-            ("attn_k", [n_embd, n_embd_kv]),
-            ("attn_v", [n_embd, n_embd_kv]),
-            ("attn_output", [n_embd, n_embd]),
-            ("ffn_gate", [n_embd, n_ff]),
-            ("ffn_up", [n_embd, n_ff]),
-            ("ffn_down", [n_ff, n_embd]),
-        ];
-        for (i, (name, shape)) in mats.iter().enumerate() {
-            let data = weights(shape[0] * shape[1], seed + i as u64);
-            w.tensor_f16(&blk(name), shape, &data);
-        }
-    }
+    loadable_llama_tensors(&mut w, n_vocab);
     w.write(path).unwrap();
 }
