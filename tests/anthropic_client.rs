@@ -8,8 +8,6 @@ mod common;
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
 
-use std::process::Command;
-
 use common::Server;
 use tempfile::TempDir;
 
@@ -20,25 +18,13 @@ const GPT_OSS_TEMPLATE: &str = concat!(
 
 /// Runs `tests/python/anthropic_client.py MODE URL` and checks that it passed.
 fn run_client(mode: &str, server: &Server) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/anthropic_client.py"
+    let ok = format!("{mode}: ok");
+    common::run_python(
+        "anthropic_client.py",
+        "anthropic",
+        &[mode, &server.url],
+        &ok,
     );
-    let out = Command::new("python3")
-        .args([script, mode, &server.url])
-        .output()
-        .expect("running python3 (scripts/test.sh installs the anthropic package)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'anthropic'"),
-        "the anthropic Python package is missing: run scripts/test.sh, or pip install anthropic"
-    );
-    assert!(
-        out.status.success(),
-        "anthropic client ({mode}) failed:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("{mode}: ok")), "{stdout}");
 }
 
 /// A tiny gpt-oss with the real template, served with `--jinja` and `extra` flags; the

@@ -137,24 +137,12 @@ fn a_real_embedder_orders_a_labelled_set() {
 #[test]
 fn official_openai_python_client_embeddings() {
     let server = Server::start_with(&args(&minilm(), &["--embedding"]));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_embeddings.py"
+    common::run_python(
+        "openai_embeddings.py",
+        "openai",
+        &[&server.url],
+        "openai embeddings: ok",
     );
-    let out = Command::new("python3")
-        .args([script, &server.url])
-        .output()
-        .expect("running python3 (scripts/test.sh installs the openai package)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'openai'"),
-        "the openai Python package is missing: run scripts/test.sh, or pip install openai"
-    );
-    assert!(
-        out.status.success(),
-        "openai embeddings test failed:\n{stderr}"
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("openai embeddings: ok"));
 }
 
 /// The reference llama-server, or a panic saying how to name one.

@@ -3,21 +3,13 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn official_openai_python_client() {
     let server = common::Server::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
-    let out = Command::new("python3")
-        .args([script, &server.url])
-        .output()
-        .expect("running python3 (scripts/test.sh installs the openai package)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'openai'"),
-        "the openai Python package is missing: run scripts/test.sh, or pip install openai"
+    common::run_python(
+        "openai_client.py",
+        "openai",
+        &[&server.url],
+        "openai client: ok",
     );
-    assert!(out.status.success(), "openai client test failed:\n{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("openai client: ok"));
 }

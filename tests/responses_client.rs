@@ -6,8 +6,6 @@ mod common;
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
 
-use std::process::Command;
-
 use common::Server;
 
 const GPT_OSS_TEMPLATE: &str = concat!(
@@ -17,28 +15,8 @@ const GPT_OSS_TEMPLATE: &str = concat!(
 
 /// Runs `tests/python/responses_client.py PART URL` and checks it passed.
 fn run_python(part: &str, server: &Server) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/responses_client.py"
-    );
-    let out = Command::new("python3")
-        .args([script, part, &server.url])
-        .output()
-        .expect("running python3 (scripts/test.sh installs the openai package)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'openai'"),
-        "the openai Python package is missing: run scripts/test.sh, or pip install openai"
-    );
-    assert!(
-        out.status.success(),
-        "responses client ({part}) failed:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("responses {part}: ok")),
-        "{stdout}"
-    );
+    let ok = format!("responses {part}: ok");
+    common::run_python("responses_client.py", "openai", &[part, &server.url], &ok);
 }
 
 #[test]

@@ -90,18 +90,10 @@ fn forced_tool_call_reaches_the_openai_client() {
             "/tests/data/chat/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
         ),
     ]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_tool_calls.py"
+    common::run_python(
+        "openai_tool_calls.py",
+        "openai",
+        &[&server.url],
+        "tool calls: ok",
     );
-    let out = std::process::Command::new("python3")
-        .args([script, &server.url])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai tool call test failed:\n{stderr}"
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tool calls: ok"));
 }

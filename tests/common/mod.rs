@@ -296,3 +296,30 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str
         .expect("message is a string")
         .to_string()
 }
+
+/// Runs `tests/python/SCRIPT` with `args` (a real client from PyPI against a server) and
+/// returns its stdout once it has printed `ok_line`. Fails loudly, naming the package, when
+/// the Python package `package` is missing (`scripts/test.sh` installs it), and with the
+/// script's stderr when it fails.
+pub fn run_python(script: &str, package: &str, args: &[&str], ok_line: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 {}: {e}", path.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(&format!("No module named '{package}'")),
+        "the {package} Python package is missing: run scripts/test.sh, or pip install {package}"
+    );
+    assert!(out.status.success(), "{script} {args:?} failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(ok_line),
+        "{script} {args:?} did not print {ok_line:?}:\n{stdout}"
+    );
+    stdout
+}
