@@ -145,27 +145,12 @@ fn official_openai_python_client_embeddings() {
     );
 }
 
-/// The reference llama-server, or a panic saying how to name one.
-fn reference() -> PathBuf {
-    let server = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!("GGUF_SERVE_LLAMA_SERVER is not set (path of a reference llama-server)")
-        });
-    assert!(
-        server.is_file(),
-        "GGUF_SERVE_LLAMA_SERVER={}: no such file",
-        server.display()
-    );
-    server
-}
-
 /// Ignored in the default run, which has no reference build; run on its own, it fails when
 /// the reference is missing.
 #[test]
 #[ignore = "needs the reference llama-server: set GGUF_SERVE_LLAMA_SERVER"]
 fn vectors_and_scores_match_the_reference_llama_server() {
-    let reference = reference();
+    let reference = common::reference_llama_server();
     let model = minilm();
     let texts: Vec<&str> = LABELLED.iter().flat_map(|(a, p, n)| [*a, *p, *n]).collect();
     let body = json!({ "input": texts });

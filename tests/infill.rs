@@ -233,18 +233,6 @@ fn a_model_without_fim_tokens_is_refused() {
     assert_eq!(status, 200);
 }
 
-/// The reference llama-server (`GGUF_SERVE_LLAMA_SERVER`); the test fails without it.
-fn reference() -> PathBuf {
-    let path = std::env::var_os("GGUF_SERVE_LLAMA_SERVER").map(PathBuf::from);
-    match path {
-        Some(path) if path.is_file() => path,
-        _ => panic!(
-            "GGUF_SERVE_LLAMA_SERVER must name the reference llama-server \
-             (GGUF_SERVE_LLAMA_SERVER=$(scripts/build-llama-server.sh)/llama-server)"
-        ),
-    }
-}
-
 /// What must be equal between the two servers' answers to one request.
 fn comparable(status: u16, answer: &Value) -> Value {
     if status != 200 {
@@ -316,7 +304,7 @@ fn differential_requests() -> Vec<Value> {
 #[test]
 #[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
 fn infill_answers_as_llama_server() {
-    let reference = reference();
+    let reference = common::reference_llama_server();
     let dir = tempfile::tempdir().unwrap();
     let (repo, plain) = (fim_model(dir.path(), true), fim_model(dir.path(), false));
     // The small contexts cut the extra context (to n_ctx - n_batch + 2 tokens, with -n -1).

@@ -337,10 +337,7 @@ fn a_bad_adapter_file_stops_the_start_naming_it() {
 #[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
 fn matches_the_reference_llama_server() {
     let _serial = one_at_a_time();
-    let reference = std::env::var_os("GGUF_SERVE_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .expect("GGUF_SERVE_LLAMA_SERVER must name a reference llama-server binary");
+    let reference = common::reference_llama_server();
     let (_dir, base, [shift1, shift2]) = fixtures();
     let (a, b) = (shift1.display().to_string(), shift2.display().to_string());
     let args: Vec<String> = [

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -239,18 +239,6 @@ fn an_action_on_a_busy_slot_waits_for_it() {
     assert!(dir.path().join("busy.bin").is_file());
 }
 
-/// The reference llama-server (`GGUF_SERVE_LLAMA_SERVER`); the test fails without it.
-fn reference() -> PathBuf {
-    let path = std::env::var_os("GGUF_SERVE_LLAMA_SERVER").map(PathBuf::from);
-    match path {
-        Some(path) if path.is_file() => path,
-        _ => panic!(
-            "GGUF_SERVE_LLAMA_SERVER must name the reference llama-server \
-             (GGUF_SERVE_LLAMA_SERVER=$(scripts/build-llama-server.sh)/llama-server)"
-        ),
-    }
-}
-
 /// An answer without its timings (which differ from run to run).
 fn untimed(mut answer: Value) -> Value {
     if let Some(object) = answer.as_object_mut() {
@@ -302,7 +290,7 @@ fn script(server: &Server, dir: &Path) -> (Vec<Value>, Vec<u8>) {
 #[test]
 #[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
 fn slot_actions_answer_as_llama_server() {
-    let reference = reference();
+    let reference = common::reference_llama_server();
     let (ours_dir, theirs_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ours = Server::start_with(&flags(ours_dir.path()));
     let theirs = Server::start_program(&reference, &flags(theirs_dir.path()));

@@ -323,3 +323,16 @@ pub fn run_python(script: &str, package: &str, args: &[&str], ok_line: &str) -> 
     );
     stdout
 }
+
+/// The reference llama-server named by `GGUF_SERVE_LLAMA_SERVER`, for the ignored differential
+/// tests; without it they fail, saying how to build and name one.
+pub fn reference_llama_server() -> PathBuf {
+    let path = std::env::var_os("GGUF_SERVE_LLAMA_SERVER").map(PathBuf::from);
+    match path {
+        Some(path) if path.is_file() => path,
+        _ => panic!(
+            "GGUF_SERVE_LLAMA_SERVER must name the reference llama-server \
+             (GGUF_SERVE_LLAMA_SERVER=$(scripts/build-llama-server.sh)/llama-server)"
+        ),
+    }
+}
