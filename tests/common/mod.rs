@@ -167,10 +167,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("polling the server") {
                 panic!("the server exited before becoming ready: {status}");
             }
-            if let Ok(r) = self.client.get(format!("{}{health}", self.url)).send() {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.client.get(format!("{}{health}", self.url)).send()
+                && r.status() == 200
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

@@ -329,10 +329,10 @@ fn patch_known_issues(source: &str) -> String {
 /// minijinja's error with its detail and template line.
 fn describe(err: &minijinja::Error) -> String {
     let mut text = err.to_string();
-    if let Some(detail) = err.detail() {
-        if !text.contains(detail) {
-            text = format!("{text}: {detail}");
-        }
+    if let Some(detail) = err.detail()
+        && !text.contains(detail)
+    {
+        text = format!("{text}: {detail}");
     }
     text
 }

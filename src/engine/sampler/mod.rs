@@ -223,13 +223,13 @@ impl Sampler {
         let mut token = candidates
             .selected_token()
             .unwrap_or_else(|| self.scan.argmax(logits));
-        if let Some(grammar) = &mut self.grammar {
-            if !grammar_accepts(grammar, token) {
-                candidates = raw(self.scan.n_vocab);
-                candidates.apply_sampler(grammar);
-                candidates.apply_sampler(self.chain.as_mut().expect("present"));
-                token = candidates.selected_token().unwrap_or(token);
-            }
+        if let Some(grammar) = &mut self.grammar
+            && !grammar_accepts(grammar, token)
+        {
+            candidates = raw(self.scan.n_vocab);
+            candidates.apply_sampler(grammar);
+            candidates.apply_sampler(self.chain.as_mut().expect("present"));
+            token = candidates.selected_token().unwrap_or(token);
         }
         self.keep(Some(&candidates), token);
         token

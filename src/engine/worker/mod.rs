@@ -458,10 +458,11 @@ impl<'m> Worker<'m> {
             let best = free()
                 .map(|s| (common_prefix(&s.cache, &req.prompt), s.id))
                 .max_by_key(|&(lcp, _)| lcp);
-            if let Some((lcp, id)) = best {
-                if lcp > 0 && lcp as f32 >= self.slot_prompt_similarity * req.prompt.len() as f32 {
-                    return Some(id);
-                }
+            if let Some((lcp, id)) = best
+                && lcp > 0
+                && lcp as f32 >= self.slot_prompt_similarity * req.prompt.len() as f32
+            {
+                return Some(id);
             }
         }
         let holds_chain = |s: &&Slot| {

@@ -42,10 +42,10 @@ pub fn to_chat_body(body: &Body) -> Result<Body, ApiError> {
     if let Some((_, tools)) = body.get(&["tools"]) {
         chat.insert("tools".into(), convert_tools(tools)?);
     }
-    if let Some((_, choice)) = body.get(&["tool_choice"]) {
-        if let Some(choice) = convert_tool_choice(choice) {
-            chat.insert("tool_choice".into(), choice);
-        }
+    if let Some((_, choice)) = body.get(&["tool_choice"])
+        && let Some(choice) = convert_tool_choice(choice)
+    {
+        chat.insert("tool_choice".into(), choice);
     }
     if let Some((_, stop)) = body.get(&["stop_sequences"]) {
         chat.insert("stop".into(), stop.clone());
