@@ -4,7 +4,7 @@
 use super::GgufError;
 use super::types::{GgmlType, ggml_type};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -209,6 +209,27 @@ impl GgufFile {
         reader.read_file()
     }
 
+    /// Reads the header of a file of `file_size` bytes from its first bytes, `prefix` (a range
+    /// request's answer): [`Prefix::TooShort`] when the header goes on past them.
+    pub fn from_prefix(prefix: &[u8], file_size: u64, path: &Path) -> Prefix {
+        let mut reader = Reader {
+            inner: Cursor::new(prefix),
+            pos: 0,
+            len: file_size,
+            path,
+        };
+        match reader.read_file() {
+            Ok(file) => Prefix::Header(Box::new(file)),
+            Err(GgufError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::UnexpectedEof
+                    && (prefix.len() as u64) < file_size =>
+            {
+                Prefix::TooShort
+            }
+            Err(e) => Prefix::Error(e),
+        }
+    }
+
     /// The value of a metadata key.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -223,14 +244,42 @@ impl GgufFile {
     }
 }
 
-struct Reader<'a> {
-    inner: BufReader<File>,
+/// What a file's first bytes tell of its header ([`GgufFile::from_prefix`]).
+#[derive(Debug)]
+pub enum Prefix {
+    Header(Box<GgufFile>),
+    /// The header goes on past these bytes: read more.
+    TooShort,
+    Error(GgufError),
+}
+
+/// Where the reader's bytes come from: a buffered file, or the first bytes of a remote one. A
+/// skip past the end of a prefix is allowed; the next read reports it.
+trait Source: Read {
+    fn skip(&mut self, n: i64) -> std::io::Result<()>;
+}
+
+impl Source for BufReader<File> {
+    fn skip(&mut self, n: i64) -> std::io::Result<()> {
+        self.seek_relative(n)
+    }
+}
+
+impl Source for Cursor<&[u8]> {
+    fn skip(&mut self, n: i64) -> std::io::Result<()> {
+        self.set_position(self.position().saturating_add_signed(n));
+        Ok(())
+    }
+}
+
+struct Reader<'a, S> {
+    inner: S,
     pos: u64,
     len: u64,
     path: &'a Path,
 }
 
-impl Reader<'_> {
+impl<S: Source> Reader<'_, S> {
     fn truncated(&self, what: &str) -> GgufError {
         GgufError::Truncated {
             path: self.path.to_owned(),
@@ -269,12 +318,10 @@ impl Reader<'_> {
             return Err(self.truncated(what));
         }
         let n = i64::try_from(n).map_err(|_| self.truncated(what))?;
-        self.inner
-            .seek_relative(n)
-            .map_err(|source| GgufError::Io {
-                path: self.path.to_owned(),
-                source,
-            })?;
+        self.inner.skip(n).map_err(|source| GgufError::Io {
+            path: self.path.to_owned(),
+            source,
+        })?;
         self.pos += n as u64;
         Ok(())
     }
