@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod hardware;
+pub mod hub;
 pub mod metrics;
 pub mod plan;
 pub mod quantize;

@@ -250,7 +250,7 @@ fn refused_flags_exit_naming_the_flag() {
     let model = demo_model();
     for (args, env, named) in [
         (vec!["--mmproj", "x.gguf"], None, "--mmproj"),
-        (vec!["-hf", "org/repo"], None, "-hf"),
+        (vec!["-mu", "https://example.com/m.gguf"], None, "-mu"),
         (vec!["-nocb"], None, "-nocb"),
         (
             vec![],

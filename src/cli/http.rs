@@ -93,8 +93,8 @@ pub struct HttpArgs {
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cors_credentials: bool,
 
-    /// Never use the network (gguf-serve serves local files only, so this changes nothing
-    /// today).
+    /// Never use the network: a Hugging Face repo is planned and served from the cache (as
+    /// HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
 

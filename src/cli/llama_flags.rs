@@ -87,8 +87,9 @@ const TABLE: &str = include_str!("llama-server-flags.tsv");
 
 const SPECULATIVE: &str = "speculative decoding is not supported yet";
 const MULTIMODAL: &str = "multimodal models (images, audio, video) are not supported yet";
-const DOWNLOADS: &str =
-    "downloading models is not supported yet: pass a local file or folder to -m";
+const DOWNLOADS: &str = "downloading a model from a URL or a Docker registry is not supported: use -hf ORG/REPO[:QUANT] or a local file";
+const PRESETS: &str = "llama-server's model presets are not built in: name the repo with -hf \
+    (llama-server's help lists each preset's) and its settings as flags";
 const CONTROL_VECTORS: &str = "control vectors are not supported yet";
 const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
     with it (its README says 0): the scales are set per decode from the global ones";
@@ -106,7 +107,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     // Common
     ("--help", Ours("help"), None),
     ("--version", Ours("version"), None),
-    ("--cache-list", Refused(DOWNLOADS), None),
+    ("--cache-list", Ours("cache-list"), None),
     ("--completion-bash", Refused("shell completion scripts are not generated"), None),
     ("--threads", Ours("threads"), None),
     ("--threads-batch", Ours("threads-batch"), None),
@@ -234,9 +235,9 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--model", Ours("model"), None),
     ("--model-url", Refused(DOWNLOADS), None),
     ("--docker-repo", Refused(DOWNLOADS), None),
-    ("--hf-repo", Refused(DOWNLOADS), None),
-    ("--hf-file", Refused(DOWNLOADS), None),
-    ("--hf-token", Refused(DOWNLOADS), None),
+    ("--hf-repo", Ours("hf-repo"), None),
+    ("--hf-file", Ours("hf-file"), None),
+    ("--hf-token", Ours("hf-token"), None),
     ("--log-disable", Ours("log-disable"), None),
     ("--log-file", Ours("log-file"), None),
     ("--log-jsonl", Ours("log-jsonl"), None),
@@ -349,17 +350,17 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--spec-ngram-size-n", Refused("the argument has been removed. use the respective --spec-ngram-*-size-n or --spec-ngram-mod-n-match"), None),
     ("--spec-ngram-size-m", Refused("the argument has been removed. use the respective --spec-ngram-*-size-m"), None),
     ("--spec-ngram-min-hits", Refused("the argument has been removed. use the respective --spec-ngram-*-min-hits"), None),
-    ("--embd-gemma-default", Refused(DOWNLOADS), None),
-    ("--fim-qwen-1.5b-default", Refused(DOWNLOADS), None),
-    ("--fim-qwen-3b-default", Refused(DOWNLOADS), None),
-    ("--fim-qwen-7b-default", Refused(DOWNLOADS), None),
-    ("--fim-qwen-7b-spec", Refused(DOWNLOADS), None),
-    ("--fim-qwen-14b-spec", Refused(DOWNLOADS), None),
-    ("--fim-qwen-30b-default", Refused(DOWNLOADS), None),
-    ("--gpt-oss-20b-default", Refused(DOWNLOADS), None),
-    ("--gpt-oss-120b-default", Refused(DOWNLOADS), None),
-    ("--vision-gemma-4b-default", Refused(DOWNLOADS), None),
-    ("--vision-gemma-12b-default", Refused(DOWNLOADS), None),
+    ("--embd-gemma-default", Refused(PRESETS), None),
+    ("--fim-qwen-1.5b-default", Refused(PRESETS), None),
+    ("--fim-qwen-3b-default", Refused(PRESETS), None),
+    ("--fim-qwen-7b-default", Refused(PRESETS), None),
+    ("--fim-qwen-7b-spec", Refused(SPECULATIVE), None),
+    ("--fim-qwen-14b-spec", Refused(SPECULATIVE), None),
+    ("--fim-qwen-30b-default", Refused(PRESETS), None),
+    ("--gpt-oss-20b-default", Refused(PRESETS), None),
+    ("--gpt-oss-120b-default", Refused(PRESETS), None),
+    ("--vision-gemma-4b-default", Refused(PRESETS), None),
+    ("--vision-gemma-12b-default", Refused(PRESETS), None),
     ("--spec-default", Refused(SPECULATIVE), None),
 ];
 

@@ -8,6 +8,7 @@ mod devices;
 mod embed;
 mod flags;
 mod http;
+mod hub;
 pub mod llama_flags;
 mod load;
 mod log;
@@ -18,6 +19,7 @@ mod quantize;
 mod sampling;
 mod serve;
 mod slots;
+pub mod store;
 mod threads;
 
 pub use bench::BenchArgs;
@@ -74,13 +76,23 @@ pub enum Command {
     Bench(BenchArgs),
     /// List llama-server's flags and what gguf-serve does with each.
     Flags(FlagsArgs),
+    /// Download a model from Hugging Face into the cache: the quant that fits this machine, or
+    /// the one named.
+    Pull(store::PullArgs),
+    /// List the models in the Hugging Face cache.
+    List(store::ListArgs),
+    /// Remove a repo, or one quant of it, from the Hugging Face cache.
+    Rm(store::RmArgs),
 }
 
 impl Cli {
     /// Runs the chosen command to completion.
     pub fn run(self) -> anyhow::Result<()> {
         // `bench` only speaks HTTP: no backend (a GPU one initializes its driver) to load.
-        if !matches!(self.command, Some(Command::Bench(_) | Command::Flags(_))) {
+        if !matches!(
+            self.command,
+            Some(Command::Bench(_) | Command::Flags(_) | Command::List(_) | Command::Rm(_))
+        ) {
             crate::hardware::load_backends(self.backends_dir.as_deref())?;
         }
         match self.command {
@@ -91,6 +103,9 @@ impl Cli {
             Some(Command::Quantize(args)) => quantize::run(args),
             Some(Command::Bench(args)) => bench::run(args),
             Some(Command::Flags(args)) => flags::run(args),
+            Some(Command::Pull(args)) => store::pull(args),
+            Some(Command::List(args)) => store::list(&args),
+            Some(Command::Rm(args)) => store::rm(args),
         }
     }
 }

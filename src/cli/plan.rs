@@ -2,6 +2,7 @@
 //! without loading anything. The flags that change memory mirror `serve`'s (and llama-server's),
 //! so `plan` predicts what `serve` with the same flags will do.
 
+use super::hub::{HfArgs, Remote, log_stderr};
 use super::memory::MemoryArgs;
 use crate::plan::{self, Budget, Decision, FilePlan, Fit, GpuBudget, PlanRequest, fmt_bytes};
 use crate::{hardware, source};
@@ -13,13 +14,42 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Model: a GGUF file, a folder of quants of one model, or a split GGUF (llama-server: -m).
-    #[arg(short = 'm', long, value_name = "PATH")]
-    pub model: PathBuf,
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "PATH",
+        required_unless_present = "hf_repo"
+    )]
+    pub model: Option<PathBuf>,
+
+    /// A Hugging Face repo to plan from its files' headers, without downloading weights.
+    #[command(flatten)]
+    pub hf: HfArgs,
+
+    /// Plan a Hugging Face repo from the cache only, without any request.
+    #[arg(long)]
+    pub offline: bool,
 
     /// Plan only this quant (a llama.cpp name such as q4_k_m); `auto` compares them all.
     #[arg(long, default_value = "auto", value_name = "auto|NAME")]
     pub quant: String,
 
+    /// The memory to plan for.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+
+    /// The flags that decide memory, as `serve` takes them.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The memory budget to plan for: detected, or given.
+#[derive(Debug, Clone, Args)]
+pub struct BudgetArgs {
     /// Plan for one GPU with this much free memory (16GiB, 12G, 8000MiB) instead of the
     /// detected devices.
     #[arg(long, value_name = "SIZE", conflicts_with = "gpu_free")]
@@ -33,14 +63,6 @@ pub struct PlanArgs {
     /// Host memory available to the model; default: detected available memory.
     #[arg(long = "host-ram", value_name = "SIZE")]
     pub host_ram: Option<String>,
-
-    /// The flags that decide memory, as `serve` takes them.
-    #[command(flatten)]
-    pub memory: MemoryArgs,
-
-    /// Print the plan as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `--json` output.
@@ -56,8 +78,18 @@ struct PlanReport<'a> {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let request = args.memory.plan_request()?;
-    let budget = budget(&args)?;
-    let candidates = source::resolve(&args.model, Some(&args.quant))?;
+    let budget = args.budget.budget(args.memory.fit_margin()?)?;
+    let (candidates, label) = match (&args.hf.hf_repo, &args.model) {
+        (Some(repo), _) => {
+            let remote = Remote::open(&args.hf, repo, Some(&args.quant), args.offline, log_stderr)?;
+            (remote.summaries(), repo.clone())
+        }
+        (None, Some(model)) => (
+            source::resolve(model, Some(&args.quant))?,
+            model.display().to_string(),
+        ),
+        (None, None) => bail!("--model or --hf-repo is required"),
+    };
     let result = plan::choose(&candidates, &request, &budget);
     let plans = match &result {
         Ok(d) => d.plans.clone(),
@@ -78,44 +110,46 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     } else {
         print_table(&plans, result.as_ref().ok(), &budget);
     }
-    result
-        .map(|_| ())
-        .with_context(|| args.model.display().to_string())
+    result.map(|_| ()).with_context(|| label)
 }
 
-fn budget(args: &PlanArgs) -> anyhow::Result<Budget> {
-    let margin = args.memory.fit_margin()?;
-    let mut budget = match (&args.vram, &args.gpu_free) {
-        (None, None) => hardware::budget(margin, None),
-        (vram, gpu_free) => {
-            let sizes = vram.as_deref().or(gpu_free.as_deref()).unwrap_or_default();
-            let gpus = if sizes == "none" {
-                vec![]
-            } else {
-                sizes
-                    .split(',')
-                    .map(parse_size)
-                    .collect::<anyhow::Result<Vec<_>>>()?
-                    .into_iter()
-                    .filter(|&free| free > 0)
-                    .enumerate()
-                    .map(|(i, free)| GpuBudget {
-                        name: format!("GPU{i}"),
-                        free,
-                    })
-                    .collect()
-            };
-            Budget {
-                gpus,
-                host_free: hardware::host_memory().available,
-                margin,
+impl BudgetArgs {
+    /// The budget: the detected devices and host memory, or the sizes given; `margin` kept
+    /// free on each device.
+    pub fn budget(&self, margin: u64) -> anyhow::Result<Budget> {
+        let args = self;
+        let mut budget = match (&args.vram, &args.gpu_free) {
+            (None, None) => hardware::budget(margin, None),
+            (vram, gpu_free) => {
+                let sizes = vram.as_deref().or(gpu_free.as_deref()).unwrap_or_default();
+                let gpus = if sizes == "none" {
+                    vec![]
+                } else {
+                    sizes
+                        .split(',')
+                        .map(parse_size)
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                        .into_iter()
+                        .filter(|&free| free > 0)
+                        .enumerate()
+                        .map(|(i, free)| GpuBudget {
+                            name: format!("GPU{i}"),
+                            free,
+                        })
+                        .collect()
+                };
+                Budget {
+                    gpus,
+                    host_free: hardware::host_memory().available,
+                    margin,
+                }
             }
+        };
+        if let Some(host) = &args.host_ram {
+            budget.host_free = parse_size(host)?;
         }
-    };
-    if let Some(host) = &args.host_ram {
-        budget.host_free = parse_size(host)?;
+        Ok(budget)
     }
-    Ok(budget)
 }
 
 /// `16GiB`, `16G` (binary), `16GB` (decimal), `1.5TiB`, `8000MiB`, or plain bytes.

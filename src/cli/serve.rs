@@ -2,7 +2,7 @@
 //! long ones; `llama_flags.rs` maps every llama-server spelling and environment variable onto
 //! them and adds those to each flag's help.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -11,6 +11,7 @@ use llama_cpp_2::context::params::KvCacheType;
 use super::chat::ChatArgs;
 use super::embed::EmbedArgs;
 use super::http::{HttpArgs, sorted_set};
+use super::hub::{HfArgs, Remote, log_tracing};
 use super::load::LoadArgs;
 use super::log::LogArgs;
 use super::lora::LoraArgs;
@@ -29,10 +30,14 @@ pub struct ServeArgs {
     #[arg(short = 'm', long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 
-    /// Which quant to serve when --model holds several: `auto` picks the best one that fits,
-    /// or a llama.cpp name such as q4_k_m.
+    /// Which quant to serve when --model or --hf-repo holds several: `auto` picks the best one
+    /// that fits, or a llama.cpp name such as q4_k_m.
     #[arg(long, default_value = "auto", value_name = "auto|NAME")]
     pub quant: String,
+
+    /// A model from Hugging Face instead of --model.
+    #[command(flatten)]
+    pub hf: HfArgs,
 
     /// Context, batch, KV cache and offload: the flags that decide memory (shared with `plan`).
     #[command(flatten)]
@@ -106,12 +111,19 @@ pub struct ServeArgs {
     /// Expose Prometheus metrics on /metrics.
     #[arg(long)]
     pub metrics: bool,
+
+    /// List the models in the Hugging Face cache and exit (as `gguf-serve list`).
+    #[arg(long = "cache-list")]
+    pub cache_list: bool,
 }
 
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.load.list_devices {
         return super::devices::run(super::DevicesArgs { json: false });
+    }
+    if args.cache_list {
+        return super::store::list(&super::store::ListArgs { json: false });
     }
     args.log.init()?;
     let decision = choose_model(&args)?;
@@ -133,9 +145,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The HTTP side's settings.
 fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<ServerConfig> {
     let http = &args.http;
-    if http.offline {
-        tracing::debug!("--offline: gguf-serve reads local files only");
-    }
     Ok(ServerConfig {
         hosts: http.hosts()?,
         port: http.port,
@@ -143,11 +152,14 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         api_keys: http.api_keys()?,
         aliases: sorted_set(&http.alias),
         tags: sorted_set(&http.tags),
+        // The path given, or the file fetched from Hugging Face.
         model_arg: args
             .model
             .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
+            .filter(|p| p.exists())
+            .unwrap_or(&decision.file)
+            .display()
+            .to_string(),
         template: args.chat.template()?,
         chat: args.chat.options()?,
         defaults: args.sampling_defaults.defaults(http.sse_ping_interval)?,
@@ -248,18 +260,71 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
 
 /// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
 /// `-ngl`, `--n-cpu-moe`), saying why. A missing, non-GGUF or truncated header fails here,
-/// with the file named, before the server starts listening.
+/// with the file named, before the server starts listening. A Hugging Face repo is planned from
+/// its headers and only the pick downloaded.
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
-    let path = args
-        .model
-        .as_deref()
-        .context("--model is required (a GGUF file, or a folder of quants of one model)")?;
-    let candidates = source::resolve(path, Some(&args.quant))?;
     let request = args.memory.plan_request()?;
     let devices = args.load.devices();
     let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref());
+    if let Some(repo) = hub_repo(args)? {
+        let remote = Remote::open(
+            &args.hf,
+            &repo,
+            Some(&args.quant),
+            args.http.offline,
+            log_tracing,
+        )?;
+        let mut decision = crate::plan::choose(&remote.summaries(), &request, &budget)
+            .with_context(|| repo.clone())?;
+        log_decision(&decision);
+        decision.file = remote.fetch(&decision.file)?;
+        return Ok(decision);
+    }
+    let path = args
+        .model
+        .as_deref()
+        .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO")?;
+    let candidates = source::resolve(path, Some(&args.quant))?;
     let decision = crate::plan::choose(&candidates, &request, &budget)
         .with_context(|| path.display().to_string())?;
+    log_decision(&decision);
+    Ok(decision)
+}
+
+/// The Hugging Face repo to serve: `--hf-repo`, or `--model hf://ORG/REPO`. A `--model` that
+/// is neither a file nor a folder but reads as a repo or a URL is refused with what to use.
+fn hub_repo(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(repo) = &args.hf.hf_repo {
+        return Ok(Some(repo.clone()));
+    }
+    if let Some(file) = &args.hf.hf_file {
+        anyhow::bail!(
+            "--hf-file {file}: names a file of a Hugging Face repo; give the repo with -hf ORG/REPO"
+        );
+    }
+    let Some(model) = args.model.as_deref().and_then(|p| p.to_str()) else {
+        return Ok(None);
+    };
+    if let Some(repo) = model.strip_prefix("hf://") {
+        return Ok(Some(repo.to_owned()));
+    }
+    if Path::new(model).exists() {
+        return Ok(None);
+    }
+    if model.starts_with("http://") || model.starts_with("https://") {
+        anyhow::bail!(
+            "{model}: downloading a model from a URL is not supported; for a Hugging Face repo use -hf ORG/REPO[:QUANT]"
+        );
+    }
+    if model.parse::<crate::hub::RepoRef>().is_ok() {
+        anyhow::bail!(
+            "{model}: no such file or folder; to fetch it from Hugging Face use -hf {model}"
+        );
+    }
+    Ok(None)
+}
+
+fn log_decision(decision: &Decision) {
     tracing::info!(
         file = %decision.file.display(),
         quant = %decision.quant,
@@ -270,7 +335,6 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     for reason in &decision.reasons {
         tracing::info!("plan: {reason}");
     }
-    Ok(decision)
 }
 
 /// `--sampling`: where tokens are sampled.
