@@ -1,9 +1,13 @@
 //! The fake Hugging Face Hub of the hub tests, checked against the real Hub's shapes with a plain
 //! HTTP client: listings, the LFS redirect and its headers, ranges, errors, counters and faults.
-//! The hub tests are only as good as this server is faithful, so it gets tests of its own.
+//! The hub tests are only as good as this server is faithful, so it gets tests of its own, and
+//! the Hub's own Python client (`huggingface_hub`) downloads from it.
 
+mod common;
 #[path = "common/fake_hub.rs"]
 mod fake_hub;
+#[path = "common/hub_cli.rs"]
+mod hub_cli;
 #[path = "common/sha.rs"]
 mod sha;
 
@@ -465,5 +469,34 @@ fn the_network_can_go_down_and_every_request_is_counted() {
         hub.log()[3].starts_with("HEAD /org/model-GGUF/resolve/main/"),
         "{:?}",
         hub.log()
+    );
+}
+
+#[test]
+fn the_hubs_own_client_downloads_from_it() {
+    let hub = hub();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub");
+    common::run_python(
+        "hf_hub_client.py",
+        "huggingface_hub",
+        &[
+            hub.endpoint(),
+            cache.to_str().unwrap(),
+            REPO,
+            GGUF,
+            "org/gated",
+            FakeHub::TOKEN,
+        ],
+        "ok",
+    );
+    // The layout it made is the one the hub tests expect of gguf-serve.
+    hub_cli::assert_cached(&cache, &hub, REPO, GGUF);
+    hub_cli::assert_cached(&cache, &hub, "org/gated", GGUF);
+    hub_cli::assert_no_false_blobs(&cache);
+    assert_eq!(
+        hub.stats(GGUF).full_bytes,
+        2 * SIZE as u64,
+        "each repo's file once"
     );
 }
