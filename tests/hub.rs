@@ -1,17 +1,17 @@
 //! Models from the Hugging Face Hub (issue #19), driven as a user would against a fake Hub on
 //! loopback (tests/common/fake_hub.rs): `plan --hf` reads only GGUF headers, `pull` downloads
-//! only the pick into the Hub's cache layout and resumes what was cut, a corrupt body never
-//! looks complete, a cached model serves offline with no request at all, and a split model
-//! downloads and loads whole. Each test has its own hub (own port) and its own cache; every
+//! only the pick into the Hub's cache layout and resumes what was cut, and a corrupt body never
+//! looks complete. Each test has its own hub (own port) and its own cache; every
 //! assertion about downloads is on the bytes the hub counted, not only on exit codes.
-//! tests/hub_cache.rs has the cache commands (`list`, `rm`, a cache filled by llama.cpp) and
-//! the errors.
-
+//! tests/hub_serve.rs serves from the Hub (`-hf`, offline, a split model); tests/hub_cache.rs
+//! has the cache commands (`list`, `rm`, a cache filled by llama.cpp) and the errors.
 mod common;
 #[path = "common/fake_hub.rs"]
 mod fake_hub;
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
+#[path = "common/hub_checks.rs"]
+mod hub_checks;
 #[path = "common/hub_cli.rs"]
 mod hub_cli;
 #[path = "common/hub_fixtures.rs"]
@@ -21,98 +21,10 @@ mod sha;
 
 use common::Server;
 use fake_hub::FakeHub;
+use hub_checks::*;
 use hub_cli::{assert_cached, assert_no_false_blobs, blob, incomplete, run, snapshot};
 use hub_fixtures::{LADDER, NOT_MODELS, SPLIT_PARTS, header_size, ladder_file};
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-
-const LADDER_REPO: &str = "test/tiny-GGUF";
-const SPLIT_REPO: &str = "test/split-GGUF";
-const MIB: u64 = 1 << 20;
-/// The first header read asks this much.
-const FIRST_READ: u64 = 512 << 10;
-/// The flags that make a plan independent of this machine (one big GPU is added per test).
-const BUDGET: [&str; 4] = ["--host-ram", "64GiB", "-c", "512"];
-
-fn ladder_hub() -> FakeHub {
-    FakeHub::start(vec![hub_fixtures::ladder_repo(LADDER_REPO)])
-}
-
-/// A test folder and the cache inside it.
-fn cache_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("hub");
-    (dir, cache)
-}
-
-fn args<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
-    head.iter().chain(tail).copied().collect()
-}
-
-/// Asserts the hub served `name` no more than a header read: ranges only, at most
-/// max(512 KiB, twice its header), less than the file, and something (its header was read).
-fn assert_header_only(hub: &FakeHub, repo: &str, name: &str) {
-    let stats = hub.stats(name);
-    let bound = FIRST_READ.max(2 * header_size(name));
-    assert_eq!(stats.full_bytes, 0, "{name} was downloaded: {stats:?}");
-    assert!(
-        stats.range_bytes >= header_size(name),
-        "{name}: header not read: {stats:?}"
-    );
-    assert!(stats.range_bytes <= bound, "{name}: {stats:?} over {bound}");
-    assert!(
-        stats.range_bytes < hub.size(repo, name),
-        "{name}: {stats:?}"
-    );
-    assert_eq!(
-        stats.ranges.first(),
-        Some(&Some(format!("bytes=0-{}", FIRST_READ - 1))),
-        "{name}: the first header read asks 512 KiB"
-    );
-}
-
-/// Asserts the hub served `name` whole, once: its size, plus at most 1 MiB of header reads.
-fn assert_downloaded(hub: &FakeHub, repo: &str, name: &str) {
-    let (stats, size) = (hub.stats(name), hub.size(repo, name));
-    assert!(
-        stats.total() >= size && stats.total() <= size + MIB,
-        "{name} ({size} bytes): {stats:?}"
-    );
-}
-
-/// Asserts the hub served nothing of `name`.
-fn assert_untouched(hub: &FakeHub, name: &str) {
-    let stats = hub.stats(name);
-    assert!(
-        stats.total() == 0 && stats.ranges.is_empty(),
-        "{name}: {stats:?}"
-    );
-}
-
-/// The GPU memory each candidate needs (plan on a huge GPU), and the margin plan keeps.
-fn needs(hub: &FakeHub, cache: &Path, repo: &str) -> (Vec<(String, u64)>, u64) {
-    let plan = run(
-        hub,
-        cache,
-        &args(&["plan", "--hf", repo, "--vram", "1TiB", "--json"], &BUDGET),
-        &[],
-    )
-    .ok();
-    let json = plan.json();
-    let needs = json["plans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let gpu: u64 = ["gpu_weights", "gpu_kv", "gpu_compute"]
-                .iter()
-                .map(|k| p["predicted"][k].as_u64().unwrap())
-                .sum();
-            (p["file"].as_str().unwrap().to_owned(), gpu)
-        })
-        .collect();
-    (needs, json["budget"]["margin"].as_u64().unwrap())
-}
+use std::path::Path;
 
 #[test]
 fn plan_hf_reads_only_headers_and_lists_every_model_once() {
@@ -120,7 +32,6 @@ fn plan_hf_reads_only_headers_and_lists_every_model_once() {
         hub_fixtures::ladder_repo(LADDER_REPO),
         hub_fixtures::split_repo(SPLIT_REPO),
     ]);
-    let (_dir, cache) = cache_dir();
     let ladder: Vec<String> = LADDER.iter().map(|q| ladder_file(q)).collect();
     let split = [
         SPLIT_PARTS[0].to_owned(),
@@ -128,6 +39,8 @@ fn plan_hf_reads_only_headers_and_lists_every_model_once() {
         ladder_file("Q2_K"),
     ];
     for (repo, candidates) in [(LADDER_REPO, &ladder[..]), (SPLIT_REPO, &split[..])] {
+        // A cache of its own: the two repos share files, whose headers a cache could hold.
+        let (_dir, cache) = cache_dir();
         hub.reset();
         let out = run(
             &hub,
@@ -224,15 +137,16 @@ fn plan_hf_reads_only_headers_and_lists_every_model_once() {
 #[test]
 fn pull_downloads_only_the_pick() {
     let hub = ladder_hub();
-    let (_dir, cache) = cache_dir();
+    // The plans in a cache of their own, so that the pull reads the headers afresh.
+    let (_plan_dir, plan_cache) = cache_dir();
     // A GPU that holds the second-largest candidate but not the largest.
-    let (mut needs, margin) = needs(&hub, &cache, LADDER_REPO);
+    let (mut needs, margin) = needs(&hub, &plan_cache, LADDER_REPO);
     needs.sort_by_key(|n| n.1);
     assert!(needs.len() == 4 && needs[2].1 < needs[3].1, "{needs:?}");
     let vram = (needs[2].1 + margin).to_string();
     let plan = run(
         &hub,
-        &cache,
+        &plan_cache,
         &args(
             &["plan", "--hf", LADDER_REPO, "--vram", &vram, "--json"],
             &BUDGET,
@@ -251,6 +165,7 @@ fn pull_downloads_only_the_pick() {
         "with {vram} bytes of GPU the pick must not be the largest file"
     );
 
+    let (_dir, cache) = cache_dir();
     hub.reset();
     let out = run(
         &hub,
@@ -387,178 +302,6 @@ fn a_corrupt_download_is_rejected_and_leaves_nothing() {
         link.display()
     );
     assert_no_false_blobs(&cache);
-}
-
-/// Asserts `server` completes 4 tokens.
-fn completes(server: &Server) {
-    let (status, body) = server.post(
-        "/completion",
-        &json!({"prompt": "a b", "n_predict": 4, "ignore_eos": true}),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["tokens_predicted"], 4, "{body}");
-}
-
-/// Starts `gguf-serve ARGS` (serving) for `hub` and `cache`.
-fn serve(hub: &FakeHub, cache: &Path, serve_args: &[&str], env: &[(&str, Option<&str>)]) -> Server {
-    let mut all = vec![("RUST_LOG", Some("warn"))];
-    all.extend_from_slice(env);
-    let cmd = hub_cli::command(
-        hub,
-        cache,
-        &args(serve_args, &["-c", "512", "-t", "1"]),
-        &all,
-    );
-    Server::start_command(cmd)
-}
-
-#[test]
-fn serve_hf_downloads_the_pick_and_serves_it() {
-    let hub = ladder_hub();
-    let (_dir, cache) = cache_dir();
-    let server = serve(&hub, &cache, &["-hf", "test/tiny-GGUF:Q8_0"], &[]);
-    completes(&server);
-    let name = ladder_file("Q8_0");
-    assert_cached(&cache, &hub, LADDER_REPO, &name);
-    assert_downloaded(&hub, LADDER_REPO, &name);
-    for quant in &LADDER[1..] {
-        assert_eq!(hub.stats(&ladder_file(quant)).full_bytes, 0);
-    }
-    drop(server);
-
-    // llama-server's variable names the repo as well as the flag; --hf-file names a file.
-    let (_dir, cache) = cache_dir();
-    let server = serve(
-        &hub,
-        &cache,
-        &[],
-        &[("LLAMA_ARG_HF_REPO", Some("test/tiny-GGUF:Q8_0"))],
-    );
-    completes(&server);
-    assert_cached(&cache, &hub, LADDER_REPO, &name);
-    drop(server);
-    let (_dir, cache) = cache_dir();
-    hub.reset();
-    let q2 = ladder_file("Q2_K");
-    let server = serve(&hub, &cache, &["-hf", LADDER_REPO, "--hf-file", &q2], &[]);
-    completes(&server);
-    assert_cached(&cache, &hub, LADDER_REPO, &q2);
-    assert_downloaded(&hub, LADDER_REPO, &q2);
-    assert_eq!(hub_cli::blob_names(&cache, LADDER_REPO).len(), 1);
-}
-
-#[test]
-fn a_cached_model_serves_and_plans_offline_without_a_request() {
-    let hub = ladder_hub();
-    let (_dir, cache) = cache_dir();
-    let name = ladder_file("Q8_0");
-    run(&hub, &cache, &["pull", "test/tiny-GGUF:Q8_0"], &[]).ok();
-    hub.reset();
-
-    let server = serve(
-        &hub,
-        &cache,
-        &["-hf", "test/tiny-GGUF:Q8_0"],
-        &[("HF_HUB_OFFLINE", Some("1"))],
-    );
-    completes(&server);
-    drop(server);
-    let server = serve(
-        &hub,
-        &cache,
-        &["-hf", "test/tiny-GGUF:Q8_0", "--offline"],
-        &[],
-    );
-    completes(&server);
-    drop(server);
-    assert_eq!(hub.requests(), 0, "offline, yet: {:?}", hub.log());
-
-    let plan = run(
-        &hub,
-        &cache,
-        &args(
-            &[
-                "plan",
-                "--hf",
-                LADDER_REPO,
-                "--offline",
-                "--vram",
-                "1TiB",
-                "--json",
-            ],
-            &BUDGET,
-        ),
-        &[],
-    )
-    .ok();
-    let json = plan.json();
-    let files: Vec<&Value> = json["plans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| &p["file"])
-        .collect();
-    assert_eq!(files, [&json!(name)], "only what is cached: {json}");
-    assert_eq!(json["pick"]["file"], name.as_str());
-    assert_eq!(hub.requests(), 0, "offline, yet: {:?}", hub.log());
-
-    // What is not cached fails offline, in one line, still without a request.
-    let out = run(
-        &hub,
-        &cache,
-        &["pull", "test/tiny-GGUF:Q2_K"],
-        &[("HF_HUB_OFFLINE", Some("1"))],
-    );
-    let line = out.failed_one_line();
-    assert!(
-        line.contains("Q2_K") || line.to_lowercase().contains("offline"),
-        "{line}"
-    );
-    let out = run(
-        &hub,
-        &cache,
-        &["plan", "--hf", "test/other-GGUF", "--offline"],
-        &[],
-    );
-    assert!(
-        out.failed_one_line().contains("test/other-GGUF"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(hub.requests(), 0, "offline, yet: {:?}", hub.log());
-}
-
-#[test]
-fn a_split_model_downloads_every_part_and_loads() {
-    let hub = FakeHub::start(vec![hub_fixtures::split_repo(SPLIT_REPO)]);
-    let (_dir, cache) = cache_dir();
-    let out = run(&hub, &cache, &["pull", "test/split-GGUF:Q8_0"], &[]).ok();
-    let commit = hub.commit(SPLIT_REPO);
-    assert_eq!(
-        Path::new(out.last_line()),
-        snapshot(&cache, SPLIT_REPO, &commit, SPLIT_PARTS[0])
-    );
-    for part in SPLIT_PARTS {
-        assert_cached(&cache, &hub, SPLIT_REPO, part);
-        assert_downloaded(&hub, SPLIT_REPO, part);
-    }
-    for name in [ladder_file("Q4_K_M"), ladder_file("Q2_K")] {
-        assert_eq!(hub.stats(&name).full_bytes, 0, "{name}");
-    }
-    for name in NOT_MODELS {
-        assert_untouched(&hub, name);
-    }
-    let server = serve(&hub, &cache, &["-m", out.last_line()], &[]);
-    completes(&server);
-    drop(server);
-
-    // Served straight from the Hub, too.
-    let (_dir, cache) = cache_dir();
-    let server = serve(&hub, &cache, &["-hf", "test/split-GGUF:Q8_0"], &[]);
-    completes(&server);
-    for part in SPLIT_PARTS {
-        assert_cached(&cache, &hub, SPLIT_REPO, part);
-    }
 }
 
 #[test]

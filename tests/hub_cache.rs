@@ -10,6 +10,8 @@ mod common;
 mod fake_hub;
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
+#[path = "common/hub_checks.rs"]
+mod hub_checks;
 #[path = "common/hub_cli.rs"]
 mod hub_cli;
 #[path = "common/hub_fixtures.rs"]
@@ -17,28 +19,14 @@ mod hub_fixtures;
 #[path = "common/sha.rs"]
 mod sha;
 
-use common::Server;
 use fake_hub::FakeHub;
+use hub_checks::{LADDER_REPO, SPLIT_REPO, cache_dir, completes, ladder_hub, serve};
 use hub_cli::{
     assert_cached, assert_no_false_blobs, blob, blob_names, place, repo_dir, run, snapshot,
 };
 use hub_fixtures::{SPLIT_PARTS, fixture, ladder_file};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-const LADDER_REPO: &str = "test/tiny-GGUF";
-const SPLIT_REPO: &str = "test/split-GGUF";
-
-fn ladder_hub() -> FakeHub {
-    FakeHub::start(vec![hub_fixtures::ladder_repo(LADDER_REPO)])
-}
-
-/// A test folder and the cache inside it.
-fn cache_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("hub");
-    (dir, cache)
-}
+use std::path::Path;
 
 #[test]
 fn a_model_already_in_a_cache_is_not_downloaded() {
@@ -230,19 +218,9 @@ fn a_gated_repo_needs_a_token() {
 
     // llama-server's flag for the token, when serving.
     let (_dir, cache) = cache_dir();
-    let args = [
-        "-hf",
-        "test/gated-GGUF:Q2_K",
-        "--hf-token",
-        FakeHub::TOKEN,
-        "-c",
-        "512",
-        "-t",
-        "1",
-    ];
-    let cmd = hub_cli::command(&hub, &cache, &args, &[("RUST_LOG", Some("warn"))]);
-    let server = Server::start_command(cmd);
-    assert_eq!(server.get("/health").0, 200);
+    let args = ["-hf", "test/gated-GGUF:Q2_K", "--hf-token", FakeHub::TOKEN];
+    let server = serve(&hub, &cache, &args, &[]);
+    completes(&server);
     assert_cached(&cache, &hub, repo, &ladder_file("Q2_K"));
 }
 
