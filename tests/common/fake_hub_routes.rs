@@ -20,7 +20,7 @@ const CHUNK: usize = 64 << 10;
 
 /// How long a cut connection stalls before it breaks (time for the bytes before the cut to
 /// reach the client; the client sees no difference from a stall on a real network).
-const STALL: std::time::Duration = std::time::Duration::from_millis(100);
+const STALL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A JSON answer with the Hub's error code header, as the Hub words its errors.
 fn hub_error(status: StatusCode, code: &str, message: &str) -> Response {
