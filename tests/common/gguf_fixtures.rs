@@ -74,11 +74,25 @@ pub fn write_loadable_llama(path: &Path) {
 /// The tiny loadable llama's sizes: n_embd, n_ff, n_vocab, n_layer.
 const LOADABLE_LLAMA: (u64, u64, u64, u32) = (64, 128, 8, 2);
 
-/// The tensors of the tiny loadable llama ([`LOADABLE_LLAMA`]'s sizes, 2 KV heads of 16):
+/// The sizes of a bigger loadable llama (n_embd, n_ff, n_layer): every row a multiple of 256,
+/// so that llama.cpp's K-quants apply to every matrix, and about 7.9M weights, so that each
+/// quant of its ladder is over 2 MiB (Q2_K included).
+pub const LADDER_LLAMA: (u64, u64, u32) = (256, 1024, 8);
+
+/// A llama.cpp-loadable llama as [`write_loadable_llama`] but of [`LADDER_LLAMA`]'s sizes (4
+/// heads of 64, 2 KV heads), in F16: the source of the hub tests' quant ladders.
+pub fn write_ladder_llama(path: &Path) {
+    let (n_embd, n_ff, n_layer) = LADDER_LLAMA;
+    loadable_llama_of((n_embd, n_ff, 8, n_layer))
+        .write(path)
+        .unwrap();
+}
+
+/// The tensors of a loadable llama of `dims` (n_embd, n_ff, _, n_layer; 4 heads, 2 KV heads):
 /// random F16 matrices, unit F32 norms, tied embeddings over `n_vocab` tokens.
-fn loadable_llama_tensors(w: &mut GgufWriter, n_vocab: u64) {
-    let (n_embd, n_ff, _, n_layer) = LOADABLE_LLAMA;
-    let n_embd_kv = 32u64;
+fn loadable_llama_tensors(w: &mut GgufWriter, dims: (u64, u64, u64, u32), n_vocab: u64) {
+    let (n_embd, n_ff, _, n_layer) = dims;
+    let n_embd_kv = n_embd / 2;
     w.tensor_f16(
         "token_embd.weight",
         &[n_embd, n_vocab],
@@ -108,7 +122,12 @@ fn loadable_llama_tensors(w: &mut GgufWriter, n_vocab: u64) {
 
 /// The tiny loadable llama of [`write_loadable_llama`], not yet written.
 fn loadable_llama() -> GgufWriter {
-    let (n_embd, n_ff, n_vocab, n_layer) = LOADABLE_LLAMA;
+    loadable_llama_of(LOADABLE_LLAMA)
+}
+
+/// A loadable llama of `dims` (n_embd, n_ff, n_vocab = 8, n_layer), not yet written.
+fn loadable_llama_of(dims: (u64, u64, u64, u32)) -> GgufWriter {
+    let (n_embd, n_ff, n_vocab, n_layer) = dims;
     let tokens = ["<unk>", "<s>", "</s>", "▁a", "▁b", "▁c", "▁d", "▁e"];
     let mut w = GgufWriter::new();
     w.kv("general.architecture", Value::String("llama".into()))
@@ -121,7 +140,7 @@ fn loadable_llama() -> GgufWriter {
         .kv("llama.attention.head_count", Value::U32(4))
         .kv("llama.attention.head_count_kv", Value::U32(2))
         .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
-        .kv("llama.rope.dimension_count", Value::U32(16))
+        .kv("llama.rope.dimension_count", Value::U32(n_embd as u32 / 4))
         .kv("tokenizer.ggml.model", Value::String("llama".into()))
         .kv_array(
             "tokenizer.ggml.tokens",
@@ -138,7 +157,7 @@ fn loadable_llama() -> GgufWriter {
                 .map(|t| Value::I32(*t))
                 .collect(),
         );
-    loadable_llama_tensors(&mut w, n_vocab);
+    loadable_llama_tensors(&mut w, dims, n_vocab);
     w
 }
 
@@ -412,6 +431,6 @@ pub fn write_fim_llama(path: &Path, repo_level: bool) {
             "tokenizer.ggml.tokens",
             tokens.iter().map(|t| Value::String(t.clone())).collect(),
         );
-    loadable_llama_tensors(&mut w, n_vocab);
+    loadable_llama_tensors(&mut w, LOADABLE_LLAMA, n_vocab);
     w.write(path).unwrap();
 }

@@ -120,6 +120,19 @@ impl Server {
         Self::launch(Path::new(binary()), &args, &env, hosts, Stdio::from(file))
     }
 
+    /// Starts a prepared command (the binary, its arguments and environment, set by the
+    /// caller) with `--host 127.0.0.1 --port`, and waits for its `/health`.
+    pub fn start_command(mut command: Command) -> Self {
+        let port = free_port();
+        let child = command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        Self::ready(child, port, "/health")
+    }
+
     fn launch(
         program: &Path,
         args: &[String],
@@ -148,6 +161,11 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
+        Self::ready(child, port, health)
+    }
+
+    /// The server `child` on `port`, once `health` answers 200.
+    fn ready(child: Child, port: u16, health: &str) -> Self {
         let mut server = Self {
             child,
             port,
