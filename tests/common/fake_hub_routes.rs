@@ -409,12 +409,13 @@ fn serve_bytes(
     let (cut_at, flip) = {
         let mut faults = s.faults.lock().unwrap();
         let mut cut_at = None;
-        if let Some((k, left)) = faults.cut.get_mut(path) {
-            if end - start > *k && *left > 0 {
-                cut_at = Some(*k as usize);
-                if *left != u32::MAX {
-                    *left -= 1;
-                }
+        if let Some((k, left)) = faults.cut.get_mut(path)
+            && end - start > *k
+            && *left > 0
+        {
+            cut_at = Some(*k as usize);
+            if *left != u32::MAX {
+                *left -= 1;
             }
         }
         let flip = faults
