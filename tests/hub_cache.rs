@@ -105,6 +105,9 @@ fn list_shows_pulled_models_and_rm_removes_them() {
     for needle in [LADDER_REPO, SPLIT_REPO, "Q4_K_M"] {
         assert!(table.stdout.contains(needle), "{needle}:\n{}", table.stdout);
     }
+    // llama-server's --cache-list prints the same table and exits.
+    let cache_list = run(&hub, &cache, &["--cache-list"], &[]).ok();
+    assert_eq!(cache_list.stdout, table.stdout);
 
     // One quant: its blob and link go, the other quant stays.
     run(&hub, &cache, &["rm", "test/tiny-GGUF:Q8_0"], &[]).ok();

@@ -49,6 +49,14 @@ fn serve_hf_downloads_the_pick_and_serves_it() {
     completes(&server);
     assert_cached(&cache, &hub, LADDER_REPO, &name);
     drop(server);
+    // -m takes hf://ORG/REPO too; a bare ORG/REPO that is no file says to use -hf.
+    hub.reset();
+    let server = serve(&hub, &cache, &["-m", "hf://test/tiny-GGUF:Q8_0"], &[]);
+    completes(&server);
+    assert_eq!(hub.stats(&name).full_bytes + hub.stats(&name).range_bytes, 0, "cached");
+    drop(server);
+    let line = run(&hub, &cache, &["-m", LADDER_REPO], &[]).failed_one_line();
+    assert!(line.contains(&format!("-hf {LADDER_REPO}")), "{line}");
     let (_dir, cache) = cache_dir();
     hub.reset();
     let q2 = ladder_file("Q2_K");
