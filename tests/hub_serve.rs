@@ -53,7 +53,11 @@ fn serve_hf_downloads_the_pick_and_serves_it() {
     hub.reset();
     let server = serve(&hub, &cache, &["-m", "hf://test/tiny-GGUF:Q8_0"], &[]);
     completes(&server);
-    assert_eq!(hub.stats(&name).full_bytes + hub.stats(&name).range_bytes, 0, "cached");
+    assert_eq!(
+        hub.stats(&name).full_bytes + hub.stats(&name).range_bytes,
+        0,
+        "cached"
+    );
     drop(server);
     let line = run(&hub, &cache, &["-m", LADDER_REPO], &[]).failed_one_line();
     assert!(line.contains(&format!("-hf {LADDER_REPO}")), "{line}");
@@ -92,6 +96,15 @@ fn a_cached_model_serves_and_plans_offline_without_a_request() {
     completes(&server);
     drop(server);
     assert_eq!(hub.requests(), 0, "offline, yet: {:?}", hub.log());
+
+    // Online with the Hub failing, the cached repo still serves (with a warning).
+    hub.fail_all(true);
+    let server = serve(&hub, &cache, &["-hf", "test/tiny-GGUF:Q8_0"], &[]);
+    completes(&server);
+    drop(server);
+    assert!(hub.requests() > 0, "the Hub was asked first");
+    hub.fail_all(false);
+    hub.reset();
 
     let plan = run(
         &hub,

@@ -51,8 +51,8 @@ impl Candidate {
 }
 
 impl Listing {
-    /// Lists `repo`: through the Hub, or offline (or when the Hub cannot be reached, with a
-    /// warning) from the cache's snapshot.
+    /// Lists `repo`: through the Hub, or offline (or when the Hub cannot be reached or fails,
+    /// with a warning) from the cache's snapshot.
     pub async fn open(config: &HubConfig, repo: &str) -> Result<Listing, HubError> {
         let cache = RepoCache::new(&config.cache_dir, repo);
         if config.offline {
@@ -72,8 +72,10 @@ impl Listing {
                 cache,
                 client: Some(client),
             }),
-            Err(HubError::Network { url, cause }) if cache.commit().is_some() => {
-                tracing::warn!("{url}: cannot reach the Hub ({cause}); using the cached files");
+            Err(e @ (HubError::Network { .. } | HubError::Http { status: 500.., .. }))
+                if cache.commit().is_some() =>
+            {
+                tracing::warn!("{e}; using the cached files");
                 Self::cached(config, repo, cache)
             }
             Err(e) => Err(e),
