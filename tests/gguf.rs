@@ -86,6 +86,54 @@ fn corrupted_bytes_never_panic() {
     }
 }
 
+/// Hostile counts and lengths in a file large enough to pass the size checks (a sparse 64 GiB
+/// file): the reader must refuse them without reserving or reading what they describe (a
+/// count near file size / 8 once made it reserve 240 GiB and abort).
+#[test]
+fn hostile_counts_and_lengths_are_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    gguf_fixtures::write_tiny_llama(&path, 1);
+    let bytes = std::fs::read(&path).unwrap();
+    let big = dir.path().join("big.gguf");
+    let write = |patch: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        patch(&mut b);
+        std::fs::write(&big, &b).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(64 << 30)
+            .unwrap();
+        GgufFile::read(&big)
+    };
+    let u64_at =
+        |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    // Header: magic, version (u32), tensor count (u64) at 8, key/value count (u64) at 16; the
+    // first key's length at 24.
+    let cases: [(&str, &dyn Fn(&mut Vec<u8>)); 4] = [
+        ("tensor count", &|b| u64_at(b, 8, (64 << 30) / 26)),
+        ("key/value count", &|b| u64_at(b, 16, (64 << 30) / 15)),
+        ("key length", &|b| u64_at(b, 24, 20 << 30)),
+        ("key length", &|b| u64_at(b, 24, u64::MAX)),
+    ];
+    for (what, patch) in cases {
+        let started = std::time::Instant::now();
+        let err = write(patch).expect_err(what);
+        assert!(
+            matches!(err, GgufError::Corrupt { .. } | GgufError::Truncated { .. }),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains("big.gguf"), "{err}");
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[test]
 fn foreign_and_future_files_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Arrays longer than this are skipped (their length kept): vocabularies, merges, scores.
 const MAX_KEPT_ARRAY: u64 = 4096;
+/// The longest string read (keys, values, tensor names): real ones are at most a chat
+/// template of some hundred KB; a longer one is a corrupt or hostile header.
+const MAX_STRING: u64 = 16 << 20;
+/// The fewest bytes a key/value pair takes (key length, a one-letter key, type, a one-byte
+/// value) and a tensor info (name length, n_dims, type, offset): counts are bounded by what the
+/// rest of the file can hold.
+const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
+const MIN_TENSOR_BYTES: u64 = 8 + 1 + 4 + 4 + 8;
+/// Entries reserved up front; more grow the vector as they are read.
+const RESERVE: u64 = 1024;
 const DEFAULT_ALIGNMENT: u64 = 32;
 
 /// A GGUF value type (`enum gguf_type`).
@@ -335,7 +345,13 @@ impl<S: Source> Reader<'_, S> {
     }
 
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let at = self.pos;
         let len = self.u64(what)?;
+        if len > MAX_STRING {
+            return Err(self.corrupt(format!(
+                "{what} at byte {at} claims {len} bytes (the limit is {MAX_STRING})"
+            )));
+        }
         if len > self.len - self.pos {
             return Err(self.truncated(what));
         }
@@ -345,7 +361,13 @@ impl<S: Source> Reader<'_, S> {
     }
 
     fn skip_string(&mut self, what: &str) -> Result<(), GgufError> {
+        let at = self.pos;
         let len = self.u64(what)?;
+        if len > MAX_STRING {
+            return Err(self.corrupt(format!(
+                "{what} at byte {at} claims {len} bytes (the limit is {MAX_STRING})"
+            )));
+        }
         self.skip(len, what)
     }
 
@@ -367,16 +389,16 @@ impl<S: Source> Reader<'_, S> {
         }
         let n_tensors = self.u64("the tensor count")?;
         let n_kv = self.u64("the metadata count")?;
-        // Each entry takes at least 8 bytes (a string length): a bigger count is a corrupt file,
-        // and the bound keeps a bad count from reserving huge vectors.
+        // A count the rest of the file cannot hold is a corrupt file; and no count reserves
+        // more than a few entries before they are read.
         let remaining = self.len - self.pos;
-        if n_tensors > remaining / 8 || n_kv > remaining / 8 {
+        if n_tensors > remaining / MIN_TENSOR_BYTES || n_kv > remaining / MIN_KV_BYTES {
             return Err(self.truncated(&format!(
                 "the header ({n_tensors} tensors, {n_kv} metadata keys announced)"
             )));
         }
 
-        let mut metadata = Vec::with_capacity(n_kv as usize);
+        let mut metadata = Vec::with_capacity(n_kv.min(RESERVE) as usize);
         for i in 0..n_kv {
             let key = self.string(&format!("metadata key #{i}"))?;
             let type_id = self.u32(&format!("the type of {key}"))?;
@@ -386,7 +408,7 @@ impl<S: Source> Reader<'_, S> {
             metadata.push((key, value));
         }
 
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity(n_tensors.min(RESERVE) as usize);
         for i in 0..n_tensors {
             tensors.push(self.tensor_info(i)?);
         }
