@@ -81,6 +81,51 @@ fn json_schema_on_completion() {
     );
 }
 
+/// A repetition whose minimum exceeds its maximum used to loop inside llama.cpp's grammar parser
+/// on the engine thread, freezing every slot while memory grew by gigabytes: it is refused
+/// with a 400 on every route, a JSON schema that asks for it too, and the server goes on.
+#[test]
+fn a_grammar_that_would_stall_the_engine_is_refused() {
+    let server = Server::start(&["-np", "2"]);
+    let grammar = r#"root ::= "a"{2,1}"#;
+    let schema =
+        json!({ "type": "array", "items": { "type": "integer" }, "minItems": 5, "maxItems": 2 });
+    let cases = [
+        ("/completion", json!({ "prompt": "Hi", "grammar": grammar })),
+        (
+            "/v1/completions",
+            json!({ "prompt": "Hi", "grammar": grammar }),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "messages": [{ "role": "user", "content": "Hi" }], "grammar": grammar }),
+        ),
+        (
+            "/completion",
+            json!({ "prompt": "Hi", "json_schema": schema }),
+        ),
+    ];
+    for (path, body) in cases {
+        let started = std::time::Instant::now();
+        let (status, reply) = server.post(path, &body);
+        assert_eq!(status, 400, "{path} {body}: {reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("grammar"),
+            "{reply}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, reply) = server.post("/completion", &json!({ "prompt": "Hi", "n_predict": 2 }));
+    assert_eq!(status, 200, "the engine goes on: {reply}");
+}
+
 #[test]
 fn forced_tool_call_reaches_the_openai_client() {
     let server = Server::start(&[

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+mod gbnf;
 mod params;
 mod scan;
 
@@ -67,10 +68,13 @@ impl Sampler {
         suppressed: &[LlamaToken],
     ) -> Result<Self, SamplerError> {
         let grammar = match &params.grammar {
-            Some(gbnf) => Some(
-                LlamaSampler::grammar(model, gbnf, "root")
-                    .map_err(|e| SamplerError::Grammar(e.to_string()))?,
-            ),
+            Some(text) => {
+                gbnf::check(text).map_err(SamplerError::Grammar)?;
+                Some(
+                    LlamaSampler::grammar(model, text, "root")
+                        .map_err(|e| SamplerError::Grammar(e.to_string()))?,
+                )
+            }
             None => None,
         };
         let n_vocab = usize::try_from(model.n_vocab()).unwrap_or(0);
