@@ -50,6 +50,11 @@ pub struct HttpArgs {
     #[arg(long, default_value_t = 3600, value_name = "N")]
     pub timeout: u64,
 
+    /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before they are ended
+    /// (each gets a last error event or answer); a second signal exits at once.
+    #[arg(long = "shutdown-timeout", default_value_t = 5, value_name = "SECONDS")]
+    pub shutdown_timeout: u64,
+
     /// Seconds of silence after which a stream sends an SSE comment (-1: never).
     #[arg(
         long = "sse-ping-interval",

@@ -172,6 +172,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         api_prefix: http.api_prefix.trim_end_matches('/').to_string(),
         static_path: http.path.clone(),
         timeout_secs: http.timeout,
+        shutdown_timeout_secs: http.shutdown_timeout,
         predicted: Some(decision.predicted),
         planned: Some(crate::server::Planned {
             quant: decision.quant.clone(),

@@ -152,11 +152,29 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
             Err(_) => Some(EngineError::Stopped.into()),
         },
     };
+    // A second signal does not wait for anything.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second stop signal: exiting now");
+        std::process::exit(130);
+    });
+    // Listeners stop accepting; requests in flight get --shutdown-timeout to finish, then the
+    // engine ends them (each stream gets a last error event) and their connections close.
     let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = server.await;
+    let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
+    let drained = futures::future::join_all(servers.iter_mut());
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(
+            "requests still running after --shutdown-timeout {}s: ending them",
+            grace.as_secs()
+        );
     }
     engine.shutdown();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::join_all(servers.iter_mut()),
+    )
+    .await;
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
     load_error.map_or(Ok(()), Err)
 }

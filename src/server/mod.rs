@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub static_path: Option<PathBuf>,
     /// `--timeout`: seconds a connection may stay silent while reading or writing.
     pub timeout_secs: u64,
+    /// `--shutdown-timeout`: seconds requests in flight may run on after a stop signal.
+    pub shutdown_timeout_secs: u64,
     /// What the planner predicted the model would allocate, to report against what it did.
     pub predicted: Option<MemoryEstimate>,
     /// The planner's pick, for `/metrics`.
@@ -154,6 +156,7 @@ impl Default for ServerConfig {
             api_prefix: String::new(),
             static_path: None,
             timeout_secs: 3600,
+            shutdown_timeout_secs: 5,
             predicted: None,
             planned: None,
             infill: InfillConfig::default(),
