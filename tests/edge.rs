@@ -208,4 +208,23 @@ fn several_host_addresses() {
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("no --api-key"), "loopback only: {text}");
+}
+
+/// Listening beyond loopback without a key is allowed, with a warning.
+#[test]
+fn an_open_address_without_a_key_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, warned) in [(&[][..], true), (&["--api-key", "k"][..], false)] {
+        let log = dir.path().join("server.log");
+        let server = Server::start_logged(extra, "0.0.0.0", &log);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text.contains("is reachable from other machines and no --api-key is set"),
+            warned,
+            "{extra:?}: {text}"
+        );
+        drop(server);
+    }
 }

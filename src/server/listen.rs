@@ -117,6 +117,18 @@ fn tcp_listener(
 /// loading fails (then returns the load error).
 pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<(), ServerError> {
     let listeners = bind(&config)?;
+    if config.api_keys.is_empty() {
+        for listener in &listeners {
+            if let Listener::Tcp(l) = listener
+                && l.local_addr().is_ok_and(|a| !a.ip().is_loopback())
+            {
+                tracing::warn!(
+                    "{} is reachable from other machines and no --api-key is set: anyone who can reach it can use the model",
+                    listener.describe()
+                );
+            }
+        }
+    }
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
     let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
     let state = Arc::new(AppState::new(engine.clone(), config));
