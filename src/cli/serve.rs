@@ -199,7 +199,12 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             split_mode: load.split_mode()?,
             main_gpu: load.main_gpu,
             tensor_split: load.tensor_split()?,
-            devices: load.devices(),
+            // A GPU too small for even the compute buffers is left out (`--device none`).
+            devices: if decision.use_gpu {
+                load.devices()
+            } else {
+                Some(Vec::new())
+            },
             load_mode: load.load_mode()?,
             lazy_mode: load.lazy_mode()?,
             check_tensors: load.check_tensors,
@@ -254,12 +259,23 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
         .model
         .as_deref()
         .context("--model is required (a GGUF file, or a folder of quants of one model)")?;
-    let candidates = source::resolve(path, Some(&args.quant))?;
+    let resolved = source::resolve(path, Some(&args.quant))?;
+    for skipped in &resolved.skipped {
+        tracing::warn!("skipped {skipped}");
+    }
     let request = args.memory.plan_request()?;
     let devices = args.load.devices();
-    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref());
-    let decision = crate::plan::choose(&candidates, &request, &budget)
+    let threads = match args.threads.threads {
+        Some(n) if n > 0 => n as usize,
+        _ => crate::hardware::math_threads().max(1) as usize,
+    };
+    let host = crate::hardware::speed::host_speed(threads, None, &resolved);
+    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
+    let decision = crate::plan::choose(&resolved, &request, &budget)
         .with_context(|| path.display().to_string())?;
+    for warning in &decision.warnings {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         file = %decision.file.display(),
         quant = %decision.quant,
