@@ -187,12 +187,9 @@ pub struct HostSpeed {
     pub bandwidth: f64,
     pub bandwidth_source: BandwidthSource,
     /// Weight bytes per second the CPU's matrix-vector kernels process per ggml type with the
-    /// decode threads, when they read from cache (compute-bound). Missing types are taken as
-    /// memory-bound.
+    /// decode threads, when they read from cache (compute-bound). Types without a rate cost
+    /// their reading only.
     pub type_rates: Vec<TypeRate>,
-    /// Seconds of work per generated token that do not read weights (graph, synchronisation,
-    /// sampling): from the measured rates' fixed cost.
-    pub token_overhead: f64,
 }
 
 /// One ggml type's compute-bound matrix-vector rate on the host.
@@ -204,13 +201,12 @@ pub struct TypeRate {
 }
 
 impl HostSpeed {
-    /// A host of this bandwidth with no compute limit and no overhead.
+    /// A host of this bandwidth whose arithmetic costs nothing.
     pub fn bandwidth_only(bandwidth: f64, source: BandwidthSource) -> Self {
         HostSpeed {
             bandwidth,
             bandwidth_source: source,
             type_rates: Vec::new(),
-            token_overhead: 0.0,
         }
     }
 }

@@ -81,27 +81,33 @@ fn bytes_read_per_token() {
 }
 
 #[test]
-fn host_compute_rates_and_overhead() {
+fn host_reads_then_computes() {
     let m = dense("q8_0", 100);
     let kv = 32 * 1024 * KV_CELL;
-    let weights = 32 * 100 * MIB + 400 * MIB;
+    let layers = 32.0 * 100.0 * MIB as f64;
+    let rest = (400 * MIB + 16384 + kv) as f64;
     let mut b = cpu_only(64 * GIB);
-    // Q8_0 weights (type 8) computed at 10 GB/s, under the 50 GB/s bandwidth; the f32 output
-    // norm and the f16 KV cache at the bandwidth; 2 ms per token besides.
+    // Q8_0 weights (type 8) read at 50 GB/s and computed at 10 GB/s, one after the other; the
+    // f32 output matrix and norm (no rate measured) and the f16 KV cache read only.
     b.host.type_rates = vec![TypeRate {
         ggml_type: 8,
         bytes_per_second: 10e9,
     }];
-    b.host.token_overhead = 0.002;
     let s = speed_at(&m, 8192, at(0, 0), false, &b);
-    // The fixture's output matrix is f32 (type 0): read at the bandwidth.
-    let want = 32.0 * 100.0 * MIB as f64 / 10e9 + (400 * MIB + 16384 + kv) as f64 / HOST_BW + 0.002;
+    let want = layers / HOST_BW + layers / 10e9 + rest / HOST_BW;
     assert!((s.seconds_per_token - want).abs() < 1e-12, "{s:?}");
-    // A rate above the bandwidth does not make reading faster.
-    b.host.type_rates[0].bytes_per_second = 1e12;
-    b.host.token_overhead = 0.0;
-    let s = speed_at(&m, 8192, at(0, 0), false, &b);
-    assert!((s.seconds_per_token - (weights + 16384 + kv) as f64 / HOST_BW).abs() < 1e-12);
+    // The host's rates do not slow a model all on the GPU.
+    let s = speed_at(&m, 8192, at(33, 0), true, &gpu_with_host(b.host.clone()));
+    assert!(
+        (s.seconds_per_token - (layers + rest) / GPU_BW).abs() < 1e-12,
+        "{s:?}"
+    );
+}
+
+fn gpu_with_host(host: HostSpeed) -> Budget {
+    let mut b = gpu(64 * GIB, 64 * GIB);
+    b.host = host;
+    b
 }
 
 #[test]
