@@ -359,6 +359,72 @@ fn a_bad_file_in_a_folder_is_skipped_and_named() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("picked Q4_K_M"));
 }
 
+/// `serve` logs what `plan` prints: a skipped file and a context past the training context.
+#[test]
+fn serve_warns_as_plan_says() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = gguf_fixtures::demo_model();
+    let bytes = std::fs::read(&demo).unwrap();
+    std::fs::write(dir.path().join("cut.gguf"), &bytes[..100_000]).unwrap();
+    std::os::unix::fs::symlink(&demo, dir.path().join("good.gguf")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
+        .args([
+            "-m",
+            dir.path().to_str().unwrap(),
+            "-c",
+            "65536",
+            "-np",
+            "1",
+            "-t",
+            "1",
+        ])
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("listening on");
+            if tx.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let done = line.contains("listening on");
+        log.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.join("\n");
+    let warned = |text: &str| log.lines().any(|l| l.contains("WARN") && l.contains(text));
+    assert!(
+        warned("skipped") && warned("cut.gguf: truncated GGUF file"),
+        "{log}"
+    );
+    assert!(
+        warned(
+            "-c 65536 gives a sequence 65536 tokens, more than Q4_K_M's training context (32768)"
+        ),
+        "{log}"
+    );
+}
+
 #[test]
 fn header_says_where_the_budget_comes_from() {
     let demo = gguf_fixtures::demo_model();
