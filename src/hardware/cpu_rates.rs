@@ -245,6 +245,53 @@ impl Drop for MatVec {
     }
 }
 
+/// Operations in the synchronisation measurement.
+const SYNC_NODES: usize = 256;
+
+/// Seconds one small graph operation costs with `threads` threads, beyond its arithmetic:
+/// the threads meet at a barrier after every operation, which takes longest when other
+/// processes hold the cores. The median of a few runs of a chain of tiny additions.
+pub fn measure_node_cost(threads: usize) -> Option<f64> {
+    let cpu = Cpu::new(threads)?;
+    // SAFETY: the tensors live in `ctx`, sized for their headers and the graph; their data in
+    // one buffer allocated for the context and freed before it; nothing escapes this block.
+    unsafe {
+        let params = sys::ggml_init_params {
+            mem_size: sys::ggml_tensor_overhead() * (SYNC_NODES + 2) + sys::ggml_graph_overhead(),
+            mem_buffer: std::ptr::null_mut(),
+            no_alloc: true,
+        };
+        let ctx = sys::ggml_init(params);
+        if ctx.is_null() {
+            return None;
+        }
+        let a = sys::ggml_new_tensor_1d(ctx, sys::GGML_TYPE_F32, 640);
+        let mut cur = a;
+        for _ in 0..SYNC_NODES {
+            cur = sys::ggml_add(ctx, cur, a);
+        }
+        let graph = sys::ggml_new_graph(ctx);
+        sys::ggml_build_forward_expand(graph, cur);
+        let buffer = sys::ggml_backend_alloc_ctx_tensors(ctx, cpu.backend);
+        let mut times = Vec::new();
+        if !buffer.is_null() {
+            let zeros = vec![0f32; 640];
+            sys::ggml_backend_tensor_set(a, zeros.as_ptr() as *const c_void, 0, 640 * 4);
+            for _ in 0..7 {
+                let start = Instant::now();
+                if sys::ggml_backend_graph_compute(cpu.backend, graph) != sys::GGML_STATUS_SUCCESS {
+                    break;
+                }
+                times.push(start.elapsed().as_secs_f64());
+            }
+            sys::ggml_backend_buffer_free(buffer);
+        }
+        sys::ggml_free(ctx);
+        times.sort_by(f64::total_cmp);
+        times.get(times.len() / 2).map(|t| t / SYNC_NODES as f64)
+    }
+}
+
 impl Drop for Cpu {
     fn drop(&mut self) {
         // SAFETY: the backend was created by `ggml_backend_dev_init` and is freed once.

@@ -94,6 +94,7 @@ pub fn host_speed(threads: usize, given: Option<f64>, models: &[ModelSummary]) -
         }
     };
     speed.type_rates = super::cpu_rates::measure(&weight_types(models), threads);
+    speed.node_seconds = super::cpu_rates::measure_node_cost(threads).unwrap_or(0.0);
     speed
 }
 

@@ -55,7 +55,7 @@ pub mod speed;
 
 pub use choose::{choose, context_warning, plan_file};
 pub use memory::{ContextParams, MemoryEstimate, Offload, estimate, estimate_cpu_only};
-pub use speed::{KV_FILL, SpeedEstimate, decode_speed};
+pub use speed::{KV_FILL, NODES_PER_LAYER, SpeedEstimate, decode_speed};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -190,6 +190,9 @@ pub struct HostSpeed {
     /// decode threads, when they read from cache (compute-bound). Types without a rate cost
     /// their reading only.
     pub type_rates: Vec<TypeRate>,
+    /// Seconds each operation of the decode graph costs beyond its arithmetic (the threads'
+    /// barrier), measured with the decode threads.
+    pub node_seconds: f64,
 }
 
 /// One ggml type's compute-bound matrix-vector rate on the host.
@@ -207,6 +210,7 @@ impl HostSpeed {
             bandwidth,
             bandwidth_source: source,
             type_rates: Vec::new(),
+            node_seconds: 0.0,
         }
     }
 }

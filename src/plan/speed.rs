@@ -16,8 +16,9 @@
 //! ([`super::HostSpeed::type_rates`]): with the few threads of a decode the loads and the
 //! arithmetic barely overlap (on this project's 2-core machine, one thread decoding Q8_0
 //! took 46 ms per token where bandwidth alone predicts 31 and bandwidth plus compute 51).
-//! Not modelled: the graph's other operations and the threads' synchronisation, which grow
-//! when other processes compete for the cores.
+//! Each operation of the graph the host runs also costs a barrier of its threads
+//! ([`NODES_PER_LAYER`] per layer, each at the measured [`super::HostSpeed::node_seconds`]),
+//! which grows when other processes compete for the cores.
 
 use super::memory::{ContextParams, Offload};
 use super::{Budget, HostSpeed};
@@ -26,6 +27,12 @@ use serde::Serialize;
 
 /// Tokens in the sequence's KV cache when the speed is predicted.
 pub const KV_FILL: u64 = 1024;
+
+/// Operations llama.cpp's decode graph runs per layer, about (norms and their weights, Q, K, V,
+/// RoPE, the cache writes, attention, the output projection, the FFN's gate, up, activation and
+/// down, the residual adds): each costs the host a barrier of its threads
+/// ([`super::HostSpeed::node_seconds`]).
+pub const NODES_PER_LAYER: u64 = 25;
 
 /// Predicted decode speed of one file at one offload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -45,6 +52,8 @@ pub struct SpeedEstimate {
 struct Reads {
     gpu: u64,
     host: Vec<(u32, u64)>,
+    /// Layers (the output layer counting as one) the host runs.
+    host_layers: u64,
 }
 
 impl Reads {
@@ -74,7 +83,8 @@ pub fn decode_speed(
     } else {
         0.0
     };
-    let seconds = gpu_seconds + host_seconds(&reads.host, &budget.host);
+    let sync = (reads.host_layers * NODES_PER_LAYER) as f64 * budget.host.node_seconds;
+    let seconds = gpu_seconds + host_seconds(&reads.host, &budget.host) + sync;
     SpeedEstimate {
         gpu_bytes: reads.gpu,
         host_bytes,
@@ -129,6 +139,7 @@ fn reads(model: &ModelSummary, ctx: &ContextParams, offload: Offload, use_gpu: b
     let mut r = Reads::default();
     for layer in &model.layers {
         let on_gpu = layer.index >= i_gpu_start;
+        r.host_layers += u64::from(!on_gpu);
         let experts_on_gpu = on_gpu && layer.index >= offload.n_cpu_moe;
         for t in &layer.by_type {
             r.add(on_gpu, t.ggml_type, t.bytes - t.expert_bytes);
@@ -154,6 +165,7 @@ fn reads(model: &ModelSummary, ctx: &ContextParams, offload: Offload, use_gpu: b
     }
     // The output layer: `output.weight`, or a copy of `token_embd` (tied embeddings).
     let output_on_gpu = ngl >= 1;
+    r.host_layers += u64::from(!output_on_gpu);
     let named = |name: &str| model.non_layer.iter().find(|t| t.name == name);
     for t in [
         named("output.weight").or_else(|| named("token_embd.weight")),

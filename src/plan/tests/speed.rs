@@ -96,6 +96,22 @@ fn host_reads_then_computes() {
     let s = speed_at(&m, 8192, at(0, 0), false, &b);
     let want = layers / HOST_BW + layers / 10e9 + rest / HOST_BW;
     assert!((s.seconds_per_token - want).abs() < 1e-12, "{s:?}");
+    // Each operation of the 32 layers and the output layer the host runs costs a barrier.
+    b.host.node_seconds = 1e-6;
+    let s = speed_at(&m, 8192, at(0, 0), false, &b);
+    let sync = 33.0 * NODES_PER_LAYER as f64 * 1e-6;
+    assert!((s.seconds_per_token - want - sync).abs() < 1e-12, "{s:?}");
+    // -ngl 1: the output layer is the GPU's.
+    let s = speed_at(&m, 8192, at(1, 0), true, &gpu_with_host(b.host.clone()));
+    assert!(
+        (s.seconds_per_token
+            - s.gpu_bytes as f64 / GPU_BW
+            - (want - 400.0 * MIB as f64 / HOST_BW - 16384.0 / HOST_BW)
+            - 32.0 * NODES_PER_LAYER as f64 * 1e-6)
+            .abs()
+            < 1e-9,
+        "{s:?}"
+    );
     // The host's rates do not slow a model all on the GPU.
     let s = speed_at(&m, 8192, at(33, 0), true, &gpu_with_host(b.host.clone()));
     assert!(
