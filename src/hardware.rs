@@ -1,6 +1,11 @@
-//! Compute devices and their memory: every GPU llama.cpp's backends see, host RAM, and the
-//! default thread count. Read by `gguf-serve devices` and turned into a `plan::Budget`.
+//! Compute devices and their memory: every GPU llama.cpp's backends see, host RAM, the
+//! default thread count, and how fast each reads memory (`speed`). Read by `gguf-serve devices`
+//! and turned into a `plan::Budget`.
 
+pub mod cpu_rates;
+pub mod speed;
+
+use crate::plan::{Budget, HostSpeed, Margin};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -17,6 +22,8 @@ pub struct Device {
     pub kind: String,
     pub memory_total: u64,
     pub memory_free: u64,
+    /// Memory bandwidth, bytes/s, from `quant-profiles/gpu-bandwidth.toml` (GPUs it knows).
+    pub bandwidth: Option<f64>,
 }
 
 /// Every device llama.cpp's backends see, the CPU included.
@@ -27,7 +34,6 @@ pub fn devices() -> Vec<Device> {
         .map(|d| Device {
             index: d.index,
             name: d.name,
-            description: d.description,
             backend: d.backend,
             kind: match d.device_type {
                 T::Gpu => "gpu",
@@ -39,6 +45,10 @@ pub fn devices() -> Vec<Device> {
             .to_owned(),
             memory_total: d.memory_total as u64,
             memory_free: d.memory_free as u64,
+            bandwidth: (!matches!(d.device_type, T::Cpu))
+                .then(|| speed::gpu_bandwidth(&d.description))
+                .flatten(),
+            description: d.description,
         })
         .collect()
 }
@@ -55,23 +65,26 @@ pub fn gpu_devices() -> Vec<Device> {
     }
 }
 
-/// This machine's memory budget for the planner: the free memory of the GPUs llama.cpp offloads
-/// to (those named by `devices`, when given; none for an empty list) and available host memory,
-/// each less `margin`.
-pub fn budget(margin: u64, devices: Option<&[String]>) -> crate::plan::Budget {
+/// This machine's budget for the planner: the free memory and bandwidth of the GPUs llama.cpp
+/// offloads to (those named by `devices`, when given; none for an empty list, `--device
+/// none`), available host memory, each less its margin (`margin`'s rule), and the host's speed.
+/// `gpu_bandwidth` (bytes/s) replaces every GPU's table value.
+pub fn budget(
+    margin: Margin,
+    devices: Option<&[String]>,
+    host: HostSpeed,
+    gpu_bandwidth: Option<f64>,
+) -> Budget {
     let gpus = gpu_devices()
         .into_iter()
         .filter(|d| devices.is_none_or(|names| names.contains(&d.name)))
-        .map(|d| crate::plan::GpuBudget {
-            name: d.name,
-            free: d.memory_free,
+        .map(|d| {
+            let (bandwidth, source) =
+                speed::gpu_bandwidth_or_default(&d.description, gpu_bandwidth);
+            (d.name, d.memory_free, bandwidth, source)
         })
         .collect();
-    crate::plan::Budget {
-        gpus,
-        host_free: host_memory().available,
-        margin,
-    }
+    Budget::new(gpus, host_memory().available, margin, host)
 }
 
 /// Host memory, in bytes.

@@ -16,6 +16,8 @@ pub enum SourceError {
     Gguf(#[from] GgufError),
     #[error("{path}: no .gguf files in this folder")]
     Empty { path: PathBuf },
+    #[error("{path}: no readable model in this folder: {problems}")]
+    NoneReadable { path: PathBuf, problems: String },
     #[error("unknown quant \"{name}\" (llama.cpp names: q4_k_m, q8_0, f16, …)")]
     UnknownQuant { name: String },
     #[error("{path}: no {name} file here; it has: {available}")]
@@ -26,9 +28,37 @@ pub enum SourceError {
     },
 }
 
+/// The models of a source, and the files of a folder that could not be read (each error names
+/// its file). Derefs to the models.
+#[derive(Debug)]
+pub struct Resolved {
+    pub models: Vec<ModelSummary>,
+    /// Files of the folder skipped because their headers are unreadable.
+    pub skipped: Vec<GgufError>,
+}
+
+impl From<Vec<ModelSummary>> for Resolved {
+    /// Models read elsewhere (a Hugging Face repo's headers), none skipped.
+    fn from(models: Vec<ModelSummary>) -> Resolved {
+        Resolved {
+            models,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = [ModelSummary];
+    fn deref(&self) -> &[ModelSummary] {
+        &self.models
+    }
+}
+
 /// The models at `path` (a file, a split part, or a folder), optionally only the quant `quant`
-/// (llama.cpp's name, case-insensitive; `None` or `auto` keeps all).
-pub fn resolve(path: &Path, quant: Option<&str>) -> Result<Vec<ModelSummary>, SourceError> {
+/// (llama.cpp's name, case-insensitive; `None` or `auto` keeps all). In a folder, a file whose
+/// header cannot be read is skipped and returned in [`Resolved::skipped`], so that one bad
+/// download does not hide the others; if no file can be read, the error names them all.
+pub fn resolve(path: &Path, quant: Option<&str>) -> Result<Resolved, SourceError> {
     let quant = quant.filter(|q| !q.eq_ignore_ascii_case("auto"));
     let wanted = quant
         .map(|name| {
@@ -37,6 +67,7 @@ pub fn resolve(path: &Path, quant: Option<&str>) -> Result<Vec<ModelSummary>, So
             })
         })
         .transpose()?;
+    let mut skipped = Vec::new();
     let models = if path.is_dir() {
         let files = model_files(path)?;
         if files.is_empty() {
@@ -44,15 +75,26 @@ pub fn resolve(path: &Path, quant: Option<&str>) -> Result<Vec<ModelSummary>, So
                 path: path.to_owned(),
             });
         }
-        files
-            .iter()
-            .map(|f| ModelSummary::from_path(f))
-            .collect::<Result<Vec<_>, _>>()?
+        let mut models = Vec::new();
+        for file in &files {
+            match ModelSummary::from_path(file) {
+                Ok(m) => models.push(m),
+                Err(e) => skipped.push(e),
+            }
+        }
+        if models.is_empty() {
+            let problems: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+            return Err(SourceError::NoneReadable {
+                path: path.to_owned(),
+                problems: problems.join("; "),
+            });
+        }
+        models
     } else {
         vec![ModelSummary::from_path(path)?]
     };
     let Some(wanted) = wanted else {
-        return Ok(models);
+        return Ok(Resolved { models, skipped });
     };
     let available = models
         .iter()
@@ -70,7 +112,10 @@ pub fn resolve(path: &Path, quant: Option<&str>) -> Result<Vec<ModelSummary>, So
             available,
         });
     }
-    Ok(matching)
+    Ok(Resolved {
+        models: matching,
+        skipped,
+    })
 }
 
 /// The model files of a folder, sorted: every unsplit `.gguf`, and the first part of each split

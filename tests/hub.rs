@@ -143,7 +143,7 @@ fn pull_downloads_only_the_pick() {
     let (mut needs, margin) = needs(&hub, &plan_cache, LADDER_REPO);
     needs.sort_by_key(|n| n.1);
     assert!(needs.len() == 4 && needs[2].1 < needs[3].1, "{needs:?}");
-    let vram = (needs[2].1 + margin).to_string();
+    let vram = format!("{}B", needs[2].1 + margin);
     let plan = run(
         &hub,
         &plan_cache,

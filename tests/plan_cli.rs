@@ -20,16 +20,21 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Runs `plan --json` for a folder and one GPU of `vram` bytes, no margin, 4096 context.
+/// Runs `plan --json` for a folder and one GPU of `vram` bytes, no margin, 4096 context,
+/// preferring quality (the memory sweep below checks the fit, not the speed policy).
 fn plan(dir: &Path, vram: u64) -> (Output, Value) {
     let out = gguf_serve(&[
         "plan",
         "-m",
         dir.to_str().unwrap(),
         "--vram",
-        &vram.to_string(),
+        &format!("{vram}B"),
         "--fit-margin",
         "0",
+        "--prefer",
+        "quality",
+        "--host-bandwidth",
+        "10",
         "--host-ram",
         "64GiB",
         "-c",
@@ -164,6 +169,67 @@ fn ladder_and_budget_sweep() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("picked Q6_K"));
+
+    cpu_policies(dir.path());
+}
+
+/// Without a GPU, each `--prefer` picks what its rule says from the predicted speeds.
+fn cpu_policies(dir: &Path) {
+    let cpu_plan = |prefer: &str| {
+        let out = gguf_serve(&[
+            "plan",
+            "-m",
+            dir.to_str().unwrap(),
+            "--gpu-free",
+            "none",
+            "-c",
+            "2048",
+            "--parallel",
+            "1",
+            "--prefer",
+            prefer,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let json = cpu_plan("balanced");
+    let speeds: Vec<(u64, String, f64)> = json["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["fit"], "cpu", "{p}");
+            assert_eq!(p["speed"]["gpu_bytes"], 0, "{p}");
+            (
+                p["quality_rank"].as_u64().unwrap(),
+                p["quant"].as_str().unwrap().to_owned(),
+                p["speed"]["tokens_per_second"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(speeds.iter().all(|s| s.2 > 0.0), "{speeds:?}");
+    let fastest = speeds.iter().map(|s| s.2).fold(0.0, f64::max);
+    let best = |floor: f64| {
+        speeds
+            .iter()
+            .filter(|s| s.2 >= floor)
+            .max_by_key(|s| s.0)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(
+        json["pick"]["quant"].as_str().unwrap(),
+        best(0.6 * fastest),
+        "{speeds:?}"
+    );
+    let fastest_quant = speeds.iter().find(|s| s.2 == fastest).unwrap().1.clone();
+    assert_eq!(
+        cpu_plan("speed")["pick"]["quant"].as_str().unwrap(),
+        fastest_quant
+    );
+    assert_eq!(cpu_plan("quality")["pick"]["quant"], "Q8_0");
 }
 
 /// Runs gguf-serve expecting failure; returns stderr after checking it is one clear line.
@@ -219,6 +285,32 @@ fn bad_input_fails_clearly() {
 
     let err = fails(&["plan", "-m", demo_path, "--vram", "lots"]);
     assert!(err.contains("not a size"), "{err}");
+    // A bare number is not taken as bytes.
+    for (flag, value) in [
+        ("--vram", "8"),
+        ("--host-ram", "8"),
+        ("--gpu-free", "8GiB,8"),
+    ] {
+        let err = fails(&["plan", "-m", demo_path, flag, value]);
+        assert!(
+            err.contains(&format!("{flag} 8: give a unit (8GiB, 8000MiB, 8GB)")),
+            "{err}"
+        );
+    }
+    // 0 is no GPU.
+    let out = gguf_serve(&[
+        "plan",
+        "-m",
+        demo_path,
+        "--gpu-free",
+        "0",
+        "--host-bandwidth",
+        "10",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["budget"]["gpus"], serde_json::json!([]));
 
     std::fs::create_dir(d("empty")).unwrap();
     let err = fails(&["plan", "-m", &d("empty")]);
@@ -230,6 +322,156 @@ fn bad_input_fails_clearly() {
     assert!(err.contains("is the input file"), "{err}");
     let err = fails(&["quantize", &d("zip.gguf"), &d("out.gguf"), "--type", "q8_0"]);
     assert!(err.contains("not a GGUF file"), "{err}");
+}
+
+#[test]
+fn a_bad_file_in_a_folder_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = gguf_fixtures::demo_model();
+    let bytes = std::fs::read(&demo).unwrap();
+    std::fs::write(dir.path().join("cut.gguf"), &bytes[..100_000]).unwrap();
+    std::fs::write(dir.path().join("zip.gguf"), b"PK\x03\x04 not a model").unwrap();
+    let dir_str = dir.path().to_str().unwrap();
+    // Only bad files: the error names each.
+    let err = fails(&["plan", "-m", dir_str]);
+    assert!(err.contains("no readable model in this folder"), "{err}");
+    assert!(err.contains("cut.gguf: truncated GGUF file"), "{err}");
+    assert!(err.contains("zip.gguf: not a GGUF file"), "{err}");
+    // With a good one, it is planned and each bad one gets a line.
+    std::os::unix::fs::symlink(&demo, dir.path().join("good.gguf")).unwrap();
+    let out = gguf_serve(&["plan", "-m", dir_str, "--gpu-free", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let skipped: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skipped.len(), 2, "{err}");
+    assert!(
+        skipped
+            .iter()
+            .any(|l| l.contains("cut.gguf: truncated GGUF file")),
+        "{err}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|l| l.contains("zip.gguf: not a GGUF file")),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("picked Q4_K_M"));
+}
+
+/// `serve` logs what `plan` prints: a skipped file and a context past the training context.
+#[test]
+fn serve_warns_as_plan_says() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = gguf_fixtures::demo_model();
+    let bytes = std::fs::read(&demo).unwrap();
+    std::fs::write(dir.path().join("cut.gguf"), &bytes[..100_000]).unwrap();
+    std::os::unix::fs::symlink(&demo, dir.path().join("good.gguf")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
+        .args([
+            "-m",
+            dir.path().to_str().unwrap(),
+            "-c",
+            "65536",
+            "-np",
+            "1",
+            "-t",
+            "1",
+        ])
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("listening on");
+            if tx.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let done = line.contains("listening on");
+        log.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.join("\n");
+    let warned = |text: &str| log.lines().any(|l| l.contains("WARN") && l.contains(text));
+    assert!(
+        warned("skipped") && warned("cut.gguf: truncated GGUF file"),
+        "{log}"
+    );
+    assert!(
+        warned(
+            "-c 65536 gives a sequence 65536 tokens, more than Q4_K_M's training context (32768)"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn header_says_where_the_budget_comes_from() {
+    let demo = gguf_fixtures::demo_model();
+    let demo = demo.to_str().unwrap();
+    let table = |extra: &[&str]| {
+        let mut args = vec!["plan", "-m", demo, "--host-ram", "16GiB"];
+        args.extend(extra);
+        let out = gguf_serve(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A small GPU keeps most of its memory: the default margin is 1/8 of it.
+    let out = table(&["--vram", "1GiB"]);
+    for line in [
+        "default margin: min(1 GiB, 1/8 of free)",
+        "GPU0: 1.00 GiB free − 128.0 MiB margin = 896.0 MiB usable; 500 GB/s assumed (--gpu-bandwidth sets it)",
+        "host: 16.00 GiB free − 1.00 GiB margin = 15.00 GiB usable;",
+        "GB/s measured (--host-bandwidth sets it)",
+        "| Decode |",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    // An explicit margin is used as given; bandwidths as given.
+    let out = table(&[
+        "--vram",
+        "1GiB",
+        "--fit-target",
+        "512",
+        "--gpu-bandwidth",
+        "936",
+        "--host-bandwidth",
+        "20",
+    ]);
+    for line in [
+        "margin 512.0 MiB from --fit-target",
+        "GPU0: 1.00 GiB free − 512.0 MiB margin = 512.0 MiB usable; 936.0 GB/s from --gpu-bandwidth",
+        "20.0 GB/s from --host-bandwidth",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    // A context past the model's training context (32768) is said.
+    let out = table(&["--gpu-free", "none", "-c", "65536", "--parallel", "1"]);
+    assert!(
+        out.contains("warning: -c 65536 gives a sequence 65536 tokens, more than Q4_K_M's training context (32768)"),
+        "{out}"
+    );
+    assert!(!table(&["--gpu-free", "none", "-c", "32768"]).contains("warning:"));
 }
 
 #[test]
@@ -246,4 +488,5 @@ fn devices_json() {
             .any(|d| d["kind"] == "cpu")
     );
     assert!(json["host"]["total"].as_u64().unwrap() > 0);
+    assert!(json["host_bandwidth"].as_f64().unwrap() > 1e8, "{json}");
 }

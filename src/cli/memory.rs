@@ -89,15 +89,30 @@ pub struct MemoryArgs {
     #[arg(long = "n-cpu-moe", value_name = "N")]
     pub n_cpu_moe: Option<u32>,
 
-    /// Memory to leave free on each GPU when fitting, in MiB (one value, or one per device:
-    /// the largest is kept free on every device).
+    /// Memory to leave free on each device when fitting, in MiB (one value, or one per device:
+    /// the largest is kept free on every device). Default: min(1024 MiB, 1/8 of the device's
+    /// free memory), llama-server's 1024 MiB on devices with 8 GiB free or more.
+    #[arg(long = "fit-target", alias = "fit-margin", value_name = "MiB,…")]
+    pub fit_target: Option<String>,
+
+    /// How `--quant auto` trades quality for decode speed among the quants that fit: quality
+    /// (the best quant that fits, preferring the GPU), speed (the fastest predicted decode) or
+    /// balanced (the best quant predicted to decode at least 60% as fast as the fastest).
     #[arg(
-        long = "fit-target",
-        alias = "fit-margin",
-        default_value = "1024",
-        value_name = "MiB,…"
+        long,
+        value_enum,
+        default_value = "balanced",
+        value_name = "quality|speed|balanced"
     )]
-    pub fit_target: String,
+    pub prefer: Prefer,
+}
+
+/// `--prefer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Prefer {
+    Quality,
+    Speed,
+    Balanced,
 }
 
 impl MemoryArgs {
@@ -153,20 +168,28 @@ impl MemoryArgs {
             } else {
                 self.n_cpu_moe
             },
+            prefer: match self.prefer {
+                Prefer::Quality => plan::Prefer::Quality,
+                Prefer::Speed => plan::Prefer::Speed,
+                Prefer::Balanced => plan::Prefer::Balanced,
+            },
         })
     }
 
-    /// `--fit-target` in bytes: the largest of the values.
-    pub fn fit_margin(&self) -> anyhow::Result<u64> {
-        self.fit_target
-            .split(',')
+    /// `--fit-target`: the largest of the values, in bytes, or the default rule.
+    pub fn fit_margin(&self) -> anyhow::Result<plan::Margin> {
+        let Some(text) = &self.fit_target else {
+            return Ok(plan::Margin::Default);
+        };
+        text.split(',')
             .map(|v| {
                 v.trim()
                     .parse::<u64>()
                     .map(|mib| mib << 20)
-                    .with_context(|| format!("--fit-target {}: expected MiB,…", self.fit_target))
+                    .with_context(|| format!("--fit-target {text}: expected MiB,…"))
             })
             .try_fold(0, |max, v| v.map(|v| v.max(max)))
+            .map(plan::Margin::Explicit)
     }
 }
 

@@ -212,7 +212,12 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             split_mode: load.split_mode()?,
             main_gpu: load.main_gpu,
             tensor_split: load.tensor_split()?,
-            devices: load.devices(),
+            // A GPU too small for even the compute buffers is left out (`--device none`).
+            devices: if decision.use_gpu {
+                load.devices()
+            } else {
+                Some(Vec::new())
+            },
             load_mode: load.load_mode()?,
             lazy_mode: load.lazy_mode()?,
             check_tensors: load.check_tensors,
@@ -265,8 +270,6 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
 /// its headers and only the pick downloaded.
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     let request = args.memory.plan_request()?;
-    let devices = args.load.devices();
-    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref());
     if let Some(repo) = hub_repo(args)? {
         let remote = Remote::open(
             &args.hf,
@@ -275,9 +278,8 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
             args.http.offline,
             log_tracing,
         )?;
-        let mut decision = crate::plan::choose(&remote.summaries(), &request, &budget)
-            .with_context(|| repo.clone())?;
-        log_decision(&decision);
+        let mut decision =
+            plan(args, &remote.summaries(), &request).with_context(|| repo.clone())?;
         decision.file = remote.fetch(&decision.file)?;
         return Ok(decision);
     }
@@ -285,11 +287,11 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
         .model
         .as_deref()
         .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO")?;
-    let candidates = source::resolve(path, Some(&args.quant))?;
-    let decision = crate::plan::choose(&candidates, &request, &budget)
-        .with_context(|| path.display().to_string())?;
-    log_decision(&decision);
-    Ok(decision)
+    let resolved = source::resolve(path, Some(&args.quant))?;
+    for skipped in &resolved.skipped {
+        tracing::warn!("skipped {skipped}");
+    }
+    plan(args, &resolved, &request).with_context(|| path.display().to_string())
 }
 
 /// The Hugging Face repo to serve: `--hf-repo`, or `--model hf://ORG/REPO`. A `--model` that
@@ -325,7 +327,23 @@ fn hub_repo(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-fn log_decision(decision: &Decision) {
+/// Picks among `models` for this machine's devices, memory and speed, logging why.
+fn plan(
+    args: &ServeArgs,
+    models: &[crate::gguf::ModelSummary],
+    request: &crate::plan::PlanRequest,
+) -> anyhow::Result<Decision> {
+    let devices = args.load.devices();
+    let threads = match args.threads.threads {
+        Some(n) if n > 0 => n as usize,
+        _ => crate::hardware::math_threads().max(1) as usize,
+    };
+    let host = crate::hardware::speed::host_speed(threads, None, models);
+    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
+    let decision = crate::plan::choose(models, request, &budget)?;
+    for warning in &decision.warnings {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         file = %decision.file.display(),
         quant = %decision.quant,
@@ -336,6 +354,7 @@ fn log_decision(decision: &Decision) {
     for reason in &decision.reasons {
         tracing::info!("plan: {reason}");
     }
+    Ok(decision)
 }
 
 /// `--sampling`: where tokens are sampled.

@@ -60,11 +60,12 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     };
     let remote = Remote::open(&hf, &args.repo, Some(&args.quant), false, log_stderr)?;
     let request = args.memory.plan_request()?;
-    let budget = args.budget.budget(args.memory.fit_margin()?)?;
-    let decision = crate::plan::choose(&remote.summaries(), &request, &budget)
-        .with_context(|| args.repo.clone())?;
-    for reason in &decision.reasons {
-        eprintln!("{reason}");
+    let models = remote.summaries();
+    let budget = args.budget.budget(&args.memory, &models)?;
+    let decision =
+        crate::plan::choose(&models, &request, &budget).with_context(|| args.repo.clone())?;
+    for line in decision.warnings.iter().chain(&decision.reasons) {
+        eprintln!("{line}");
     }
     let path = remote.fetch(&decision.file)?;
     eprintln!(

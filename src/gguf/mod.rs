@@ -17,7 +17,7 @@ mod types;
 mod write;
 
 pub use read::{GgufFile, Prefix, TensorInfo, Value, ValueType};
-pub use summary::{LayerTensors, ModelSummary, TensorGroup, split_name};
+pub use summary::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, split_name};
 pub use types::{
     GgmlType, QuantProfile, ggml_type, ggml_type_by_name, quant_by_ftype, quant_by_name, quants,
 };

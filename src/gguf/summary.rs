@@ -16,6 +16,17 @@ pub struct LayerTensors {
     pub bytes: u64,
     /// MoE expert tensors (`ffn_*_exps`), the part `--n-cpu-moe` keeps on the CPU.
     pub expert_bytes: u64,
+    /// The same bytes per ggml type, for the planner's decode-speed prediction (CPU kernels
+    /// run at different speeds per type).
+    pub by_type: Vec<TypeBytes>,
+}
+
+/// Bytes of one ggml type in a layer: all of them, and those of MoE experts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TypeBytes {
+    pub ggml_type: u32,
+    pub bytes: u64,
+    pub expert_bytes: u64,
 }
 
 /// A tensor outside the layers (`token_embd`, `output`, `output_norm`, …).
@@ -154,9 +165,26 @@ impl ModelSummary {
             match layer_of(&t.name) {
                 Some(il) if (il as usize) < n => {
                     let layer = &mut layers[il as usize];
+                    let expert = t.name.contains("_exps");
                     layer.bytes += t.n_bytes;
-                    if t.name.contains("_exps") {
+                    let i = match layer
+                        .by_type
+                        .iter()
+                        .position(|b| b.ggml_type == t.ggml_type)
+                    {
+                        Some(i) => i,
+                        None => {
+                            layer.by_type.push(TypeBytes {
+                                ggml_type: t.ggml_type,
+                                ..TypeBytes::default()
+                            });
+                            layer.by_type.len() - 1
+                        }
+                    };
+                    layer.by_type[i].bytes += t.n_bytes;
+                    if expert {
                         layer.expert_bytes += t.n_bytes;
+                        layer.by_type[i].expert_bytes += t.n_bytes;
                     }
                 }
                 _ => non_layer.push(TensorGroup {

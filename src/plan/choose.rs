@@ -4,7 +4,11 @@
 use super::memory::{
     ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
 };
-use super::{Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, fmt_bytes};
+use super::speed::decode_speed;
+use super::{
+    BALANCED_SHARE, Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, Prefer,
+    fmt_bytes,
+};
 use crate::gguf::ModelSummary;
 
 /// Plans one file: the offload that fits the budget (or the requested one) and its memory.
@@ -89,6 +93,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
             "; the GPU cannot hold even the compute buffers: load without it (--device none)".into()
         });
     }
+    let speed = decode_speed(model, ctx, offload, use_gpu, budget);
     FilePlan {
         file: model.path.clone(),
         quant: model.quant_name(),
@@ -100,6 +105,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         use_gpu,
         gpu_fraction,
         predicted,
+        speed,
         reason,
     }
 }
@@ -203,6 +209,120 @@ pub fn choose(
         .iter()
         .map(|m| plan_file(m, request, budget))
         .collect();
+    let Some((pick, why)) = pick(&plans, request.prefer, budget) else {
+        return Err(nothing_fits(candidates, &plans, request, budget));
+    };
+    let chosen = &plans[pick];
+    let mut reasons = vec![format!(
+        "picked {} ({}): {why}",
+        chosen.quant,
+        chosen.file.display()
+    )];
+    reasons.push(chosen.reason.clone());
+    let fastest = fastest(&plans);
+    for p in plans
+        .iter()
+        .filter(|p| p.quality_rank > chosen.quality_rank)
+    {
+        let why_not = match request.prefer {
+            Prefer::Balanced | Prefer::Speed if p.fit != Fit::None => format!(
+                "predicted {:.1} tokens/s, under {:.0}% of the fastest ({:.1} tokens/s)",
+                p.speed.tokens_per_second,
+                share(request.prefer) * 100.0,
+                fastest
+            ),
+            _ => p.reason.clone(),
+        };
+        reasons.push(format!("not {}: {why_not}", p.quant));
+    }
+    let warnings = candidates
+        .iter()
+        .find(|m| m.path == chosen.file)
+        .and_then(|m| context_warning(m, &request.context))
+        .into_iter()
+        .collect();
+    Ok(Decision {
+        file: chosen.file.clone(),
+        quant: chosen.quant.clone(),
+        n_gpu_layers: chosen.offload.n_gpu_layers,
+        n_cpu_moe: chosen.offload.n_cpu_moe,
+        use_gpu: chosen.use_gpu,
+        predicted: chosen.predicted,
+        speed: chosen.speed,
+        reasons,
+        warnings,
+        plans,
+    })
+}
+
+/// The share of the fastest speed a pick must keep under `prefer` (quality: none).
+fn share(prefer: Prefer) -> f64 {
+    match prefer {
+        Prefer::Quality => 0.0,
+        Prefer::Speed => 1.0,
+        Prefer::Balanced => BALANCED_SHARE,
+    }
+}
+
+/// The fastest predicted decode among the plans that fit, tokens per second.
+fn fastest(plans: &[FilePlan]) -> f64 {
+    plans
+        .iter()
+        .filter(|p| p.fit != Fit::None)
+        .map(|p| p.speed.tokens_per_second)
+        .fold(0.0, f64::max)
+}
+
+/// The index of the pick under `prefer`, and why; `None` when nothing fits.
+fn pick(plans: &[FilePlan], prefer: Prefer, budget: &Budget) -> Option<(usize, String)> {
+    let where_ = |p: &FilePlan| match p.fit {
+        Fit::FullGpu => "fits entirely in GPU memory",
+        Fit::PartialGpu if plans.iter().any(|p| p.fit == Fit::FullGpu) => "runs partly on the GPU",
+        Fit::PartialGpu => "runs partly on the GPU (no quant fits entirely in GPU memory)",
+        Fit::Cpu if budget.gpus.is_empty() => "runs on the CPU (no GPU)",
+        Fit::Cpu => "runs on the CPU (nothing fits on the GPU)",
+        Fit::None => "does not fit",
+    };
+    if prefer == Prefer::Quality {
+        return pick_quality(plans, budget);
+    }
+    let fastest = fastest(plans);
+    let floor = fastest * share(prefer);
+    let i = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.fit != Fit::None && p.speed.tokens_per_second >= floor)
+        .max_by(|(_, a), (_, b)| {
+            let key = |p: &FilePlan| match prefer {
+                Prefer::Speed => (p.speed.tokens_per_second, f64::from(p.quality_rank)),
+                _ => (f64::from(p.quality_rank), p.speed.tokens_per_second),
+            };
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(i, _)| i)?;
+    let p = &plans[i];
+    let why = match prefer {
+        Prefer::Speed => format!(
+            "the fastest predicted decode ({:.1} tokens/s; --prefer speed); it {}",
+            p.speed.tokens_per_second,
+            where_(p)
+        ),
+        _ => format!(
+            "the highest-quality quant predicted to decode at least {:.0}% as fast as the fastest \
+             ({:.1} of {fastest:.1} tokens/s; --prefer balanced); it {}",
+            BALANCED_SHARE * 100.0,
+            p.speed.tokens_per_second,
+            where_(p)
+        ),
+    };
+    Some((i, why))
+}
+
+/// `--prefer quality`: the highest-quality quant that fits entirely on the GPU; else the one
+/// with the largest share of its weights on the GPU; else the highest-quality one on the CPU.
+fn pick_quality(plans: &[FilePlan], budget: &Budget) -> Option<(usize, String)> {
     let best_quality = |fit: Fit| {
         plans
             .iter()
@@ -211,12 +331,13 @@ pub fn choose(
             .max_by_key(|(_, p)| (p.quality_rank, p.file_size))
             .map(|(i, _)| i)
     };
-    let (pick, why) = if let Some(i) = best_quality(Fit::FullGpu) {
-        (
+    if let Some(i) = best_quality(Fit::FullGpu) {
+        return Some((
             i,
             "the highest-quality quant that fits entirely in GPU memory".to_owned(),
-        )
-    } else if let Some(i) = plans
+        ));
+    }
+    if let Some(i) = plans
         .iter()
         .enumerate()
         .filter(|(_, p)| p.fit == Fit::PartialGpu)
@@ -228,43 +349,40 @@ pub fn choose(
         .map(|(i, _)| i)
     {
         let why = format!(
-            "no quant fits entirely in GPU memory; the best predicted speed: {:.0}% of its weights on the GPU",
+            "no quant fits entirely in GPU memory; the most of its weights on the GPU: {:.0}%",
             plans[i].gpu_fraction * 100.0
         );
-        (i, why)
-    } else if let Some(i) = best_quality(Fit::Cpu) {
-        let why = if budget.gpus.is_empty() {
-            "no GPU: the highest-quality quant that fits in host memory".to_owned()
-        } else {
-            "nothing fits on the GPU; the highest-quality quant that fits in host memory".to_owned()
-        };
-        (i, why)
-    } else {
-        return Err(nothing_fits(candidates, &plans, request, budget));
-    };
-
-    let chosen = &plans[pick];
-    let mut reasons = vec![format!(
-        "picked {} ({}): {why}",
-        chosen.quant,
-        chosen.file.display()
-    )];
-    reasons.push(chosen.reason.clone());
-    for p in plans
-        .iter()
-        .filter(|p| p.quality_rank > chosen.quality_rank)
-    {
-        reasons.push(format!("not {}: {}", p.quant, p.reason));
+        return Some((i, why));
     }
-    Ok(Decision {
-        file: chosen.file.clone(),
-        quant: chosen.quant.clone(),
-        n_gpu_layers: chosen.offload.n_gpu_layers,
-        n_cpu_moe: chosen.offload.n_cpu_moe,
-        use_gpu: chosen.use_gpu,
-        predicted: chosen.predicted,
-        reasons,
-        plans,
+    let i = best_quality(Fit::Cpu)?;
+    let why = if budget.gpus.is_empty() {
+        "no GPU: the highest-quality quant that fits in host memory"
+    } else {
+        "nothing fits on the GPU; the highest-quality quant that fits in host memory"
+    };
+    Some((i, why.to_owned()))
+}
+
+/// A warning when each sequence's context exceeds the model's training context (llama.cpp:
+/// "possible training context overflow").
+pub fn context_warning(model: &ModelSummary, ctx: &ContextParams) -> Option<String> {
+    let n_ctx_train = model.context_length;
+    if ctx.n_ctx == 0 || n_ctx_train == 0 {
+        return None;
+    }
+    let n_ctx = u64::from(ctx.n_ctx);
+    let per_seq = if ctx.kv_unified {
+        n_ctx
+    } else {
+        n_ctx / u64::from(ctx.n_seq.max(1))
+    };
+    (per_seq > n_ctx_train).then(|| {
+        format!(
+            "-c {n_ctx} gives a sequence {per_seq} tokens, more than {}'s training context \
+             ({n_ctx_train}): expect worse output past {n_ctx_train} tokens unless the model \
+             supports RoPE scaling (--rope-scaling yarn)",
+            model.quant_name()
+        )
     })
 }
 

@@ -6,7 +6,8 @@
 //! # API for the server
 //!
 //! ```no_run
-//! use gguf_serve::plan::{self, Budget, ContextParams, GpuLayers, PlanRequest};
+//! use gguf_serve::plan::{self, BandwidthSource, Budget, ContextParams, GpuLayers, HostSpeed};
+//! use gguf_serve::plan::{Margin, PlanRequest, Prefer};
 //! use gguf_serve::source;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let candidates = source::resolve(std::path::Path::new("models/"), None)?; // `--quant auto`
@@ -14,9 +15,11 @@
 //!     context: ContextParams { n_ctx: 32768, n_seq: 4, ..ContextParams::default() },
 //!     n_gpu_layers: GpuLayers::Auto, // `-ngl auto`
 //!     n_cpu_moe: None,               // `--n-cpu-moe`
+//!     prefer: Prefer::Balanced,      // `--prefer`
 //! };
-//! // Free memory as `hardware::budget` detects it, less a 1024 MiB margin per device.
-//! let budget = Budget { gpus: vec![], host_free: 32 << 30, margin: 1024 << 20 };
+//! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
+//! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
+//! let budget = Budget::new(vec![], 32 << 30, Margin::Default, host);
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
 //! // (and no GPU device at all if !decision.use_gpu);
@@ -31,13 +34,15 @@
 //! models, every layer with the experts of the first N layers on the CPU (`--n-cpu-moe N`); else
 //! the most layers (`-ngl N`), down to 0 (llama.cpp still puts the compute buffers on the GPU);
 //! if the GPU cannot hold even those, the file runs without it ([`Decision::use_gpu`] false).
-//! [`choose`] then takes the highest-quality quant (rank in
-//! `quant-profiles/quants.toml`) that fits entirely on the GPU; if none does, the one with the
-//! largest share of its weights on the GPU (the best predicted speed), saying so; with no GPU,
-//! the highest-quality quant that fits in host memory; if nothing fits anywhere,
+//! It also predicts the file's decode speed at that offload ([`speed`]). [`choose`] then picks
+//! by [`Prefer`]: `balanced` (the default) takes the highest-quality quant (rank in
+//! `quant-profiles/quants.toml`) predicted to decode at least [`BALANCED_SHARE`] as fast as
+//! the fastest quant that fits; `speed` the fastest; `quality` the highest-quality quant that
+//! fits entirely on the GPU, else the one with the largest share of its weights on the GPU,
+//! else (no GPU) the highest-quality quant that fits in host memory. If nothing fits anywhere,
 //! [`PlanError::NothingFits`] says what the smallest file needs and at which context it fits.
 //! Several GPUs are treated as one pool of their summed free memory (llama.cpp splits layers
-//! across them by free memory).
+//! across them by free memory). Each device keeps a margin free ([`Margin`]).
 //!
 //! Known gaps: on CPUs with AMX or where llama.cpp repacks weights (`CPU_REPACK`), it keeps a
 //! second, repacked copy of supported weights in host memory (214 MiB for the demo model on this
@@ -46,9 +51,11 @@
 
 pub mod choose;
 pub mod memory;
+pub mod speed;
 
-pub use choose::{choose, plan_file};
+pub use choose::{choose, context_warning, plan_file};
 pub use memory::{ContextParams, MemoryEstimate, Offload, estimate, estimate_cpu_only};
+pub use speed::{KV_FILL, NODES_PER_LAYER, SpeedEstimate, decode_speed};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -63,13 +70,35 @@ pub enum GpuLayers {
     Count(u32),
 }
 
-/// What the user asked for: context parameters and any fixed offload.
+/// `--prefer`: how [`choose`] trades quality for decode speed among the quants that fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prefer {
+    /// The highest-quality quant that fits entirely on the GPU, else the one with the most of
+    /// its weights on the GPU, else the highest-quality one that fits in host memory.
+    Quality,
+    /// The fastest predicted decode.
+    Speed,
+    /// The highest-quality quant predicted to decode at least [`BALANCED_SHARE`] as fast as the
+    /// fastest quant that fits.
+    #[default]
+    Balanced,
+}
+
+/// `--prefer balanced`: the share of the fastest candidate's predicted speed a higher-quality
+/// quant must keep. At 0.6, on hardware where decoding is bound by memory bandwidth, an 8B
+/// model's ladder (Q8_0 8.5 GB … Q2_K 3.2 GB) gives Q4_K_M (4.9 GB, 65% of Q2_K's speed), the
+/// quant llama.cpp's quantize calls "balanced quality - recommended".
+pub const BALANCED_SHARE: f64 = 0.6;
+
+/// What the user asked for: context parameters, any fixed offload, and the policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanRequest {
     pub context: ContextParams,
     pub n_gpu_layers: GpuLayers,
     /// `--n-cpu-moe N`; `None` lets the planner choose.
     pub n_cpu_moe: Option<u32>,
+    pub prefer: Prefer,
 }
 
 impl Default for PlanRequest {
@@ -78,38 +107,177 @@ impl Default for PlanRequest {
             context: ContextParams::default(),
             n_gpu_layers: GpuLayers::Auto,
             n_cpu_moe: None,
+            prefer: Prefer::default(),
         }
     }
 }
 
-/// One GPU's free memory.
+/// How much memory to leave free on each device (llama-server's `--fit-target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Margin {
+    /// min(1 GiB, 1/8 of the device's free memory): llama-server's 1024 MiB on devices with
+    /// 8 GiB free or more, and still most of a small device left usable.
+    Default,
+    /// `--fit-target`, in bytes, used as given on every device.
+    Explicit(u64),
+}
+
+impl Margin {
+    /// llama-server's default `--fit-target`.
+    pub const DEFAULT_MAX: u64 = 1 << 30;
+    /// The share of a device's free memory the default margin never exceeds.
+    pub const DEFAULT_SHARE: u64 = 8;
+
+    /// The margin for a device with `free` bytes free.
+    pub fn for_free(self, free: u64) -> u64 {
+        match self {
+            Margin::Default => Self::DEFAULT_MAX.min(free / Self::DEFAULT_SHARE),
+            Margin::Explicit(bytes) => bytes,
+        }
+    }
+
+    /// Where the margin comes from, for the plan's header.
+    pub fn describe(self) -> String {
+        match self {
+            Margin::Default => {
+                "default margin: min(1 GiB, 1/8 of free); --fit-target sets it".into()
+            }
+            Margin::Explicit(bytes) => format!("margin {} from --fit-target", fmt_bytes(bytes)),
+        }
+    }
+}
+
+/// Where a bandwidth figure comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandwidthSource {
+    /// Measured on this machine.
+    Measured,
+    /// Given on the command line (`--host-bandwidth`, `--gpu-bandwidth`).
+    Given,
+    /// Looked up by device name in `quant-profiles/bandwidth.toml`.
+    Table,
+    /// Not known: an assumed value, said in the plan's header.
+    Assumed,
+}
+
+/// One GPU's free memory and memory bandwidth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GpuBudget {
     pub name: String,
     pub free: u64,
+    /// Kept free on this GPU ([`Margin::for_free`]).
+    pub margin: u64,
+    /// Memory read bandwidth, bytes per second.
+    pub bandwidth: f64,
+    pub bandwidth_source: BandwidthSource,
 }
 
-/// Memory the model may use: per-GPU free memory and host memory, each less `margin`.
+impl GpuBudget {
+    pub fn usable(&self) -> u64 {
+        self.free.saturating_sub(self.margin)
+    }
+}
+
+/// The host's decode speed: memory bandwidth, and what llama.cpp's CPU kernels can compute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostSpeed {
+    /// Memory read bandwidth with the decode threads, bytes per second.
+    pub bandwidth: f64,
+    pub bandwidth_source: BandwidthSource,
+    /// Weight bytes per second the CPU's matrix-vector kernels process per ggml type with the
+    /// decode threads, when they read from cache (compute-bound). Types without a rate cost
+    /// their reading only.
+    pub type_rates: Vec<TypeRate>,
+    /// Seconds each operation of the decode graph costs beyond its arithmetic (the threads'
+    /// barrier), measured with the decode threads.
+    pub node_seconds: f64,
+}
+
+/// One ggml type's compute-bound matrix-vector rate on the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypeRate {
+    pub ggml_type: u32,
+    /// Weight bytes per second.
+    pub bytes_per_second: f64,
+}
+
+impl HostSpeed {
+    /// A host of this bandwidth whose arithmetic costs nothing.
+    pub fn bandwidth_only(bandwidth: f64, source: BandwidthSource) -> Self {
+        HostSpeed {
+            bandwidth,
+            bandwidth_source: source,
+            type_rates: Vec::new(),
+            node_seconds: 0.0,
+        }
+    }
+}
+
+/// Memory the model may use and how fast each place reads it: per-GPU free memory and
+/// bandwidth, host memory and speed, each device less its margin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Budget {
     pub gpus: Vec<GpuBudget>,
     pub host_free: u64,
-    /// Kept free on every device (llama-server's `--fit-margin`).
-    pub margin: u64,
+    /// Kept free in host memory ([`Margin::for_free`] of `host_free`).
+    pub host_margin: u64,
+    /// The rule the margins come from.
+    pub margin_rule: Margin,
+    pub host: HostSpeed,
 }
 
 impl Budget {
+    /// A budget whose margins follow `margin_rule`; GPUs as (name, free, bandwidth, source).
+    pub fn new(
+        gpus: Vec<(String, u64, f64, BandwidthSource)>,
+        host_free: u64,
+        margin_rule: Margin,
+        host: HostSpeed,
+    ) -> Budget {
+        Budget {
+            gpus: gpus
+                .into_iter()
+                .map(|(name, free, bandwidth, bandwidth_source)| GpuBudget {
+                    name,
+                    free,
+                    margin: margin_rule.for_free(free),
+                    bandwidth,
+                    bandwidth_source,
+                })
+                .collect(),
+            host_free,
+            host_margin: margin_rule.for_free(host_free),
+            margin_rule,
+            host,
+        }
+    }
+
     /// GPU bytes the model may use, all GPUs together.
     pub fn gpu_usable(&self) -> u64 {
-        self.gpus
-            .iter()
-            .map(|g| g.free.saturating_sub(self.margin))
-            .sum()
+        self.gpus.iter().map(GpuBudget::usable).sum()
     }
 
     /// Host bytes the model may use.
     pub fn host_usable(&self) -> u64 {
-        self.host_free.saturating_sub(self.margin)
+        self.host_free.saturating_sub(self.host_margin)
+    }
+
+    /// The GPUs' bandwidth as one pool (layers are split across them by free memory, and read
+    /// one GPU after the other): the free-memory-weighted harmonic mean.
+    pub fn gpu_bandwidth(&self) -> f64 {
+        let free: f64 = self.gpus.iter().map(|g| g.usable() as f64).sum();
+        let seconds_per_byte: f64 = self
+            .gpus
+            .iter()
+            .map(|g| g.usable() as f64 / free / g.bandwidth.max(1.0))
+            .sum();
+        if free > 0.0 && seconds_per_byte > 0.0 {
+            1.0 / seconds_per_byte
+        } else {
+            self.gpus.first().map_or(0.0, |g| g.bandwidth)
+        }
     }
 }
 
@@ -142,6 +310,8 @@ pub struct FilePlan {
     /// Share of the weight bytes on the GPU.
     pub gpu_fraction: f64,
     pub predicted: MemoryEstimate,
+    /// Predicted decode speed at this offload.
+    pub speed: SpeedEstimate,
     pub reason: String,
 }
 
@@ -156,7 +326,11 @@ pub struct Decision {
     /// llama.cpp puts the compute buffers there even at `-ngl 0`.
     pub use_gpu: bool,
     pub predicted: MemoryEstimate,
+    pub speed: SpeedEstimate,
     pub reasons: Vec<String>,
+    /// What the user should know about the request (a context past the model's training
+    /// context); `serve` logs them as warnings.
+    pub warnings: Vec<String>,
     pub plans: Vec<FilePlan>,
 }
 

@@ -18,7 +18,18 @@ pub const MIB: u64 = 1 << 20;
 /// The first header read asks this much.
 pub const FIRST_READ: u64 = 512 << 10;
 /// The flags that make a plan independent of this machine (one big GPU is added per test).
-pub const BUDGET: [&str; 4] = ["--host-ram", "64GiB", "-c", "512"];
+/// The budget flags of every plan and pull: a fixed margin (so `--vram` = need + 1 GiB fits
+/// exactly that need) and the quality policy (the best quant that fits).
+pub const BUDGET: [&str; 8] = [
+    "--host-ram",
+    "64GiB",
+    "-c",
+    "512",
+    "--fit-target",
+    "1024",
+    "--prefer",
+    "quality",
+];
 
 pub fn ladder_hub() -> FakeHub {
     FakeHub::start(vec![hub_fixtures::ladder_repo(LADDER_REPO)])
@@ -97,7 +108,7 @@ pub fn needs(hub: &FakeHub, cache: &Path, repo: &str) -> (Vec<(String, u64)>, u6
             (p["file"].as_str().unwrap().to_owned(), gpu)
         })
         .collect();
-    (needs, json["budget"]["margin"].as_u64().unwrap())
+    (needs, json["budget"]["gpus"][0]["margin"].as_u64().unwrap())
 }
 
 /// Asserts `server` completes 4 tokens.

@@ -42,7 +42,7 @@ fn dense_offload_table() {
     }
     // A margin comes off every device.
     let mut b = gpu(full, 64 * GIB);
-    b.margin = 1;
+    b.gpus[0].margin = 1;
     assert_eq!(plan_file(&m, &request, &b).fit, Fit::PartialGpu);
 }
 
@@ -56,6 +56,7 @@ fn choice_across_quants() {
     ];
     let request = PlanRequest {
         context: ctx(8192),
+        prefer: Prefer::Quality,
         ..PlanRequest::default()
     };
     // Full-GPU totals: Q8_0 5.21e9, Q6_K 4.46e9, Q4_K_M 3.70e9, Q2_K 2.95e9.
@@ -137,6 +138,7 @@ fn fixed_offload_is_checked_not_changed() {
         context: ctx(8192),
         n_gpu_layers: GpuLayers::Count(20),
         n_cpu_moe: None,
+        prefer: Prefer::Quality,
     };
     let p = plan_file(&m, &request, &gpu(8 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::PartialGpu, 20));

@@ -1,12 +1,14 @@
 //! Table tests of the memory model (`memory.rs`) and the choice (`choose.rs`), against
 //! hand-computed cases: a dense model (Llama-3-8B-like shapes), a sliding-window model
-//! (Gemma-3-like) and a MoE model. This file holds the model fixtures.
+//! (Gemma-3-like) and a MoE model, and the decode-speed prediction and policies over them. This
+//! file holds the model fixtures.
 
 mod choose;
 mod memory;
+mod speed;
 
 pub(super) use super::*;
-pub(super) use crate::gguf::{LayerTensors, ModelSummary, TensorGroup, quant_by_name};
+pub(super) use crate::gguf::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, quant_by_name};
 
 pub(super) const MIB: u64 = 1 << 20;
 pub(super) const GIB: u64 = 1 << 30;
@@ -72,9 +74,27 @@ pub(super) fn summary(s: Shape, quant: &str) -> ModelSummary {
                 index,
                 bytes: s.layer_bytes,
                 expert_bytes: s.expert_bytes,
+                by_type: vec![TypeBytes {
+                    ggml_type: main_type(quant),
+                    bytes: s.layer_bytes,
+                    expert_bytes: s.expert_bytes,
+                }],
             })
             .collect(),
         non_layer,
+    }
+}
+
+/// The ggml type of the fixtures' layer weights for a quant name.
+pub(super) fn main_type(quant: &str) -> u32 {
+    match quant {
+        "q2_k" => 10,
+        "q3_k_m" => 11,
+        "q4_k_m" => 12,
+        "q5_k_m" => 13,
+        "q6_k" => 14,
+        "mxfp4_moe" => 39,
+        _ => 8,
     }
 }
 
@@ -153,21 +173,25 @@ pub(super) fn at(n_gpu_layers: u32, n_cpu_moe: u32) -> Offload {
     }
 }
 
+/// Host memory bandwidth of the test budgets: 50 GB/s, no compute limit.
+pub(super) const HOST_BW: f64 = 50e9;
+/// GPU memory bandwidth of the test budgets: 1 TB/s.
+pub(super) const GPU_BW: f64 = 1e12;
+
+pub(super) fn host() -> HostSpeed {
+    HostSpeed::bandwidth_only(HOST_BW, BandwidthSource::Given)
+}
+
+/// One GPU with `free` bytes, no margin.
 pub(super) fn gpu(free: u64, host_free: u64) -> Budget {
-    Budget {
-        gpus: vec![GpuBudget {
-            name: "GPU0".into(),
-            free,
-        }],
+    Budget::new(
+        vec![("GPU0".into(), free, GPU_BW, BandwidthSource::Given)],
         host_free,
-        margin: 0,
-    }
+        Margin::Explicit(0),
+        host(),
+    )
 }
 
 pub(super) fn cpu_only(host_free: u64) -> Budget {
-    Budget {
-        gpus: vec![],
-        host_free,
-        margin: 0,
-    }
+    Budget::new(vec![], host_free, Margin::Explicit(0), host())
 }
