@@ -311,10 +311,10 @@ fn a_decoder_generates_and_embeds_side_by_side() {
         );
         assert_eq!(a.len(), 640, "Gemma 3 270M's n_embd");
         // On a Q4_K decoder llama.cpp's vectors depend on what shares the ubatch (an input
-        // read alone differs from the same input batched by 9e-3, in llama-server too), so this
-        // checks that nothing mixes, not bit equality.
+        // read alone differs from the same input batched by 9e-3, in llama-server too; 0.9989
+        // cosine on an AMX CPU), so this checks that nothing mixes, not bit equality.
         let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!(cos > 0.999, "input {i} beside a generation: cosine {cos}");
+        assert!(cos > 0.995, "input {i} beside a generation: cosine {cos}");
     }
     let (status, done) = server.post(
         "/completion",

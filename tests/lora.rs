@@ -318,7 +318,8 @@ fn a_bad_adapter_file_stops_the_start_naming_it() {
         let last = stderr.lines().last().unwrap_or_default();
         assert!(
             last.contains(adapter.to_str().unwrap()) && last.contains("LoRA adapter"),
-            "{last}"
+            "{}: {stderr}",
+            out.status
         );
     }
     let out = Command::new(common::binary())

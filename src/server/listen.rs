@@ -174,19 +174,22 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
     // engine ends them (each stream gets a last error event) and their connections close.
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let drained = futures::future::join_all(servers.iter_mut());
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    let mut drained = tokio::spawn(async move {
+        for server in servers {
+            let _ = server.await;
+        }
+    });
+    let finished = tokio::time::timeout(grace, &mut drained).await.is_ok();
+    if !finished {
         tracing::warn!(
             "requests still running after --shutdown-timeout {}s: ending them",
             grace.as_secs()
         );
     }
     engine.shutdown();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        futures::future::join_all(servers.iter_mut()),
-    )
-    .await;
+    if !finished {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut drained).await;
+    }
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
     load_error.map_or(Ok(()), Err)
 }
