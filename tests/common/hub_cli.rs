@@ -196,6 +196,16 @@ pub fn blob_names(cache: &Path, repo: &str) -> Vec<String> {
     names
 }
 
+/// Asserts that the snapshot of `repo` at `commit` has no entry (link or file) for `path`.
+pub fn assert_not_linked(cache: &Path, repo: &str, commit: &str, path: &str) {
+    let link = snapshot(cache, repo, commit, path);
+    assert!(
+        link.symlink_metadata().is_err(),
+        "{} is left",
+        link.display()
+    );
+}
+
 /// Asserts that `path` of `repo` is cached as the Hub lays it out: the blob named by its
 /// SHA-256 with that content, the snapshot entry a relative link to it, `refs/main` the commit.
 pub fn assert_cached(cache: &Path, hub: &FakeHub, repo: &str, path: &str) {
