@@ -147,3 +147,43 @@ fn requests_beyond_the_queue_bound_get_503() {
         assert_eq!(busy.join().unwrap().0.last().unwrap()["stop"], true);
     });
 }
+
+/// ggml's CPU work runs on the engine's threads only. Its OpenMP thread pool belongs to the
+/// thread that first computed a graph and outlives the work; libgomp counts every pool's idle
+/// workers, and once they outnumber the CPUs its barriers sleep on a futex instead of spinning.
+/// The planner's measurement of the CPU kernels (made when a folder offers several files) once
+/// left such a pool on the main thread, and 2-thread decode on 2 cores ran at 70% CPU per
+/// thread and half the speed.
+#[test]
+fn ggml_threads_are_the_engines_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a-Q4_K_M.gguf", "b-Q4_K_M.gguf"] {
+        std::os::unix::fs::symlink(common::demo_model(), dir.path().join(name)).unwrap();
+    }
+    let model = dir.path().display().to_string();
+    let args = ["-m", &model, "-c", "1024", "-t", "2", "-np", "1"];
+    let server = Server::start_with(&args.map(String::from));
+    let (status, _) = server.post("/completion", &json!({"prompt": "Hi", "n_predict": 4}));
+    assert_eq!(status, 200);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("/proc");
+    let mut names: Vec<String> = tasks
+        .map(|t| {
+            let comm = t.expect("a task").path().join("comm");
+            std::fs::read_to_string(comm)
+                .expect("comm")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    let engine = names.iter().filter(|n| *n == "engine").count();
+    let others: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != "engine" && *n != "http")
+        .collect();
+    assert_eq!(
+        engine, 2,
+        "the engine thread and one ggml worker for -t 2: {names:?}"
+    );
+    assert_eq!(others.len(), 1, "only the main thread besides: {names:?}");
+}

@@ -55,38 +55,59 @@ pub fn gpu_bandwidth_or_default(description: &str, given: Option<f64>) -> (f64, 
     }
 }
 
-/// Bytes the host bandwidth measurement reads per pass: well past the CPU's private caches.
-const MEASURE_BYTES: usize = 64 << 20;
-const MEASURE_PASSES: usize = 4;
+/// Bytes the host bandwidth measurement reads per pass: past the last-level cache of most
+/// CPUs (a decode streams the whole model, which seldom fits in it). A 64 MiB buffer, inside
+/// this project's VM's 260 MiB L3, measured 9 to 16 GB/s from one run to the next.
+const MEASURE_BYTES: usize = 256 << 20;
+const MEASURE_PASSES: usize = 5;
 
-/// The host's memory read bandwidth with `threads` threads, bytes/s: the best of a few passes
-/// over a 64 MiB buffer, each thread summing its share (about 50 ms in all).
+/// The host's memory read bandwidth with `threads` threads, bytes/s: the median of a few passes
+/// over a 256 MiB buffer, each thread summing its share (about 200 ms in all). The median, not
+/// the best: a decode runs for seconds and meets the machine's usual contention, not its
+/// quietest moment.
 pub fn measure_host_bandwidth(threads: usize) -> f64 {
     let threads = threads.max(1);
     let buf: Vec<u64> = (0..(MEASURE_BYTES / 8) as u64).collect();
     let chunk = buf.len().div_ceil(threads);
-    let mut best = f64::MAX;
-    for _ in 0..MEASURE_PASSES {
-        let start = Instant::now();
-        let sum = std::thread::scope(|s| {
-            let handles: Vec<_> = buf
-                .chunks(chunk)
-                .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &b| a.wrapping_add(b))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(0))
-                .fold(0u64, u64::wrapping_add)
-        });
-        std::hint::black_box(sum);
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    MEASURE_BYTES as f64 / best.max(1e-9)
+    let mut times: Vec<f64> = (0..MEASURE_PASSES)
+        .map(|_| {
+            let start = Instant::now();
+            let sum = std::thread::scope(|s| {
+                let handles: Vec<_> = buf
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &b| a.wrapping_add(b))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(0))
+                    .fold(0u64, u64::wrapping_add)
+            });
+            std::hint::black_box(sum);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    MEASURE_BYTES as f64 / times[times.len() / 2].max(1e-9)
 }
 
 /// The host's decode speed for `threads` decode threads: `given` bandwidth (bytes/s) or a
 /// measured one, and the CPU kernels' rates for the weight types of `models`.
+///
+/// The kernels run on a thread of their own that ends with the measurement. ggml's CPU
+/// backend parallelises through OpenMP, whose thread pool belongs to the thread that started
+/// it and lives as long as that thread; libgomp counts the idle workers of every live pool,
+/// and once they outnumber the CPUs it stops spinning at barriers and sleeps on a futex
+/// instead. A pool left over on the main thread made every barrier of serving's decode a
+/// sleep and a wake: 2-thread decode on a 2-core machine ran at 70% CPU per thread.
 pub fn host_speed(threads: usize, given: Option<f64>, models: &[ModelSummary]) -> HostSpeed {
+    std::thread::scope(|s| {
+        s.spawn(|| measure_host_speed(threads, given, models))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn measure_host_speed(threads: usize, given: Option<f64>, models: &[ModelSummary]) -> HostSpeed {
     let mut speed = match given {
         Some(b) => HostSpeed::bandwidth_only(b, BandwidthSource::Given),
         None => {

@@ -283,6 +283,11 @@ impl Server {
         response
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends the server process a signal (`libc::SIGTERM`, `libc::SIGINT`).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is shared.
