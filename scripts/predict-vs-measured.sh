@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The planner's predicted decode speed against measured decode speed, quant by quant, on this
-# machine's CPU: makes the demo model's ladder (cached in ~/.cache/gguf-serve/ladder/), asks
-# `plan --json` for each quant's predicted tokens/s, then serves each quant with the same flags
-# and times greedy generation of 128 tokens (the server's own timings.predicted_per_second from
-# /completion, median of 3 after one warm-up), and prints both and their ratio.
+# machine's CPU: makes the demo model's ladder (cached in ~/.cache/gguf-serve/ladder/), and for
+# each quant asks `plan --json` for its predicted tokens/s, then at once serves it with the same
+# flags and times greedy generation of 128 tokens (the server's own
+# timings.predicted_per_second from /completion, median of 3 after one warm-up), and prints both
+# and their ratio. Each prediction is made just before its measurement, so that both meet the
+# same machine: on a shared VM the memory bandwidth drifts by ±20% over minutes.
 #
 # Usage: scripts/predict-vs-measured.sh [extra flags for plan and serve, e.g. -t 1]
 # Env: THREADS (default 2), N_PREDICT (default 128), RUNS (default 3), PORT (default 18089).
@@ -60,7 +62,9 @@ import json, sys
 for p in sorted(json.load(open(sys.argv[1]))["plans"], key=lambda p: -p["quality_rank"]):
     print(p["quant"], p["file"], p["speed"]["tokens_per_second"])
 PY
-while read -r quant file predicted; do
+while read -r quant file _; do
+  predicted=$("$BIN" plan -m "$file" --gpu-free none "${FLAGS[@]}" --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["plans"][0]["speed"]["tokens_per_second"])')
   measured=$(measure "$file")
   python3 -c "import sys; q,f,p,m=sys.argv[1:]; p,m=float(p),float(m); print(f'| {q} | {f.rsplit(\"/\",1)[-1]} | {p:.1f} | {m:.1f} | {p/m:.2f} |')" \
     "$quant" "$file" "$predicted" "$measured"

@@ -338,7 +338,12 @@ fn plan(
         Some(n) if n > 0 => n as usize,
         _ => crate::hardware::math_threads().max(1) as usize,
     };
-    let host = crate::hardware::speed::host_speed(threads, None, models);
+    // Speeds only rank candidates: one file needs none, and measuring costs ~0.3 s.
+    let host = if models.len() > 1 {
+        crate::hardware::speed::host_speed(threads, None, models)
+    } else {
+        crate::plan::HostSpeed::bandwidth_only(0.0, crate::plan::BandwidthSource::Assumed)
+    };
     let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
     let decision = crate::plan::choose(models, request, &budget)?;
     for warning in &decision.warnings {

@@ -303,6 +303,9 @@ fn pick(plans: &[FilePlan], prefer: Prefer, budget: &Budget) -> Option<(usize, S
         })
         .map(|(i, _)| i)?;
     let p = &plans[i];
+    if plans.iter().filter(|p| p.fit != Fit::None).count() == 1 {
+        return Some((i, format!("the only file that fits; it {}", where_(p))));
+    }
     let why = match prefer {
         Prefer::Speed => format!(
             "the fastest predicted decode ({:.1} tokens/s; --prefer speed); it {}",
