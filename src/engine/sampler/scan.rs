@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use multiversion::multiversion;
+
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
@@ -172,9 +174,14 @@ impl Scan {
 /// Logits scanned together: wide enough for the compiler to keep several SIMD registers busy.
 const LANE: usize = 32;
 
+// The scans below are compiled once per SIMD level (`multiversion`'s `simd` targets: AVX-512,
+// AVX2, SSE4.1 on x86-64; NEON on arm64) and the best one the CPU has is chosen at run time,
+// so a bundle built for the x86-64-v2 baseline still scans with AVX2 or AVX-512.
+
 /// The largest of `xs` (NaNs ignored; `-inf` if none), in a form the compiler vectorizes: the
 /// per-lane `if x > m { x } else { m }` is one `maxps`, where a scalar running maximum is a
 /// chain of dependent compares and branches.
+#[multiversion(targets = "simd")]
 fn max_of(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANE];
     let chunks = xs.chunks_exact(LANE);
@@ -194,6 +201,7 @@ fn max_of(xs: &[f32]) -> f32 {
 /// Leaves in `top` (unordered) the `want` largest logits with their token ids, and possibly a
 /// few more: one pass, in which whole lanes below the running threshold are skipped after one
 /// vector compare (most of them, once the first few hundred logits have set it).
+#[multiversion(targets = "simd")]
 fn select_top(logits: &[f32], want: usize, top: &mut Vec<(f32, i32)>) {
     top.clear();
     if want == 0 {
@@ -228,6 +236,7 @@ fn any(xs: &[f32], test: impl Fn(f32) -> bool) -> bool {
 
 /// The largest of `xs` and the first index holding it, as a scalar scan with a strict `>`
 /// finds them (NaNs ignored; `(-inf, 0)` if nothing is larger than `-inf`).
+#[multiversion(targets = "simd")]
 fn first_max(xs: &[f32]) -> (f32, usize) {
     let max = max_of(xs);
     if max == f32::NEG_INFINITY {
