@@ -1,6 +1,6 @@
 //! The HTTP edge against the real binary: axum's own rejections as llama-server's error JSON,
-//! CORS as llama-server answers it, one request id in the answer, the header and the log, and
-//! several `--host` addresses.
+//! CORS as llama-server answers it, one request id in the answer, the header and the log,
+//! several `--host` addresses, and HTTPS.
 
 mod common;
 
@@ -226,5 +226,74 @@ fn an_open_address_without_a_key_is_warned_about() {
             "{extra:?}: {text}"
         );
         drop(server);
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]);
+    let cert = params.unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// `--ssl-cert-file` and `--ssl-key-file`, as llama-server: the same API over HTTPS, and a
+/// plain-HTTP client gets no answer from that port.
+#[test]
+fn serves_https_with_a_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let server = Server::start_tls(&[], &cert, &key);
+    assert!(server.url.starts_with("https://"));
+    let (status, body) = server.post(
+        "/completion",
+        &json!({"prompt": "The capital of France is", "n_predict": 3, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tokens_predicted"], 3, "{body}");
+    let plain = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{}/health", server.port))
+        .timeout(Duration::from_secs(10))
+        .send();
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| r.status() != 200),
+        "plain HTTP on the TLS port: {plain:?}"
+    );
+}
+
+/// Unusable TLS files stop the server at startup with one line naming the flag and the file;
+/// one flag without the other is refused by name.
+#[test]
+fn bad_tls_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let run = |args: &[&std::path::Path]| {
+        let mut command = std::process::Command::new(common::binary());
+        command.args(common::demo_args(&["--port", "0"]));
+        for (flag, path) in ["--ssl-cert-file", "--ssl-key-file"].iter().zip(args) {
+            command.arg(flag).arg(path);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases: [(&[&std::path::Path], &str); 4] = [
+        (&[&cert, &missing], "--ssl-key-file"),
+        (&[&cert, &not_pem], "no PEM private key"),
+        (&[&not_pem, &key], "no PEM certificate"),
+        (&[&cert], "--ssl-key-file"),
+    ];
+    for (args, want) in cases {
+        let (code, stderr) = run(args);
+        assert!(matches!(code, Some(c) if c != 0), "{args:?}: exit {code:?}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }

@@ -36,6 +36,22 @@ pub struct HttpArgs {
     #[arg(long = "api-key-file", value_name = "FNAME")]
     pub api_key_file: Option<std::path::PathBuf>,
 
+    /// A PEM private key: serve HTTPS (with --ssl-cert-file).
+    #[arg(
+        long = "ssl-key-file",
+        value_name = "FNAME",
+        requires = "ssl_cert_file"
+    )]
+    pub ssl_key_file: Option<std::path::PathBuf>,
+
+    /// A PEM certificate chain: serve HTTPS (with --ssl-key-file).
+    #[arg(
+        long = "ssl-cert-file",
+        value_name = "FNAME",
+        requires = "ssl_key_file"
+    )]
+    pub ssl_cert_file: Option<std::path::PathBuf>,
+
     /// The /slots endpoint (default on).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -134,6 +150,14 @@ impl HttpArgs {
             );
         }
         Ok(keys)
+    }
+
+    /// `--ssl-cert-file` and `--ssl-key-file` (clap requires both or neither).
+    pub fn tls(&self) -> Option<crate::server::TlsFiles> {
+        Some(crate::server::TlsFiles {
+            cert: self.ssl_cert_file.clone()?,
+            key: self.ssl_key_file.clone()?,
+        })
     }
 
     pub fn cors(&self) -> Cors {

@@ -1,7 +1,8 @@
 //! Listening and serving: one listener per `--host` address (TCP, or a Unix socket for a path
-//! ending in `.sock`), each connection served by hyper with llama-server's `--timeout` (on
-//! reading a request's headers, and on every write), the model loaded on the engine thread
-//! meanwhile, and a graceful shutdown on Ctrl-C or SIGTERM.
+//! ending in `.sock`), each connection (in TLS with `--ssl-cert-file`, on TCP) served by hyper
+//! with llama-server's `--timeout` (on the TLS handshake, on reading a request's headers, and on
+//! every write), the model loaded on the engine thread meanwhile, and a graceful shutdown on
+//! Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
 
 use super::memory::memory_report;
 use super::{AppState, ServerConfig, ServerError, TemplateChoice, router};
@@ -28,11 +30,13 @@ enum Listener {
 }
 
 impl Listener {
-    fn describe(&self) -> String {
+    /// The listener's URL (`https` when `tls`).
+    fn describe(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
         match self {
             Listener::Tcp(l) => match l.local_addr() {
-                Ok(SocketAddr::V6(a)) => format!("http://[{}]:{}", a.ip(), a.port()),
-                Ok(a) => format!("http://{a}"),
+                Ok(SocketAddr::V6(a)) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+                Ok(a) => format!("{scheme}://{a}"),
                 Err(_) => "?".into(),
             },
             #[cfg(unix)]
@@ -116,6 +120,7 @@ fn tcp_listener(
 /// Listens, loads the model on the engine thread, and serves until Ctrl-C/SIGTERM or until
 /// loading fails (then returns the load error).
 pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<(), ServerError> {
+    let tls = config.tls.as_ref().map(super::tls::acceptor).transpose()?;
     let listeners = bind(&config)?;
     if config.api_keys.is_empty() {
         for listener in &listeners {
@@ -124,7 +129,7 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
             {
                 tracing::warn!(
                     "{} is reachable from other machines and no --api-key is set: anyone who can reach it can use the model",
-                    listener.describe()
+                    listener.describe(tls.is_some())
                 );
             }
         }
@@ -132,7 +137,10 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
     let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
     let state = Arc::new(AppState::new(engine.clone(), config));
-    let urls: Vec<String> = listeners.iter().map(Listener::describe).collect();
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| l.describe(tls.is_some()))
+        .collect();
     for url in &urls {
         tracing::info!("HTTP server listening on {url} (loading model)");
     }
@@ -145,6 +153,7 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         servers.push(tokio::spawn(serve(
             listener,
             app.clone(),
+            tls.clone(),
             timeout,
             stop_rx.clone(),
         )));
@@ -229,12 +238,13 @@ async fn load(
 async fn serve(
     listener: Listener,
     app: axum::Router,
+    tls: Option<TlsAcceptor>,
     timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     loop {
-        let io: Box<dyn Io> = tokio::select! {
+        let (io, tcp) = tokio::select! {
             _ = stop.changed() => break,
             accepted = accept(&listener) => match accepted {
                 Ok(io) => io,
@@ -244,21 +254,37 @@ async fn serve(
                 }
             },
         };
-        // A client that stops reading for `timeout` is dropped, as llama-server's write timeout.
-        let mut stream = TimeoutStream::new(io);
-        stream.set_write_timeout(Some(timeout));
-        let service = TowerToHyperService::new(app.clone());
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeout);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let tls = tls.clone().filter(|_| tcp);
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        // The handshake runs in the connection's task, so that a slow client never holds up
+        // the accept loop.
         tokio::spawn(async move {
-            let _ = conn.await;
+            let io = match tls {
+                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => Box::new(stream) as Box<dyn Io>,
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                None => io,
+            };
+            // A client that stops reading for `timeout` is dropped, as llama-server's write
+            // timeout.
+            let mut stream = TimeoutStream::new(io);
+            stream.set_write_timeout(Some(timeout));
+            let service = TowerToHyperService::new(app);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
         });
     }
     graceful.shutdown().await;
@@ -267,15 +293,16 @@ async fn serve(
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-async fn accept(listener: &Listener) -> std::io::Result<Box<dyn Io>> {
+/// The next connection, and whether it came over TCP (TLS applies to TCP only).
+async fn accept(listener: &Listener) -> std::io::Result<(Box<dyn Io>, bool)> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, _) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), true))
         }
         #[cfg(unix)]
-        Listener::Unix(l, _) => Ok(Box::new(l.accept().await?.0)),
+        Listener::Unix(l, _) => Ok((Box::new(l.accept().await?.0), false)),
     }
 }
 

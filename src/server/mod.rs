@@ -26,6 +26,7 @@ mod rerank;
 mod responses;
 mod settings;
 mod slots;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub use listen::run;
 pub use request::Defaults;
+pub use tls::{TlsError, TlsFiles};
 
 use crate::chat::{ChatError, ChatOptions, ChatTemplate};
 use crate::engine::{Engine, EngineError, LoadedModel};
@@ -106,6 +108,8 @@ pub struct ServerConfig {
     pub slot_save_path: Option<PathBuf>,
     /// `--embedding`, `--reranking`, `--embd-normalize`.
     pub embeddings: EmbeddingOptions,
+    /// `--ssl-cert-file` and `--ssl-key-file`: HTTPS on the TCP addresses.
+    pub tls: Option<TlsFiles>,
 }
 
 /// What `/infill` needs of the server's flags (llama-server sizes the prompt's parts by them).
@@ -162,6 +166,7 @@ impl Default for ServerConfig {
             infill: InfillConfig::default(),
             slot_save_path: None,
             embeddings: EmbeddingOptions::default(),
+            tls: None,
         }
     }
 }
@@ -182,6 +187,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Shared by every handler.

@@ -164,6 +164,38 @@ impl Server {
         Self::ready(child, port, health)
     }
 
+    /// Starts the demo model serving HTTPS with the PEM files `cert` and `key` (llama-server's
+    /// `--ssl-cert-file`, `--ssl-key-file`); its client trusts `cert` alone.
+    pub fn start_tls(extra: &[&str], cert: &Path, key: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(binary())
+            .args(demo_args(extra))
+            .arg("--ssl-cert-file")
+            .arg(cert)
+            .arg("--ssl-key-file")
+            .arg(key)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning the server");
+        let pem = std::fs::read(cert).expect("reading the certificate");
+        let trusted = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+        let mut server = Self {
+            child,
+            port,
+            url: format!("https://127.0.0.1:{port}"),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .tls_certs_only([trusted])
+                .build()
+                .unwrap(),
+        };
+        server.wait_ready("/health");
+        server
+    }
+
     /// The server `child` on `port`, once `health` answers 200.
     fn ready(child: Child, port: u16, health: &str) -> Self {
         let mut server = Self {
