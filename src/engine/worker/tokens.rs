@@ -3,6 +3,8 @@
 //! chain chose), hands it to its task, and the checks that end generation run, in
 //! llama-server's order. Context shift lives here too: it keeps a full slot generating.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use llama_cpp_2::token::LlamaToken;
 
 use super::Worker;
@@ -39,41 +41,50 @@ impl Worker<'_> {
             .map(|((scan, _, out), row)| (scan, row, out))
             .collect();
         in_parallel(&mut jobs, self.sampling_threads, |(scan, row, out)| {
-            **out = Some(scan.scan(row));
+            // A scan that panics leaves its row to the slot's own (guarded) sampling.
+            **out = catch_unwind(AssertUnwindSafe(|| scan.scan(row))).ok();
         });
         picked
     }
 
     /// Takes the next token of every slot with an output in the last decode; returns how many.
+    /// Each slot's work is guarded: a panic there ends only that slot's request.
     pub(super) fn sample_all(&mut self) -> u64 {
         let mut picked = self.scan_host_rows();
         let mut outputs = 0;
         for idx in 0..self.slots.len() {
-            let slot = &mut self.slots[idx];
-            let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
-            let Some(i) = task.i_batch.take() else {
-                continue;
-            };
-            outputs += 1;
-            let prompt_read = task.n_decoded() == 0;
             let picked = picked[idx].take();
-            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
-                let err = EngineError::Decode("the backend sampler chose no token".into());
-                let task = slot.release().expect("active");
-                task.req
-                    .span
-                    .in_scope(|| tracing::warn!(slot = idx, "{err}"));
-                let _ = task.tx.send(Event::Error(err));
-                self.orphan_waiting(idx);
-                continue;
-            };
-            if let Some(stop) = self.take_token(idx, token, probs) {
-                self.finish(idx, stop);
-            }
-            if prompt_read {
-                outputs += self.start_waiting(idx, i);
-            }
+            outputs += self.guarded(idx, |w| w.sample_slot(idx, picked));
+        }
+        outputs
+    }
+
+    /// Slot `idx`'s next token, if it had an output in the last decode (its row's scan is
+    /// `picked`); returns how many outputs it used (its group's members count too).
+    fn sample_slot(&mut self, idx: usize, picked: Option<Picked>) -> u64 {
+        let slot = &mut self.slots[idx];
+        let seq = slot.seq_id();
+        let Some(task) = &mut slot.task else { return 0 };
+        let Some(i) = task.i_batch.take() else {
+            return 0;
+        };
+        let mut outputs = 1;
+        let prompt_read = task.n_decoded() == 0;
+        let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
+            let err = EngineError::Decode("the backend sampler chose no token".into());
+            let task = slot.release().expect("active");
+            task.req
+                .span
+                .in_scope(|| tracing::warn!(slot = idx, "{err}"));
+            let _ = task.tx.send(Event::Error(err));
+            self.orphan_waiting(idx);
+            return outputs;
+        };
+        if let Some(stop) = self.take_token(idx, token, probs) {
+            self.finish(idx, stop);
+        }
+        if prompt_read {
+            outputs += self.start_waiting(idx, i);
         }
         outputs
     }
@@ -103,12 +114,15 @@ impl Worker<'_> {
             task.waiting_for = None;
             task.n_cached = n_cached;
             started += 1;
-            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, None) else {
-                continue;
-            };
-            if let Some(stop) = self.take_token(idx, token, probs) {
-                self.finish(idx, stop);
-            }
+            self.guarded(idx, |w| {
+                let task = w.slots[idx].task.as_mut().expect("checked above");
+                if let Some((token, probs)) = next_token(&mut w.ctx, task, seq, i, None)
+                    && let Some(stop) = w.take_token(idx, token, probs)
+                {
+                    w.finish(idx, stop);
+                }
+                0
+            });
         }
         started
     }
@@ -125,6 +139,9 @@ impl Worker<'_> {
         let vocab = self.model.vocab();
         let slot = &mut self.slots[idx];
         let task = slot.task.as_mut().expect("active");
+        if task.test_panic && task.n_decoded() > 0 {
+            panic!("{}: the prompt holds the marker", crate::test_hook::ENV);
+        }
         let eog = vocab.is_eog(token) && !task.req.params.ignore_eos;
         self.piece.clear();
         let special = self.special || task.req.params.preserved_tokens.contains(&token);
