@@ -62,3 +62,24 @@ fn fuzz_findings_answer_the_error_json() {
     );
     assert_eq!(server.get("/health").0, 200);
 }
+
+/// A schema's grammar with a -1e308 frequency penalty (-inf as f32): every logit the grammar
+/// allows became -inf or NaN, the sampler picked a token the grammar rejects, and accepting it
+/// left llama.cpp's grammar with no stack: GGML_ASSERT(!stacks.empty()) aborted the server at
+/// the next step (seed 99 of the fuzz run). Now the request ends with a 400 and the server goes
+/// on.
+#[test]
+fn a_grammar_that_allows_no_token_ends_the_request_not_the_server() {
+    let server = Server::start(&["-n", "8"]);
+    let schema = json!({"type": "object", "properties": {"a": {"type": "object", "properties":
+        {"b": {"type": "array", "items": {"type": "object"}}}}}, "required": ["a", "z"]});
+    let body = json!({"input": "Hi", "max_output_tokens": 4, "seed": 1,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        "frequency_penalty": -1e308, "min_p": -2147483648i64});
+    let (status, answer) = server.post("/v1/responses", &body);
+    let message = assert_error(status, &answer, 400, "invalid_request_error");
+    assert!(message.starts_with("the grammar allows none"), "{message}");
+    assert_eq!(server.get("/health").0, 200);
+    let (status, answer) = server.post("/completion", &json!({"prompt": "Hi", "n_predict": 2}));
+    assert_eq!(status, 200, "{answer}");
+}
