@@ -357,6 +357,11 @@ fn malformed_requests_on_every_route() {
             Ok((n, worst))
         })
     };
+    // GGUF_SERVE_FUZZ_LOG=FILE: every request, before it is sent (to find what killed a server).
+    let log = std::env::var("GGUF_SERVE_FUZZ_LOG")
+        .ok()
+        .map(|path| Mutex::new(std::fs::File::create(path).expect("creating the fuzz log")));
+    let log = log.as_ref();
     let started = Instant::now();
     std::thread::scope(|s| {
         for worker in 0..3u64 {
@@ -366,6 +371,17 @@ fn malformed_requests_on_every_route() {
                 let mut rng = Rng::new(seed ^ (worker + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 while next.fetch_add(1, Ordering::Relaxed) < n_requests {
                     let sent = request(&mut rng);
+                    if let Some(log) = log {
+                        let line = format!(
+                            "{worker} {} {} {} {:?} {}\n",
+                            sent.method,
+                            sent.path,
+                            sent.content_type,
+                            sent.cut,
+                            String::from_utf8_lossy(&sent.body)
+                        );
+                        log.lock().unwrap().write_all(line.as_bytes()).unwrap();
+                    }
                     let problem = match send(port, &sent) {
                         Ok(answer) => {
                             *statuses.lock().unwrap().entry(answer.status).or_default() += 1;
