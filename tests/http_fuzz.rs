@@ -7,7 +7,7 @@
 //! `/v1/messages`), no error event with a 5xx inside a stream, and afterwards the server
 //! answers a normal request as it did before the run.
 //!
-//! The default run (`GGUF_SERVE_FUZZ_REQUESTS`, 3 000) takes about a minute on two cores;
+//! The default run (`GGUF_SERVE_FUZZ_REQUESTS`, 2 500) takes about a minute on two cores;
 //! `GGUF_SERVE_FUZZ_REQUESTS=10000` is the full run. `GGUF_SERVE_FUZZ_SEED` replays a run (the
 //! seed is printed).
 
@@ -305,7 +305,7 @@ fn greedy(server: &Server) -> (u16, Value) {
 
 #[test]
 fn malformed_requests_on_every_route() {
-    let n_requests = env_number("GGUF_SERVE_FUZZ_REQUESTS", 3000) as usize;
+    let n_requests = env_number("GGUF_SERVE_FUZZ_REQUESTS", 2500) as usize;
     let seed = env_number("GGUF_SERVE_FUZZ_SEED", 0x5eed_f00d);
     let budget = Duration::from_millis(env_number("GGUF_SERVE_FUZZ_BUDGET_MS", 15_000));
     let slot_dir = tempfile::tempdir().unwrap();
