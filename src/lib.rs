@@ -16,4 +16,5 @@ pub mod plan;
 pub mod quantize;
 pub mod server;
 pub mod source;
+pub mod test_hook;
 pub mod wording;

@@ -75,3 +75,22 @@ pub const LORA_NOT_ARRAY: &str =
 
 /// A `POST /lora-adapters` body that is not an array.
 pub const LORA_BODY_NOT_ARRAY: &str = "Request body must be an array";
+
+/// gguf-serve's own per-request limits (llama-server has none of these), worded in its
+/// `Field 'x': …` style; all are 400s.
+pub mod limits {
+    /// `stop` holds more strings than a request may give.
+    pub fn too_many_stops(max: usize, got: usize) -> String {
+        format!("at most {max} stop strings are accepted, but got {got}")
+    }
+
+    /// A stop string longer than a request may give.
+    pub fn stop_too_long(max: usize, got: usize) -> String {
+        format!("a stop string may be at most {max} bytes long, but one is {got} bytes")
+    }
+
+    /// `logit_bias` with more entries than the vocabulary has tokens.
+    pub fn logit_bias_too_large(n_vocab: usize, got: usize) -> String {
+        format!("at most {n_vocab} entries (the vocabulary's size) are accepted, but got {got}")
+    }
+}

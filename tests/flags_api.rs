@@ -101,7 +101,8 @@ fn aliases_tags_and_template_by_name() {
         );
         assert_eq!(chat["model"], "a");
     }
-    // Tools need Jinja templates, as in llama-server (500).
+    // Tools need Jinja templates, as in llama-server (which answers 500; a client's mistake is
+    // a 400 here).
     let no_jinja = Server::start(&["--no-jinja"]);
     let (status, reply) = no_jinja.post(
         "/v1/chat/completions",
@@ -110,7 +111,7 @@ fn aliases_tags_and_template_by_name() {
             "tools": [{ "type": "function", "function": { "name": "f" } }],
         }),
     );
-    let message = assert_error(status, &reply, 500, "server_error");
+    let message = assert_error(status, &reply, 400, "invalid_request_error");
     assert_eq!(message, "tools param requires --jinja flag");
 }
 

@@ -13,8 +13,8 @@ pub enum ChatError {
     /// A request llama-server refuses with this very message (HTTP 400).
     #[error("{0}")]
     Request(String),
-    /// A request llama-server's chat layer refuses at run time (HTTP 500), such as tools
-    /// without Jinja templates.
+    /// A request llama-server's chat layer refuses at run time (llama-server: HTTP 500; here a
+    /// 400, the request's mistake), such as tools without Jinja templates.
     #[error("{0}")]
     Unsupported(String),
     /// The chat template does not parse (bad `tokenizer.chat_template` or template file).

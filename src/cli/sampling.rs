@@ -15,6 +15,11 @@ pub struct SamplingArgs {
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
     pub n_predict: i32,
 
+    /// gguf-serve's own: the most tokens a request may ask for (`n_predict`, `max_tokens`, …);
+    /// more is refused (400), and a request without a limit stops there (-1: no ceiling).
+    #[arg(long = "max-n-predict", default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub max_n_predict: i32,
+
     /// Prompt tokens kept when the context shifts (-1: all).
     #[arg(
         long,
@@ -228,6 +233,12 @@ impl SamplingArgs {
             ..SamplingParams::default()
         };
         anyhow::ensure!(
+            self.max_n_predict < 0 || self.n_predict <= self.max_n_predict,
+            "--n-predict {}: above --max-n-predict {}",
+            self.n_predict,
+            self.max_n_predict
+        );
+        anyhow::ensure!(
             self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0,
             "--repeat-penalty {}: must be finite and greater than 0",
             self.repeat_penalty
@@ -267,6 +278,7 @@ impl SamplingArgs {
         Ok(Defaults {
             sampling,
             n_predict: self.n_predict,
+            max_n_predict: self.max_n_predict.max(-1),
             n_keep: self.keep,
             cache_prompt: self.cache_prompt,
             stop: self.reverse_prompt.iter().map(|r| escape(r)).collect(),

@@ -167,6 +167,10 @@ pub enum EngineError {
     /// words).
     #[error("{0}")]
     Embedding(String),
+    /// The request's processing panicked on the engine thread (a bug); the request ended,
+    /// the others go on.
+    #[error("the request's processing panicked: {0}")]
+    Panicked(String),
 }
 
 /// Resolves when the model is loaded (or failed to load).

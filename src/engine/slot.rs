@@ -43,6 +43,8 @@ pub struct Task {
     pub truncated: bool,
     /// A group member waiting for the slot whose task reads the shared prompt.
     pub waiting_for: Option<usize>,
+    /// The test hook (`crate::test_hook`) marked this request to panic after its first token.
+    pub test_panic: bool,
 }
 
 impl Task {
@@ -68,6 +70,7 @@ impl Task {
             line_start: 0,
             truncated: false,
             waiting_for: None,
+            test_panic: false,
         }
     }
 

@@ -306,13 +306,13 @@ pub fn render(state: &AppState, body: &Body) -> Result<(ChatRequest, RenderedPro
     Ok((chat, rendered))
 }
 
-/// Chat errors are the client's (400), except those llama-server answers 500: a template that
-/// does not parse, and settings its chat layer refuses at run time.
+/// Chat errors are the client's (400), except a template that does not parse (the server's
+/// own, 500). llama-server answers 500 for the settings its chat layer refuses at run time
+/// (`tools` without Jinja, both `json_schema` and `grammar`, an unknown reasoning format):
+/// those are the request's mistakes, so they are 400s here with llama-server's words.
 pub fn chat_error(e: ChatError) -> ApiError {
     match e {
-        ChatError::TemplateSyntax(_) | ChatError::Unsupported(_) => {
-            ApiError::new(ErrorType::Server, e.to_string())
-        }
+        ChatError::TemplateSyntax(_) => ApiError::new(ErrorType::Server, e.to_string()),
         other => ApiError::invalid(other.to_string()),
     }
 }

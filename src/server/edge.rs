@@ -323,6 +323,19 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 /// An unknown route, or a known one with another method: llama-server answers both 404.
+/// A handler that panicked: the request gets a 500 in llama-server's error JSON (the panic
+/// message is in the log and the answer), and the server goes on (tower-http's
+/// `CatchPanicLayer` calls this).
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!("a request handler panicked: {what}");
+    ApiError::server(format!("the request handler panicked: {what}")).into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorType::NotFound, "File Not Found")
 }

@@ -109,8 +109,10 @@ pub struct SlotsQuery {
 /// `GET /slots` (501 with `--no-slots`; 503 with `?fail_on_no_slot=1` when every slot is busy).
 pub async fn slots(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<SlotsQuery>,
+    query: Result<Query<SlotsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A query axum cannot read (`fail_on_no_slot` twice) is a 400 in the error JSON.
+    let Query(query) = query.map_err(|r| ApiError::invalid(r.body_text()))?;
     if !state.config.endpoint_slots {
         return Err(ApiError::new(
             ErrorType::NotSupported,

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::edge::RawBody;
 use super::error::ApiError;
 use super::fields::{lora_entries, parse_value};
 use super::pipeline::engine_error;
@@ -49,7 +49,7 @@ pub async fn adapters(State(state): State<Arc<AppState>>) -> Result<Json<Value>,
 /// go to 0.
 pub async fn set_adapters(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let Value::Array(items) = parse_value(&body)? else {
         return Err(ApiError::invalid(LORA_BODY_NOT_ARRAY));

@@ -319,6 +319,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         app = app.fallback(edge::not_found);
     }
     app.method_not_allowed_fallback(edge::not_found)
+        // Innermost, so that a panic's 500 passes the edge like any error (the access line,
+        // Anthropic's error shape).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            edge::panicked,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -178,6 +178,7 @@ pub async fn tokenize(
     let Some(content) = body.str(&["content"])? else {
         return Ok(Json(json!({ "tokens": [] })));
     };
+    crate::test_hook::panic_if_marked(content, "/tokenize's content");
     let add_special = body.bool(&["add_special"])?.unwrap_or(false);
     let parse_special = body.bool(&["parse_special"])?.unwrap_or(true);
     let with_pieces = body.bool(&["with_pieces"])?.unwrap_or(false);

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use serde_json::{Value, json};
 
@@ -22,10 +23,13 @@ use crate::wording::{key_not_found, type_mismatch};
 /// `POST /slots/{id_slot}?action=…`.
 pub async fn action(
     State(state): State<Arc<AppState>>,
-    UrlPath(id_slot): UrlPath<String>,
-    Query(query): Query<HashMap<String, String>>,
+    id_slot: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
+    // axum's rejections (a path that is not UTF-8, a query it cannot read) as error JSON.
+    let UrlPath(id_slot) = id_slot.map_err(|r| ApiError::invalid(r.body_text()))?;
+    let Query(query) = query.map_err(|r| ApiError::invalid(r.body_text()))?;
     let Some(dir) = &state.config.slot_save_path else {
         return Err(ApiError::new(
             ErrorType::NotSupported,

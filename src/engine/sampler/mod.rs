@@ -43,6 +43,10 @@ pub struct Sampler {
     kept: Option<Vec<(LlamaToken, f32)>>,
     /// llama.cpp's whole chain, for requests off the one-pass path ([`SamplingParams::fast_path`]).
     chain: Option<LlamaSampler>,
+    /// The grammar rejected even the token sampled with it applied (every candidate's logit was
+    /// -inf or NaN, as extreme penalties or temperatures make them): accepting that token would
+    /// leave llama.cpp's grammar with no stack, which aborts the process at the next step.
+    grammar_stuck: bool,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -58,6 +62,12 @@ impl std::fmt::Debug for Sampler {
 pub enum SamplerError {
     #[error("invalid grammar: {0}")]
     Grammar(String),
+    /// See [`Sampler::grammar_stuck`].
+    #[error(
+        "the grammar allows none of the tokens left after sampling (the sampling parameters made \
+         every logit infinite or NaN)"
+    )]
+    GrammarStuck,
 }
 
 impl Sampler {
@@ -122,6 +132,7 @@ impl Sampler {
             grammar,
             kept: None,
             chain: None,
+            grammar_stuck: false,
         }
     }
 
@@ -209,7 +220,24 @@ impl Sampler {
         }
         let chosen = candidates.selected_token().unwrap_or(token);
         self.keep((!greedy).then_some(&candidates), chosen);
+        self.check_grammar(chosen);
         chosen
+    }
+
+    /// After a sample with the grammar applied: whether the grammar takes the token (a rare
+    /// path: only a freely sampled token that the grammar rejected comes here).
+    fn check_grammar(&mut self, chosen: LlamaToken) {
+        if let Some(grammar) = &mut self.grammar
+            && !grammar_accepts(grammar, chosen)
+        {
+            self.grammar_stuck = true;
+        }
+    }
+
+    /// Whether the last token is one the grammar rejects: the request cannot go on (and the
+    /// token must not be accepted).
+    pub fn grammar_stuck(&self) -> bool {
+        self.grammar_stuck
     }
 
     /// llama.cpp's whole chain over the raw logits; as llama-server, a token the grammar rejects
@@ -234,6 +262,7 @@ impl Sampler {
             candidates.apply_sampler(grammar);
             candidates.apply_sampler(self.chain.as_mut().expect("present"));
             token = candidates.selected_token().unwrap_or(token);
+            self.check_grammar(token);
         }
         self.keep(Some(&candidates), token);
         token

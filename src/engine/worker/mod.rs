@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod busy;
 mod embed;
+mod panics;
 mod slot_state;
 mod tokens;
 
@@ -550,6 +551,7 @@ impl<'m> Worker<'m> {
         }
         slot.cache.truncate(n_keep);
         let mut task = Task::new(req, tx, sampler);
+        task.test_panic = panics::armed(self.model, &task.req.prompt);
         task.n_cached = n_keep;
         task.n_prompt_fed = n_keep;
         if wait_for.is_some() {

@@ -3,13 +3,15 @@
 //! chain chose), hands it to its task, and the checks that end generation run, in
 //! llama-server's order. Context shift lives here too: it keeps a full slot generating.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use llama_cpp_2::token::LlamaToken;
 
 use super::Worker;
 use crate::engine::EngineError;
 use crate::engine::llama::Context;
 use crate::engine::request::{Event, StopType, TokenProbs};
-use crate::engine::sampler::{Picked, Scan, token_probs};
+use crate::engine::sampler::{Picked, SamplerError, Scan, token_probs};
 use crate::engine::slot::Task;
 
 impl Worker<'_> {
@@ -39,43 +41,62 @@ impl Worker<'_> {
             .map(|((scan, _, out), row)| (scan, row, out))
             .collect();
         in_parallel(&mut jobs, self.sampling_threads, |(scan, row, out)| {
-            **out = Some(scan.scan(row));
+            // A scan that panics leaves its row to the slot's own (guarded) sampling.
+            **out = catch_unwind(AssertUnwindSafe(|| scan.scan(row))).ok();
         });
         picked
     }
 
     /// Takes the next token of every slot with an output in the last decode; returns how many.
+    /// Each slot's work is guarded: a panic there ends only that slot's request.
     pub(super) fn sample_all(&mut self) -> u64 {
         let mut picked = self.scan_host_rows();
         let mut outputs = 0;
         for idx in 0..self.slots.len() {
-            let slot = &mut self.slots[idx];
-            let seq = slot.seq_id();
-            let Some(task) = &mut slot.task else { continue };
-            let Some(i) = task.i_batch.take() else {
-                continue;
-            };
-            outputs += 1;
-            let prompt_read = task.n_decoded() == 0;
             let picked = picked[idx].take();
-            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, picked) else {
-                let err = EngineError::Decode("the backend sampler chose no token".into());
-                let task = slot.release().expect("active");
-                task.req
-                    .span
-                    .in_scope(|| tracing::warn!(slot = idx, "{err}"));
-                let _ = task.tx.send(Event::Error(err));
-                self.orphan_waiting(idx);
-                continue;
-            };
-            if let Some(stop) = self.take_token(idx, token, probs) {
-                self.finish(idx, stop);
-            }
-            if prompt_read {
-                outputs += self.start_waiting(idx, i);
-            }
+            outputs += self.guarded(idx, |w| w.sample_slot(idx, picked));
         }
         outputs
+    }
+
+    /// Slot `idx`'s next token, if it had an output in the last decode (its row's scan is
+    /// `picked`); returns how many outputs it used (its group's members count too).
+    fn sample_slot(&mut self, idx: usize, picked: Option<Picked>) -> u64 {
+        let slot = &mut self.slots[idx];
+        let seq = slot.seq_id();
+        let Some(task) = &mut slot.task else { return 0 };
+        let Some(i) = task.i_batch.take() else {
+            return 0;
+        };
+        let mut outputs = 1;
+        let prompt_read = task.n_decoded() == 0;
+        let (token, probs) = match next_token(&mut self.ctx, task, seq, i, picked) {
+            Ok(next) => next,
+            Err(err) => {
+                self.end_with_error(idx, err);
+                return outputs;
+            }
+        };
+        if let Some(stop) = self.take_token(idx, token, probs) {
+            self.finish(idx, stop);
+        }
+        if prompt_read {
+            outputs += self.start_waiting(idx, i);
+        }
+        outputs
+    }
+
+    /// Ends slot `idx`'s task with an error (the slot keeps its cache).
+    fn end_with_error(&mut self, idx: usize, err: EngineError) {
+        let slot = &mut self.slots[idx];
+        {
+            let task = slot.release().expect("active");
+            task.req
+                .span
+                .in_scope(|| tracing::warn!(slot = idx, "{err}"));
+            let _ = task.tx.send(Event::Error(err));
+        }
+        self.orphan_waiting(idx);
     }
 
     /// Slot `parent` has just read its prompt: the group members waiting for it take a copy
@@ -103,12 +124,18 @@ impl Worker<'_> {
             task.waiting_for = None;
             task.n_cached = n_cached;
             started += 1;
-            let Some((token, probs)) = next_token(&mut self.ctx, task, seq, i, None) else {
-                continue;
-            };
-            if let Some(stop) = self.take_token(idx, token, probs) {
-                self.finish(idx, stop);
-            }
+            self.guarded(idx, |w| {
+                let task = w.slots[idx].task.as_mut().expect("checked above");
+                match next_token(&mut w.ctx, task, seq, i, None) {
+                    Ok((token, probs)) => {
+                        if let Some(stop) = w.take_token(idx, token, probs) {
+                            w.finish(idx, stop);
+                        }
+                    }
+                    Err(err) => w.end_with_error(idx, err),
+                }
+                0
+            });
         }
         started
     }
@@ -125,6 +152,9 @@ impl Worker<'_> {
         let vocab = self.model.vocab();
         let slot = &mut self.slots[idx];
         let task = slot.task.as_mut().expect("active");
+        if task.test_panic && task.n_decoded() > 0 {
+            panic!("{}: the prompt holds the marker", crate::test_hook::ENV);
+        }
         let eog = vocab.is_eog(token) && !task.req.params.ignore_eos;
         self.piece.clear();
         let special = self.special || task.req.params.preserved_tokens.contains(&token);
@@ -223,27 +253,33 @@ impl Worker<'_> {
 
 /// The next token of a task whose output is row `i` of the last decode, with its probabilities
 /// if asked: sampled here from the logits (completing what the scan of the row `picked`), or
-/// read from the decode when the sequence's chain ran there. `None`: the backend chain chose
-/// no token.
+/// read from the decode when the sequence's chain ran there. An error when the backend chain
+/// chose no token, or when the grammar allows no token the sampling left (the request ends:
+/// accepting a token its grammar rejects would abort llama.cpp).
 fn next_token(
     ctx: &mut Context<'_>,
     task: &mut Task,
     seq: i32,
     i: i32,
     picked: Option<Picked>,
-) -> Option<(LlamaToken, Option<TokenProbs>)> {
+) -> Result<(LlamaToken, Option<TokenProbs>), EngineError> {
     let Some(sampler) = &mut task.sampler else {
         // Backend sampling: this row's logits were not copied back; never read them.
-        let token = ctx.backend_token(seq, i)?;
+        let token = ctx
+            .backend_token(seq, i)
+            .ok_or_else(|| EngineError::Decode("the backend sampler chose no token".into()))?;
         // Penalties and the RNG advance on the chain, as in llama-server.
         ctx.accept(seq, token);
-        return Some((token, None));
+        return Ok((token, None));
     };
     let logits = ctx.logits_ith(i);
     let token = match picked {
         Some(picked) => sampler.finish(picked, logits),
         None => sampler.sample(logits),
     };
+    if sampler.grammar_stuck() {
+        return Err(SamplerError::GrammarStuck.into());
+    }
     let n_probs = task.req.params.n_probs;
     let probs = (n_probs > 0).then(|| {
         if task.req.params.post_sampling_probs {
@@ -252,7 +288,7 @@ fn next_token(
             token_probs(logits, token, n_probs)
         }
     });
-    Some((token, probs))
+    Ok((token, probs))
 }
 
 /// Runs `f` over every job, on up to `threads` threads (this one included), at least two jobs

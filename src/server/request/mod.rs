@@ -7,6 +7,7 @@
 use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
+mod limits;
 mod prompt;
 mod sampling;
 
@@ -23,6 +24,8 @@ use crate::engine::{GenerateRequest, LoadedModel, SamplingParams, TaskParams};
 pub struct Defaults {
     pub sampling: SamplingParams,
     pub n_predict: i32,
+    /// `--max-n-predict`: the most tokens a request may ask for (-1: no limit).
+    pub max_n_predict: i32,
     pub n_keep: i32,
     pub cache_prompt: bool,
     /// Stop strings of every request that gives none (`-r/--reverse-prompt`).
@@ -37,6 +40,7 @@ impl Default for Defaults {
         Self {
             sampling: SamplingParams::default(),
             n_predict: -1,
+            max_n_predict: -1,
             n_keep: 0,
             cache_prompt: true,
             stop: Vec::new(),
@@ -194,21 +198,18 @@ fn task_params(
         sampling.grammar = Some(grammar.clone());
     }
     let ignore_eos = body.bool(&["ignore_eos"])?.unwrap_or(defaults.ignore_eos);
-    let mut stop = body
-        .stop_strings(&["stop"])?
+    let stop_asked = body.stop_strings(&["stop"])?;
+    if let Some(stops) = &stop_asked {
+        limits::check_stops("stop", stops)?;
+    }
+    let mut stop = stop_asked
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| defaults.stop.clone());
     stop.extend(chat.stop.iter().cloned());
     let mut preserved_tokens = preserved_tokens(body, model)?;
     preserved_tokens.extend(chat.preserved_tokens.iter().copied());
     Ok(TaskParams {
-        n_predict: body
-            .int_in(
-                &["n_predict", "max_completion_tokens", "max_tokens"],
-                -1,
-                i32_max,
-            )?
-            .map_or(defaults.n_predict, |n| n as i32),
+        n_predict: limits::n_predict(body, defaults.n_predict, defaults.max_n_predict)?,
         stop,
         ignore_eos,
         cache_prompt: body
@@ -217,10 +218,11 @@ fn task_params(
         sampling,
         preserved_tokens,
         id_slot: id_slot(body, model.n_slots)?,
-        n_probs: match body.int(&["n_probs", "logprobs"])? {
-            Some(n) => n.max(0) as usize,
-            None => defaults.n_probs,
-        },
+        n_probs: limits::n_probs(
+            body.int(&["n_probs", "logprobs"])?,
+            defaults.n_probs,
+            model.n_vocab.max(0) as usize,
+        ),
         post_sampling_probs: body.bool(&["post_sampling_probs"])?.unwrap_or(false),
         n_keep: body
             .int_in(&["n_keep"], -1, i32_max)?

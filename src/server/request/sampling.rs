@@ -107,8 +107,12 @@ pub fn sampling(
     if let Some((name, v)) = body.get(&["samplers"]) {
         p.samplers = samplers(name, v)?;
     }
-    if body.get(&["logit_bias"]).is_some() {
+    if let Some((_, value)) = body.get(&["logit_bias"]) {
+        let n_vocab = model.n_vocab.max(0) as usize;
+        super::limits::check_logit_bias_len(n_vocab, super::limits::logit_bias_entries(value))?;
         p.logit_bias = logit_bias(body, model);
+        // Text keys may tokenize to many tokens each.
+        super::limits::check_logit_bias_len(n_vocab, p.logit_bias.len())?;
     }
     if let Some(grammar) = grammar(body)? {
         p.grammar = Some(grammar);
