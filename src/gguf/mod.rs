@@ -14,6 +14,7 @@
 mod read;
 mod summary;
 mod types;
+mod vocab;
 mod write;
 
 pub use read::{GgufFile, Prefix, TensorInfo, Value, ValueType};
@@ -21,6 +22,7 @@ pub use summary::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, split_name
 pub use types::{
     GgmlType, QuantProfile, ggml_type, ggml_type_by_name, quant_by_ftype, quant_by_name, quants,
 };
+pub use vocab::VocabScan;
 pub use write::GgufWriter;
 
 use std::path::PathBuf;
