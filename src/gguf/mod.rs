@@ -14,6 +14,7 @@
 mod read;
 mod summary;
 mod types;
+mod validate;
 mod vocab;
 mod write;
 
