@@ -205,6 +205,36 @@ fn run(iterations: u64) {
     );
 }
 
+/// The inputs the fuzzer once failed on (`tests/data/gguf-fuzz/`), replayed as they are and
+/// as the start of a sparse 64 GiB file.
+#[test]
+fn inputs_found_by_the_fuzzer_stay_fixed() {
+    let found = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gguf-fuzz");
+    let dir = tempfile::tempdir().unwrap();
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&found).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        for size in [input.len() as u64, 64 << 30] {
+            let path = dir.path().join("input.gguf");
+            std::fs::write(&path, &input).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(size)
+                .unwrap();
+            let started = Instant::now();
+            let (result, largest) = parse(&input, size, Some(&path));
+            let elapsed = started.elapsed();
+            assert!(result.is_ok(), "{result:?}");
+            assert!(largest <= MAX_ALLOCATION, "{largest} bytes");
+            assert!(elapsed <= MAX_TIME, "{elapsed:?}");
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "no inputs in {}", found.display());
+}
+
 #[test]
 fn mutated_headers_never_crash_allocate_or_stall() {
     let iterations = std::env::var("GGUF_FUZZ_ITERS").map_or(CI_ITERS, |s| s.parse().unwrap());

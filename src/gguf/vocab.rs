@@ -15,8 +15,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 /// The key of the vocabulary array.
 pub(crate) const VOCAB_KEY: &str = "tokenizer.ggml.tokens";
 /// The longest vocabulary read; real ones are under a million tokens. Bounds the set of hashes
-/// kept to find repeated tokens (8 bytes a token).
-pub(crate) const MAX_VOCAB: u64 = 1 << 22;
+/// kept to find repeated tokens (8 bytes a token) and the time to read them.
+pub(crate) const MAX_VOCAB: u64 = 1 << 20;
 
 /// Facts about `tokenizer.ggml.tokens` ([`crate::gguf::GgufFile::vocab`]).
 #[derive(Debug, Clone, Default, PartialEq)]
