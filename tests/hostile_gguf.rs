@@ -145,6 +145,7 @@ fn hostile_models_end_in_one_line_not_a_signal() {
             .filter(|l| l.starts_with("gguf-serve:"))
             .collect();
         assert_eq!(lines.len(), 1, "{name}: {stderr}");
+        println!("{}", lines[0]);
         assert!(
             lines[0].contains(&format!("{name}.gguf")) && lines[0].contains(want),
             "{name}: {}",
