@@ -205,6 +205,16 @@ fn run(iterations: u64) {
     );
 }
 
+/// The allocator's bookkeeping sees a request over the limit (never touched, so it costs no
+/// memory): the fuzzer's allocation check can fail.
+#[test]
+fn the_counting_allocator_sees_large_requests() {
+    LARGEST.with(|m| m.set(0));
+    let big: Vec<u8> = Vec::with_capacity(MAX_ALLOCATION + 1);
+    assert!(LARGEST.with(Cell::get) > MAX_ALLOCATION);
+    drop(big);
+}
+
 /// The inputs the fuzzer once failed on (`tests/data/gguf-fuzz/`), replayed as they are and
 /// as the start of a sparse 64 GiB file.
 #[test]
