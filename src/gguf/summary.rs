@@ -3,9 +3,10 @@
 //! every tensor, grouped per layer.
 
 use super::GgufError;
-use super::read::{GgufFile, Value};
+use super::read::GgufFile;
 use super::types::{QuantProfile, quant_by_ftype, quants};
 use super::validate;
+use super::value::Value;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

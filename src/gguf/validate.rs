@@ -9,7 +9,8 @@
 //! (layer and expert counts), `llama_vocab::impl::load` and `byte_to_token` in
 //! `src/llama-vocab.cpp` (the vocabulary).
 
-use super::read::{GgufFile, Value};
+use super::read::GgufFile;
+use super::value::Value;
 use super::vocab::VOCAB_KEY;
 
 /// `LLAMA_MAX_LAYERS` and `LLAMA_MAX_EXPERTS` (`src/llama-hparams.h`).

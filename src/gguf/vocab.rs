@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::io::Write;
 
 /// The key of the vocabulary array.
 pub(crate) const VOCAB_KEY: &str = "tokenizer.ggml.tokens";
@@ -38,10 +39,13 @@ impl VocabScan {
     /// Notes token `index`, whose text is `text` (llama.cpp takes any bytes).
     pub(crate) fn push(&mut self, index: u64, text: &[u8]) {
         // llama.cpp names an empty token `[EMPTY_i]`; that name may itself repeat a token.
-        let empty;
+        // (Written on the stack: a sparse file's zeros read as a million empty tokens.)
+        let mut empty = [0u8; 32];
         let text = if text.is_empty() {
-            empty = format!("[EMPTY_{index}]");
-            empty.as_bytes()
+            let mut rest = &mut empty[..];
+            write!(rest, "[EMPTY_{index}]").expect("32 bytes hold it");
+            let n = 32 - rest.len();
+            &empty[..n]
         } else {
             text
         };
