@@ -125,6 +125,141 @@ fn hostile_counts_and_lengths_are_refused_without_allocating() {
     }
 }
 
+/// Where `key`'s name ends in `bytes` (its type tag follows).
+fn after_key(bytes: &[u8], key: &str) -> usize {
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key.as_bytes())
+        .unwrap_or_else(|| panic!("{key} not in the header"));
+    at + key.len()
+}
+
+/// One regression case per kind of hostile header the fuzzer aims at, each in a sparse 64 GiB
+/// file (every size check passes): refused within a second, with the field named.
+#[test]
+fn hostile_headers_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llama.gguf");
+    gguf_fixtures::write_loadable_llama(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    let tokens = after_key(&bytes, "tokenizer.ggml.tokens");
+    let scores = after_key(&bytes, "tokenizer.ggml.scores");
+    let arch = after_key(&bytes, "general.architecture");
+    let block_count = after_key(&bytes, "llama.block_count") - "llama.block_count".len();
+    let first_tensor = after_key(&bytes, "token_embd.weight");
+    let u64_at = |at: usize, v: u64| (at, v.to_le_bytes().to_vec());
+    let u32_at = |at: usize, v: u32| (at, v.to_le_bytes().to_vec());
+    // (what, (where, the bytes written there), what the error says)
+    type Patch = (usize, Vec<u8>);
+    let cases: Vec<(&str, Patch, &str)> = vec![
+        (
+            "tensor count near file size / 8",
+            u64_at(8, (64 << 30) / 8),
+            "the tensor count at byte 8 is 8589934592 (the limit is 1048576)",
+        ),
+        (
+            "key/value count near file size / 8",
+            u64_at(16, (64 << 30) / 8),
+            "the metadata count at byte 16 is 8589934592",
+        ),
+        (
+            "key length of 20 GiB",
+            u64_at(24, 20 << 30),
+            "metadata key #0 at byte 24 claims 21474836480 bytes",
+        ),
+        (
+            "empty key",
+            u64_at(24, 0),
+            "metadata key #0 at byte 24 is empty",
+        ),
+        (
+            "repeated key",
+            (block_count, b"general.file_type".to_vec()),
+            "metadata key general.file_type at byte",
+        ),
+        (
+            "array of 2^30 strings",
+            u64_at(tokens + 8, 1 << 30),
+            "claims 1073741824 items (the limit for String items is 2097152)",
+        ),
+        (
+            "vocabulary of 2^21 tokens",
+            u64_at(tokens + 8, 1 << 21),
+            "tokenizer.ggml.tokens has 2097152 tokens (the limit is 1048576)",
+        ),
+        (
+            "array of 2^40 floats",
+            u64_at(scores + 8, 1 << 40),
+            "(the limit for F32 items is 16777216)",
+        ),
+        (
+            "array of arrays",
+            u32_at(tokens + 4, 9),
+            "tokenizer.ggml.tokens is an array of arrays",
+        ),
+        (
+            "unknown value type",
+            u32_at(arch, 13),
+            "general.architecture has unknown value type 13",
+        ),
+        (
+            "unknown array item type",
+            u32_at(scores + 4, 99),
+            "tokenizer.ggml.scores has unknown item type 99",
+        ),
+        (
+            "unknown ggml type",
+            u32_at(first_tensor + 4 + 2 * 8, 99),
+            "tensor token_embd.weight has unknown ggml type 99",
+        ),
+        (
+            "more than 4 dimensions",
+            u32_at(first_tensor, 5),
+            "tensor token_embd.weight has 5 dimensions (max 4)",
+        ),
+        (
+            "dimensions whose product overflows",
+            u64_at(first_tensor + 4 + 8, 1 << 60),
+            "more elements than ggml can count",
+        ),
+    ];
+    let big = dir.path().join("big.gguf");
+    for (what, (at, patch), want) in cases {
+        let mut b = bytes.clone();
+        b[at..at + patch.len()].copy_from_slice(&patch);
+        std::fs::write(&big, &b).unwrap();
+        let file = std::fs::File::options().write(true).open(&big).unwrap();
+        file.set_len(64 << 30).unwrap();
+        let started = std::time::Instant::now();
+        let err = GgufFile::read(&big).expect_err(what).to_string();
+        assert!(
+            started.elapsed().as_secs_f64() < 1.0,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("big.gguf") && err.contains(want),
+            "{what}: {err}"
+        );
+    }
+
+    // The most a header may ask to be read string by string, from a sparse file's zeros: 2^20
+    // empty tokens (the fuzzer's slowest input once read 2^24 empty strings, in 3.5 s).
+    let mut b = bytes[..tokens + 16].to_vec();
+    b[tokens + 8..].copy_from_slice(&u64::to_le_bytes(1 << 20));
+    std::fs::write(&big, &b).unwrap();
+    let file = std::fs::File::options().write(true).open(&big).unwrap();
+    file.set_len(64 << 30).unwrap();
+    let started = std::time::Instant::now();
+    let err = GgufFile::read(&big).unwrap_err().to_string();
+    assert!(
+        started.elapsed().as_secs_f64() < 1.0,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("is empty"), "{err}");
+}
+
 #[test]
 fn foreign_and_future_files_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,12 +21,12 @@ fn written_model_loads_and_decodes_in_llama_cpp() {
     gguf_fixtures::write_loadable_llama(&path);
 
     let summary = ModelSummary::from_path(&path).unwrap();
-    assert_eq!((summary.block_count, summary.vocab_size), (2, 8));
+    assert_eq!((summary.block_count, summary.vocab_size), (2, 8 + 256));
     assert_eq!(summary.quant_name(), "F16");
 
     let backend = LlamaBackend::init().unwrap();
     let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
-    assert_eq!(model.n_vocab(), 8);
+    assert_eq!(model.n_vocab(), 8 + 256);
     assert_eq!(model.n_layer(), 2);
     // llama.cpp's size of the weights is our tensor byte count.
     assert_eq!(model.size(), summary.tensor_bytes());
@@ -43,6 +43,6 @@ fn written_model_loads_and_decodes_in_llama_cpp() {
     }
     ctx.decode(&mut batch).unwrap();
     let logits = ctx.get_logits_ith(3);
-    assert_eq!(logits.len(), 8);
+    assert_eq!(logits.len(), 8 + 256);
     assert!(logits.iter().all(|l| l.is_finite()), "{logits:?}");
 }

@@ -14,13 +14,18 @@
 mod read;
 mod summary;
 mod types;
+mod validate;
+mod value;
+mod vocab;
 mod write;
 
-pub use read::{GgufFile, Prefix, TensorInfo, Value, ValueType};
+pub use read::{GgufFile, Prefix, TensorInfo};
 pub use summary::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, split_name};
 pub use types::{
     GgmlType, QuantProfile, ggml_type, ggml_type_by_name, quant_by_ftype, quant_by_name, quants,
 };
+pub use value::{Value, ValueType};
+pub use vocab::VocabScan;
 pub use write::GgufWriter;
 
 use std::path::PathBuf;

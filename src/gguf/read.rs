@@ -3,6 +3,9 @@
 
 use super::GgufError;
 use super::types::{GgmlType, ggml_type};
+use super::value::{Value, ValueType};
+use super::vocab::{MAX_VOCAB, VOCAB_KEY, VocabScan};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -20,154 +23,19 @@ const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
 const MIN_TENSOR_BYTES: u64 = 8 + 1 + 4 + 4 + 8;
 /// Entries reserved up front; more grow the vector as they are read.
 const RESERVE: u64 = 1024;
+/// The most key/value pairs, tensors and array items a header may announce. Real models have
+/// some hundred keys, some thousand tensors and vocabularies under a million tokens; the caps
+/// bound the work a sparse file of zeros (which passes every size check) can ask for, and what
+/// llama.cpp's own reader would allocate for the file after ours accepts it.
+const MAX_KV: u64 = 1 << 16;
+const MAX_TENSORS: u64 = 1 << 20;
+const MAX_ARRAY: u64 = 1 << 24;
+/// Arrays of strings are read string by string, so fewer: a sparse file's zeros read as 2^21
+/// empty strings in about 0.3 s. Real ones are vocabularies and merges of some 100k items.
+const MAX_STRING_ARRAY: u64 = 1 << 21;
+/// ggml's `GGML_MAX_NAME`: a tensor name takes at most 63 bytes.
+const MAX_TENSOR_NAME: usize = 63;
 const DEFAULT_ALIGNMENT: u64 = 32;
-
-/// A GGUF value type (`enum gguf_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueType {
-    U8,
-    I8,
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
-    Bool,
-    String,
-    Array,
-    U64,
-    I64,
-    F64,
-}
-
-impl ValueType {
-    pub(crate) fn from_id(id: u32) -> Option<Self> {
-        use ValueType::*;
-        Some(match id {
-            0 => U8,
-            1 => I8,
-            2 => U16,
-            3 => I16,
-            4 => U32,
-            5 => I32,
-            6 => F32,
-            7 => Bool,
-            8 => String,
-            9 => Array,
-            10 => U64,
-            11 => I64,
-            12 => F64,
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn id(self) -> u32 {
-        use ValueType::*;
-        match self {
-            U8 => 0,
-            I8 => 1,
-            U16 => 2,
-            I16 => 3,
-            U32 => 4,
-            I32 => 5,
-            F32 => 6,
-            Bool => 7,
-            String => 8,
-            Array => 9,
-            U64 => 10,
-            I64 => 11,
-            F64 => 12,
-        }
-    }
-
-    /// Bytes of one value of a fixed-size type.
-    fn fixed_size(self) -> Option<u64> {
-        use ValueType::*;
-        match self {
-            U8 | I8 | Bool => Some(1),
-            U16 | I16 => Some(2),
-            U32 | I32 | F32 => Some(4),
-            U64 | I64 | F64 => Some(8),
-            String | Array => None,
-        }
-    }
-}
-
-/// A metadata value. Arrays longer than a few thousand items keep only their length.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    F32(f32),
-    Bool(bool),
-    String(String),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Array {
-        item_type: ValueType,
-        len: u64,
-        /// `None` when the array was too long to keep.
-        items: Option<Vec<Value>>,
-    },
-}
-
-impl Value {
-    /// The value as an unsigned integer, if it is a non-negative integer.
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            Value::U8(v) => Some(v.into()),
-            Value::U16(v) => Some(v.into()),
-            Value::U32(v) => Some(v.into()),
-            Value::U64(v) => Some(v),
-            Value::I8(v) => u64::try_from(v).ok(),
-            Value::I16(v) => u64::try_from(v).ok(),
-            Value::I32(v) => u64::try_from(v).ok(),
-            Value::I64(v) => u64::try_from(v).ok(),
-            Value::Bool(v) => Some(v.into()),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The kept items of an array.
-    pub fn as_array(&self) -> Option<&[Value]> {
-        match self {
-            Value::Array {
-                items: Some(items), ..
-            } => Some(items),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn value_type(&self) -> ValueType {
-        match self {
-            Value::U8(_) => ValueType::U8,
-            Value::I8(_) => ValueType::I8,
-            Value::U16(_) => ValueType::U16,
-            Value::I16(_) => ValueType::I16,
-            Value::U32(_) => ValueType::U32,
-            Value::I32(_) => ValueType::I32,
-            Value::F32(_) => ValueType::F32,
-            Value::Bool(_) => ValueType::Bool,
-            Value::String(_) => ValueType::String,
-            Value::U64(_) => ValueType::U64,
-            Value::I64(_) => ValueType::I64,
-            Value::F64(_) => ValueType::F64,
-            Value::Array { .. } => ValueType::Array,
-        }
-    }
-}
 
 /// One tensor's header entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +67,8 @@ pub struct GgufFile {
     pub tensors: Vec<TensorInfo>,
     /// Where the tensor data section starts.
     pub data_offset: u64,
+    /// What llama.cpp's tokenizer needs of `tokenizer.ggml.tokens`, if the file has it.
+    pub vocab: Option<VocabScan>,
 }
 
 impl GgufFile {
@@ -345,6 +215,20 @@ impl<S: Source> Reader<'_, S> {
     }
 
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let buf = self.string_bytes(what)?;
+        String::from_utf8(buf).map_err(|_| self.corrupt(format!("{what} is not UTF-8")))
+    }
+
+    /// A string's bytes, UTF-8 or not.
+    fn string_bytes(&mut self, what: &str) -> Result<Vec<u8>, GgufError> {
+        let mut buf = Vec::new();
+        self.string_into(&mut buf, what)?;
+        Ok(buf)
+    }
+
+    /// A string's bytes into `buf` (replacing what it held): a vocabulary's tokens reuse one
+    /// buffer.
+    fn string_into(&mut self, buf: &mut Vec<u8>, what: &str) -> Result<(), GgufError> {
         let at = self.pos;
         let len = self.u64(what)?;
         if len > MAX_STRING {
@@ -355,9 +239,9 @@ impl<S: Source> Reader<'_, S> {
         if len > self.len - self.pos {
             return Err(self.truncated(what));
         }
-        let mut buf = vec![0u8; len as usize];
-        self.exact(&mut buf, what)?;
-        String::from_utf8(buf).map_err(|_| self.corrupt(format!("{what} is not UTF-8")))
+        buf.clear();
+        buf.resize(len as usize, 0);
+        self.exact(buf, what)
     }
 
     fn skip_string(&mut self, what: &str) -> Result<(), GgufError> {
@@ -387,8 +271,19 @@ impl<S: Source> Reader<'_, S> {
                 version,
             });
         }
+        let mut vocab = None;
         let n_tensors = self.u64("the tensor count")?;
         let n_kv = self.u64("the metadata count")?;
+        if n_tensors > MAX_TENSORS {
+            return Err(self.corrupt(format!(
+                "the tensor count at byte 8 is {n_tensors} (the limit is {MAX_TENSORS})"
+            )));
+        }
+        if n_kv > MAX_KV {
+            return Err(self.corrupt(format!(
+                "the metadata count at byte 16 is {n_kv} (the limit is {MAX_KV})"
+            )));
+        }
         // A count the rest of the file cannot hold is a corrupt file; and no count reserves
         // more than a few entries before they are read.
         let remaining = self.len - self.pos;
@@ -399,25 +294,56 @@ impl<S: Source> Reader<'_, S> {
         }
 
         let mut metadata = Vec::with_capacity(n_kv.min(RESERVE) as usize);
+        let mut keys = HashSet::new();
         for i in 0..n_kv {
+            let at = self.pos;
             let key = self.string(&format!("metadata key #{i}"))?;
+            // llama.cpp refuses both; a sparse file's zeros read as empty keys forever.
+            if key.is_empty() {
+                return Err(self.corrupt(format!("metadata key #{i} at byte {at} is empty")));
+            }
+            if !keys.insert(key.clone()) {
+                return Err(self.corrupt(format!("metadata key {key} at byte {at} is repeated")));
+            }
+            let at = self.pos;
             let type_id = self.u32(&format!("the type of {key}"))?;
-            let ty = ValueType::from_id(type_id)
-                .ok_or_else(|| self.corrupt(format!("{key} has unknown value type {type_id}")))?;
-            let value = self.value(ty, &key)?;
+            let ty = ValueType::from_id(type_id).ok_or_else(|| {
+                self.corrupt(format!(
+                    "{key} has unknown value type {type_id} (at byte {at})"
+                ))
+            })?;
+            let value = if key == VOCAB_KEY && ty == ValueType::Array {
+                self.vocabulary(&mut vocab)?
+            } else {
+                self.value(ty, &key)?
+            };
             metadata.push((key, value));
         }
 
         let mut tensors = Vec::with_capacity(n_tensors.min(RESERVE) as usize);
+        let mut names = HashSet::new();
         for i in 0..n_tensors {
-            tensors.push(self.tensor_info(i)?);
+            let at = self.pos;
+            let tensor = self.tensor_info(i)?;
+            if !names.insert(tensor.name.clone()) {
+                return Err(
+                    self.corrupt(format!("tensor {} at byte {at} is repeated", tensor.name))
+                );
+            }
+            tensors.push(tensor);
         }
 
-        let alignment = metadata
-            .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_u64())
-            .unwrap_or(DEFAULT_ALIGNMENT);
+        // llama.cpp takes the alignment only as a u32.
+        let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some((_, Value::U32(a))) => u64::from(*a),
+            Some((_, v)) => {
+                return Err(self.corrupt(format!(
+                    "general.alignment is a {:?}, not a U32",
+                    v.value_type()
+                )));
+            }
+        };
         if alignment == 0 || !alignment.is_power_of_two() {
             return Err(self.corrupt(format!(
                 "general.alignment {alignment} is not a power of two"
@@ -425,6 +351,12 @@ impl<S: Source> Reader<'_, S> {
         }
         let data_offset = self.pos.next_multiple_of(alignment);
         for t in &tensors {
+            if !t.offset.is_multiple_of(alignment) {
+                return Err(self.corrupt(format!(
+                    "tensor {} has offset {}, not a multiple of the alignment {alignment}",
+                    t.name, t.offset
+                )));
+            }
             let end = data_offset
                 .saturating_add(t.offset)
                 .saturating_add(t.n_bytes);
@@ -443,6 +375,7 @@ impl<S: Source> Reader<'_, S> {
             metadata,
             tensors,
             data_offset,
+            vocab,
         })
     }
 
@@ -466,28 +399,9 @@ impl<S: Source> Reader<'_, S> {
     }
 
     fn array(&mut self, key: &str) -> Result<Value, GgufError> {
-        let what = format!("the array {key}");
-        let type_id = self.u32(&what)?;
-        let item_type = ValueType::from_id(type_id)
-            .filter(|t| *t != ValueType::Array)
-            .ok_or_else(|| self.corrupt(format!("{key} has unknown item type {type_id}")))?;
-        let len = self.u64(&what)?;
+        let (item_type, len) = self.array_header(key)?;
         if len > MAX_KEPT_ARRAY {
-            match item_type.fixed_size() {
-                Some(size) => {
-                    let bytes = len.checked_mul(size).ok_or_else(|| self.truncated(&what))?;
-                    self.skip(bytes, &what)?;
-                }
-                None => {
-                    // Strings: each has its own length; a string takes at least 8 bytes.
-                    if len > (self.len - self.pos) / 8 {
-                        return Err(self.truncated(&what));
-                    }
-                    for _ in 0..len {
-                        self.skip_string(&what)?;
-                    }
-                }
-            }
+            self.skip_items(item_type, len, key)?;
             return Ok(Value::Array {
                 item_type,
                 len,
@@ -505,8 +419,111 @@ impl<S: Source> Reader<'_, S> {
         })
     }
 
+    /// An array's item type and length, checked: no nested arrays (llama.cpp reads none), no
+    /// more than [`MAX_ARRAY`] items.
+    fn array_header(&mut self, key: &str) -> Result<(ValueType, u64), GgufError> {
+        let what = format!("the array {key}");
+        let at = self.pos;
+        let type_id = self.u32(&what)?;
+        let item_type = match ValueType::from_id(type_id) {
+            Some(ValueType::Array) => {
+                return Err(self.corrupt(format!(
+                    "{key} is an array of arrays (at byte {at}), which GGUF readers refuse"
+                )));
+            }
+            Some(t) => t,
+            None => {
+                return Err(self.corrupt(format!(
+                    "{key} has unknown item type {type_id} (at byte {at})"
+                )));
+            }
+        };
+        let at = self.pos;
+        let len = self.u64(&what)?;
+        let max = match item_type {
+            ValueType::String => MAX_STRING_ARRAY,
+            _ => MAX_ARRAY,
+        };
+        if len > max {
+            return Err(self.corrupt(format!(
+                "{key} at byte {at} claims {len} items (the limit for {item_type:?} items is {max})"
+            )));
+        }
+        Ok((item_type, len))
+    }
+
+    /// `tokenizer.ggml.tokens`: every token read (not kept past [`MAX_KEPT_ARRAY`]) and
+    /// scanned for what llama.cpp's tokenizer needs ([`VocabScan`]).
+    fn vocabulary(&mut self, scan: &mut Option<VocabScan>) -> Result<Value, GgufError> {
+        let (item_type, len) = self.array_header(VOCAB_KEY)?;
+        if item_type != ValueType::String {
+            self.skip_items(item_type, len, VOCAB_KEY)?;
+            return Ok(Value::Array {
+                item_type,
+                len,
+                items: None,
+            });
+        }
+        if len > MAX_VOCAB {
+            return Err(self.corrupt(format!(
+                "{VOCAB_KEY} has {len} tokens (the limit is {MAX_VOCAB})"
+            )));
+        }
+        if len > (self.len - self.pos) / 8 {
+            return Err(self.truncated(&format!("the array {VOCAB_KEY}")));
+        }
+        let mut found = VocabScan::default();
+        let mut items = Vec::with_capacity(len.min(MAX_KEPT_ARRAY) as usize);
+        let what = format!("a token of {VOCAB_KEY}");
+        let mut token = Vec::new();
+        for i in 0..len {
+            self.string_into(&mut token, &what)?;
+            found.push(i, &token);
+            if len <= MAX_KEPT_ARRAY {
+                let text = String::from_utf8(token.clone())
+                    .map_err(|_| self.corrupt(format!("token #{i} of {VOCAB_KEY} is not UTF-8")))?;
+                items.push(Value::String(text));
+            }
+        }
+        found.finish();
+        *scan = Some(found);
+        Ok(Value::Array {
+            item_type,
+            len,
+            items: (len <= MAX_KEPT_ARRAY).then_some(items),
+        })
+    }
+
+    /// Skips `len` items of `item_type` (not an array).
+    fn skip_items(&mut self, item_type: ValueType, len: u64, key: &str) -> Result<(), GgufError> {
+        let what = format!("the array {key}");
+        match item_type.fixed_size() {
+            Some(size) => {
+                let bytes = len.checked_mul(size).ok_or_else(|| self.truncated(&what))?;
+                self.skip(bytes, &what)
+            }
+            None => {
+                // Strings: each has its own length; a string takes at least 8 bytes.
+                if len > (self.len - self.pos) / 8 {
+                    return Err(self.truncated(&what));
+                }
+                for _ in 0..len {
+                    self.skip_string(&what)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn tensor_info(&mut self, index: u64) -> Result<TensorInfo, GgufError> {
+        let at = self.pos;
         let name = self.string(&format!("the name of tensor #{index}"))?;
+        if name.len() > MAX_TENSOR_NAME {
+            return Err(self.corrupt(format!(
+                "the name of tensor #{index} at byte {at} is {} bytes long (ggml's limit is {MAX_TENSOR_NAME})",
+                name.len()
+            )));
+        }
         let what = format!("the info of tensor {name}");
         let n_dims = self.u32(&what)?;
         if n_dims > 4 {
@@ -515,6 +532,18 @@ impl<S: Source> Reader<'_, S> {
         let mut shape = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             shape.push(self.u64(&what)?);
+        }
+        // ggml keeps dimensions and the element count as i64.
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| {
+                i64::try_from(n).is_ok() && shape.iter().all(|&d| i64::try_from(d).is_ok())
+            });
+        if elements.is_none() {
+            return Err(self.corrupt(format!(
+                "tensor {name} (at byte {at}) has shape {shape:?}, more elements than ggml can count"
+            )));
         }
         let ggml_type_id = self.u32(&what)?;
         let offset = self.u64(&what)?;

@@ -3,8 +3,10 @@
 //! every tensor, grouped per layer.
 
 use super::GgufError;
-use super::read::{GgufFile, Value};
+use super::read::GgufFile;
 use super::types::{QuantProfile, quant_by_ftype, quants};
+use super::validate;
+use super::value::Value;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -80,8 +82,6 @@ pub struct ModelSummary {
     pub non_layer: Vec<TensorGroup>,
 }
 
-const MAX_LAYERS: u32 = 4096;
-
 /// Architectures whose sliding-window layers llama.cpp lays out by a repeating pattern:
 /// (architecture, default pattern, dense layer first), from `load_swa_pattern` calls in
 /// llama.cpp's `src/models/*.cpp`. Gemma 3 uses SWA only when the file sets a window.
@@ -125,14 +125,11 @@ impl ModelSummary {
         let key = |name: &str| format!("{arch}.{name}");
         let block_count = first
             .get_u64(&key("block_count"))
-            .ok_or_else(|| invalid(format!("no {arch}.block_count key")))?
-            as u32;
-        // Guards the per-layer vectors against a corrupt count; real models have < 1000 layers.
-        if block_count > MAX_LAYERS {
-            return Err(invalid(format!(
-                "{arch}.block_count is {block_count} (max {MAX_LAYERS})"
-            )));
-        }
+            .ok_or_else(|| invalid(format!("no {arch}.block_count key")))?;
+        // Before anything else: the per-layer vectors below are sized by this count, and llama.cpp
+        // aborts on what these checks refuse.
+        validate::check(first, &arch).map_err(invalid)?;
+        let block_count = block_count as u32;
         let n = block_count as usize;
         let embedding_length = first.get_u64(&key("embedding_length")).unwrap_or(0);
         let head_count = per_layer(first.get(&key("attention.head_count")), n, 0);

@@ -2,8 +2,9 @@
 //! can make tiny models of architectures we have no download for, and llama.cpp can load them.
 
 use super::GgufError;
-use super::read::{Value, ValueType, tensor_bytes};
+use super::read::tensor_bytes;
 use super::types::ggml_type;
+use super::value::{Value, ValueType};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 

@@ -66,13 +66,54 @@ fn weights(n: u64, seed: u64) -> Vec<f32> {
 }
 
 /// A llama-architecture model llama.cpp can load and run: 2 layers, n_embd 64, 4 heads (2 KV
-/// heads), an 8-token SentencePiece vocabulary, F16 matrices and F32 norms; tied embeddings.
+/// heads), a SentencePiece vocabulary of 8 text tokens and the 256 byte tokens, F16 matrices
+/// and F32 norms; tied embeddings.
 pub fn write_loadable_llama(path: &Path) {
     loadable_llama().write(path).unwrap();
 }
 
+/// The loadable llama of [`write_loadable_llama`] with `edit` applied before it is written
+/// (keys added or replaced: a hostile value in an otherwise loadable model).
+pub fn write_loadable_llama_with(path: &Path, edit: impl FnOnce(&mut GgufWriter)) {
+    let mut w = loadable_llama();
+    edit(&mut w);
+    w.write(path).unwrap();
+}
+
+/// The loadable llama with only its 8 text tokens, no byte tokens: llama.cpp loads it, and its
+/// SentencePiece tokenizer throws a C++ exception (`byte_to_token`) through the FFI, aborting
+/// the process, on the first text holding a character outside those tokens.
+pub fn write_llama_without_byte_tokens(path: &Path) {
+    let (n_embd, n_ff, _, n_layer) = LOADABLE_LLAMA;
+    let tokens = &spm_tokens()[..TEXT_TOKENS.len()];
+    llama_of_vocab((n_embd, n_ff, tokens.len() as u64, n_layer), tokens)
+        .write(path)
+        .unwrap();
+}
+
+/// The text tokens of the loadable llama's vocabulary and their `token_type`s (unknown,
+/// control, normal); the 256 byte tokens `<0x00>`..`<0xFF>` follow them.
+const TEXT_TOKENS: [(&str, i32); 8] = [
+    ("<unk>", 2),
+    ("<s>", 3),
+    ("</s>", 3),
+    ("▁a", 1),
+    ("▁b", 1),
+    ("▁c", 1),
+    ("▁d", 1),
+    ("▁e", 1),
+];
+
+/// The loadable llama's vocabulary: [`TEXT_TOKENS`], then the byte tokens (type 6, byte), as
+/// SentencePiece models with byte fallback have them.
+fn spm_tokens() -> Vec<(String, i32)> {
+    let text = TEXT_TOKENS.iter().map(|(t, ty)| (t.to_string(), *ty));
+    text.chain((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 6)))
+        .collect()
+}
+
 /// The tiny loadable llama's sizes: n_embd, n_ff, n_vocab, n_layer.
-const LOADABLE_LLAMA: (u64, u64, u64, u32) = (64, 128, 8, 2);
+const LOADABLE_LLAMA: (u64, u64, u64, u32) = (64, 128, 8 + 256, 2);
 
 /// The sizes of a bigger loadable llama (n_embd, n_ff, n_layer): every row a multiple of 256,
 /// so that llama.cpp's K-quants apply to every matrix, and about 7.9M weights, so that each
@@ -83,7 +124,7 @@ pub const LADDER_LLAMA: (u64, u64, u32) = (256, 1024, 8);
 /// heads of 64, 2 KV heads), in F16: the source of the hub tests' quant ladders.
 pub fn write_ladder_llama(path: &Path) {
     let (n_embd, n_ff, n_layer) = LADDER_LLAMA;
-    loadable_llama_of((n_embd, n_ff, 8, n_layer))
+    loadable_llama_of((n_embd, n_ff, LOADABLE_LLAMA.2, n_layer))
         .write(path)
         .unwrap();
 }
@@ -125,10 +166,16 @@ fn loadable_llama() -> GgufWriter {
     loadable_llama_of(LOADABLE_LLAMA)
 }
 
-/// A loadable llama of `dims` (n_embd, n_ff, n_vocab = 8, n_layer), not yet written.
+/// A loadable llama of `dims` (n_embd, n_ff, n_vocab = that of [`spm_tokens`], n_layer), not
+/// yet written.
 fn loadable_llama_of(dims: (u64, u64, u64, u32)) -> GgufWriter {
+    llama_of_vocab(dims, &spm_tokens())
+}
+
+/// A loadable llama of `dims` over `tokens` (text, token type), not yet written.
+fn llama_of_vocab(dims: (u64, u64, u64, u32), tokens: &[(String, i32)]) -> GgufWriter {
     let (n_embd, n_ff, n_vocab, n_layer) = dims;
-    let tokens = ["<unk>", "<s>", "</s>", "▁a", "▁b", "▁c", "▁d", "▁e"];
+    assert_eq!(n_vocab, tokens.len() as u64);
     let mut w = GgufWriter::new();
     w.kv("general.architecture", Value::String("llama".into()))
         .kv("general.name", Value::String("tiny".into()))
@@ -144,7 +191,10 @@ fn loadable_llama_of(dims: (u64, u64, u64, u32)) -> GgufWriter {
         .kv("tokenizer.ggml.model", Value::String("llama".into()))
         .kv_array(
             "tokenizer.ggml.tokens",
-            tokens.iter().map(|t| Value::String((*t).into())).collect(),
+            tokens
+                .iter()
+                .map(|(t, _)| Value::String(t.clone()))
+                .collect(),
         )
         .kv_array(
             "tokenizer.ggml.scores",
@@ -152,10 +202,7 @@ fn loadable_llama_of(dims: (u64, u64, u64, u32)) -> GgufWriter {
         )
         .kv_array(
             "tokenizer.ggml.token_type",
-            [2, 3, 3, 1, 1, 1, 1, 1]
-                .iter()
-                .map(|t| Value::I32(*t))
-                .collect(),
+            tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
         );
     loadable_llama_tensors(&mut w, dims, n_vocab);
     w
@@ -177,8 +224,8 @@ pub fn write_lora_base(path: &Path) {
 }
 
 /// A LoRA adapter of [`write_lora_base`] on `output.weight` whose delta at scale 1 moves the
-/// logits of every token but `</s>` (id 2) by `shift` places among those 7 tokens, so greedy
-/// decoding picks another token wherever the base picks one of them. Rank 8: `lora_a` is the
+/// logits of every token but `</s>` (id 2) by `shift` places among those tokens, so greedy
+/// decoding picks another token wherever the base picks one of them. Rank n_vocab: `lora_a` is the
 /// base output matrix, `lora_b` the permutation minus the identity; alpha equals the rank
 /// (factor 1).
 pub fn write_lora_adapter(path: &Path, shift: usize) {
