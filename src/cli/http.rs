@@ -37,19 +37,11 @@ pub struct HttpArgs {
     pub api_key_file: Option<std::path::PathBuf>,
 
     /// A PEM private key: serve HTTPS (with --ssl-cert-file).
-    #[arg(
-        long = "ssl-key-file",
-        value_name = "FNAME",
-        requires = "ssl_cert_file"
-    )]
+    #[arg(long = "ssl-key-file", value_name = "FNAME")]
     pub ssl_key_file: Option<std::path::PathBuf>,
 
     /// A PEM certificate chain: serve HTTPS (with --ssl-key-file).
-    #[arg(
-        long = "ssl-cert-file",
-        value_name = "FNAME",
-        requires = "ssl_key_file"
-    )]
+    #[arg(long = "ssl-cert-file", value_name = "FNAME")]
     pub ssl_cert_file: Option<std::path::PathBuf>,
 
     /// The /slots endpoint (default on).
@@ -152,12 +144,17 @@ impl HttpArgs {
         Ok(keys)
     }
 
-    /// `--ssl-cert-file` and `--ssl-key-file` (clap requires both or neither).
-    pub fn tls(&self) -> Option<crate::server::TlsFiles> {
-        Some(crate::server::TlsFiles {
-            cert: self.ssl_cert_file.clone()?,
-            key: self.ssl_key_file.clone()?,
-        })
+    /// `--ssl-cert-file` and `--ssl-key-file`: both, or neither.
+    pub fn tls(&self) -> anyhow::Result<Option<crate::server::TlsFiles>> {
+        match (&self.ssl_cert_file, &self.ssl_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(crate::server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!("--ssl-cert-file needs --ssl-key-file too"),
+            (None, Some(_)) => anyhow::bail!("--ssl-key-file needs --ssl-cert-file too"),
+        }
     }
 
     pub fn cors(&self) -> Cors {

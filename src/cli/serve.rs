@@ -169,7 +169,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         endpoint_props: http.props,
         endpoint_metrics: args.metrics,
         cors: http.cors(),
-        tls: http.tls(),
+        tls: http.tls()?,
         api_prefix: http.api_prefix.trim_end_matches('/').to_string(),
         static_path: http.path.clone(),
         timeout_secs: http.timeout,
