@@ -11,6 +11,12 @@
 #                build so the two llama.cpp builds don't replace each other
 #   EXTRA_BACKENDS  backend libraries built elsewhere to add to backends/ (e.g. the
 #                   libggml-cuda.so of a llama.cpp build of the same source) [none]
+#   BASELINE_CPU    the oldest CPU the bundle runs on [x86-64-v2 on x86-64, the target's
+#                   default elsewhere]: the binary and llama.cpp's core are built for it, in
+#                   place of .cargo/config.toml's target-cpu=native (which is for like-for-like
+#                   benchmarks on this machine); ggml's CPU backend is built in every variant
+#                   and the sampler's scans per SIMD level, both picked at run time.
+#                   scripts/check-baseline.sh runs a bundle on such a CPU under qemu.
 # Prints the bundle's folder. `gguf-serve devices --backends-dir BUNDLE/backends` lists what loads.
 set -euo pipefail
 
@@ -20,7 +26,13 @@ TARGET_DIR=${TARGET_DIR:-$ROOT/target/dynamic}
 FEATURES=dynamic-backends${FEATURES:+,$FEATURES}
 log() { echo "package: $*" >&2; }
 
-log "building with features $FEATURES (a cold build compiles llama.cpp: about 10 minutes on 2 cores)"
+case $(uname -m) in
+  x86_64) BASELINE_CPU=${BASELINE_CPU:-x86-64-v2} ;;
+esac
+# RUSTFLAGS replaces build.rustflags; llama-cpp-sys-2 turns GGML_NATIVE off for any target-cpu
+# but native and passes -march=$BASELINE_CPU to llama.cpp.
+export RUSTFLAGS="${BASELINE_CPU:+-C target-cpu=$BASELINE_CPU}"
+log "building for target-cpu ${BASELINE_CPU:-default} with features $FEATURES (a cold build compiles llama.cpp: about 20 minutes on 2 cores)"
 cargo build --release --locked --features "$FEATURES" --target-dir "$TARGET_DIR" --bin gguf-serve \
   --manifest-path "$ROOT/Cargo.toml" >&2
 
