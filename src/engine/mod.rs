@@ -6,7 +6,7 @@
 //! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
 //! templates without a round trip to the engine thread.
 //!
-//! Architecture invariant: only `worker.rs` holds a llama.cpp context, and only `llama.rs` (the
+//! Architecture invariant: only `worker/` holds a llama.cpp context, and only `llama.rs` (the
 //! context, its batch and backend sampler chains; `llama/state.rs`, its sequence state files)
 //! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls, with `lora.rs` for
 //! LoRA adapters.

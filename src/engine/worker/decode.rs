@@ -1,0 +1,144 @@
+//! One decode step: a context shift for slots that are full, the batch of every generating
+//! slot's pending token, then prompt chunks as far as `n_batch` allows (one LoRA setting per
+//! decode), one `llama_decode`, and the tokens read back (`tokens.rs`); embedding steps go to
+//! `embed.rs`. A failed decode ends the requests that were in its batch.
+
+use std::time::Instant;
+
+use llama_cpp_2::DecodeError;
+
+use super::Worker;
+use super::busy::Busy;
+use crate::engine::EngineError;
+use crate::engine::request::Event;
+
+impl Worker<'_> {
+    /// One decode step over every active slot.
+    pub(super) fn step(&mut self) {
+        if self.embed_turn() {
+            self.step_embed();
+            return;
+        }
+        if self.context_shift {
+            for idx in 0..self.slots.len() {
+                let slot = &self.slots[idx];
+                let generating = slot.task.as_ref().is_some_and(|t| t.pending.is_some());
+                if generating && slot.cache.len() + 1 >= self.n_ctx_slot as usize {
+                    self.shift_context(idx);
+                }
+            }
+        }
+        self.batch.clear();
+        // One LoRA setting per decode: slots with other scales wait for their turn.
+        let active = self.slots.iter().filter(|s| s.task.is_some());
+        self.loras.pick_batch(active.map(|s| s.id));
+        // Generating slots first: one token each.
+        for slot in &mut self.slots {
+            let seq = slot.seq_id();
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
+            task.i_batch = None;
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
+            if let Some(token) = task.pending.take() {
+                task.i_batch = Some(self.batch.n_tokens());
+                let pos = slot.cache.len() as i32;
+                self.batch
+                    .add(token, pos, seq, true)
+                    .expect("batch sized for n_parallel");
+                slot.cache.push(token);
+            }
+        }
+        // Then prompt chunks, as far as the batch allows.
+        for slot in &mut self.slots {
+            let seq = slot.seq_id();
+            let Some(task) = slot
+                .task
+                .as_mut()
+                .filter(|t| !t.req.kind.needs_embeddings())
+            else {
+                continue;
+            };
+            if !self.loras.batchable(slot.id) {
+                continue;
+            }
+            while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
+                let token = task.req.prompt[task.n_prompt_fed];
+                task.n_prompt_fed += 1;
+                let last = !task.in_prompt();
+                if last {
+                    task.i_batch = Some(self.batch.n_tokens());
+                }
+                let pos = slot.cache.len() as i32;
+                self.batch
+                    .add(token, pos, seq, last)
+                    .expect("batch has room");
+                slot.cache.push(token);
+                let left = task.req.prompt.len() - task.n_prompt_fed;
+                if self.prompt_tail_breaks.contains(&left) {
+                    break;
+                }
+            }
+        }
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        if self.busy.is_none() {
+            self.busy = Some(Busy::new());
+        }
+        let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
+        self.stats.decoded(busy_slots);
+        self.loras.apply(&mut self.ctx);
+        let t0 = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        let t1 = Instant::now();
+        if let Err(e) = decoded {
+            self.fail_batch(&e);
+            return;
+        }
+        let outputs = self.sample_all();
+        let busy = self.busy.as_mut().expect("set above");
+        busy.steps += 1;
+        busy.batch_tokens += self.batch.n_tokens() as u64;
+        busy.outputs += outputs;
+        busy.decode += t1 - t0;
+        busy.sample += t1.elapsed();
+    }
+
+    /// A decode failed: the tasks in this batch cannot go on. Free what they hold.
+    fn fail_batch(&mut self, err: &DecodeError) {
+        let error = || {
+            match err {
+            DecodeError::NoKvCacheSlot => EngineError::ContextFull(
+                "no room left in the KV cache for this request; reduce the prompt, n_predict or --parallel, or raise --ctx-size".into(),
+            ),
+            other => EngineError::Decode(other.to_string()),
+        }
+        };
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
+            // Slots of other LoRA scales waited for their turn: not in this batch.
+            let in_batch = self.loras.batchable(idx)
+                && slot.task.as_ref().is_some_and(|t| {
+                    t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
+                });
+            if in_batch {
+                let task = slot.release().expect("checked");
+                task.req
+                    .span
+                    .in_scope(|| tracing::warn!(slot = idx, "{}", error()));
+                let _ = task.tx.send(Event::Error(error()));
+                slot.cache.clear();
+                self.ctx.detach(slot.seq_id());
+                self.ctx.seq_rm(slot.seq_id(), None, None);
+                self.orphan_waiting(idx);
+            }
+        }
+    }
+}
