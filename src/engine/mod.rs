@@ -6,10 +6,10 @@
 //! immutable and shared read-only through [`LoadedModel`], so handlers tokenize and render
 //! templates without a round trip to the engine thread.
 //!
-//! Architecture invariant: only `worker/` holds a llama.cpp context, and only `llama.rs` (the
-//! context, its batch and backend sampler chains; `llama/state.rs`, its sequence state files)
-//! and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2` calls, with `lora.rs` for
-//! LoRA adapters.
+//! Architecture invariant: only `worker/` holds a llama.cpp context, and only `llama.rs` and
+//! its files under `llama/` (the context, its batch, KV cache and backend sampler chains, its
+//! sequence state files) and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2`
+//! calls, with `lora.rs` for LoRA adapters.
 
 mod backend_sampling;
 mod chain;
