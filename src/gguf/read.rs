@@ -1,14 +1,21 @@
 //! The GGUF reader: header, key/value metadata and tensor infos, never the tensor data. Big
 //! arrays (a vocabulary of 256k tokens) are skipped with seeks, keeping only their length.
 
+mod metadata;
+mod reader;
+mod tensors;
+
 use super::GgufError;
-use super::types::{GgmlType, ggml_type};
 use super::value::{Value, ValueType};
-use super::vocab::{MAX_VOCAB, VOCAB_KEY, VocabScan};
+use super::vocab::{VOCAB_KEY, VocabScan};
+use reader::{Reader, Source};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read};
+use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
+
+pub use tensors::TensorInfo;
+pub(crate) use tensors::tensor_bytes;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Arrays longer than this are skipped (their length kept): vocabularies, merges, scores.
@@ -36,26 +43,6 @@ const MAX_STRING_ARRAY: u64 = 1 << 21;
 /// ggml's `GGML_MAX_NAME`: a tensor name takes at most 63 bytes.
 const MAX_TENSOR_NAME: usize = 63;
 const DEFAULT_ALIGNMENT: u64 = 32;
-
-/// One tensor's header entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorInfo {
-    pub name: String,
-    /// ggml type id (`enum ggml_type`).
-    pub ggml_type: u32,
-    /// Dimensions, innermost first (ggml's `ne`).
-    pub shape: Vec<u64>,
-    /// Offset of the data from the start of the data section.
-    pub offset: u64,
-    /// Bytes of the data, from the type's block size.
-    pub n_bytes: u64,
-}
-
-impl TensorInfo {
-    pub fn n_elements(&self) -> u64 {
-        self.shape.iter().product()
-    }
-}
 
 /// The header of one GGUF file.
 #[derive(Debug, Clone)]
@@ -133,128 +120,7 @@ pub enum Prefix {
     Error(GgufError),
 }
 
-/// Where the reader's bytes come from: a buffered file, or the first bytes of a remote one. A
-/// skip past the end of a prefix is allowed; the next read reports it.
-trait Source: Read {
-    fn skip(&mut self, n: i64) -> std::io::Result<()>;
-}
-
-impl Source for BufReader<File> {
-    fn skip(&mut self, n: i64) -> std::io::Result<()> {
-        self.seek_relative(n)
-    }
-}
-
-impl Source for Cursor<&[u8]> {
-    fn skip(&mut self, n: i64) -> std::io::Result<()> {
-        self.set_position(self.position().saturating_add_signed(n));
-        Ok(())
-    }
-}
-
-struct Reader<'a, S> {
-    inner: S,
-    pos: u64,
-    len: u64,
-    path: &'a Path,
-}
-
 impl<S: Source> Reader<'_, S> {
-    fn truncated(&self, what: &str) -> GgufError {
-        GgufError::Truncated {
-            path: self.path.to_owned(),
-            what: what.to_owned(),
-            offset: self.len,
-        }
-    }
-
-    fn corrupt(&self, problem: String) -> GgufError {
-        GgufError::Corrupt {
-            path: self.path.to_owned(),
-            problem,
-        }
-    }
-
-    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
-        let mut buf = [0u8; N];
-        self.exact(&mut buf, what)?;
-        Ok(buf)
-    }
-
-    fn exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), GgufError> {
-        if self.pos + buf.len() as u64 > self.len {
-            return Err(self.truncated(what));
-        }
-        self.inner.read_exact(buf).map_err(|source| GgufError::Io {
-            path: self.path.to_owned(),
-            source,
-        })?;
-        self.pos += buf.len() as u64;
-        Ok(())
-    }
-
-    fn skip(&mut self, n: u64, what: &str) -> Result<(), GgufError> {
-        if n > self.len - self.pos {
-            return Err(self.truncated(what));
-        }
-        let n = i64::try_from(n).map_err(|_| self.truncated(what))?;
-        self.inner.skip(n).map_err(|source| GgufError::Io {
-            path: self.path.to_owned(),
-            source,
-        })?;
-        self.pos += n as u64;
-        Ok(())
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
-        Ok(u32::from_le_bytes(self.bytes(what)?))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
-        Ok(u64::from_le_bytes(self.bytes(what)?))
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, GgufError> {
-        let buf = self.string_bytes(what)?;
-        String::from_utf8(buf).map_err(|_| self.corrupt(format!("{what} is not UTF-8")))
-    }
-
-    /// A string's bytes, UTF-8 or not.
-    fn string_bytes(&mut self, what: &str) -> Result<Vec<u8>, GgufError> {
-        let mut buf = Vec::new();
-        self.string_into(&mut buf, what)?;
-        Ok(buf)
-    }
-
-    /// A string's bytes into `buf` (replacing what it held): a vocabulary's tokens reuse one
-    /// buffer.
-    fn string_into(&mut self, buf: &mut Vec<u8>, what: &str) -> Result<(), GgufError> {
-        let at = self.pos;
-        let len = self.u64(what)?;
-        if len > MAX_STRING {
-            return Err(self.corrupt(format!(
-                "{what} at byte {at} claims {len} bytes (the limit is {MAX_STRING})"
-            )));
-        }
-        if len > self.len - self.pos {
-            return Err(self.truncated(what));
-        }
-        buf.clear();
-        buf.resize(len as usize, 0);
-        self.exact(buf, what)
-    }
-
-    fn skip_string(&mut self, what: &str) -> Result<(), GgufError> {
-        let at = self.pos;
-        let len = self.u64(what)?;
-        if len > MAX_STRING {
-            return Err(self.corrupt(format!(
-                "{what} at byte {at} claims {len} bytes (the limit is {MAX_STRING})"
-            )));
-        }
-        self.skip(len, what)
-    }
-
     fn read_file(&mut self) -> Result<GgufFile, GgufError> {
         let mut magic = vec![0u8; self.len.min(4) as usize];
         self.exact(&mut magic, "the magic")?;
@@ -378,200 +244,4 @@ impl<S: Source> Reader<'_, S> {
             vocab,
         })
     }
-
-    fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, GgufError> {
-        let what = format!("the value of {key}");
-        Ok(match ty {
-            ValueType::U8 => Value::U8(self.bytes::<1>(&what)?[0]),
-            ValueType::I8 => Value::I8(self.bytes::<1>(&what)?[0] as i8),
-            ValueType::U16 => Value::U16(u16::from_le_bytes(self.bytes(&what)?)),
-            ValueType::I16 => Value::I16(i16::from_le_bytes(self.bytes(&what)?)),
-            ValueType::U32 => Value::U32(self.u32(&what)?),
-            ValueType::I32 => Value::I32(i32::from_le_bytes(self.bytes(&what)?)),
-            ValueType::F32 => Value::F32(f32::from_le_bytes(self.bytes(&what)?)),
-            ValueType::Bool => Value::Bool(self.bytes::<1>(&what)?[0] != 0),
-            ValueType::String => Value::String(self.string(&what)?),
-            ValueType::U64 => Value::U64(self.u64(&what)?),
-            ValueType::I64 => Value::I64(i64::from_le_bytes(self.bytes(&what)?)),
-            ValueType::F64 => Value::F64(f64::from_le_bytes(self.bytes(&what)?)),
-            ValueType::Array => self.array(key)?,
-        })
-    }
-
-    fn array(&mut self, key: &str) -> Result<Value, GgufError> {
-        let (item_type, len) = self.array_header(key)?;
-        if len > MAX_KEPT_ARRAY {
-            self.skip_items(item_type, len, key)?;
-            return Ok(Value::Array {
-                item_type,
-                len,
-                items: None,
-            });
-        }
-        let mut items = Vec::with_capacity(len as usize);
-        for _ in 0..len {
-            items.push(self.value(item_type, key)?);
-        }
-        Ok(Value::Array {
-            item_type,
-            len,
-            items: Some(items),
-        })
-    }
-
-    /// An array's item type and length, checked: no nested arrays (llama.cpp reads none), no
-    /// more than [`MAX_ARRAY`] items.
-    fn array_header(&mut self, key: &str) -> Result<(ValueType, u64), GgufError> {
-        let what = format!("the array {key}");
-        let at = self.pos;
-        let type_id = self.u32(&what)?;
-        let item_type = match ValueType::from_id(type_id) {
-            Some(ValueType::Array) => {
-                return Err(self.corrupt(format!(
-                    "{key} is an array of arrays (at byte {at}), which GGUF readers refuse"
-                )));
-            }
-            Some(t) => t,
-            None => {
-                return Err(self.corrupt(format!(
-                    "{key} has unknown item type {type_id} (at byte {at})"
-                )));
-            }
-        };
-        let at = self.pos;
-        let len = self.u64(&what)?;
-        let max = match item_type {
-            ValueType::String => MAX_STRING_ARRAY,
-            _ => MAX_ARRAY,
-        };
-        if len > max {
-            return Err(self.corrupt(format!(
-                "{key} at byte {at} claims {len} items (the limit for {item_type:?} items is {max})"
-            )));
-        }
-        Ok((item_type, len))
-    }
-
-    /// `tokenizer.ggml.tokens`: every token read (not kept past [`MAX_KEPT_ARRAY`]) and
-    /// scanned for what llama.cpp's tokenizer needs ([`VocabScan`]).
-    fn vocabulary(&mut self, scan: &mut Option<VocabScan>) -> Result<Value, GgufError> {
-        let (item_type, len) = self.array_header(VOCAB_KEY)?;
-        if item_type != ValueType::String {
-            self.skip_items(item_type, len, VOCAB_KEY)?;
-            return Ok(Value::Array {
-                item_type,
-                len,
-                items: None,
-            });
-        }
-        if len > MAX_VOCAB {
-            return Err(self.corrupt(format!(
-                "{VOCAB_KEY} has {len} tokens (the limit is {MAX_VOCAB})"
-            )));
-        }
-        if len > (self.len - self.pos) / 8 {
-            return Err(self.truncated(&format!("the array {VOCAB_KEY}")));
-        }
-        let mut found = VocabScan::default();
-        let mut items = Vec::with_capacity(len.min(MAX_KEPT_ARRAY) as usize);
-        let what = format!("a token of {VOCAB_KEY}");
-        let mut token = Vec::new();
-        for i in 0..len {
-            self.string_into(&mut token, &what)?;
-            found.push(i, &token);
-            if len <= MAX_KEPT_ARRAY {
-                let text = String::from_utf8(token.clone())
-                    .map_err(|_| self.corrupt(format!("token #{i} of {VOCAB_KEY} is not UTF-8")))?;
-                items.push(Value::String(text));
-            }
-        }
-        found.finish();
-        *scan = Some(found);
-        Ok(Value::Array {
-            item_type,
-            len,
-            items: (len <= MAX_KEPT_ARRAY).then_some(items),
-        })
-    }
-
-    /// Skips `len` items of `item_type` (not an array).
-    fn skip_items(&mut self, item_type: ValueType, len: u64, key: &str) -> Result<(), GgufError> {
-        let what = format!("the array {key}");
-        match item_type.fixed_size() {
-            Some(size) => {
-                let bytes = len.checked_mul(size).ok_or_else(|| self.truncated(&what))?;
-                self.skip(bytes, &what)
-            }
-            None => {
-                // Strings: each has its own length; a string takes at least 8 bytes.
-                if len > (self.len - self.pos) / 8 {
-                    return Err(self.truncated(&what));
-                }
-                for _ in 0..len {
-                    self.skip_string(&what)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn tensor_info(&mut self, index: u64) -> Result<TensorInfo, GgufError> {
-        let at = self.pos;
-        let name = self.string(&format!("the name of tensor #{index}"))?;
-        if name.len() > MAX_TENSOR_NAME {
-            return Err(self.corrupt(format!(
-                "the name of tensor #{index} at byte {at} is {} bytes long (ggml's limit is {MAX_TENSOR_NAME})",
-                name.len()
-            )));
-        }
-        let what = format!("the info of tensor {name}");
-        let n_dims = self.u32(&what)?;
-        if n_dims > 4 {
-            return Err(self.corrupt(format!("tensor {name} has {n_dims} dimensions (max 4)")));
-        }
-        let mut shape = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            shape.push(self.u64(&what)?);
-        }
-        // ggml keeps dimensions and the element count as i64.
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| {
-                i64::try_from(n).is_ok() && shape.iter().all(|&d| i64::try_from(d).is_ok())
-            });
-        if elements.is_none() {
-            return Err(self.corrupt(format!(
-                "tensor {name} (at byte {at}) has shape {shape:?}, more elements than ggml can count"
-            )));
-        }
-        let ggml_type_id = self.u32(&what)?;
-        let offset = self.u64(&what)?;
-        let ty = ggml_type(ggml_type_id).ok_or_else(|| {
-            self.corrupt(format!(
-                "tensor {name} has unknown ggml type {ggml_type_id}"
-            ))
-        })?;
-        let n_bytes = tensor_bytes(ty, &shape)
-            .ok_or_else(|| self.corrupt(format!("tensor {name} has a bad shape {shape:?}")))?;
-        Ok(TensorInfo {
-            name,
-            ggml_type: ggml_type_id,
-            shape,
-            offset,
-            n_bytes,
-        })
-    }
-}
-
-/// Bytes of a tensor of this type and shape; `None` on overflow or a row not made of whole blocks.
-pub(crate) fn tensor_bytes(ty: &GgmlType, shape: &[u64]) -> Option<u64> {
-    let (&ne0, rest) = shape.split_first()?;
-    if ne0 % ty.block_size != 0 {
-        return None;
-    }
-    let rows = rest.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
-    (ne0 / ty.block_size)
-        .checked_mul(ty.type_size)?
-        .checked_mul(rows)
 }
