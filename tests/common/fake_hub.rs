@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::sha::{git_blob_sha1, sha1_hex, sha256_hex};
 
+#[path = "fake_hub_body.rs"]
+mod body;
 #[path = "fake_hub_routes.rs"]
 mod routes;
 
