@@ -50,7 +50,7 @@ pub use request::{
     Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, TaskParams, Timings,
     TokenProbs,
 };
-pub use sampler::{SamplerType, SamplingParams};
+pub use sampler::{SamplerType, SamplingParams, check_grammar};
 pub use slot_file::{SlotAction, SlotActionDone, SlotActionError};
 pub use stats::{EngineStats, StatsSnapshot};
 
