@@ -9,6 +9,7 @@
 
 mod anthropic;
 mod chat;
+mod connections;
 mod edge;
 mod embeddings;
 mod error;
@@ -83,6 +84,8 @@ pub struct ServerConfig {
     /// Requests' defaults (sampling flags, `-n`, `--keep`, `-r`, …).
     pub defaults: Defaults,
     pub max_queue: usize,
+    /// `--max-connections` (0: as many as the open-file limit allows).
+    pub max_connections: usize,
     /// `--special`: special tokens in generated text and token pieces.
     pub special: bool,
     pub endpoint_slots: bool,
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             chat: ChatOptions::default(),
             defaults: Defaults::default(),
             max_queue: 256,
+            max_connections: 0,
             special: false,
             endpoint_slots: true,
             endpoint_props: false,
