@@ -318,7 +318,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         Router::new().nest(&prefix, routes)
     };
     if let Some(dir) = &state.config.static_path {
-        app = app.fallback_service(tower_http::services::ServeDir::new(dir));
+        // A missing file, a path leaving the folder (`..`, absolute) and a method other than
+        // GET/HEAD get the same 404 error JSON as an unknown route.
+        use axum::handler::HandlerWithoutStateExt;
+        let files = tower_http::services::ServeDir::new(dir)
+            .fallback(edge::not_found.into_service())
+            .call_fallback_on_method_not_allowed(true);
+        app = app.fallback_service(files);
     } else {
         app = app.fallback(edge::not_found);
     }
