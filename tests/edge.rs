@@ -297,3 +297,60 @@ fn bad_tls_files_are_refused_by_name() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+/// `--path` serves the files in its folder and nothing outside it: `..`, its encodings and
+/// absolute paths get llama-server's 404 error JSON.
+#[test]
+fn static_files_stay_inside_path() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("public");
+    std::fs::create_dir_all(public.join("sub")).unwrap();
+    std::fs::write(public.join("hello.txt"), "hello from the folder").unwrap();
+    std::fs::write(public.join("sub/inner.txt"), "inner").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "SECRET").unwrap();
+    let public_arg = public.display().to_string();
+    let server = Server::start(&["--path", &public_arg]);
+    let raw_get = |target: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        write!(
+            stream,
+            "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let served = raw_get("/hello.txt");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert!(served.ends_with("hello from the folder"), "{served}");
+    assert!(raw_get("/sub/inner.txt").ends_with("inner"));
+    let secret = dir.path().join("secret.txt").display().to_string();
+    for target in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/sub/..%2f..%2fsecret.txt",
+        "/%2E%2E%5Csecret.txt",
+        &format!("/{secret}"),
+        &format!("/%2F{}", secret.trim_start_matches('/')),
+        &format!("//{}", secret.trim_start_matches('/')),
+    ] {
+        let reply = raw_get(target);
+        assert!(
+            !reply.contains("SECRET"),
+            "{target} escaped the folder: {reply}"
+        );
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 404") || head.starts_with("HTTP/1.1 400"),
+            "{target}: {head}"
+        );
+        let body: Value =
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("{target}: not JSON: {body}"));
+        assert!(body["error"]["message"].is_string(), "{target}: {body}");
+    }
+}

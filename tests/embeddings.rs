@@ -152,12 +152,19 @@ fn embedding_routes_on_a_tiny_encoder() {
     }
     let (status, answer) = server.post_raw("/v1/embeddings", "{not json");
     assert_error(status, &answer, 400, "invalid_request_error");
-    // An encoder cannot generate.
+    // An encoder cannot generate: llama-server's words, with its 501 for what the server does
+    // not support (llama-server itself answers 500).
+    let cannot = "the current context does not support logits computation. skipping";
     let (status, answer) = server.post("/completion", &json!({ "prompt": "a", "n_predict": 2 }));
-    let message = assert_error(status, &answer, 500, "server_error");
     assert_eq!(
-        message,
-        "the current context does not support logits computation. skipping"
+        assert_error(status, &answer, 501, "not_supported_error"),
+        cannot
+    );
+    let chat = json!({ "messages": [{ "role": "user", "content": "a" }], "max_tokens": 2 });
+    let (status, answer) = server.post("/v1/chat/completions", &chat);
+    assert_eq!(
+        assert_error(status, &answer, 501, "not_supported_error"),
+        cannot
     );
     // The rerank routes need --reranking.
     let (status, answer) = server.post("/rerank", &json!({ "query": "a", "documents": ["b"] }));

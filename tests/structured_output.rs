@@ -82,15 +82,21 @@ fn json_schema_on_completion() {
 }
 
 /// A repetition whose minimum exceeds its maximum used to loop inside llama.cpp's grammar parser
-/// on the engine thread, freezing every slot while memory grew by gigabytes: it is refused
-/// with a 400 on every route, a JSON schema that asks for it too, and the server goes on.
+/// on the engine thread, freezing every slot while memory grew by gigabytes, and a long literal
+/// repeated 2000 times expands to billions of elements there: each is refused with a 400 on
+/// every route, a JSON schema that asks for one too, and the server goes on.
 #[test]
 fn a_grammar_that_would_stall_the_engine_is_refused() {
     let server = Server::start(&["-np", "2"]);
     let grammar = r#"root ::= "a"{2,1}"#;
     let schema =
         json!({ "type": "array", "items": { "type": "integer" }, "minItems": 5, "maxItems": 2 });
+    let expanding = format!(r#"root ::= "{}"{{2000}}"#, "a".repeat(1 << 20));
     let cases = [
+        (
+            "/completion",
+            json!({ "prompt": "Hi", "grammar": expanding }),
+        ),
         ("/completion", json!({ "prompt": "Hi", "grammar": grammar })),
         (
             "/v1/completions",

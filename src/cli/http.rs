@@ -53,8 +53,9 @@ pub struct HttpArgs {
     #[arg(long)]
     pub props: bool,
 
-    /// Seconds a connection may stay silent while the server reads a request's headers or
-    /// writes an answer.
+    /// Seconds a client may stop reading an answer before its connection is dropped; a TLS
+    /// handshake and each request's headers get 5 s (or this, when shorter), counted from when
+    /// the server starts waiting for them, so idle and trickling connections close then.
     #[arg(long, default_value_t = 3600, value_name = "N")]
     pub timeout: u64,
 
@@ -114,6 +115,11 @@ pub struct HttpArgs {
     /// Requests waiting for a free slot beyond which new ones get 503 (0: no bound).
     #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
     pub max_queue: usize,
+
+    /// Connections served at once; further ones wait in the listen backlog until one closes
+    /// (0: as many as the open-file limit allows, after raising it to its hard limit).
+    #[arg(long = "max-connections", default_value_t = 0, value_name = "N")]
+    pub max_connections: usize,
 }
 
 impl HttpArgs {

@@ -164,6 +164,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         chat: args.chat.options()?,
         defaults: args.sampling_defaults.defaults(http.sse_ping_interval)?,
         max_queue: http.max_queue,
+        max_connections: http.max_connections,
         special: args.special,
         endpoint_slots: http.slots,
         endpoint_props: http.props,

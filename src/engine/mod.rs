@@ -50,7 +50,7 @@ pub use request::{
     Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, TaskParams, Timings,
     TokenProbs,
 };
-pub use sampler::{SamplerType, SamplingParams};
+pub use sampler::{SamplerType, SamplingParams, check_grammar};
 pub use slot_file::{SlotAction, SlotActionDone, SlotActionError};
 pub use stats::{EngineStats, StatsSnapshot};
 
@@ -163,10 +163,13 @@ pub enum EngineError {
     Decode(String),
     #[error("the context is full: {0}")]
     ContextFull(String),
-    /// An embedding or rerank task failed, or a task the context cannot serve (llama-server's
-    /// words).
+    /// An embedding or rerank task failed (llama-server's words).
     #[error("{0}")]
     Embedding(String),
+    /// A task this model or context cannot serve at all, such as generating with an encoder
+    /// (llama-server's words).
+    #[error("{0}")]
+    NotSupported(String),
     /// The request's processing panicked on the engine thread (a bug); the request ended,
     /// the others go on.
     #[error("the request's processing panicked: {0}")]

@@ -275,12 +275,11 @@ fn authorized(state: &AppState, request: &Request) -> bool {
         .any(|k| constant_time_eq(k.as_bytes(), sent.as_bytes()))
 }
 
-/// Compares two keys in time that depends only on their lengths, not on where they differ.
+/// Compares two keys in time that depends only on their lengths, not on where they differ
+/// (`subtle`, which keeps the optimizer from turning the comparison into an early exit).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// A request body as raw bytes; axum's rejection (over the size limit, a cut body) becomes

@@ -1,22 +1,23 @@
 //! Listening and serving: one listener per `--host` address (TCP, or a Unix socket for a path
-//! ending in `.sock`), each connection (in TLS with `--ssl-cert-file`, on TCP) served by hyper
-//! with llama-server's `--timeout` (on the TLS handshake, on reading a request's headers, and on
-//! every write), the model loaded on the engine thread meanwhile, and a graceful shutdown on
-//! Ctrl-C or SIGTERM.
+//! ending in `.sock`), at most `--max-connections` connections at once, each (in TLS with
+//! `--ssl-cert-file`, on TCP) served by hyper with llama-server's `--timeout` on every write and
+//! its keep-alive timeout on the TLS handshake and on waiting for and reading a request's
+//! headers, the model loaded on the engine thread meanwhile, and a graceful shutdown on Ctrl-C
+//! or SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::connections::{IDLE_TIMEOUT, connection_cap};
 use super::memory::memory_report;
 use super::{AppState, ServerConfig, ServerError, TemplateChoice, router};
 use crate::chat::{ChatTemplate, LegacyApply, SpecialTokens};
@@ -135,6 +136,8 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         }
     }
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
+    // One cap for all listeners: it stands for the process's file descriptors.
+    let permits = Arc::new(Semaphore::new(connection_cap(config.max_connections)));
     let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
     let state = Arc::new(AppState::new(engine.clone(), config));
     let urls: Vec<String> = listeners
@@ -155,6 +158,7 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
             app.clone(),
             tls.clone(),
             timeout,
+            Arc::clone(&permits),
             stop_rx.clone(),
         )));
     }
@@ -234,22 +238,49 @@ async fn load(
     Ok(())
 }
 
-/// Serves one listener until `stop` turns true, then lets open connections finish.
+/// Serves one listener until `stop` turns true, then lets open connections finish. Each
+/// connection holds one of `permits` while it is open; with none left, the listener waits.
 async fn serve(
     listener: Listener,
     app: axum::Router,
     tls: Option<TlsAcceptor>,
     timeout: Duration,
+    permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut at_cap = false;
     loop {
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => {
+                at_cap = false;
+                permit
+            }
+            Err(_) => {
+                if !at_cap {
+                    tracing::warn!(
+                        "every connection the server holds is taken (--max-connections): new \
+                         ones wait until one closes"
+                    );
+                    at_cap = true;
+                }
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    permit = Arc::clone(&permits).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (io, tcp) = tokio::select! {
             _ = stop.changed() => break,
             accepted = accept(&listener) => match accepted {
                 Ok(io) => io,
                 Err(e) => {
+                    // Out of descriptors or memory: retrying at once would spin.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
@@ -257,38 +288,47 @@ async fn serve(
         let tls = tls.clone().filter(|_| tcp);
         let watcher = graceful.watcher();
         let app = app.clone();
+        // A client gets IDLE_TIMEOUT (or --timeout, when shorter) for its TLS handshake and for
+        // each request's headers, counted from when the server starts waiting for them: a
+        // connection kept open without a request, or with headers trickled in, is closed then.
+        let header_timeout = timeout.min(IDLE_TIMEOUT);
         // The handshake runs in the connection's task, so that a slow client never holds up
         // the accept loop.
         tokio::spawn(async move {
+            let _permit = permit;
             let io = match tls {
-                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(io)).await {
-                    Ok(Ok(stream)) => Box::new(stream) as Box<dyn Io>,
-                    Ok(Err(e)) => {
-                        tracing::debug!("TLS handshake failed: {e}");
-                        return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => Box::new(stream) as Box<dyn Io>,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
-                },
+                }
                 None => io,
             };
             // A client that stops reading for `timeout` is dropped, as llama-server's write
             // timeout.
             let mut stream = TimeoutStream::new(io);
             stream.set_write_timeout(Some(timeout));
+            // HTTP/1.1 only, as llama-server: hyper's own builder, whose header timeout also
+            // runs while the connection waits for its first request (hyper-util's auto builder
+            // would first wait, without a bound, for bytes to tell HTTP/1 from HTTP/2).
             let service = TowerToHyperService::new(app);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(timeout);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service)
-                .into_owned();
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(Box::pin(stream)), service);
             let _ = watcher.watch(conn).await;
         });
     }
     graceful.shutdown().await;
 }
+
+/// The pause after a failed `accept` before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}

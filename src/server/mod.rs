@@ -9,6 +9,7 @@
 
 mod anthropic;
 mod chat;
+mod connections;
 mod edge;
 mod embeddings;
 mod error;
@@ -83,6 +84,8 @@ pub struct ServerConfig {
     /// Requests' defaults (sampling flags, `-n`, `--keep`, `-r`, …).
     pub defaults: Defaults,
     pub max_queue: usize,
+    /// `--max-connections` (0: as many as the open-file limit allows).
+    pub max_connections: usize,
     /// `--special`: special tokens in generated text and token pieces.
     pub special: bool,
     pub endpoint_slots: bool,
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             chat: ChatOptions::default(),
             defaults: Defaults::default(),
             max_queue: 256,
+            max_connections: 0,
             special: false,
             endpoint_slots: true,
             endpoint_props: false,
@@ -314,7 +318,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         Router::new().nest(&prefix, routes)
     };
     if let Some(dir) = &state.config.static_path {
-        app = app.fallback_service(tower_http::services::ServeDir::new(dir));
+        // A missing file, a path leaving the folder (`..`, absolute) and a method other than
+        // GET/HEAD get the same 404 error JSON as an unknown route.
+        use axum::handler::HandlerWithoutStateExt;
+        let files = tower_http::services::ServeDir::new(dir)
+            .fallback(edge::not_found.into_service())
+            .call_fallback_on_method_not_allowed(true);
+        app = app.fallback_service(files);
     } else {
         app = app.fallback(edge::not_found);
     }

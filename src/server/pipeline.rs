@@ -30,6 +30,9 @@ pub fn engine_error(e: EngineError) -> ApiError {
             ..ApiError::new(ErrorType::Unavailable, e.to_string())
         },
         EngineError::Sampler(_) => ApiError::invalid(e.to_string()),
+        // llama-server answers 500 to generating with an encoder; nothing failed, the model
+        // cannot do it, so this is its 501 for what the server does not support.
+        EngineError::NotSupported(_) => ApiError::new(ErrorType::NotSupported, e.to_string()),
         EngineError::ShuttingDown | EngineError::Stopped => {
             ApiError::new(ErrorType::Unavailable, e.to_string())
         }

@@ -18,6 +18,7 @@ mod gbnf;
 mod params;
 mod scan;
 
+pub use gbnf::check as check_grammar;
 pub use params::{SamplerType, SamplingParams};
 pub use scan::{Picked, Scan, token_probs};
 

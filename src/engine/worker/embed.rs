@@ -65,14 +65,14 @@ impl Worker<'_> {
         let e = &self.embd;
         if !req.kind.needs_embeddings() {
             if !e.has_memory {
-                return Err(EngineError::Embedding(
+                return Err(EngineError::NotSupported(
                     "the current context does not support logits computation. skipping".into(),
                 ));
             }
             return Ok(());
         }
         if !e.enabled {
-            return Err(EngineError::Embedding(
+            return Err(EngineError::NotSupported(
                 "This server does not support embeddings. Start it with `--embeddings`".into(),
             ));
         }

@@ -197,6 +197,12 @@ fn task_params(
     if let Some(grammar) = &chat.grammar {
         sampling.grammar = Some(grammar.clone());
     }
+    // Here, not only on the engine thread (which checks again before llama.cpp parses it): a
+    // grammar llama.cpp would work on without bound is refused before it is queued.
+    if let Some(grammar) = &sampling.grammar {
+        crate::engine::check_grammar(grammar)
+            .map_err(|e| ApiError::invalid(format!("invalid grammar: {e}")))?;
+    }
     let ignore_eos = body.bool(&["ignore_eos"])?.unwrap_or(defaults.ignore_eos);
     let stop_asked = body.stop_strings(&["stop"])?;
     if let Some(stops) = &stop_asked {
