@@ -59,12 +59,16 @@ pub fn gpu_bandwidth_or_default(description: &str, given: Option<f64>) -> (f64, 
 /// CPUs (a decode streams the whole model, which seldom fits in it). A 64 MiB buffer, inside
 /// this project's VM's 260 MiB L3, measured 9 to 16 GB/s from one run to the next.
 const MEASURE_BYTES: usize = 256 << 20;
-const MEASURE_PASSES: usize = 5;
+/// Passes over the buffer: enough that their median spans a few hundred milliseconds. On a
+/// shared VM the bandwidth dips for a hundred milliseconds at a time (other tenants, stolen
+/// time); five passes (about 100 ms) sometimes all fell in one dip and predicted a 2-thread
+/// decode 33% below what it then measured.
+const MEASURE_PASSES: usize = 15;
 
-/// The host's memory read bandwidth with `threads` threads, bytes/s: the median of a few passes
-/// over a 256 MiB buffer, each thread summing its share (about 200 ms in all). The median, not
-/// the best: a decode runs for seconds and meets the machine's usual contention, not its
-/// quietest moment.
+/// The host's memory read bandwidth with `threads` threads, bytes/s: the median of passes over
+/// a 256 MiB buffer, each thread summing its share (about 400 ms in all). The median, not the
+/// best: a decode runs for seconds and meets the machine's usual contention, not its quietest
+/// moment.
 pub fn measure_host_bandwidth(threads: usize) -> f64 {
     let threads = threads.max(1);
     let buf: Vec<u64> = (0..(MEASURE_BYTES / 8) as u64).collect();
