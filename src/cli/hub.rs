@@ -20,6 +20,14 @@ pub struct HfArgs {
     #[arg(long = "hf-repo", alias = "hf", value_name = "ORG/REPO[:QUANT]")]
     pub hf_repo: Option<String>,
 
+    #[command(flatten)]
+    pub file: HfFileArgs,
+}
+
+/// Which file of a repo, and the token to reach it: `-hff` and `-hft`, for `serve` and `plan`
+/// (beside `-hf`) and for `pull` (beside its repo argument).
+#[derive(Debug, Clone, Default, Args)]
+pub struct HfFileArgs {
     /// This file of the repo (with its split parts) instead of planning among its quants.
     #[arg(long = "hf-file", value_name = "PATH")]
     pub hf_file: Option<String>,
@@ -43,7 +51,7 @@ impl Remote {
     /// Lists `repo` (through the Hub, or the cache offline) and reads the headers of the
     /// models `quant` or `--hf-file` leave to choose from.
     pub fn open(
-        args: &HfArgs,
+        args: &HfFileArgs,
         repo: &str,
         quant: Option<&str>,
         offline: bool,

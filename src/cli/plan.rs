@@ -99,7 +99,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     // Candidates: a local file or folder, or a Hugging Face repo's files by their headers.
     let (resolved, label) = match (&args.hf.hf_repo, &args.model) {
         (Some(repo), _) => {
-            let remote = Remote::open(&args.hf, repo, Some(&args.quant), args.offline, log_stderr)?;
+            let remote = Remote::open(
+                &args.hf.file,
+                repo,
+                Some(&args.quant),
+                args.offline,
+                log_stderr,
+            )?;
             (source::Resolved::from(remote.summaries()), repo.clone())
         }
         (None, Some(model)) => (

@@ -274,7 +274,7 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     let request = args.memory.plan_request()?;
     if let Some(repo) = hub_repo(args)? {
         let remote = Remote::open(
-            &args.hf,
+            &args.hf.file,
             &repo,
             Some(&args.quant),
             args.http.offline,
@@ -302,7 +302,7 @@ fn hub_repo(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     if let Some(repo) = &args.hf.hf_repo {
         return Ok(Some(repo.clone()));
     }
-    if let Some(file) = &args.hf.hf_file {
+    if let Some(file) = &args.hf.file.hf_file {
         anyhow::bail!(
             "--hf-file {file}: names a file of a Hugging Face repo; give the repo with -hf ORG/REPO"
         );

@@ -3,7 +3,7 @@
 //! one quant of it. The cache is the one llama.cpp and `huggingface_hub` use, so their
 //! downloads show up here and ours there.
 
-use super::hub::{HfArgs, Remote, log_stderr};
+use super::hub::{HfFileArgs, Remote, log_stderr};
 use super::memory::MemoryArgs;
 use super::plan::BudgetArgs;
 use crate::hub::{RepoRef, cache_dir, cached_models, remove};
@@ -17,13 +17,8 @@ pub struct PullArgs {
     #[arg(value_name = "ORG/REPO[:QUANT]")]
     pub repo: String,
 
-    /// This file of the repo (with its split parts) instead of planning.
-    #[arg(long = "hf-file", value_name = "PATH")]
-    pub hf_file: Option<String>,
-
-    /// Token for gated or private repos; default: HF_TOKEN, else `huggingface-cli login`'s.
-    #[arg(long = "hf-token", value_name = "TOKEN")]
-    pub hf_token: Option<String>,
+    #[command(flatten)]
+    pub hf: HfFileArgs,
 
     /// A quant to fetch (llama.cpp's name, as after `:`); `auto` plans.
     #[arg(long, default_value = "auto", value_name = "auto|NAME")]
@@ -53,12 +48,7 @@ pub struct RmArgs {
 }
 
 pub fn pull(args: PullArgs) -> anyhow::Result<()> {
-    let hf = HfArgs {
-        hf_repo: Some(args.repo.clone()),
-        hf_file: args.hf_file.clone(),
-        hf_token: args.hf_token.clone(),
-    };
-    let remote = Remote::open(&hf, &args.repo, Some(&args.quant), false, log_stderr)?;
+    let remote = Remote::open(&args.hf, &args.repo, Some(&args.quant), false, log_stderr)?;
     let request = args.memory.plan_request()?;
     let models = remote.summaries();
     let budget = args.budget.budget(&args.memory, &models)?;
