@@ -5,16 +5,8 @@
 //! commentary channel by `--logit-bias`) or reasoning (unsteered).
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 
-use common::Server;
-use tempfile::TempDir;
-
-const GPT_OSS_TEMPLATE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/chat/templates/openai-gpt-oss-120b.jinja"
-);
+use common::{Server, serve_tiny_gpt_oss};
 
 /// Runs `tests/python/anthropic_client.py MODE URL` and checks that it passed.
 fn run_client(mode: &str, server: &Server) {
@@ -25,22 +17,6 @@ fn run_client(mode: &str, server: &Server) {
         &[mode, &server.url],
         &ok,
     );
-}
-
-/// A tiny gpt-oss with the real template, served with `--jinja` and `extra` flags; the
-/// directory holds the model and must outlive the server.
-fn serve_tiny_gpt_oss(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-gpt-oss-f16.gguf");
-    let template = std::fs::read_to_string(GPT_OSS_TEMPLATE).unwrap();
-    gguf_fixtures::write_tiny_gpt_oss(&path, &template);
-    let mut args: Vec<String> = ["-m", path.to_str().unwrap(), "-c", "4096", "-t", "1"]
-        .map(String::from)
-        .to_vec();
-    args.push("--jinja".into());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let server = Server::start_with(&args);
-    (dir, server)
 }
 
 #[test]

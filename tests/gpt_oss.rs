@@ -7,32 +7,9 @@
 //! grammar and its parser agree.
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 
-use common::Server;
+use common::serve_tiny_gpt_oss;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-const TEMPLATE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/chat/templates/openai-gpt-oss-120b.jinja"
-);
-
-/// The server on a fresh tiny gpt-oss with `extra` flags; the directory holds the model and
-/// must outlive it.
-fn serve_tiny_gpt_oss(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-gpt-oss-f16.gguf");
-    let template = std::fs::read_to_string(TEMPLATE).unwrap();
-    gguf_fixtures::write_tiny_gpt_oss(&path, &template);
-    let mut args: Vec<String> = ["-m", path.to_str().unwrap(), "-c", "4096", "-t", "1"]
-        .map(String::from)
-        .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let server = Server::start_with(&args);
-    (dir, server)
-}
 
 /// A greedy chat request with `extra`'s fields on top.
 fn chat_body(extra: &Value) -> Value {

@@ -8,8 +8,8 @@
 //! tokenize cleanly, that test fails and the check can go.
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
+
+use common::gguf_fixtures;
 
 use gguf_serve::gguf::{GgufWriter, Value};
 use std::os::unix::process::ExitStatusExt;

@@ -6,10 +6,10 @@
 //! tests/hub_serve.rs serves from the Hub (`-hf`, offline, a split model); tests/hub_cache.rs
 //! has the cache commands (`list`, `rm`, a cache filled by llama.cpp) and the errors.
 mod common;
+
+use common::gguf_fixtures;
 #[path = "common/fake_hub.rs"]
 mod fake_hub;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 #[path = "common/hub_checks.rs"]
 mod hub_checks;
 #[path = "common/hub_cli.rs"]

@@ -6,10 +6,10 @@
 //! one per test; tests/hub.rs has the downloads themselves.
 
 mod common;
+
+use common::gguf_fixtures;
 #[path = "common/fake_hub.rs"]
 mod fake_hub;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 #[path = "common/hub_checks.rs"]
 mod hub_checks;
 #[path = "common/hub_cli.rs"]

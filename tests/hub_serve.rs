@@ -4,10 +4,10 @@
 //! whole. Against a fake Hub (tests/common/fake_hub.rs), one per test, each with its own cache.
 
 mod common;
+
+use common::gguf_fixtures;
 #[path = "common/fake_hub.rs"]
 mod fake_hub;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 #[path = "common/hub_checks.rs"]
 mod hub_checks;
 #[path = "common/hub_cli.rs"]

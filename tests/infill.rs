@@ -5,8 +5,8 @@
 //! as llama-server's for the same requests.
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
+
+use common::gguf_fixtures;
 
 use std::path::{Path, PathBuf};
 

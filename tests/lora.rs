@@ -8,8 +8,8 @@
 //! and errors; and a bad adapter file stops the start, named.
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
+
+use common::gguf_fixtures;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,8 +5,6 @@
 //! channel) as a `reasoning` item and its events.
 
 mod common;
-#[path = "common/gguf_fixtures.rs"]
-mod gguf_fixtures;
 
 use common::{Server, assert_error};
 use serde_json::{Value, json};
@@ -270,25 +268,7 @@ fn bad_requests_get_llama_server_errors() {
 /// answer is reasoning cut off by `max_output_tokens`.
 #[test]
 fn reasoning_comes_as_a_reasoning_item() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-gpt-oss-f16.gguf");
-    let template = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/chat/templates/openai-gpt-oss-120b.jinja"
-    );
-    gguf_fixtures::write_tiny_gpt_oss(&path, &std::fs::read_to_string(template).unwrap());
-    let args: Vec<String> = [
-        "-m",
-        path.to_str().unwrap(),
-        "-c",
-        "4096",
-        "-t",
-        "1",
-        "--jinja",
-    ]
-    .map(String::from)
-    .to_vec();
-    let server = Server::start_with(&args);
+    let (_dir, server) = common::serve_tiny_gpt_oss(&[]);
     let request = json!({
         "input": "Turn the flag on.",
         "tools": [{ "type": "function", "name": "set_flag", "parameters": {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod gguf_fixtures;
+
 /// The binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gguf-serve")
@@ -412,4 +414,33 @@ pub fn reference_llama_server() -> PathBuf {
              (GGUF_SERVE_LLAMA_SERVER=$(scripts/build-llama-server.sh)/llama-server)"
         ),
     }
+}
+
+/// The real gpt-oss chat template.
+pub const GPT_OSS_TEMPLATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/chat/templates/openai-gpt-oss-120b.jinja"
+);
+
+/// A tiny random-weight gpt-oss carrying the real gpt-oss template, served with `--jinja` and
+/// `extra` flags; the directory holds the model and must outlive the server.
+pub fn serve_tiny_gpt_oss(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-gpt-oss-f16.gguf");
+    let template = std::fs::read_to_string(GPT_OSS_TEMPLATE).unwrap();
+    gguf_fixtures::write_tiny_gpt_oss(&path, &template);
+    let mut args: Vec<String> = [
+        "-m",
+        path.to_str().unwrap(),
+        "-c",
+        "4096",
+        "-t",
+        "1",
+        "--jinja",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let server = Server::start_with(&args);
+    (dir, server)
 }
