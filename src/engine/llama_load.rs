@@ -3,8 +3,8 @@
 //! buffer, lazy loading or direct I/O), the CPU thread pools llama-server attaches to its context
 //! (CPU masks, priorities, polling), and NUMA.
 //!
-//! Architecture invariant: with `llama.rs` and `llama_log.rs`, one of the engine's three modules
-//! with `unsafe`; each block says why it is sound.
+//! Architecture invariant: one of the engine's modules with `unsafe` (listed in `engine/mod.rs`);
+//! each block says why it is sound.
 
 use std::ffi::{CStr, CString, c_char};
 use std::path::Path;

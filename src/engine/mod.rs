@@ -8,8 +8,9 @@
 //!
 //! Architecture invariant: only `worker/` holds a llama.cpp context, and only `llama.rs` and
 //! its files under `llama/` (the context, its batch, KV cache and backend sampler chains, its
-//! sequence state files) and `llama_log.rs` (the log callback) make raw `llama-cpp-sys-2`
-//! calls, with `lora.rs` for LoRA adapters.
+//! sequence state files), `llama_load.rs` (loading with llama.cpp's own parameters),
+//! `llama_log.rs` (the log callback) and `lora.rs` (LoRA adapters) make raw `llama-cpp-sys-2`
+//! calls.
 
 mod backend_sampling;
 mod chain;
