@@ -66,6 +66,16 @@ impl LlamaFlag {
             .unwrap_or(&self.spellings[0])
     }
 
+    /// What gguf-serve does with the flag as spelled: its negative spellings' decision when
+    /// `negative`.
+    pub fn support_for(&self, negative: bool) -> Support {
+        if negative {
+            self.negative
+        } else {
+            self.support
+        }
+    }
+
     /// Whether this is an on/off pair (its environment variable takes a boolean).
     pub fn is_pair(&self) -> bool {
         !self.negatives.is_empty()

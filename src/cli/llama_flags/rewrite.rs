@@ -97,11 +97,7 @@ pub fn translate(
             continue;
         };
         seen.push(flag);
-        let support = if negative {
-            flag.negative
-        } else {
-            flag.support
-        };
+        let support = flag.support_for(negative);
         let mut values: Vec<OsString> = Vec::new();
         if let Some(v) = inline {
             if flag.arity == 0 && !(flag.is_pair() && matches!(support, Ours(_))) {
@@ -177,11 +173,7 @@ fn from_env(
         None
     };
     let negative = on == Some(false);
-    let support = if negative {
-        flag.negative
-    } else {
-        flag.support
-    };
+    let support = flag.support_for(negative);
     match support {
         Ours(name) => {
             let values = match on {
@@ -215,11 +207,7 @@ pub fn rewrite_spellings(args: Vec<OsString>) -> Vec<OsString> {
         };
         match lookup(spelling) {
             Some((flag, negative)) if text.starts_with('-') => {
-                let support = if negative {
-                    flag.negative
-                } else {
-                    flag.support
-                };
+                let support = flag.support_for(negative);
                 match support {
                     Ours(name) => {
                         let values = inline.map(|v| vec![OsString::from(v)]).unwrap_or_default();
