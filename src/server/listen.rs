@@ -249,6 +249,10 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    // A client gets IDLE_TIMEOUT (or --timeout, when shorter) for its TLS handshake and for each
+    // request's headers, counted from when the server starts waiting for them: a connection
+    // kept open without a request, or with headers trickled in, is closed then.
+    let header_timeout = timeout.min(IDLE_TIMEOUT);
     let mut at_cap = false;
     loop {
         let permit = match Arc::clone(&permits).try_acquire_owned() {
@@ -288,10 +292,6 @@ async fn serve(
         let tls = tls.clone().filter(|_| tcp);
         let watcher = graceful.watcher();
         let app = app.clone();
-        // A client gets IDLE_TIMEOUT (or --timeout, when shorter) for its TLS handshake and for
-        // each request's headers, counted from when the server starts waiting for them: a
-        // connection kept open without a request, or with headers trickled in, is closed then.
-        let header_timeout = timeout.min(IDLE_TIMEOUT);
         // The handshake runs in the connection's task, so that a slow client never holds up
         // the accept loop.
         tokio::spawn(async move {

@@ -46,14 +46,15 @@ pub fn check(gbnf: &str) -> Result<(), String> {
                 let (min, max) = inner.split_once(',').unwrap_or((inner, inner));
                 let (min, max) = (min.trim(), max.trim());
                 let lo = min.parse::<u64>().unwrap_or(0);
-                if let Ok(hi) = max.parse::<u64>()
+                let hi = max.parse::<u64>().ok();
+                if let Some(hi) = hi
                     && lo > hi
                 {
                     return Err(format!(
                         "the repetition {{{min},{max}}} at byte {i} asks for at least {lo} but at most {hi}"
                     ));
                 }
-                let copies = lo.max(max.parse::<u64>().unwrap_or(0)).max(1);
+                let copies = lo.max(hi.unwrap_or(0)).max(1);
                 total = total.saturating_add(last.saturating_mul(copies));
                 if total > MAX_ELEMENTS {
                     return Err(format!(
