@@ -3,14 +3,18 @@
 run side by side on the same model and flags, and each round sends the same fresh prompt to
 both, in alternating order, one request at a time (only one server computes at any moment).
 Interleaving request by request cancels the drift that a shared machine puts between the
-whole-server rounds of bench-vs-llama-server.sh. Prints the medians and ratios (the first two
-rounds are warm-up).
+whole-server rounds of bench-vs-llama-server.sh. Prompt processing is timed by the client
+(the wall time of a 1-token completion, as a user waits for it) and by each server's own
+timings. Prints the medians and ratios (the first two rounds are warm-up) and, with --trend,
+each round's client-timed prompt speed: a server that slows as its slots fill shows it there.
 
-usage: ab-vs-llama-server.py [--rounds N] LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
+usage: ab-vs-llama-server.py [--rounds N] [--trend] [--llama-flags F] [--ours-flags F]
+                             LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
    e.g. scripts/ab-vs-llama-server.py ~/.cache/gguf-serve/llama-ref/bin/llama-server \\
           target/release/gguf-serve ~/.cache/gguf-serve/models/gemma-3-270m-q4_k_m.gguf \\
           -- -t 2 -c 4096 -np 4 --kv-unified
-   (both servers get exactly the same flags)"""
+   (both servers get exactly the same FLAGS; --llama-flags and --ours-flags, one string each,
+   add flags to one side, e.g. --ours-flags=--no-cache-idle-slots)"""
 import argparse, json, random, socket, statistics, subprocess, time, urllib.request
 
 p = argparse.ArgumentParser()
@@ -20,6 +24,9 @@ p.add_argument("model")
 p.add_argument("--rounds", type=int, default=12)
 p.add_argument("--prompt-words", type=int, default=480)
 p.add_argument("--decode-tokens", type=int, default=64)
+p.add_argument("--trend", action="store_true")
+p.add_argument("--llama-flags", default="")
+p.add_argument("--ours-flags", default="")
 p.add_argument("flags", nargs="*")
 a = p.parse_args()
 
@@ -34,7 +41,8 @@ def post(port, body):
     return json.load(urllib.request.urlopen(req))["timings"]
 
 servers = {}
-for name, binary, extra in (("llama-server", a.llama_server, []), ("gguf-serve", a.gguf_serve, [])):
+for name, binary, extra in (("llama-server", a.llama_server, a.llama_flags.split()),
+                            ("gguf-serve", a.gguf_serve, a.ours_flags.split())):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", a.model, "--port", str(port), *a.flags, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -51,19 +59,27 @@ try:
                 time.sleep(0.2)
     words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly".split()
     pp = {n: [] for n in servers}
+    wall = {n: [] for n in servers}
     tg = {n: [] for n in servers}
     for i in range(a.rounds):
         prompt = f"{i} " + " ".join(random.choice(words) for _ in range(a.prompt_words))
         order = list(servers) if i % 2 else list(servers)[::-1]
         for name in order:
             port = servers[name][0]
+            t0 = time.perf_counter()
             t = post(port, {"prompt": prompt, "n_predict": 1, "temperature": 0, "cache_prompt": False})
+            wall[name].append(t["prompt_n"] / (time.perf_counter() - t0))
             pp[name].append(t["prompt_per_second"])
             t = post(port, {"prompt": "Once upon a time", "n_predict": a.decode_tokens, "temperature": 0,
                             "cache_prompt": False, "ignore_eos": True})
             tg[name].append(t["predicted_per_second"])
     med = lambda xs: statistics.median(xs[2:])
-    for label, data in (("prompt processing t/s", pp), ("decode t/s", tg)):
+    if a.trend:
+        print("round  " + "  ".join(f"{n:>12}" for n in servers) + "   (prompt t/s, client-timed)")
+        for i in range(a.rounds):
+            print(f"{i:5d}  " + "  ".join(f"{wall[n][i]:12.1f}" for n in servers))
+    for label, data in (("prompt t/s (client)", wall), ("prompt t/s (server)", pp),
+                        ("decode t/s", tg)):
         l, g = med(data["llama-server"]), med(data["gguf-serve"])
         print(f"{label:<24} llama-server {l:8.1f}  gguf-serve {g:8.1f}  ratio {g / l:.3f}  "
               f"(median of {a.rounds - 2} interleaved requests)")
