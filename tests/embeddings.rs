@@ -331,27 +331,11 @@ fn a_decoder_generates_and_embeds_side_by_side() {
     assert_eq!(done["tokens_predicted"], 4);
 }
 
-/// `llamacpp:prompt_tokens_total` after a scrape of `/metrics`.
-fn prompt_tokens_total(server: &Server) -> f64 {
-    let text = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("llamacpp:prompt_tokens_total "))
-        .unwrap_or_else(|| panic!("no prompt_tokens_total in:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn embedding_tokens_count_in_metrics() {
     let (_dir, model) = tiny_bert(1, false);
     let server = start(&model, &["--embedding", "--metrics"]);
-    let before = prompt_tokens_total(&server);
+    let before = server.metric("llamacpp:prompt_tokens_total");
     let (status, body) = server.post(
         "/v1/embeddings",
         &json!({ "input": ["hello world", "a cat sat on the mat"] }),
@@ -360,5 +344,5 @@ fn embedding_tokens_count_in_metrics() {
     let used = body["usage"]["prompt_tokens"].as_f64().unwrap();
     assert!(used > 0.0, "{body}");
     // As llama-server counts them: every input token is a prompt token.
-    assert_eq!(prompt_tokens_total(&server) - before, used);
+    assert_eq!(server.metric("llamacpp:prompt_tokens_total") - before, used);
 }

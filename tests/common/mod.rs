@@ -267,6 +267,22 @@ impl Server {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// The value of one sample of `/metrics` (such as `llamacpp:prompt_tokens_total`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .expect("GET /metrics")
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
     /// POSTs with `stream: true` and returns the JSON payloads of the `data:` lines (and whether
     /// `[DONE]` closed the stream).
     pub fn stream(&self, path: &str, body: &Value) -> (Vec<Value>, bool) {
