@@ -141,6 +141,41 @@ fn register_ours(registry: &mut Registry, s: &StatsSnapshot, ours: &Ours<'_>) {
         registry.register(format!("gguf_serve_{name}"), help, f);
     };
     let label = |k: &str, v: String| (k.to_string(), v);
+    let counter = |registry: &mut Registry, name: &str, help: &str, v: u64| {
+        let c: Counter<f64, AtomicU64> = Counter::default();
+        c.inc_by(v as f64);
+        registry.register(format!("gguf_serve_{name}"), help, c);
+    };
+    counter(
+        registry,
+        "prompt_cache_hits",
+        "Requests that restored a cached prompt from host memory (--cache-ram)",
+        s.prompt_cache_hits,
+    );
+    counter(
+        registry,
+        "prompt_cache_misses",
+        "Host prompt cache lookups that found no entry worth restoring",
+        s.prompt_cache_misses,
+    );
+    counter(
+        registry,
+        "prompt_cache_restored_tokens",
+        "Tokens whose KV cells were restored from the host prompt cache",
+        s.prompt_cache_restored_tokens,
+    );
+    gauge(
+        registry,
+        "prompt_cache_entries",
+        "Prompts held in the host prompt cache",
+        s.prompt_cache_entries as f64,
+    );
+    gauge(
+        registry,
+        "prompt_cache_bytes",
+        "Bytes of KV state held in the host prompt cache",
+        s.prompt_cache_bytes as f64,
+    );
     gauge(
         registry,
         "queue_length",
@@ -216,6 +251,11 @@ mod tests {
             requests_processing: 1,
             requests_deferred: 0,
             busy_slots_per_decode: 1.0,
+            prompt_cache_hits: 2,
+            prompt_cache_misses: 5,
+            prompt_cache_restored_tokens: 900,
+            prompt_cache_entries: 3,
+            prompt_cache_bytes: 4096,
         };
         let allocated = [DeviceMemory {
             device: "host".into(),
@@ -241,6 +281,11 @@ mod tests {
             "llamacpp:predicted_tokens_seconds 19.5",
             "gguf_serve_queue_limit 256.0",
             "gguf_serve_load_seconds 1.5",
+            "# TYPE gguf_serve_prompt_cache_hits counter",
+            "gguf_serve_prompt_cache_hits_total 2.0",
+            "gguf_serve_prompt_cache_misses_total 5.0",
+            "gguf_serve_prompt_cache_restored_tokens_total 900.0",
+            "gguf_serve_prompt_cache_bytes 4096.0",
             "gguf_serve_plan_info{quant=\"Q4_K_M\",n_gpu_layers=\"0\",n_cpu_moe=\"0\"} 1.0",
             "gguf_serve_memory_allocated_bytes{device=\"host\"} 125.0",
             "# EOF",

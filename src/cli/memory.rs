@@ -37,6 +37,17 @@ pub struct MemoryArgs {
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub kv_unified: Option<bool>,
 
+    /// The host prompt cache's limit in MiB: the KV states of idle slots kept in host memory,
+    /// so that a returning conversation is restored instead of computed again (-1: no limit,
+    /// 0: no cache). The planner caps it to the host memory left after the model.
+    #[arg(
+        long = "cache-ram",
+        default_value_t = 8192,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub cache_ram: i64,
+
     /// The most context one slot may use; without -c the context is sized to N per slot.
     #[arg(long = "kv-unified-per-slot", value_name = "N")]
     pub kv_unified_per_slot: Option<u32>,
@@ -168,6 +179,7 @@ impl MemoryArgs {
             } else {
                 self.n_cpu_moe
             },
+            cache_ram_mib: self.cache_ram,
             prefer: match self.prefer {
                 Prefer::Quality => plan::Prefer::Quality,
                 Prefer::Speed => plan::Prefer::Speed,

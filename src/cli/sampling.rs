@@ -43,6 +43,11 @@ pub struct SamplingArgs {
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cache_prompt: bool,
 
+    /// Reuse chunks of at least N cached tokens that a prompt repeats further on, by shifting
+    /// their KV cells to the new positions (requests' `n_cache_reuse`; 0: off).
+    #[arg(long = "cache-reuse", default_value_t = 0, value_name = "N")]
+    pub cache_reuse: u32,
+
     /// Samplers in order, separated by `;` (penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature).
     #[arg(long, value_name = "SAMPLERS")]
     pub samplers: Option<String>,
@@ -281,6 +286,7 @@ impl SamplingArgs {
             max_n_predict: self.max_n_predict.max(-1),
             n_keep: self.keep,
             cache_prompt: self.cache_prompt,
+            n_cache_reuse: self.cache_reuse,
             stop: self.reverse_prompt.iter().map(|r| escape(r)).collect(),
             ignore_eos: self.ignore_eos,
             n_probs: 0,

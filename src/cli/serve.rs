@@ -98,6 +98,12 @@ pub struct ServeArgs {
     )]
     pub slot_prompt_similarity: f32,
 
+    /// When a request starts, save the idle slots to the prompt cache and, with a unified KV
+    /// cache, clear them from it, so that attention spans only the slots at work.
+    #[arg(long = "cache-idle-slots", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub cache_idle_slots: bool,
+
     /// Show special tokens in generated text.
     #[arg(long)]
     pub special: bool,
@@ -181,6 +187,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             n_gpu_layers: decision.n_gpu_layers,
             n_cpu_moe: decision.n_cpu_moe,
         }),
+        prompt_cache: decision.prompt_cache,
         infill: crate::server::InfillConfig {
             spm: args.slots.spm_infill,
             n_batch: args.memory.batch_size,
@@ -259,6 +266,8 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         backend_sampling: backend_sampling(args),
         warmup: load.warmup,
         slot_prompt_similarity: args.slot_prompt_similarity,
+        cache_ram_mib: decision.prompt_cache.mib(),
+        cache_idle_slots: args.cache_idle_slots,
         context_shift: args.context_shift,
         special: args.special,
         numa: load.numa()?,

@@ -27,6 +27,11 @@ pub struct EngineConfig {
     /// Reuse a slot's cache only if the common prefix covers at least this fraction of the
     /// prompt (`--slot-prompt-similarity`; 0 disables the check).
     pub slot_prompt_similarity: f32,
+    /// The host prompt cache's limit in MiB (`--cache-ram`; -1: none, 0: no cache).
+    pub cache_ram_mib: i64,
+    /// When a task starts, save the idle slots to the prompt cache and, with a unified KV
+    /// cache, clear them from it (`--cache-idle-slots`).
+    pub cache_idle_slots: bool,
     /// When a slot's context fills during generation, drop old tokens and go on
     /// (`--context-shift`), instead of stopping.
     pub context_shift: bool,

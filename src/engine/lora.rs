@@ -124,14 +124,33 @@ impl Loras {
         if self.is_empty() {
             return false;
         }
-        let scales = if request.is_empty() {
-            self.global()
-        } else {
-            self.construct(request)
-        };
+        let scales = self.scales_for(request);
         let changed = self.slots[slot] != scales;
         self.slots[slot] = scales;
         changed
+    }
+
+    /// The scales a request runs with (empty without adapters).
+    pub fn scales_for(&self, request: &LoraRequest) -> Vec<f32> {
+        if self.is_empty() {
+            Vec::new()
+        } else if request.is_empty() {
+            self.global()
+        } else {
+            self.construct(request)
+        }
+    }
+
+    /// The scales slot `slot`'s cached tokens were computed with (empty without adapters).
+    pub fn slot_scales(&self, slot: usize) -> &[f32] {
+        self.slots.get(slot).map_or(&[], Vec::as_slice)
+    }
+
+    /// Slot `slot` now holds tokens computed with `scales` (restored from the prompt cache).
+    pub fn restored(&mut self, slot: usize, scales: Vec<f32>) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = scales;
+        }
     }
 
     /// Chooses the scales of the next decode among the active slots (ids in order): the first

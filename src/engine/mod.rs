@@ -22,6 +22,7 @@ mod llama_log;
 mod load;
 mod lora;
 mod pooling;
+mod prompt_cache;
 mod request;
 mod sampler;
 mod slot;

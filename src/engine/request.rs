@@ -36,6 +36,9 @@ pub struct TaskParams {
     pub ignore_eos: bool,
     /// Reuse the longest common prefix with a slot's cached tokens.
     pub cache_prompt: bool,
+    /// With `cache_prompt`: cached chunks of at least this many tokens that the prompt repeats
+    /// after the common prefix are moved to their new positions (`n_cache_reuse`; 0: off).
+    pub n_cache_reuse: u32,
     pub sampling: SamplingParams,
     /// Special tokens to emit as text (chat formats that parse them, e.g. harmony's
     /// `<|channel|>`); other special tokens render as nothing, as in llama-server.

@@ -51,6 +51,11 @@ pub struct EngineStats {
     n_tokens_max: AtomicU64,
     processing: AtomicU64,
     deferred: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_restored: AtomicU64,
+    cache_entries: AtomicU64,
+    cache_bytes: AtomicU64,
 }
 
 /// A reading of the counters, with the throughputs since the previous reading.
@@ -68,6 +73,13 @@ pub struct StatsSnapshot {
     pub requests_processing: u64,
     pub requests_deferred: u64,
     pub busy_slots_per_decode: f64,
+    /// Host prompt cache lookups that restored an entry, and those that found none.
+    pub prompt_cache_hits: u64,
+    pub prompt_cache_misses: u64,
+    /// Tokens whose cells were restored from the host prompt cache.
+    pub prompt_cache_restored_tokens: u64,
+    pub prompt_cache_entries: u64,
+    pub prompt_cache_bytes: u64,
 }
 
 impl EngineStats {
@@ -110,6 +122,33 @@ impl EngineStats {
         self.deferred.store(deferred as u64, Relaxed);
     }
 
+    /// A host prompt cache lookup: the tokens of the entry restored, or `None`.
+    pub fn prompt_cache_lookup(&self, restored: Option<usize>) {
+        match restored {
+            Some(n) => {
+                self.cache_hits.fetch_add(1, Relaxed);
+                self.cache_restored.fetch_add(n as u64, Relaxed);
+            }
+            None => {
+                self.cache_misses.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// What the host prompt cache holds now.
+    pub fn prompt_cache_held(&self, entries: usize, bytes: usize) {
+        self.cache_entries.store(entries as u64, Relaxed);
+        self.cache_bytes.store(bytes as u64, Relaxed);
+    }
+
+    /// The host prompt cache's entries and bytes now.
+    pub fn prompt_cache_now(&self) -> (u64, u64) {
+        (
+            self.cache_entries.load(Relaxed),
+            self.cache_bytes.load(Relaxed),
+        )
+    }
+
     /// Reads the counters; the throughput gauges start a new window.
     pub fn snapshot(&self) -> StatsSnapshot {
         let n_decode = self.n_decode.load(Relaxed);
@@ -126,6 +165,11 @@ impl EngineStats {
             requests_processing: self.processing.load(Relaxed),
             requests_deferred: self.deferred.load(Relaxed),
             busy_slots_per_decode: self.n_busy_slots.load(Relaxed) as f64 / n_decode.max(1) as f64,
+            prompt_cache_hits: self.cache_hits.load(Relaxed),
+            prompt_cache_misses: self.cache_misses.load(Relaxed),
+            prompt_cache_restored_tokens: self.cache_restored.load(Relaxed),
+            prompt_cache_entries: self.cache_entries.load(Relaxed),
+            prompt_cache_bytes: self.cache_bytes.load(Relaxed),
         };
         self.prompt_window.reset();
         self.predict_window.reset();

@@ -235,6 +235,9 @@ pub fn choose(
         };
         reasons.push(format!("not {}: {why_not}", p.quant));
     }
+    let (prompt_cache, why) =
+        super::prompt_cache::prompt_cache(request.cache_ram_mib, budget, &chosen.predicted);
+    reasons.push(why);
     let warnings = candidates
         .iter()
         .find(|m| m.path == chosen.file)
@@ -249,6 +252,7 @@ pub fn choose(
         use_gpu: chosen.use_gpu,
         predicted: chosen.predicted,
         speed: chosen.speed,
+        prompt_cache,
         reasons,
         warnings,
         plans,

@@ -51,6 +51,7 @@
 
 pub mod choose;
 pub mod memory;
+pub mod prompt_cache;
 pub mod speed;
 
 pub use choose::{choose, context_warning, plan_file};
@@ -99,6 +100,9 @@ pub struct PlanRequest {
     /// `--n-cpu-moe N`; `None` lets the planner choose.
     pub n_cpu_moe: Option<u32>,
     pub prefer: Prefer,
+    /// `--cache-ram`: the host prompt cache's limit in MiB (-1: none, 0: off), capped to the
+    /// host memory left after the chosen model.
+    pub cache_ram_mib: i64,
 }
 
 impl Default for PlanRequest {
@@ -108,6 +112,7 @@ impl Default for PlanRequest {
             n_gpu_layers: GpuLayers::Auto,
             n_cpu_moe: None,
             prefer: Prefer::default(),
+            cache_ram_mib: 8192,
         }
     }
 }
@@ -327,6 +332,8 @@ pub struct Decision {
     pub use_gpu: bool,
     pub predicted: MemoryEstimate,
     pub speed: SpeedEstimate,
+    /// The host prompt cache's limit next to this model.
+    pub prompt_cache: prompt_cache::CacheRam,
     pub reasons: Vec<String>,
     /// What the user should know about the request (a context past the model's training
     /// context); `serve` logs them as warnings.

@@ -242,6 +242,7 @@ fn stateless_params() -> TaskParams {
         stop: Vec::new(),
         ignore_eos: false,
         cache_prompt: false,
+        n_cache_reuse: 0,
         sampling: SamplingParams::default(),
         preserved_tokens: Vec::new(),
         id_slot: None,

@@ -1,5 +1,6 @@
 //! What the server tells about itself: `/health`, `/props`, `/slots` and `/v1/models`, in
-//! llama-server's shapes, plus what is ours (`memory`: predicted against allocated).
+//! llama-server's shapes, plus what is ours (`memory`: predicted against allocated, and the host
+//! prompt cache).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorType};
 use super::pipeline::{engine_error, unix_time};
 use super::settings::{Settings, generation_settings};
+use crate::plan::prompt_cache::CacheRam;
 
 pub async fn health() -> Json<Value> {
     // The edge answers 503 "Loading model" until the model is ready.
@@ -51,9 +53,21 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "memory": {
             "allocated": model.memory,
             "predicted": config.predicted,
+            "prompt_cache": prompt_cache(config.prompt_cache, state.engine.stats.prompt_cache_now()),
         },
         "backend_sampling": model.backend_sampling,
     })))
+}
+
+/// The host prompt cache in `/props` `memory`: its planned limit in bytes (`null`: none; 0:
+/// off) and what it holds now.
+fn prompt_cache(limit: CacheRam, (entries, bytes): (u64, u64)) -> Value {
+    let limit = match limit {
+        CacheRam::Off => Some(0),
+        CacheRam::Limit(bytes) => Some(bytes),
+        CacheRam::Unlimited => None,
+    };
+    json!({ "limit_bytes": limit, "bytes": bytes, "entries": entries })
 }
 
 /// `POST /props`: llama-server accepts it only with `--props` (and changes nothing it documents).

@@ -104,6 +104,8 @@ pub struct ServerConfig {
     pub predicted: Option<MemoryEstimate>,
     /// The planner's pick, for `/metrics`.
     pub planned: Option<Planned>,
+    /// The host prompt cache's planned limit, for `/props`.
+    pub prompt_cache: crate::plan::prompt_cache::CacheRam,
     /// `/infill`: the prompt's layout and the room it takes.
     pub infill: InfillConfig,
     /// `--slot-save-path`: the folder slot files are saved in and restored from (none: slot
@@ -167,6 +169,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 5,
             predicted: None,
             planned: None,
+            prompt_cache: crate::plan::prompt_cache::CacheRam::Off,
             infill: InfillConfig::default(),
             slot_save_path: None,
             embeddings: EmbeddingOptions::default(),

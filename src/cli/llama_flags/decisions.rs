@@ -16,7 +16,6 @@ const LORA_INIT: &str = "the pinned llama-server still starts adapters at their 
 const ROUTER: &str = "serving several models from one server is not supported yet";
 const WEB_UI: &str = "gguf-serve has no web UI yet";
 const AGENT: &str = "llama-server's built-in agent tools and MCP proxy are not supported";
-const PROMPT_CACHE: &str = "the host-memory prompt cache is not implemented yet";
 /// Every row's decision, by its first long spelling; a second entry is the decision for the
 /// pair's negative spellings when it differs from the first's (for `Ours`, the negative
 /// spellings set the flag to false).
@@ -50,9 +49,9 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--swa-full", Ours("swa-full"), None),
     ("--ctx-checkpoints", Refused("context checkpoints (prompt reuse on sliding-window and recurrent models) are not implemented"), None),
     ("--checkpoint-min-step", Refused("context checkpoints (prompt reuse on sliding-window and recurrent models) are not implemented"), None),
-    ("--cache-ram", Refused(PROMPT_CACHE), None),
+    ("--cache-ram", Ours("cache-ram"), None),
     ("--kv-unified", Ours("kv-unified"), None),
-    ("--cache-idle-slots", Refused(PROMPT_CACHE), Some(Same("idle slots stay in the KV cache"))),
+    ("--cache-idle-slots", Ours("cache-idle-slots"), None),
     ("--context-shift", Ours("context-shift"), None),
     ("--flash-attn", Ours("flash-attn"), None),
     ("--perf", Ours("perf"), None),
@@ -200,7 +199,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--sse-ping-interval", Ours("sse-ping-interval"), None),
     ("--threads-http", Ours("threads-http"), None),
     ("--cache-prompt", Ours("cache-prompt"), None),
-    ("--cache-reuse", Refused("reusing cached chunks by shifting the KV cache is not implemented yet"), None),
+    ("--cache-reuse", Ours("cache-reuse"), None),
     ("--metrics", Ours("metrics"), None),
     ("--props", Ours("props"), None),
     ("--slots", Ours("slots"), None),

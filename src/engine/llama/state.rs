@@ -1,7 +1,8 @@
-//! A sequence's KV state in a file: llama.cpp's sequence state files
-//! (`llama_state_seq_save_file`/`_load_file`), which slot save and restore write and read.
-//! llama-cpp-2 has them only on its own context type, which the engine does not use (see
-//! `llama.rs`), so the two raw calls live here, beside the context they act on.
+//! A sequence's KV state, in a file (`llama_state_seq_save_file`/`_load_file`, which slot save
+//! and restore write and read) or in host memory (`llama_state_seq_get_data_ext`/`_set_data_ext`,
+//! which the prompt cache holds). llama-cpp-2 has these only on its own context type, which the
+//! engine does not use (see `llama.rs`), so the raw calls live here, beside the context they act
+//! on.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -71,6 +72,50 @@ impl Context<'_> {
         }
         tokens.truncate(n_tokens);
         Some((tokens, read))
+    }
+}
+
+impl Context<'_> {
+    /// The size of sequence `seq`'s state in bytes, as [`Self::seq_state`] would write it.
+    pub fn seq_state_size(&mut self, seq: i32) -> usize {
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
+        unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, 0) }
+    }
+
+    /// Sequence `seq`'s KV cells as bytes; `None` if llama.cpp could not write them all.
+    pub fn seq_state(&mut self, seq: i32) -> Option<Vec<u8>> {
+        let size = self.seq_state_size(seq);
+        let mut state = vec![0u8; size];
+        // SAFETY: `state` has room for `size` bytes, the size passed; llama.cpp writes at most
+        // that many.
+        let written = unsafe {
+            sys::llama_state_seq_get_data_ext(self.ctx.as_ptr(), state.as_mut_ptr(), size, seq, 0)
+        };
+        (written == size).then_some(state)
+    }
+
+    /// Replaces sequence `seq`'s KV cells with `state` from [`Self::seq_state`]; false if
+    /// llama.cpp could not read it all (no room in the KV cache, or another model's state), in
+    /// which case the sequence is left empty.
+    pub fn set_seq_state(&mut self, seq: i32, state: &[u8]) -> bool {
+        self.seq_rm(seq, None, None);
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it; `state` holds
+        // `state.len()` initialized bytes, which llama.cpp only reads. It catches its own
+        // exceptions and returns 0 on failure.
+        let read = unsafe {
+            sys::llama_state_seq_set_data_ext(
+                self.ctx.as_ptr(),
+                state.as_ptr(),
+                state.len(),
+                seq,
+                0,
+            )
+        };
+        if read != state.len() {
+            self.seq_rm(seq, None, None);
+            return false;
+        }
+        true
     }
 }
 

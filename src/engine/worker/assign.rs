@@ -3,6 +3,7 @@
 //! recently used, preferring one that already holds its backend chain), the members of a
 //! group started together, and the slots and queue entries of clients that went away.
 
+use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
 use super::{Queued, Worker, panics};
@@ -86,14 +87,20 @@ impl Worker<'_> {
         }
     }
 
-    /// Gives queued requests to free slots, reusing the cached prefix where it pays.
+    /// Gives queued requests to free slots, reusing the cached prefix where it pays. The other
+    /// idle slots go to the host prompt cache first, so that what the new request restores or
+    /// computes finds their room.
     pub(super) fn assign_queued(&mut self) {
-        while let Some(idx) = self.queue.front().and_then(|q| self.pick_slot(q)) {
+        while let Some(pick) = self.queue.front().and_then(|q| self.pick_slot(q)) {
             let queued = self.queue.pop_front().expect("front exists");
             let group = queued.req.group;
-            self.start(idx, queued, None);
+            self.park_idle_slots(pick.idx);
+            if pick.swap && !queued.req.kind.needs_embeddings() {
+                self.swap_in(pick.idx, &queued.req);
+            }
+            self.start(pick.idx, queued, None);
             if let Some(group) = group.filter(|g| g.parent) {
-                self.start_group(idx, group);
+                self.start_group(pick.idx, group);
             }
         }
     }
@@ -132,10 +139,13 @@ impl Worker<'_> {
         }
     }
 
-    /// The slot for a request: the one it names; else the free slot whose cache holds enough
-    /// of its prompt; else the least recently used free slot, among those already holding the
-    /// request's sampler chain if any does.
-    fn pick_slot(&self, queued: &Queued) -> Option<usize> {
+    /// The slot for a request, as llama-server's `get_available_slot` picks it: among the free
+    /// slots (only the one it names, if it names one), the one whose cache holds the largest
+    /// share of its prompt, above `--slot-prompt-similarity`; else the slot it names; else the
+    /// least recently used, preferring one that already holds the request's sampler chain.
+    /// The pick swaps with the host prompt cache when it is by use or would lose over half of
+    /// what the slot holds.
+    fn pick_slot(&self, queued: &Queued) -> Option<Pick> {
         let req = &queued.req;
         let free = || self.slots.iter().filter(|s| s.task.is_none());
         if let Some(group) = req.group.filter(|g| g.parent)
@@ -144,19 +154,30 @@ impl Worker<'_> {
             // The group's members start together (llama-server defers such a request too).
             return None;
         }
-        if let Some(id) = req.params.id_slot {
-            return free().find(|s| s.id == id).map(|s| s.id);
+        let named = req.params.id_slot;
+        if let Some(id) = named
+            && !free().any(|s| s.id == id)
+        {
+            return None;
         }
-        if req.params.cache_prompt {
+        if self.slot_prompt_similarity > 0.0 && !req.prompt.is_empty() {
+            let n_prompt = req.prompt.len() as f32;
             let best = free()
-                .map(|s| (common_prefix(&s.cache, &req.prompt), s.id))
-                .max_by_key(|&(lcp, _)| lcp);
-            if let Some((lcp, id)) = best
-                && lcp > 0
-                && lcp as f32 >= self.slot_prompt_similarity * req.prompt.len() as f32
-            {
-                return Some(id);
+                .filter(|s| named.is_none_or(|id| s.id == id) && !s.cache.is_empty())
+                .map(|s| (common_prefix(&s.cache, &req.prompt), s))
+                .filter(|&(lcp, _)| lcp as f32 / n_prompt > self.slot_prompt_similarity)
+                // The first of equals, as llama-server keeps it.
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.id.cmp(&a.1.id)));
+            if let Some((lcp, slot)) = best {
+                let keep = lcp as f32 / slot.cache.len() as f32;
+                return Some(Pick {
+                    idx: slot.id,
+                    swap: keep < 0.5,
+                });
             }
+        }
+        if let Some(idx) = named {
+            return Some(Pick { idx, swap: false });
         }
         let holds_chain = |s: &&Slot| {
             queued
@@ -168,7 +189,10 @@ impl Worker<'_> {
             .filter(holds_chain)
             .min_by_key(|s| s.last_used)
             .or_else(|| free().min_by_key(|s| s.last_used))
-            .map(|s| s.id)
+            .map(|s| Pick {
+                idx: s.id,
+                swap: true,
+            })
     }
 
     /// Starts a request on slot `idx`; `wait_for` is the slot of its group's first member,
@@ -217,15 +241,25 @@ impl Worker<'_> {
                 }
             }
         };
-        let slot = &mut self.slots[idx];
         let mut n_keep = if req.params.cache_prompt && wait_for.is_none() {
-            common_prefix(&slot.cache, &req.prompt)
+            common_prefix(&self.slots[idx].cache, &req.prompt)
         } else {
             0
         };
         if self.loras.assign(idx, &req.params.lora) {
             // Cached tokens were computed with other adapter scales.
             n_keep = 0;
+        } else if req.params.cache_prompt && wait_for.is_none() {
+            let min_chunk = req.params.n_cache_reuse as usize;
+            if min_chunk > 0 && self.ctx.can_shift() {
+                n_keep = self.reuse_chunks(idx, &req.prompt, n_keep, min_chunk);
+            } else if min_chunk > 0 {
+                // As llama-server: sliding-window caches shift only with --swa-full.
+                tracing::warn!(
+                    id = req.id,
+                    "this model's KV cache cannot shift positions: n_cache_reuse ignored"
+                );
+            }
         }
         // The last prompt token must be decoded again to get logits for the first sample.
         n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
@@ -241,6 +275,7 @@ impl Worker<'_> {
             n_keep = 0;
             self.ctx.seq_rm(seq, None, None);
         }
+        let slot = &mut self.slots[idx];
         slot.cache.truncate(n_keep);
         let mut task = Task::new(req, tx, sampler);
         task.test_panic = panics::armed(self.model, &task.req.prompt);
@@ -261,4 +296,49 @@ impl Worker<'_> {
         );
         slot.task = Some(task);
     }
+
+    /// `n_cache_reuse`: after the `n_past` tokens of common prefix, moves each chunk of at least
+    /// `min_chunk` cached tokens that the prompt repeats to its place in the prompt (shifting
+    /// the cells' positions, llama-server's KV shifting), so that a prompt that dropped or
+    /// changed a middle part does not compute what follows again. Returns the tokens now reused;
+    /// the slot's cache holds them first (what is past them is removed by the caller).
+    fn reuse_chunks(
+        &mut self,
+        idx: usize,
+        prompt: &[LlamaToken],
+        n_past: usize,
+        min_chunk: usize,
+    ) -> usize {
+        let slot = &mut self.slots[idx];
+        let seq = slot.seq_id();
+        let cache = &mut slot.cache;
+        let pos = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        let (mut head_c, mut head_p) = (n_past, n_past);
+        while head_c < cache.len() && head_p < prompt.len() {
+            let n_match = common_prefix(&cache[head_c..], &prompt[head_p..]);
+            if n_match >= min_chunk {
+                self.ctx.seq_rm(seq, Some(pos(head_p)), Some(pos(head_c)));
+                let shift = i32::try_from(head_p).unwrap_or(i32::MAX)
+                    - i32::try_from(head_c).unwrap_or(i32::MAX);
+                self.ctx
+                    .seq_add(seq, pos(head_c), pos(head_c + n_match), shift);
+                cache.copy_within(head_c..head_c + n_match, head_p);
+                head_c += n_match;
+                head_p += n_match;
+            } else {
+                head_c += 1;
+            }
+        }
+        if head_p > n_past {
+            tracing::debug!(slot = idx, n_past, n_reused = head_p, "cached chunks moved");
+        }
+        head_p
+    }
+}
+
+/// The slot a request gets, and whether the host prompt cache takes part: the slot's cells are
+/// saved and the entry that best matches the prompt restored.
+struct Pick {
+    idx: usize,
+    swap: bool,
 }

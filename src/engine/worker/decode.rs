@@ -1,7 +1,8 @@
 //! One decode step: a context shift for slots that are full, the batch of every generating
 //! slot's pending token, then prompt chunks as far as `n_batch` allows (one LoRA setting per
 //! decode), one `llama_decode`, and the tokens read back (`tokens.rs`); embedding steps go to
-//! `embed.rs`. A failed decode ends the requests that were in its batch.
+//! `embed.rs`. A decode that finds the KV cache full clears an idle slot and tries again; a
+//! failed decode ends the requests that were in its batch.
 
 use std::time::Instant;
 
@@ -96,7 +97,11 @@ impl Worker<'_> {
         self.stats.decoded(busy_slots);
         self.loras.apply(&mut self.ctx);
         let t0 = Instant::now();
-        let decoded = self.ctx.decode(&mut self.batch);
+        let mut decoded = self.ctx.decode(&mut self.batch);
+        // A full KV cache computed nothing: room made by an idle slot lets the batch go on.
+        while matches!(decoded, Err(DecodeError::NoKvCacheSlot)) && self.clear_an_idle_slot() {
+            decoded = self.ctx.decode(&mut self.batch);
+        }
         let t1 = Instant::now();
         if let Err(e) = decoded {
             self.fail_batch(&e);

@@ -26,6 +26,7 @@ mod assign;
 mod busy;
 mod decode;
 mod embed;
+mod host_cache;
 mod panics;
 mod slot_state;
 mod tokens;
@@ -36,6 +37,7 @@ use super::backend_sampling::backend_chain;
 use super::llama::{Batch, ChainSpec, Context};
 use super::load::{describe, load_model, n_swa, new_context};
 use super::lora::Loras;
+use super::prompt_cache::PromptCache;
 use super::request::{Event, GenerateRequest};
 use super::sampler::SamplingParams;
 use super::slot::Slot;
@@ -113,6 +115,12 @@ struct Worker<'m> {
     /// `--slot-prompt-similarity`: reuse a slot's cache only if the common prefix covers at
     /// least this fraction of the new prompt; otherwise take the least recently used slot.
     slot_prompt_similarity: f32,
+    /// The host prompt cache (`--cache-ram`); `None` when it is off.
+    prompt_cache: Option<PromptCache>,
+    /// `--cache-idle-slots`: park idle slots in the prompt cache when a request starts.
+    cache_idle_slots: bool,
+    /// One KV cache shared by all slots (`--kv-unified`).
+    kv_unified: bool,
     /// `--special`: special tokens appear in generated text.
     special: bool,
     /// `--context-shift`, where the KV cache can shift positions.
@@ -156,6 +164,16 @@ impl<'m> Worker<'m> {
             .filter(|&t| vocab.is_eog(t))
             .collect();
         let suppressed = vocab.suppress_tokens().to_vec();
+        // llama-server's token limit is the whole context.
+        let prompt_cache = PromptCache::new(config.cache_ram_mib, ctx.n_ctx() as usize);
+        match &prompt_cache {
+            Some(cache) => tracing::info!(
+                limit_mib = cache.limit_bytes().map_or(-1, |b| (b >> 20) as i64),
+                idle_slots = config.cache_idle_slots,
+                "host prompt cache on (--cache-ram 0 turns it off)"
+            ),
+            None => tracing::info!("host prompt cache off"),
+        }
         let mut worker = Self {
             model,
             slots: (0..config.context.n_parallel as usize)
@@ -173,6 +191,9 @@ impl<'m> Worker<'m> {
             piece: Vec::with_capacity(64),
             sampling_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             slot_prompt_similarity: config.slot_prompt_similarity,
+            prompt_cache,
+            cache_idle_slots: config.cache_idle_slots,
+            kv_unified: config.context.kv_unified,
             special: config.special,
             context_shift: config.context_shift,
             prompt_tail_breaks: if n_swa(model) > 0 && !config.context.swa_full {

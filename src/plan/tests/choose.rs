@@ -139,6 +139,7 @@ fn fixed_offload_is_checked_not_changed() {
         n_gpu_layers: GpuLayers::Count(20),
         n_cpu_moe: None,
         prefer: Prefer::Quality,
+        cache_ram_mib: 8192,
     };
     let p = plan_file(&m, &request, &gpu(8 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::PartialGpu, 20));

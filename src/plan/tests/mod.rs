@@ -1,10 +1,12 @@
-//! Table tests of the memory model (`memory.rs`) and the choice (`choose.rs`), against
+//! Table tests of the memory model (`memory.rs`), the choice (`choose.rs`) and the prompt
+//! cache's share of host memory (`prompt_cache.rs`), against
 //! hand-computed cases: a dense model (Llama-3-8B-like shapes), a sliding-window model
 //! (Gemma-3-like) and a MoE model, and the decode-speed prediction and policies over them. This
 //! file holds the model fixtures.
 
 mod choose;
 mod memory;
+mod prompt_cache;
 mod speed;
 
 pub(super) use super::*;

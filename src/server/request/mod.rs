@@ -28,6 +28,8 @@ pub struct Defaults {
     pub max_n_predict: i32,
     pub n_keep: i32,
     pub cache_prompt: bool,
+    /// `--cache-reuse`: the least chunk of cached tokens to move to a new position (0: off).
+    pub n_cache_reuse: u32,
     /// Stop strings of every request that gives none (`-r/--reverse-prompt`).
     pub stop: Vec<String>,
     pub ignore_eos: bool,
@@ -43,6 +45,7 @@ impl Default for Defaults {
             max_n_predict: -1,
             n_keep: 0,
             cache_prompt: true,
+            n_cache_reuse: 0,
             stop: Vec::new(),
             ignore_eos: false,
             n_probs: 0,
@@ -221,6 +224,9 @@ fn task_params(
         cache_prompt: body
             .bool(&["cache_prompt"])?
             .unwrap_or(defaults.cache_prompt),
+        n_cache_reuse: body
+            .int_in(&["n_cache_reuse"], 0, i32_max)?
+            .map_or(defaults.n_cache_reuse, |n| n as u32),
         sampling,
         preserved_tokens,
         id_slot: id_slot(body, model.n_slots)?,

@@ -1,0 +1,142 @@
+//! Slots and the host prompt cache (`prompt_cache.rs`), as llama-server moves them: a slot
+//! picked by least recent use, or one about to lose most of what it holds, is saved to the
+//! cache and takes the entry that best matches the new prompt; when a request starts, the idle
+//! slots are saved and, in a unified KV cache, cleared, so that attention spans only the cells
+//! of the slots at work; and when the KV cache is full, an idle slot makes room.
+
+use super::Worker;
+use crate::engine::request::GenerateRequest;
+
+impl Worker<'_> {
+    /// Saves slot `idx`'s cells to the prompt cache, unless it is empty or already there.
+    fn cache_slot(&mut self, idx: usize) -> bool {
+        let Some(cache) = self.prompt_cache.as_mut() else {
+            return false;
+        };
+        let slot = &self.slots[idx];
+        if slot.cache.is_empty() {
+            return false;
+        }
+        let seq = slot.seq_id();
+        let size = self.ctx.seq_state_size(seq);
+        let ctx = &mut self.ctx;
+        let saved = cache.store(&slot.cache, self.loras.slot_scales(idx), size, || {
+            ctx.seq_state(seq)
+        });
+        if saved {
+            tracing::debug!(
+                slot = idx,
+                n_tokens = slot.cache.len(),
+                size_mib = size as f64 / (1 << 20) as f64,
+                entries = cache.len(),
+                cache_mib = cache.bytes() as f64 / (1 << 20) as f64,
+                "slot saved to the prompt cache"
+            );
+            self.report_cache();
+        }
+        saved
+    }
+
+    /// Empties slot `idx` (its cells and tokens).
+    pub(super) fn clear_slot(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        slot.cache.clear();
+        self.ctx.seq_rm(slot.seq_id(), None, None);
+    }
+
+    /// Before `req` starts on slot `idx`: saves what the slot holds, then restores the cached
+    /// entry that keeps more of the prompt than the slot does, if any and if the request reuses
+    /// cached prompts (llama-server's `get_available_slot` with `update_cache`).
+    pub(super) fn swap_in(&mut self, idx: usize, req: &GenerateRequest) {
+        if self.prompt_cache.is_none() {
+            return;
+        }
+        self.cache_slot(idx);
+        if !req.params.cache_prompt {
+            return;
+        }
+        let prompt = &req.prompt;
+        let scales = self.loras.scales_for(&req.params.lora);
+        let cache = self.prompt_cache.as_mut().expect("checked above");
+        let Some(entry) = cache.take_best(&self.slots[idx].cache, prompt, &scales) else {
+            self.stats.prompt_cache_lookup(None);
+            return;
+        };
+        let seq = self.slots[idx].seq_id();
+        self.slots[idx].cache.clear();
+        let mut restored = self.ctx.set_seq_state(seq, &entry.state);
+        while !restored && self.clear_an_idle_slot() {
+            restored = self.ctx.set_seq_state(seq, &entry.state);
+        }
+        if restored {
+            tracing::debug!(
+                slot = idx,
+                n_tokens = entry.tokens.len(),
+                "slot restored from the prompt cache"
+            );
+            self.stats.prompt_cache_lookup(Some(entry.tokens.len()));
+            self.report_cache();
+            self.slots[idx].cache = entry.tokens;
+            self.loras.restored(idx, entry.lora);
+        } else {
+            tracing::warn!(
+                slot = idx,
+                n_tokens = entry.tokens.len(),
+                "could not restore a prompt cache entry (no room in the KV cache?): dropped"
+            );
+            self.stats.prompt_cache_lookup(None);
+            self.report_cache();
+        }
+    }
+
+    /// As a request starts on slot `picked`: saves every other idle slot to the prompt cache
+    /// and, with a unified KV cache (where its cells would widen every other slot's attention
+    /// and take room), clears it (llama-server does this just after the start).
+    pub(super) fn park_idle_slots(&mut self, picked: usize) {
+        if !self.cache_idle_slots || self.prompt_cache.is_none() {
+            return;
+        }
+        for idx in 0..self.slots.len() {
+            let slot = &self.slots[idx];
+            if idx == picked || slot.task.is_some() || slot.cache.is_empty() {
+                continue;
+            }
+            self.cache_slot(idx);
+            if self.kv_unified {
+                self.clear_slot(idx);
+            }
+        }
+    }
+
+    /// The KV cache is full: saves one idle slot that holds cells to the prompt cache and
+    /// clears it; false if there is none (llama-server's `try_clear_idle_slots`, which does
+    /// not save it first).
+    pub(super) fn clear_an_idle_slot(&mut self) -> bool {
+        if !self.kv_unified {
+            // Each slot has its own cells: clearing one makes no room for another.
+            return false;
+        }
+        let Some(idx) = self
+            .slots
+            .iter()
+            .position(|s| s.task.is_none() && !s.cache.is_empty())
+        else {
+            return false;
+        };
+        tracing::warn!(
+            slot = idx,
+            n_tokens = self.slots[idx].cache.len(),
+            "the KV cache is full: clearing an idle slot"
+        );
+        self.cache_slot(idx);
+        self.clear_slot(idx);
+        true
+    }
+
+    /// Publishes what the prompt cache holds.
+    fn report_cache(&self) {
+        if let Some(cache) = &self.prompt_cache {
+            self.stats.prompt_cache_held(cache.len(), cache.bytes());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The host prompt cache (`--cache-ram`, `--cache-idle-slots`), observed from outside: a
+//! conversation that lost its slot is restored from host memory and goes on exactly as if it had
+//! been computed again, `--cache-ram 0` turns the cache off, a full KV cache takes its room from
+//! an idle slot instead of failing the request, and `--cache-reuse` moves cached chunks that a
+//! prompt repeats after a change.
+
+mod common;
+
+use std::path::Path;
+
+use common::Server;
+use serde_json::{Value, json};
+
+/// A prompt of about `sentences` × 13 tokens about `topic`.
+fn essay(topic: &str, sentences: usize) -> String {
+    (0..sentences)
+        .map(|i| format!("{topic}, note {i}: it matters to everyone here. "))
+        .collect()
+}
+
+fn complete(server: &Server, prompt: &str, n_predict: u32, cache_prompt: bool) -> Value {
+    let body = json!({
+        "prompt": prompt,
+        "n_predict": n_predict,
+        "temperature": 0,
+        "cache_prompt": cache_prompt,
+    });
+    let (status, reply) = server.post("/completion", &body);
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+fn n_tokens(server: &Server, text: &str) -> u64 {
+    let (_, reply) = server.post("/tokenize", &json!({ "content": text }));
+    reply["tokens"].as_array().unwrap().len() as u64
+}
+
+fn cache_n(reply: &Value) -> u64 {
+    reply["timings"]["cache_n"].as_u64().unwrap()
+}
+
+/// Two slots, three conversations: the first loses its slot, comes back with one more turn, is
+/// restored from the host cache, and its greedy continuation equals the one computed from
+/// scratch. At `-ub 1` every row is computed alone, so the comparison is about the restored
+/// cells, not about how llama.cpp's kernels round batches of different shapes (tests/batching.rs).
+#[test]
+fn a_restored_conversation_goes_on_as_if_computed_again() {
+    let server = Server::start(&["-np", "2", "-ub", "1", "--metrics"]);
+    let first = essay("rivers", 15);
+    let answer = complete(&server, &first, 12, true)["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for topic in ["bread", "stars"] {
+        complete(&server, &essay(topic, 15), 4, true);
+    }
+    let again = format!("{first}{answer} And so,");
+    let restored = complete(&server, &again, 16, true);
+    assert!(
+        cache_n(&restored) >= n_tokens(&server, &first),
+        "the first conversation should come back from the host cache: {restored}"
+    );
+    assert!(server.metric("gguf_serve_prompt_cache_hits_total") >= 1.0);
+    assert!(
+        server.metric("gguf_serve_prompt_cache_restored_tokens_total")
+            >= n_tokens(&server, &first) as f64
+    );
+    let computed = complete(&server, &again, 16, false);
+    assert_eq!(cache_n(&computed), 0, "{computed}");
+    assert_eq!(restored["content"], computed["content"]);
+}
+
+/// One slot, two conversations taking turns: with the cache the first comes back restored, with
+/// `--cache-ram 0` it is computed again.
+#[test]
+fn cache_ram_zero_turns_the_cache_off() {
+    let returning = |server: &Server| {
+        let first = essay("harbours", 30);
+        complete(server, &first, 4, true);
+        complete(server, &essay("orchards", 30), 4, true);
+        let reply = complete(server, &format!("{first} Next,"), 4, true);
+        (cache_n(&reply), n_tokens(server, &first))
+    };
+
+    let on = Server::start(&["-np", "1", "--metrics"]);
+    let (cached, n_first) = returning(&on);
+    assert!(cached >= n_first, "restored: {cached} of {n_first}");
+    assert_eq!(on.metric("gguf_serve_prompt_cache_hits_total"), 1.0);
+    assert!(on.metric("gguf_serve_prompt_cache_entries") >= 1.0);
+    assert!(on.metric("gguf_serve_prompt_cache_bytes") > 0.0);
+    let (_, props) = on.get("/props");
+    let cache = &props["memory"]["prompt_cache"];
+    // 8 GiB by default, less where the host has less left after the model.
+    let limit = cache["limit_bytes"].as_u64().unwrap();
+    assert!(limit > 0 && limit <= 8192 << 20, "{cache}");
+    assert!(cache["bytes"].as_u64().unwrap() > 0, "{cache}");
+
+    let off = Server::start(&["-np", "1", "--metrics", "--cache-ram", "0"]);
+    let (cached, _) = returning(&off);
+    assert!(
+        cached < 5,
+        "nothing to restore from: {cached} tokens cached"
+    );
+    assert_eq!(off.metric("gguf_serve_prompt_cache_hits_total"), 0.0);
+    assert_eq!(off.metric("gguf_serve_prompt_cache_bytes"), 0.0);
+    let (_, props) = off.get("/props");
+    assert_eq!(props["memory"]["prompt_cache"]["limit_bytes"], 0);
+}
+
+/// Two slots sharing 768 cells and two prompts of about 400 tokens (short of the demo model's
+/// 512-token sliding window, so that a whole prompt can be reused): without parking idle slots
+/// (`--no-cache-idle-slots`), the second finds the cache full of the first's cells, which are
+/// saved to host memory and cleared; the first then comes back restored, making room the same
+/// way. With parking (the default), the cache is never full.
+#[test]
+fn a_full_kv_cache_takes_room_from_an_idle_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str], log: &Path| {
+        let mut args = vec!["-c", "768", "-np", "2", "--kv-unified", "--metrics"];
+        args.extend_from_slice(extra);
+        let server = Server::start_logged(&args, "127.0.0.1", log);
+        let first = essay("glaciers", 30);
+        complete(&server, &first, 4, true);
+        complete(&server, &essay("volcanoes", 30), 4, true);
+        let back = complete(&server, &first, 4, true);
+        assert!(
+            cache_n(&back) >= n_tokens(&server, &first) - 1,
+            "restored: {back}"
+        );
+        std::fs::read_to_string(log).unwrap()
+    };
+    let full = "the KV cache is full";
+
+    let log = run(&["--no-cache-idle-slots"], &dir.path().join("kept.log"));
+    assert_eq!(log.matches(full).count(), 2, "{log}");
+
+    let log = run(&[], &dir.path().join("parked.log"));
+    assert!(!log.contains(full), "{log}");
+}
+
+/// `--cache-reuse N`, and a request's `n_cache_reuse`: a prompt that drops the middle of the
+/// cached one reuses the part after it by shifting its cells, instead of computing it again.
+/// The host cache is off, so that it cannot serve the prompts whole; `--swa-full`, because a
+/// sliding-window cache cannot shift positions otherwise (llama-server ignores the flag then).
+#[test]
+fn cache_reuse_moves_the_chunks_a_prompt_repeats() {
+    let (head, middle, tail) = (essay("maps", 8), essay("lamps", 8), essay("roads", 8));
+    let first = format!("{head}{middle}{tail}");
+    let second = format!("{head}{tail}");
+    let second_reused = |server: &Server, body: Value| {
+        complete(server, &first, 4, true);
+        let (status, reply) = server.post("/completion", &body);
+        assert_eq!(status, 200, "{reply}");
+        (cache_n(&reply), n_tokens(server, &second))
+    };
+    let body = json!({ "prompt": second, "n_predict": 4, "temperature": 0 });
+
+    let shifting = Server::start(&[
+        "-np",
+        "1",
+        "--cache-ram",
+        "0",
+        "--swa-full",
+        "--cache-reuse",
+        "16",
+    ]);
+    let (cached, n) = second_reused(&shifting, body.clone());
+    // The prompt is BOS and the text's n tokens: all but the last are reused.
+    assert_eq!(cached, n, "all but the last token reused");
+
+    let plain = Server::start(&["-np", "1", "--cache-ram", "0", "--swa-full"]);
+    let (cached, n) = second_reused(&plain, body.clone());
+    assert!(
+        cached < n / 2 + 5,
+        "only the head is a common prefix: {cached} of {n}"
+    );
+    let mut asked = body;
+    asked["n_cache_reuse"] = json!(16);
+    let (cached, n) = second_reused(&plain, asked);
+    assert_eq!(cached, n, "the request's n_cache_reuse reuses the tail");
+}
