@@ -1,8 +1,8 @@
 //! `gguf-serve bench`: a load generator for llama.cpp-style servers (gguf-serve, llama-server) and
-//! OpenAI-compatible ones. It sends a workload at a fixed concurrency, measures each request from
-//! the client's side (time to first token, latency, output tokens), collects the timings the server
-//! reports, and summarises the run. The CLI (`src/cli/bench.rs`) validates flags and prints; this
-//! module never prints and never touches the model.
+//! OpenAI-compatible ones. It sends a workload at a fixed concurrency, measures each request from the client's side
+//! (time to first token, gaps between streamed tokens, latency, output tokens), collects the
+//! timings the server reports, and summarises the run. The CLI (`src/cli/bench.rs`) validates
+//! flags and prints; this module never prints and never touches the model.
 //!
 //! - `workload`: synthetic and JSONL prompts, request bodies.
 //! - `client`: sends them over HTTP and measures.
@@ -102,8 +102,15 @@ impl ServerTimings {
 pub struct Measurement {
     /// Time to the first chunk carrying text; `None` without streaming or without text.
     pub ttft: Option<Duration>,
+    /// The gaps between consecutive chunks carrying text (inter-token latency where the server
+    /// streams one token a chunk, as llama-server does); empty without streaming.
+    pub chunk_gaps: Vec<Duration>,
     pub output_tokens: u64,
+    /// Every prompt token, cached ones included, where the server said.
     pub prompt_tokens: Option<u64>,
+    /// Prompt tokens the server reused from its cache (`usage.prompt_tokens_details.cached_tokens`
+    /// or `timings.cache_n`), where it said.
+    pub cached_tokens: Option<u64>,
     pub timings: Option<ServerTimings>,
 }
 

@@ -29,7 +29,11 @@ pub fn render_text(summary: &Summary) -> String {
             "", "mean", "p50", "p90", "p99", "max"
         );
     }
-    for (name, distribution) in [("TTFT ms", &s.ttft_ms), ("latency ms", &s.latency_ms)] {
+    for (name, distribution) in [
+        ("TTFT ms", &s.ttft_ms),
+        ("ITL ms", &s.itl_ms),
+        ("latency ms", &s.latency_ms),
+    ] {
         if let Some(d) = distribution {
             let _ = writeln!(out, "{}", row(name, d));
         }
@@ -82,8 +86,10 @@ mod tests {
                 latency: Duration::from_millis(200),
                 result: Ok(Measurement {
                     ttft: Some(Duration::from_millis(50)),
+                    chunk_gaps: vec![Duration::from_millis(10); 15],
                     output_tokens: 16,
                     prompt_tokens: Some(8),
+                    cached_tokens: None,
                     timings: None,
                 }),
             },
@@ -99,6 +105,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("TTFT ms"), "{text}");
+        assert!(
+            text.contains("ITL ms             10.0      10.0      10.0      10.0      10.0"),
+            "{text}"
+        );
         assert!(
             text.contains("decode t/s    100.0 per stream (client), - (server)"),
             "{text}"
