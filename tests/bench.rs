@@ -67,6 +67,38 @@ fn bad_flags_and_files_are_refused_before_sending() {
             "bad.jsonl:2: `prompt` must be a string",
         ),
         (&[], "required"),
+        (
+            &["--conversations", "2", "--concurrency", "2"],
+            "--concurrency does not apply to --conversations",
+        ),
+        (
+            &["--conversations", "2", "--synthetic", "2"],
+            "cannot be used with",
+        ),
+        (
+            &["--synthetic", "1", "--turns", "2"],
+            "--turns, --rate and --think describe --conversations",
+        ),
+        (
+            &["--synthetic", "1", "--rate", "2"],
+            "give --conversations N",
+        ),
+        (
+            &["--conversations", "0"],
+            "--conversations must be at least 1",
+        ),
+        (
+            &["--conversations", "1", "--turns", "0"],
+            "--turns must be at least 1",
+        ),
+        (
+            &["--conversations", "1", "--rate", "0"],
+            "--rate 0: expected",
+        ),
+        (
+            &["--conversations", "1", "--think=-1"],
+            "--think -1: expected",
+        ),
     ];
     for (args, want) in cases {
         let output = bench(args);
@@ -188,6 +220,28 @@ fn server_errors_are_reported_with_their_message() {
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(text.contains("0 ok, 2 failed of 2"), "{text}");
     }
+}
+
+#[test]
+fn a_failed_turn_cuts_its_conversation_short() {
+    let url = canned_server(BUSY);
+    let output = bench(&["--url", &url, "--conversations", "2", "--turns", "3"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("all 6 requests failed"), "{err}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("2 conversations x 3 turns"), "{text}");
+    assert!(text.contains("0 ok, 6 failed of 6"), "{text}");
+    assert!(
+        text.contains("cut short     2 of 2 conversations, at a failed turn"),
+        "{text}"
+    );
+    // Only the first turns reached the server; the rest say why they were not sent.
+    assert!(text.contains("HTTP 503: server busy"), "{text}");
+    assert!(
+        text.contains("not sent: an earlier turn of its conversation failed"),
+        "{text}"
+    );
 }
 
 /// The llama-server and model to test against, or why there is none.
@@ -347,5 +401,62 @@ fn runs_against_our_own_server() {
         assert_eq!(summary["failed"], 0, "{endpoint}: {summary}");
         // --synthetic sets ignore_eos: every request generates exactly 8 tokens.
         assert_eq!(summary["output_tokens"], 64, "{endpoint}: {summary}");
+    }
+}
+
+#[test]
+fn conversations_against_our_own_server_reuse_their_history() {
+    let server = common::Server::start(&["-np", "4"]);
+    for endpoint in ["chat", "completion"] {
+        let output = bench(&[
+            "--url",
+            &server.url,
+            "--conversations",
+            "3",
+            "--turns",
+            "3",
+            "--max-tokens",
+            "8",
+            "--endpoint",
+            endpoint,
+            "--json",
+        ]);
+        assert!(output.status.success(), "{endpoint}: {}", stderr(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+        let s = &report["summary"];
+        assert_eq!(
+            (
+                s["requests"].as_u64(),
+                s["succeeded"].as_u64(),
+                s["failed"].as_u64()
+            ),
+            (Some(9), Some(9), Some(0)),
+            "{endpoint}: {s}"
+        );
+        // ignore_eos is on for conversations: every turn generates exactly 8 tokens.
+        assert_eq!(s["output_tokens"], 72, "{endpoint}: {s}");
+        assert!(
+            s["output_tokens_per_s"].as_f64() > Some(0.0),
+            "{endpoint}: {s}"
+        );
+        for distribution in ["ttft_ms", "itl_ms"] {
+            let d = &s[distribution];
+            let (p50, p99) = (d["p50"].as_f64(), d["p99"].as_f64());
+            assert!(
+                p50 > Some(0.0) && p50 <= p99,
+                "{endpoint} {distribution}: {s}"
+            );
+        }
+        // Every turn after the first resends its history, which the server still holds: most of
+        // those prompts come from its cache. Without the history, only the template's first
+        // tokens would.
+        let c = &report["conversations"]["summary"];
+        assert_eq!(c["cut_short"], 0, "{endpoint}: {c}");
+        let share = c["later_turns_cached_share"].as_f64();
+        assert!(share > Some(0.5), "{endpoint}: {c}");
+        assert!(
+            c["later_turns_prompt_tokens"].as_u64() > Some(6 * 16),
+            "{endpoint}: {c}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Sends a workload over HTTP at a fixed concurrency and measures every request. `concurrency`
 //! workers take the next request from a shared counter, so the server always has that many in
 //! flight until the queue drains; a request's failure is data for the summary, never an abort.
+//! `Target` (one request, measured) is shared with the open-loop conversations.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::response::{StreamFold, http_error, parse_response};
+use super::response::{ResponseTokens, StreamFold, http_error, parse_response};
 use super::sse::SseDecoder;
 use super::workload::{BenchRequest, RequestOptions, request_body};
 use super::{BenchError, Endpoint, Measurement, Outcome};
@@ -49,27 +50,13 @@ pub async fn run(
     requests: &[BenchRequest],
     on_done: OnDone,
 ) -> Result<(Vec<Outcome>, Duration), BenchError> {
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        // A fresh connection per request: reusing idle keep-alive connections raced with
-        // llama-server closing them (requests hung until the timeout). On loopback a connect
-        // costs well under a millisecond, far below anything measured here.
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|err| BenchError::Client(error_chain(&err)))?;
+    let target = Arc::new(Target::new(config)?);
     let bodies: Arc<Vec<Value>> = Arc::new(
         requests
             .iter()
             .map(|r| request_body(r, &config.options))
             .collect(),
     );
-    let target = Arc::new(Target {
-        client,
-        url: config.endpoint_url(),
-        api_key: config.api_key.clone(),
-        endpoint: config.options.endpoint,
-        stream: config.options.stream,
-    });
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..config.concurrency.min(bodies.len()))
@@ -85,7 +72,7 @@ pub async fn run(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
-                    let outcome = target.send(body).await;
+                    let (outcome, _answer) = target.send(body).await;
                     on_done(&outcome);
                     done.push((i, outcome));
                 }
@@ -107,7 +94,7 @@ pub async fn run(
 }
 
 /// Everything a worker needs to send one request.
-struct Target {
+pub(super) struct Target {
     client: reqwest::Client,
     url: String,
     api_key: Option<String>,
@@ -116,16 +103,39 @@ struct Target {
 }
 
 impl Target {
-    async fn send(&self, body: &Value) -> Outcome {
-        let start = Instant::now();
-        let result = self.measure(body, start).await;
-        Outcome {
-            latency: start.elapsed(),
-            result,
-        }
+    pub(super) fn new(config: &BenchConfig) -> Result<Self, BenchError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // A fresh connection per request: reusing idle keep-alive connections raced with
+            // llama-server closing them (requests hung until the timeout). On loopback a connect
+            // costs well under a millisecond, far below anything measured here.
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|err| BenchError::Client(error_chain(&err)))?;
+        Ok(Self {
+            client,
+            url: config.endpoint_url(),
+            api_key: config.api_key.clone(),
+            endpoint: config.options.endpoint,
+            stream: config.options.stream,
+        })
     }
 
-    async fn measure(&self, body: &Value, start: Instant) -> Result<Measurement, String> {
+    /// Sends `body` and returns its outcome and the answer's text (empty when it failed).
+    pub(super) async fn send(&self, body: &Value) -> (Outcome, String) {
+        let start = Instant::now();
+        let (result, answer) = match self.measure(body, start).await {
+            Ok((measured, answer)) => (Ok(measured), answer),
+            Err(err) => (Err(err), String::new()),
+        };
+        let outcome = Outcome {
+            latency: start.elapsed(),
+            result,
+        };
+        (outcome, answer)
+    }
+
+    async fn measure(&self, body: &Value, start: Instant) -> Result<(Measurement, String), String> {
         let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
@@ -139,16 +149,11 @@ impl Target {
         if !self.stream {
             let text = response.text().await.map_err(|err| error_chain(&err))?;
             let tokens = parse_response(self.endpoint, &text)?;
-            return Ok(Measurement {
-                ttft: None,
-                output_tokens: tokens.output_tokens,
-                prompt_tokens: tokens.prompt_tokens,
-                timings: tokens.timings,
-            });
+            return Ok(measurement(tokens, None, Vec::new()));
         }
         let mut decoder = SseDecoder::default();
         let mut fold = StreamFold::new(self.endpoint);
-        let mut ttft = None;
+        let mut chunks = ChunkTimes::default();
         // The start of the body, kept until an event arrives, to show what came instead.
         let mut head: Option<Vec<u8>> = Some(Vec::new());
         let mut body = response.bytes_stream();
@@ -159,15 +164,15 @@ impl Target {
             }
             for event in decoder.feed(&chunk) {
                 head = None;
-                if fold.push(&event)? && ttft.is_none() {
-                    ttft = Some(start.elapsed());
+                if fold.push(&event)? {
+                    chunks.text_at(start.elapsed());
                 }
             }
         }
         if let Some(event) = decoder.finish() {
             head = None;
-            if fold.push(&event)? && ttft.is_none() {
-                ttft = Some(start.elapsed());
+            if fold.push(&event)? {
+                chunks.text_at(start.elapsed());
             }
         }
         if let Some(head) = head.filter(|h| !h.is_empty()) {
@@ -177,13 +182,46 @@ impl Target {
             ));
         }
         let tokens = fold.finish()?;
-        Ok(Measurement {
-            ttft,
-            output_tokens: tokens.output_tokens,
-            prompt_tokens: tokens.prompt_tokens,
-            timings: tokens.timings,
-        })
+        Ok(measurement(tokens, chunks.first, chunks.gaps))
     }
+}
+
+/// When a stream's chunks with text arrived, relative to sending the request.
+#[derive(Debug, Default)]
+struct ChunkTimes {
+    /// The first: time to first token.
+    first: Option<Duration>,
+    last: Option<Duration>,
+    /// From each to the next: inter-token latency. Events decoded from one network read share
+    /// a time, so a server that batches its chunks shows gaps of zero, as a client sees them.
+    gaps: Vec<Duration>,
+}
+
+impl ChunkTimes {
+    fn text_at(&mut self, at: Duration) {
+        match self.last {
+            Some(last) => self.gaps.push(at.saturating_sub(last)),
+            None => self.first = Some(at),
+        }
+        self.last = Some(at);
+    }
+}
+
+/// A measurement and the answer's text, from a response's tokens and its chunks' times.
+fn measurement(
+    tokens: ResponseTokens,
+    ttft: Option<Duration>,
+    chunk_gaps: Vec<Duration>,
+) -> (Measurement, String) {
+    let measured = Measurement {
+        ttft,
+        chunk_gaps,
+        output_tokens: tokens.output_tokens,
+        prompt_tokens: tokens.prompt_tokens,
+        cached_tokens: tokens.cached_tokens,
+        timings: tokens.timings,
+    };
+    (measured, tokens.content)
 }
 
 /// An error with its causes (`error sending request: connection refused`), as reqwest's own
@@ -205,6 +243,16 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_times_give_the_first_and_the_gaps() {
+        let mut chunks = ChunkTimes::default();
+        for ms in [40, 50, 50, 75] {
+            chunks.text_at(Duration::from_millis(ms));
+        }
+        assert_eq!(chunks.first, Some(Duration::from_millis(40)));
+        assert_eq!(chunks.gaps, [10, 0, 25].map(Duration::from_millis));
+    }
 
     #[test]
     fn endpoint_url_table() {

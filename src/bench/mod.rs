@@ -1,15 +1,18 @@
 //! `gguf-serve bench`: a load generator for llama.cpp-style servers (gguf-serve, llama-server) and
-//! OpenAI-compatible ones. It sends a workload at a fixed concurrency, measures each request from
-//! the client's side (time to first token, latency, output tokens), collects the timings the server
-//! reports, and summarises the run. The CLI (`src/cli/bench.rs`) validates flags and prints; this
-//! module never prints and never touches the model.
+//! OpenAI-compatible ones. It sends a workload at a fixed concurrency (closed loop) or as chat
+//! conversations arriving at a rate (open loop), measures each request from the client's side
+//! (time to first token, gaps between streamed tokens, latency, output tokens), collects the
+//! timings the server reports, and summarises the run. The CLI (`src/cli/bench.rs`) validates
+//! flags and prints; this module never prints and never touches the model.
 //!
 //! - `workload`: synthetic and JSONL prompts, request bodies.
+//! - `conversation`: multi-turn chat traffic (arrivals, message lengths, growing histories).
 //! - `client`: sends them over HTTP and measures.
 //! - `sse`, `response`: read streamed and whole responses.
 //! - `stats`: percentiles and the run summary; `report`: the summary as text.
 
 mod client;
+mod conversation;
 mod report;
 mod response;
 mod sse;
@@ -23,7 +26,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use client::{BenchConfig, OnDone, run};
-pub use report::render_text;
+pub use conversation::{
+    ConversationPlan, ConversationRun, ConversationSummary, DEFAULT_SEED, Turn, arrivals,
+    run_conversations, summarize_conversations,
+};
+pub use report::{render_conversation, render_text};
 pub use stats::{Distribution, ServerSummary, Summary, percentile, summarize};
 pub use workload::{
     BenchRequest, Prompt, RequestOptions, load_requests, parse_requests, request_body,
@@ -102,8 +109,15 @@ impl ServerTimings {
 pub struct Measurement {
     /// Time to the first chunk carrying text; `None` without streaming or without text.
     pub ttft: Option<Duration>,
+    /// The gaps between consecutive chunks carrying text (inter-token latency where the server
+    /// streams one token a chunk, as llama-server does); empty without streaming.
+    pub chunk_gaps: Vec<Duration>,
     pub output_tokens: u64,
+    /// Every prompt token, cached ones included, where the server said.
     pub prompt_tokens: Option<u64>,
+    /// Prompt tokens the server reused from its cache (`usage.prompt_tokens_details.cached_tokens`
+    /// or `timings.cache_n`), where it said.
+    pub cached_tokens: Option<u64>,
     pub timings: Option<ServerTimings>,
 }
 

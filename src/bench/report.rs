@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::conversation::ConversationSummary;
 use super::stats::{Distribution, Summary};
 
 /// Renders `summary` as lines of text, ending with a newline.
@@ -29,7 +30,11 @@ pub fn render_text(summary: &Summary) -> String {
             "", "mean", "p50", "p90", "p99", "max"
         );
     }
-    for (name, distribution) in [("TTFT ms", &s.ttft_ms), ("latency ms", &s.latency_ms)] {
+    for (name, distribution) in [
+        ("TTFT ms", &s.ttft_ms),
+        ("ITL ms", &s.itl_ms),
+        ("latency ms", &s.latency_ms),
+    ] {
         if let Some(d) = distribution {
             let _ = writeln!(out, "{}", row(name, d));
         }
@@ -61,6 +66,32 @@ pub fn render_text(summary: &Summary) -> String {
     out
 }
 
+/// The lines a conversation run adds after [`render_text`]: how much of the resent history the
+/// server served from its cache, and the conversations a failure cut short.
+pub fn render_conversation(c: &ConversationSummary) -> String {
+    let mut out = String::new();
+    if c.turns > 1 {
+        let _ = match c.later_turns_cached_share {
+            Some(share) => writeln!(
+                out,
+                "cached prompt {:.1}% on turns >= 2  ({} of {} tokens)",
+                share * 100.0,
+                c.later_turns_cached_tokens,
+                c.later_turns_prompt_tokens
+            ),
+            None => writeln!(out, "cached prompt (not reported by the server)"),
+        };
+    }
+    if c.cut_short > 0 {
+        let _ = writeln!(
+            out,
+            "cut short     {} of {} conversations, at a failed turn",
+            c.cut_short, c.conversations
+        );
+    }
+    out
+}
+
 fn row(name: &str, d: &Distribution) -> String {
     format!(
         "{name:<13} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
@@ -82,8 +113,10 @@ mod tests {
                 latency: Duration::from_millis(200),
                 result: Ok(Measurement {
                     ttft: Some(Duration::from_millis(50)),
+                    chunk_gaps: vec![Duration::from_millis(10); 15],
                     output_tokens: 16,
                     prompt_tokens: Some(8),
+                    cached_tokens: None,
                     timings: None,
                 }),
             },
@@ -100,10 +133,42 @@ mod tests {
         );
         assert!(text.contains("TTFT ms"), "{text}");
         assert!(
+            text.contains("ITL ms             10.0      10.0      10.0      10.0      10.0"),
+            "{text}"
+        );
+        assert!(
             text.contains("decode t/s    100.0 per stream (client), - (server)"),
             "{text}"
         );
         assert!(!text.contains("prompt t/s"), "{text}");
         assert!(text.ends_with("errors:\n  HTTP 503: busy\n"), "{text}");
+    }
+
+    #[test]
+    fn renders_the_cached_share_and_cut_short_conversations() {
+        let mut c = ConversationSummary {
+            conversations: 4,
+            turns: 3,
+            cut_short: 0,
+            later_turns_prompt_tokens: 200,
+            later_turns_cached_tokens: 150,
+            later_turns_cached_share: Some(0.75),
+        };
+        assert_eq!(
+            render_conversation(&c),
+            "cached prompt 75.0% on turns >= 2  (150 of 200 tokens)\n"
+        );
+        c.later_turns_cached_share = None;
+        c.cut_short = 1;
+        assert_eq!(
+            render_conversation(&c),
+            "cached prompt (not reported by the server)\n\
+             cut short     1 of 4 conversations, at a failed turn\n"
+        );
+        c.turns = 1;
+        assert_eq!(
+            render_conversation(&c),
+            "cut short     1 of 4 conversations, at a failed turn\n"
+        );
     }
 }

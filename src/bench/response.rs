@@ -1,18 +1,23 @@
 //! Reads what a server answered: llama-server's `/completion` JSON (`content`, `tokens_predicted`,
 //! `timings`), OpenAI chat completions (`choices`, `usage`) and the streamed chunks of both. Each
 //! server fills a different subset, so every count has a fallback chain, ending with counting the
-//! streamed chunks that carried text.
+//! streamed chunks that carried text. The answer's text is kept too: a conversation sends it back
+//! as its history.
 
 use serde_json::Value;
 
 use super::{Endpoint, ServerTimings};
 
-/// Token counts and timings of one finished response.
+/// Token counts, timings and text of one finished response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResponseTokens {
     pub output_tokens: u64,
     pub prompt_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
     pub timings: Option<ServerTimings>,
+    /// The answer: `/completion`'s `content`, or the chat message's `content` (reasoning and tool
+    /// calls left out, as a client's history leaves them out).
+    pub content: String,
 }
 
 /// The counts a JSON object states about itself; `None` where it is silent.
@@ -20,6 +25,7 @@ pub struct ResponseTokens {
 struct Stated {
     output_tokens: Option<u64>,
     prompt_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
     timings: Option<ServerTimings>,
 }
 
@@ -34,6 +40,10 @@ impl Stated {
                 .or_else(|| timings.as_ref().map(|t| t.predicted_n)),
             prompt_tokens: count(usage.and_then(|u| u.get("prompt_tokens")))
                 .or_else(|| count(v.get("tokens_evaluated"))),
+            cached_tokens: count(
+                usage.and_then(|u| u.pointer("/prompt_tokens_details/cached_tokens")),
+            )
+            .or_else(|| timings.as_ref().map(|t| t.cache_n)),
             timings,
         }
     }
@@ -42,6 +52,7 @@ impl Stated {
     fn merge(&mut self, later: Stated) {
         self.output_tokens = later.output_tokens.or(self.output_tokens);
         self.prompt_tokens = later.prompt_tokens.or(self.prompt_tokens);
+        self.cached_tokens = later.cached_tokens.or(self.cached_tokens);
         self.timings = later.timings.or(self.timings.take());
     }
 }
@@ -87,10 +98,19 @@ pub fn parse_response(endpoint: Endpoint, body: &str) -> Result<ResponseTokens, 
         ));
     }
     let stated = Stated::of(&v);
+    let content = match endpoint {
+        Endpoint::Completion => v.get("content"),
+        Endpoint::Chat => v.pointer("/choices/0/message/content"),
+    };
     Ok(ResponseTokens {
         output_tokens: stated.output_tokens.unwrap_or(0),
         prompt_tokens: stated.prompt_tokens,
+        cached_tokens: stated.cached_tokens,
         timings: stated.timings,
+        content: content
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 
@@ -101,6 +121,8 @@ pub struct StreamFold {
     /// Chunks that carried generated text: the token count of last resort.
     text_chunks: u64,
     stated: Stated,
+    /// The answer's text so far.
+    content: String,
     /// The chunk that ends the stream arrived (`stop: true`, a `finish_reason` or `[DONE]`).
     finished: bool,
 }
@@ -111,6 +133,7 @@ impl StreamFold {
             endpoint,
             text_chunks: 0,
             stated: Stated::default(),
+            content: String::new(),
             finished: false,
         }
     }
@@ -129,6 +152,7 @@ impl StreamFold {
         let has_text = match self.endpoint {
             Endpoint::Completion => {
                 self.finished |= v.get("stop").and_then(Value::as_bool) == Some(true);
+                self.content.push_str(text(v.get("content")));
                 non_empty(v.get("content"))
             }
             Endpoint::Chat => {
@@ -137,6 +161,9 @@ impl StreamFold {
                     self.finished |= choice.get("finish_reason").is_some_and(|r| !r.is_null());
                     let delta = choice.get("delta");
                     let field = |name| delta.and_then(|d| d.get(name));
+                    if choice.get("index").and_then(Value::as_u64).unwrap_or(0) == 0 {
+                        self.content.push_str(text(field("content")));
+                    }
                     non_empty(field("content"))
                         || non_empty(field("reasoning_content"))
                         || field("tool_calls").is_some_and(|t| !t.is_null())
@@ -159,13 +186,20 @@ impl StreamFold {
         Ok(ResponseTokens {
             output_tokens: self.stated.output_tokens.unwrap_or(self.text_chunks),
             prompt_tokens: self.stated.prompt_tokens,
+            cached_tokens: self.stated.cached_tokens,
             timings: self.stated.timings,
+            content: self.content,
         })
     }
 }
 
 fn non_empty(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+    !text(v).is_empty()
+}
+
+/// A string field's text; empty when absent, null or not a string.
+fn text(v: Option<&Value>) -> &str {
+    v.and_then(Value::as_str).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -202,6 +236,9 @@ mod tests {
         assert_eq!(text, [true, true, true, false]);
         let got = got.unwrap();
         assert_eq!((got.output_tokens, got.prompt_tokens), (3, Some(5)));
+        assert_eq!(got.content, "Hello!");
+        // timings.cache_n, as the only statement of cached tokens.
+        assert_eq!(got.cached_tokens, Some(0));
         let t = got.timings.unwrap();
         assert_eq!((t.prompt_n, t.predicted_n), (5, 3));
         assert_eq!(t.predicted_per_second, Some(100.0));
@@ -215,15 +252,17 @@ mod tests {
             r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" there"}}]}"#.to_owned(),
             r#"{"choices":[{"finish_reason":"length","index":0,"delta":{}}]}"#.to_owned(),
             format!(
-                r#"{{"choices":[],"usage":{{"completion_tokens":2,"prompt_tokens":9,"total_tokens":11}},"timings":{TIMINGS}}}"#
+                r#"{{"choices":[],"usage":{{"completion_tokens":2,"prompt_tokens":9,"total_tokens":11,"prompt_tokens_details":{{"cached_tokens":6}}}},"timings":{TIMINGS}}}"#
             ),
             "[DONE]".to_owned(),
         ];
         let (text, got) = fold(Endpoint::Chat, &events);
         assert_eq!(text, [false, true, true, false, false, false]);
         let got = got.unwrap();
-        // usage wins over timings.predicted_n.
+        // usage wins over timings.predicted_n and timings.cache_n.
         assert_eq!((got.output_tokens, got.prompt_tokens), (2, Some(9)));
+        assert_eq!(got.cached_tokens, Some(6));
+        assert_eq!(got.content, "Hi there");
         assert!(got.timings.is_some());
     }
 
@@ -238,6 +277,8 @@ mod tests {
         .to_vec();
         let got = fold(Endpoint::Chat, &events).1.unwrap();
         assert_eq!((got.output_tokens, got.prompt_tokens), (2, None));
+        // Reasoning is not part of the answer a client sends back.
+        assert_eq!((got.content.as_str(), got.cached_tokens), ("a", None));
     }
 
     #[test]
@@ -344,6 +385,28 @@ mod tests {
                 (got, _) => panic!("{name}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn whole_responses_keep_the_answer_and_cached_tokens() {
+        let chat = parse_response(
+            Endpoint::Chat,
+            r#"{"choices":[{"message":{"content":"x y"}}],"usage":{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (chat.content.as_str(), chat.cached_tokens),
+            ("x y", Some(2))
+        );
+        let completion = parse_response(
+            Endpoint::Completion,
+            r#"{"content":" z","timings":{"cache_n":4}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (completion.content.as_str(), completion.cached_tokens),
+            (" z", Some(4))
+        );
     }
 
     #[test]

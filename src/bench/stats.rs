@@ -1,5 +1,5 @@
 //! Turns the outcomes of a benchmark run into its summary: counts, throughput, percentiles of time
-//! to first token and latency, and the means of the timings the server reported. Pure functions
+//! to first token, inter-token latency and latency, and the means of the timings the server reported. Pure functions
 //! over plain data, so the arithmetic is tested without a server.
 
 use std::time::Duration;
@@ -92,6 +92,9 @@ pub struct Summary {
     pub requests_per_s: f64,
     /// Time to first token (streaming only).
     pub ttft_ms: Option<Distribution>,
+    /// Inter-token latency: the gaps between streamed chunks with text, of every request pooled
+    /// (streaming only).
+    pub itl_ms: Option<Distribution>,
     /// Time from sending the request to the end of the response.
     pub latency_ms: Option<Distribution>,
     /// Mean per-request decode speed seen by the client: tokens after the first over the time
@@ -117,6 +120,10 @@ pub fn summarize(outcomes: &[Outcome], wall: Duration) -> Summary {
     }
     let latencies: Vec<f64> = ok.iter().map(|(latency, _)| ms(*latency)).collect();
     let ttfts: Vec<f64> = ok.iter().filter_map(|(_, m)| m.ttft.map(ms)).collect();
+    let gaps: Vec<f64> = ok
+        .iter()
+        .flat_map(|(_, m)| m.chunk_gaps.iter().copied().map(ms))
+        .collect();
     let client_decode: Vec<f64> = ok
         .iter()
         .filter_map(|(latency, m)| client_decode_per_second(*latency, m.ttft?, m.output_tokens))
@@ -136,6 +143,7 @@ pub fn summarize(outcomes: &[Outcome], wall: Duration) -> Summary {
         output_tokens_per_s: per_second(output_tokens as f64),
         requests_per_s: per_second(ok.len() as f64),
         ttft_ms: Distribution::of(&ttfts),
+        itl_ms: Distribution::of(&gaps),
         latency_ms: Distribution::of(&latencies),
         client_decode_per_second_mean: mean(&client_decode),
         server: summarize_timings(&timings),
@@ -219,8 +227,16 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             result: Ok(Measurement {
                 ttft: ttft_ms.map(Duration::from_millis),
+                // Evenly spaced tokens after the first.
+                chunk_gaps: ttft_ms
+                    .map(|ttft| {
+                        let gap = (latency_ms - ttft) / tokens.max(2).saturating_sub(1);
+                        vec![Duration::from_millis(gap); tokens.saturating_sub(1) as usize]
+                    })
+                    .unwrap_or_default(),
                 output_tokens: tokens,
                 prompt_tokens: Some(10),
+                cached_tokens: None,
                 timings: t,
             }),
         }
@@ -258,6 +274,12 @@ mod tests {
         assert_eq!(latency.mean, 2000.0);
         let ttft = s.ttft_ms.unwrap();
         assert_eq!((ttft.p50, ttft.max), (150.0, 200.0));
+        // 9 gaps of 100 ms and 9 of 200 ms, pooled; none from the request without a stream.
+        let itl = s.itl_ms.unwrap();
+        assert_eq!(
+            (itl.min, itl.p50, itl.max, itl.mean),
+            (100.0, 150.0, 200.0, 150.0)
+        );
         // 9 tokens in 0.9 s and 9 tokens in 1.8 s.
         assert!((s.client_decode_per_second_mean.unwrap() - 7.5).abs() < 1e-9);
         assert_eq!(s.server.requests_with_timings, 2);
@@ -274,6 +296,7 @@ mod tests {
         assert_eq!((s.succeeded, s.failed), (0, 1));
         assert_eq!(s.latency_ms, None);
         assert_eq!(s.ttft_ms, None);
+        assert_eq!(s.itl_ms, None);
         assert_eq!(s.output_tokens_per_s, 0.0);
         assert_eq!(s.server.predicted_per_second_mean, None);
     }

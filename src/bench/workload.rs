@@ -44,7 +44,7 @@ pub struct RequestOptions {
 }
 
 /// Words that are one token each in common vocabularies, so a prompt of N words is about N tokens.
-const WORDS: &[&str] = &[
+pub(super) const WORDS: &[&str] = &[
     "the",
     "of",
     "and",
@@ -225,7 +225,7 @@ pub fn synthetic_requests(n: usize, n_tokens: usize) -> Vec<BenchRequest> {
 }
 
 /// SplitMix64: a tiny, well-mixed generator; enough for varied words, and stable across releases.
-fn splitmix64(state: &mut u64) -> u64 {
+pub(super) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
