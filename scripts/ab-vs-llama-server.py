@@ -78,6 +78,11 @@ try:
         print("round  " + "  ".join(f"{n:>12}" for n in servers) + "   (prompt t/s, client-timed)")
         for i in range(a.rounds):
             print(f"{i:5d}  " + "  ".join(f"{wall[n][i]:12.1f}" for n in servers))
+        if a.rounds >= 8:
+            # The last three rounds against the first three after warm-up: 1.0 holds steady.
+            for n in servers:
+                early, late = statistics.median(wall[n][2:5]), statistics.median(wall[n][-3:])
+                print(f"{n:<12} last 3 rounds / rounds 2-4: {late / early:.3f}")
     for label, data in (("prompt t/s (client)", wall), ("prompt t/s (server)", pp),
                         ("decode t/s", tg)):
         l, g = med(data["llama-server"]), med(data["gguf-serve"])

@@ -14,7 +14,12 @@
 #          --quant auto picks from the ladder at -c 32768 and 131072 and serves 128-token
 #          requests at concurrency 1 and 4; llama-server's own fit on the F16 file and on the
 #          file we picked are the anchors.
-# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb]    (default: all three)
+#   prompt prompt processing against the reference llama-server, both servers loaded at once and
+#          each prompt sent to both in turn (scripts/ab-vs-llama-server.py, timed by the client):
+#          PROMPT_WORDS (default 2000 8000 32000, about as many tokens) at each -np of PROMPT_NPS
+#          (default 4 64), -c 131072, one KV cache, 22 rounds; the per-round trend shows whether
+#          either server slows as earlier prompts fill its slots.
+# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt]    (default: the first three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/gs}
@@ -43,6 +48,17 @@ if [[ " $stages " == *" speed "* ]]; then
   # prompts, greedy decode, sampled decode, the two 16-stream waves).
   out=$WORK/speed$(echo "${LLAMA_SERVER_ARGS:-}${GGUF_SERVE_ARGS:-}" | tr -d ' ')
   grep -h "engine idle" "$out/r$ROUNDS-gguf-serve.log" | sed 's/.*engine idle //'
+fi
+
+if [[ " $stages " == *" prompt "* ]]; then
+  for np in ${PROMPT_NPS:-4 64}; do
+    for words in ${PROMPT_WORDS:-2000 8000 32000}; do
+      say "prompt: ~$words tokens, -np $np, 22 alternating rounds"
+      python3 "$ROOT/scripts/ab-vs-llama-server.py" --rounds 22 --trend --prompt-words "$words" \
+        --decode-tokens 32 "$LS" "$GS" "$MODELS/gpt-oss-20b-F16.gguf" \
+        -- -t "${THREADS:-8}" -c 131072 -np "$np" --kv-unified -ngl 99 2>&1 | grep -v "^ *[0-9]* "
+    done
+  done
 fi
 
 # serve NAME LOG CMD…: starts a server on port 18081 and waits for /health (model load included).
