@@ -16,9 +16,11 @@
 #          file we picked are the anchors.
 #   prompt prompt processing against the reference llama-server, both servers loaded at once and
 #          each prompt sent to both in turn (scripts/ab-vs-llama-server.py, timed by the client):
-#          PROMPT_WORDS (default 2000 8000 32000, about as many tokens) at each -np of PROMPT_NPS
-#          (default 4 64), -c 131072, one KV cache, 22 rounds; the per-round trend shows whether
-#          either server slows as earlier prompts fill its slots.
+#          PROMPT_WORDS at each -np of PROMPT_NPS (default 4 64), -c 131072, one KV cache, 22
+#          rounds; the per-round trend shows whether either server slows as earlier prompts fill
+#          its slots. The synthetic model's tokenizer makes about 5.4 tokens of a word, so the
+#          default 380 1500 6000 words are about 2k, 8k and 32k tokens (the speed stage's 380
+#          words are its 2 048-token prompt).
 # Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt]    (default: the first three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,8 +54,8 @@ fi
 
 if [[ " $stages " == *" prompt "* ]]; then
   for np in ${PROMPT_NPS:-4 64}; do
-    for words in ${PROMPT_WORDS:-2000 8000 32000}; do
-      say "prompt: ~$words tokens, -np $np, 22 alternating rounds"
+    for words in ${PROMPT_WORDS:-380 1500 6000}; do
+      say "prompt: $words words, -np $np, 22 alternating rounds"
       python3 "$ROOT/scripts/ab-vs-llama-server.py" --rounds 22 --trend --prompt-words "$words" \
         --decode-tokens 32 "$LS" "$GS" "$MODELS/gpt-oss-20b-F16.gguf" \
         -- -t "${THREADS:-8}" -c 131072 -np "$np" --kv-unified -ngl 99 2>&1 | grep -v "^ *[0-9]* "
