@@ -16,13 +16,14 @@
 //!     n_gpu_layers: GpuLayers::Auto, // `-ngl auto`
 //!     n_cpu_moe: None,               // `--n-cpu-moe`
 //!     prefer: Prefer::Balanced,      // `--prefer`
+//!     cache_ram_mib: 8192,           // `--cache-ram`
 //! };
 //! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
 //! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
 //! let budget = Budget::new(vec![], 32 << 30, Margin::Default, host);
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
-//! // (and no GPU device at all if !decision.use_gpu);
+//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu);
 //! for reason in &decision.reasons { println!("{reason}"); }
 //! # Ok(()) }
 //! ```
