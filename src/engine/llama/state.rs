@@ -73,18 +73,16 @@ impl Context<'_> {
         tokens.truncate(n_tokens);
         Some((tokens, read))
     }
-}
 
-impl Context<'_> {
-    /// The size of sequence `seq`'s state in bytes, as [`Self::seq_state`] would write it.
+    /// The size of sequence `seq`'s state in bytes, which [`Self::seq_state`] takes.
     pub fn seq_state_size(&mut self, seq: i32) -> usize {
         // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
         unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, 0) }
     }
 
-    /// Sequence `seq`'s KV cells as bytes; `None` if llama.cpp could not write them all.
-    pub fn seq_state(&mut self, seq: i32) -> Option<Vec<u8>> {
-        let size = self.seq_state_size(seq);
+    /// Sequence `seq`'s KV cells as the `size` bytes [`Self::seq_state_size`] gave; `None` if
+    /// llama.cpp could not write them all.
+    pub fn seq_state(&mut self, seq: i32, size: usize) -> Option<Vec<u8>> {
         let mut state = vec![0u8; size];
         // SAFETY: `state` has room for `size` bytes, the size passed; llama.cpp writes at most
         // that many.

@@ -139,9 +139,8 @@ impl Worker<'_> {
                     .span
                     .in_scope(|| tracing::warn!(slot = idx, "{}", error()));
                 let _ = task.tx.send(Event::Error(error()));
-                slot.cache.clear();
-                self.ctx.detach(slot.seq_id());
-                self.ctx.seq_rm(slot.seq_id(), None, None);
+                self.clear_slot(idx);
+                self.ctx.detach(self.slots[idx].seq_id());
                 self.orphan_waiting(idx);
             }
         }

@@ -199,10 +199,8 @@ impl Worker<'_> {
             }
             TaskKind::Generate => unreachable!("only embedding tasks are in an embedding batch"),
         };
-        let slot = &mut self.slots[idx];
-        let task = slot.release().expect("in the batch");
-        slot.cache.clear();
-        self.ctx.seq_rm(seq, None, None);
+        let task = self.slots[idx].release().expect("in the batch");
+        self.clear_slot(idx);
         // As llama-server, an embedding's tokens count as prompt tokens in `/metrics`.
         let prompt_ms = task.t_start.elapsed().as_secs_f64() * 1e3;
         self.stats.request_done(n_tokens, 0, prompt_ms, 0, 0.0);
@@ -217,15 +215,15 @@ impl Worker<'_> {
     /// An embedding decode failed: the tasks it held end with the error.
     fn fail_embed(&mut self, in_batch: &[usize], err: &DecodeError) {
         for &idx in in_batch {
-            let slot = &mut self.slots[idx];
-            let Some(task) = slot.release() else { continue };
+            let Some(task) = self.slots[idx].release() else {
+                continue;
+            };
             let error = EngineError::Decode(err.to_string());
             task.req
                 .span
                 .in_scope(|| tracing::warn!(slot = idx, "{error}"));
             let _ = task.tx.send(Event::Error(error));
-            slot.cache.clear();
-            self.ctx.seq_rm(slot.seq_id(), None, None);
+            self.clear_slot(idx);
         }
     }
 }

@@ -21,7 +21,7 @@ impl Worker<'_> {
         let size = self.ctx.seq_state_size(seq);
         let ctx = &mut self.ctx;
         let saved = cache.store(&slot.cache, self.loras.slot_scales(idx), size, || {
-            ctx.seq_state(seq)
+            ctx.seq_state(seq, size)
         });
         if saved {
             tracing::debug!(
@@ -35,13 +35,6 @@ impl Worker<'_> {
             self.report_cache();
         }
         saved
-    }
-
-    /// Empties slot `idx` (its cells and tokens).
-    pub(super) fn clear_slot(&mut self, idx: usize) {
-        let slot = &mut self.slots[idx];
-        slot.cache.clear();
-        self.ctx.seq_rm(slot.seq_id(), None, None);
     }
 
     /// Before `req` starts on slot `idx`: saves what the slot holds, then restores the cached

@@ -317,6 +317,13 @@ impl<'m> Worker<'m> {
         }
     }
 
+    /// Empties slot `idx`: its cells and the tokens they hold.
+    fn clear_slot(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        slot.cache.clear();
+        self.ctx.seq_rm(slot.seq_id(), None, None);
+    }
+
     /// Handles one command; false means stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {

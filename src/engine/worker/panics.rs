@@ -42,10 +42,9 @@ impl Worker<'_> {
                 .tx
                 .send(Event::Error(EngineError::Panicked(what.to_string())));
         }
-        slot.cache.clear();
         slot.last_used = std::time::Instant::now();
         self.ctx.detach(seq);
-        self.ctx.seq_rm(seq, None, None);
+        self.clear_slot(idx);
         self.orphan_waiting(idx);
     }
 }

@@ -119,10 +119,8 @@ impl Worker<'_> {
 
     /// Empties a slot's cache; what it held.
     fn erase_slot(&mut self, id: usize) -> SlotActionDone {
-        let slot = &mut self.slots[id];
-        let n_erased = slot.cache.len();
-        slot.cache.clear();
-        self.ctx.seq_rm(slot.seq_id(), None, None);
+        let n_erased = self.slots[id].cache.len();
+        self.clear_slot(id);
         SlotActionDone::Erased { n_erased }
     }
 }
