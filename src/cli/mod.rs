@@ -151,7 +151,10 @@ impl Cli {
                 translated.insert(0, head[0].clone());
                 translated
             }
-            Some(_) => rewrite_spellings(args),
+            Some(name) => {
+                let sub = command.find_subcommand(name).expect("matched above");
+                rewrite_spellings(args, &|s| own_flag(sub, s))
+            }
         };
         let matches = command
             .try_get_matches_from_mut(args)

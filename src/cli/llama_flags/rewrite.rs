@@ -196,8 +196,9 @@ fn from_env(
 
 /// Rewrites llama-server's spellings of implemented flags to gguf-serve's (`-ngl` to
 /// `--n-gpu-layers`) and leaves everything else alone: for the subcommands that share some of
-/// `serve`'s flags (`plan`).
-pub fn rewrite_spellings(args: Vec<OsString>) -> Vec<OsString> {
+/// `serve`'s flags (`plan`). A spelling the subcommand defines itself (`own`, as in
+/// [`translate`]) is its own: `bench --temperature` is bench's flag, not llama-server's `--temp`.
+pub fn rewrite_spellings(args: Vec<OsString>, own: &dyn Fn(&str) -> Option<bool>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     for arg in args {
         let text = arg.to_string_lossy().into_owned();
@@ -205,6 +206,10 @@ pub fn rewrite_spellings(args: Vec<OsString>) -> Vec<OsString> {
             Some((s, v)) => (s, Some(v)),
             None => (text.as_str(), None),
         };
+        if own(spelling).is_some() {
+            out.push(arg);
+            continue;
+        }
         match lookup(spelling) {
             Some((flag, negative)) if text.starts_with('-') => {
                 let support = flag.support_for(negative);

@@ -143,6 +143,27 @@ fn llama_server_spellings_reach_our_flags() {
 }
 
 #[test]
+fn a_subcommands_own_spelling_is_not_rewritten() {
+    // llama-server spells --temp also --temperature; bench's --temperature is its own flag.
+    let argv = [
+        "gguf-serve",
+        "bench",
+        "--synthetic",
+        "1",
+        "--temperature",
+        "0.8",
+    ];
+    let cli = Cli::parse_with_env(argv.map(OsString::from), &|_| None).unwrap();
+    let Some(crate::cli::Command::Bench(bench)) = cli.command else {
+        panic!("not bench")
+    };
+    assert_eq!(bench.temperature, 0.8);
+    // plan still takes llama-server's spellings of the flags it shares.
+    let argv = ["gguf-serve", "plan", "-m", "m.gguf", "-ngl", "7"];
+    assert!(Cli::parse_with_env(argv.map(OsString::from), &|_| None).is_ok());
+}
+
+#[test]
 fn refusals_and_unknown_flags_name_the_flag() {
     let err = |args: &[&str]| match parse(args, &[]) {
         Err(ParseError::Flag(e)) => e.to_string(),
