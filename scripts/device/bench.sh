@@ -21,7 +21,16 @@
 #          its slots. The synthetic model's tokenizer makes about 5.4 tokens of a word, so the
 #          default 380 1500 6000 words are about 2k, 8k and 32k tokens (the speed stage's 380
 #          words are its 2 048-token prompt).
-# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt]    (default: the first three)
+#   scale  aggregate sampled decode (temperature 0.8, top_p 0.95) at each -np of SCALE_NPS
+#          (default 64 128 256): SCALE_WAVES × N requests of 64-token prompts and 128 tokens at
+#          concurrency N (default 1 wave), llama-server, llama-server -bs and gguf-serve loaded at
+#          once, ROUNDS rounds in rotating order; with more than one wave the later requests'
+#          prompts are processed among the running streams.
+#   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
+#          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
+#          (default 512) tokens, 128-token answers, -np 32; TTFT and inter-token latency p50/p99.
+# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt] [scale] [chat]
+#        (default: the first three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/gs}
@@ -63,13 +72,14 @@ if [[ " $stages " == *" prompt "* ]]; then
   done
 fi
 
-# serve NAME LOG CMD…: starts a server on port 18081 and waits for /health (model load included).
+# serve NAME LOG CMD…: starts a server on port PORT (default 18081) and waits for /health (model
+# load included); its pid is in $pid.
 serve() {
-  local name=$1 log=$2; shift 2
-  "$@" --port 18081 >"$log" 2>&1 &
+  local name=$1 log=$2 port=${PORT:-18081}; shift 2
+  "$@" --port "$port" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 900); do
-    curl -sf http://127.0.0.1:18081/health >/dev/null && return 0
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0
     kill -0 $pid 2>/dev/null || { echo "$name exited:"; tail -5 "$log"; return 1; }
     sleep 0.2
   done
@@ -110,5 +120,45 @@ if [[ " $stages " == *" 16gb "* ]]; then
     fi
   done
   kill $blocker
+fi
+if [[ " $stages " == *" scale "* ]]; then
+  names=(llama-server "llama-server -bs" gguf-serve)
+  for np in ${SCALE_NPS:-64 128 256}; do
+    requests=$((np * ${SCALE_WAVES:-1}))
+    say "scale: $requests requests at concurrency $np, sampled, -np $np; the three servers loaded at once"
+    common=(-m "$MODELS/gpt-oss-20b-F16.gguf" -t "${THREADS:-8}" -c $((np * 512)) -np "$np" --kv-unified -ngl 99)
+    pids=()
+    PORT=18091 serve llama-server "$WORK/scale-$np-ls.log" "$LS" "${common[@]}" && pids+=("$pid")
+    PORT=18092 serve "llama-server -bs" "$WORK/scale-$np-bs.log" "$LS" "${common[@]}" -bs && pids+=("$pid")
+    PORT=18093 serve gguf-serve "$WORK/scale-$np-gs.log" "$GS" "${common[@]}" && pids+=("$pid")
+    [ ${#pids[@]} = 3 ] || { kill "${pids[@]}" 2>/dev/null; continue; }
+    rm -f "$WORK/scale-$np.tsv"
+    for round in $(seq 1 "$ROUNDS"); do
+      for k in 0 1 2; do
+        i=$(((round + k) % 3))
+        agg=$("$GS" bench --url "http://127.0.0.1:$((18091 + i))" --endpoint completion \
+          --synthetic "$requests" --concurrency "$np" --prompt-tokens 64 --max-tokens 128 \
+          --temperature 0.8 --top-p 0.95 --seed "$round" --json |
+          python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["output_tokens_per_s"] if not s["failed"] else "failed")')
+        echo "    round $round ${names[$i]}: $agg t/s"
+        printf '%s\t%s\n' "$i" "$agg" >>"$WORK/scale-$np.tsv"
+      done
+    done
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null
+    python3 - "$WORK/scale-$np.tsv" "$np" <<'PY'
+import statistics, sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().split("\n") if line]
+med = [statistics.median(float(v) for i, v in rows if int(i) == k and v != "failed") for k in range(3)]
+print(f"| {sys.argv[2]} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} | {med[2] / med[0]:.2f} | {med[2] / med[1]:.2f} |")
+PY
+  done
+fi
+
+if [[ " $stages " == *" chat "* ]]; then
+  say "chat: 32 conversations x 6 turns, -np 32, first messages of ${CHAT_PROMPT_TOKENS:-512} tokens, 128-token answers"
+  GGUF_SERVE=$GS ROUNDS=$ROUNDS CONVERSATIONS=32 TURNS=6 PROMPT_TOKENS=${CHAT_PROMPT_TOKENS:-512} \
+    MAX_TOKENS=128 ENDPOINT=completion OUT=$WORK/chat \
+    "$ROOT/scripts/chat-vs-llama-server.sh" "$LS" "$MODELS/gpt-oss-20b-F16.gguf" \
+    -- -t "${THREADS:-8}" -c 131072 -np 32 --kv-unified -ngl 99 2>&1 | grep -v "round [0-9]*:"
 fi
 say "bench done"
