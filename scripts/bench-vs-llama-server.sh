@@ -37,7 +37,6 @@ DECODE_TOKENS=${DECODE_TOKENS:-128}
 CONC_REQUESTS=${CONC_REQUESTS:-8}
 CONC_TOKENS=${CONC_TOKENS:-64}
 CONC_PROMPT_TOKENS=${CONC_PROMPT_TOKENS:-64}
-HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-180}
 
 log() { echo "bench-vs-llama-server: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -52,25 +51,12 @@ LLAMA_SERVER=${LLAMA_SERVER:-$("$ROOT/scripts/build-llama-server.sh")/llama-serv
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/bench-vs-llama-server.XXXXXX")}
 mkdir -p "$OUT"
 
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/one-server.sh
+. "$ROOT/scripts/lib/one-server.sh"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_server NAME LOG: starts one side on a free port; sets server_pid and url.
+# start_server NAME LOG: starts one side (with its extra flags); sets server_pid and url.
 start_server() {
-  local name=$1 logfile=$2 port cmd extra
-  port=$(free_port)
+  local name=$1 logfile=$2 cmd extra
   if [ "$name" = llama-server ]; then
     cmd=$LLAMA_SERVER extra=${LLAMA_SERVER_ARGS:-}
   else
@@ -78,20 +64,7 @@ start_server() {
   fi
   # $cmd and $extra are word-split on purpose: a command prefix and a list of flags.
   # shellcheck disable=SC2086
-  $cmd -m "$MODEL" --host 127.0.0.1 --port "$port" -t "$THREADS" -c "$CTX" -np "$NP" $extra \
-    >"$logfile" 2>&1 </dev/null &
-  server_pid=$!
-  url=http://127.0.0.1:$port
-  local deadline=$((SECONDS + HEALTH_TIMEOUT))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ]; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      tail -n 20 "$logfile" >&2
-      server_pid=
-      die "$name exited while starting (log: $logfile)"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || die "$name: no /health 200 after ${HEALTH_TIMEOUT}s (log: $logfile)"
-    sleep 0.2
-  done
+  launch "$name" "$logfile" $cmd -m "$MODEL" -t "$THREADS" -c "$CTX" -np "$NP" $extra
 }
 
 bench() {

@@ -29,7 +29,6 @@ THINK=${THINK:-0}
 PROMPT_TOKENS=${PROMPT_TOKENS:-64}
 MAX_TOKENS=${MAX_TOKENS:-64}
 ENDPOINT=${ENDPOINT:-chat}
-HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-180}
 
 log() { echo "chat-vs-llama-server: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -62,39 +61,14 @@ WORKLOAD=(--conversations "$CONVERSATIONS" --turns "$TURNS" --think "$THINK"
 # shellcheck disable=SC2206
 WORKLOAD+=(${BENCH_ARGS:-})
 
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/one-server.sh
+. "$ROOT/scripts/lib/one-server.sh"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_server NAME LOG: starts one side on a free port; sets server_pid and url.
+# start_server NAME LOG: starts one side; sets server_pid and url.
 start_server() {
-  local name=$1 logfile=$2 port binary
-  port=$(free_port)
-  if [ "$name" = llama-server ]; then binary=$LLAMA_SERVER; else binary=$GGUF_SERVE; fi
-  "$binary" -m "$MODEL" "${FLAGS[@]}" --host 127.0.0.1 --port "$port" >"$logfile" 2>&1 </dev/null &
-  server_pid=$!
-  url=http://127.0.0.1:$port
-  local deadline=$((SECONDS + HEALTH_TIMEOUT))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ]; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      tail -n 20 "$logfile" >&2
-      server_pid=
-      die "$name exited while starting (log: $logfile)"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || die "$name: no /health 200 after ${HEALTH_TIMEOUT}s (log: $logfile)"
-    sleep 0.2
-  done
+  local binary=$GGUF_SERVE
+  [ "$1" != llama-server ] || binary=$LLAMA_SERVER
+  launch "$1" "$2" "$binary" -m "$MODEL" "${FLAGS[@]}"
 }
 
 # measure NAME ROUND: one server's round, into $OUT/rROUND-NAME.json.
