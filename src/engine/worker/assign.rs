@@ -241,7 +241,9 @@ impl Worker<'_> {
                 }
             }
         };
-        let mut n_keep = if req.params.cache_prompt && wait_for.is_none() {
+        // A member of a parallel group reads its prompt from the first member's slot.
+        let reuse = req.params.cache_prompt && wait_for.is_none();
+        let mut n_keep = if reuse {
             common_prefix(&self.slots[idx].cache, &req.prompt)
         } else {
             0
@@ -249,7 +251,7 @@ impl Worker<'_> {
         if self.loras.assign(idx, &req.params.lora) {
             // Cached tokens were computed with other adapter scales.
             n_keep = 0;
-        } else if req.params.cache_prompt && wait_for.is_none() {
+        } else if reuse {
             let min_chunk = req.params.n_cache_reuse as usize;
             if min_chunk > 0 && self.ctx.can_shift() {
                 n_keep = self.reuse_chunks(idx, &req.prompt, n_keep, min_chunk);
