@@ -364,6 +364,7 @@ mod tests {
             include_str!("../plan/choose.rs"),
             include_str!("../plan/speed.rs"),
             include_str!("../plan/memory.rs"),
+            include_str!("../plan/split.rs"),
         ];
         // The contents of the string literals, comments left out.
         let mut texts = Vec::new();

@@ -218,9 +218,9 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         model_path: decision.file.clone(),
         model: ModelParams {
             n_gpu_layers,
-            split_mode: load.split_mode()?,
-            main_gpu: load.main_gpu,
-            tensor_split: load.tensor_split()?,
+            split_mode: memory.split_mode()?,
+            main_gpu: memory.main_gpu,
+            tensor_split: memory.tensor_split()?,
             // A GPU too small for even the compute buffers is left out (`--device none`).
             devices: if decision.use_gpu {
                 load.devices()
