@@ -227,6 +227,19 @@ impl MemoryArgs {
             .collect()
     }
 
+    /// `--main-gpu` against the number of GPUs, where llama.cpp uses it (`--split-mode none` and
+    /// `row`), with llama.cpp's wording.
+    pub fn check_main_gpu(&self, n_gpus: usize) -> anyhow::Result<()> {
+        let uses_it = !matches!(self.split_mode()?, SplitMode::Layer);
+        if uses_it && n_gpus > 0 && self.main_gpu >= n_gpus as i32 {
+            bail!(
+                "--main-gpu {0}: invalid value for main_gpu: {0} (available devices: {n_gpus})",
+                self.main_gpu
+            );
+        }
+        Ok(())
+    }
+
     /// `--split-mode`, `--main-gpu` and `--tensor-split` for the planner.
     pub fn split_request(&self) -> anyhow::Result<plan::SplitRequest> {
         Ok(plan::SplitRequest {

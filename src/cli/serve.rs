@@ -182,6 +182,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         timeout_secs: http.timeout,
         shutdown_timeout_secs: http.shutdown_timeout,
         predicted: Some(decision.predicted),
+        predicted_devices: decision
+            .split
+            .as_ref()
+            .map(|s| s.devices.clone())
+            .unwrap_or_default(),
         planned: Some(crate::server::Planned {
             quant: decision.quant.clone(),
             n_gpu_layers: decision.n_gpu_layers,
@@ -220,7 +225,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             n_gpu_layers,
             split_mode: memory.split_mode()?,
             main_gpu: memory.main_gpu,
-            tensor_split: memory.tensor_split()?,
+            tensor_split: tensor_split(memory, load, decision)?,
             // A GPU too small for even the compute buffers is left out (`--device none`).
             devices: if decision.use_gpu {
                 load.devices()
@@ -273,6 +278,24 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         numa: load.numa()?,
         lora: args.lora.adapters()?,
     })
+}
+
+/// `-ts` for llama.cpp: the user's, else the planner's layer counts when it split the model
+/// over several GPUs (not with `--fit off`, which leaves llama.cpp's split by free memory).
+fn tensor_split(
+    memory: &super::memory::MemoryArgs,
+    load: &super::load::LoadArgs,
+    decision: &Decision,
+) -> anyhow::Result<Vec<f32>> {
+    let given = memory.tensor_split()?;
+    if !given.is_empty() || !load.fit()? {
+        return Ok(given);
+    }
+    Ok(decision
+        .split
+        .as_ref()
+        .map(|s| s.tensor_split.iter().map(|&n| n as f32).collect())
+        .unwrap_or_default())
 }
 
 /// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
@@ -356,6 +379,7 @@ fn plan(
         crate::plan::HostSpeed::bandwidth_only(0.0, crate::plan::BandwidthSource::Assumed)
     };
     let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
+    args.memory.check_main_gpu(budget.gpus.len())?;
     let decision = crate::plan::choose(models, request, &budget)?;
     for warning in &decision.warnings {
         tracing::warn!("{warning}");

@@ -488,11 +488,24 @@ fn nothing_fits(
             hi = mid - 1;
         }
     }
-    let hint = if lo > 0 {
+    let mut hint = if lo > 0 {
         format!("{} would fit with -c {}", smallest.quant, lo * 256)
     } else {
         format!("{} does not fit even with -c 256", smallest.quant)
     };
+    // Over several GPUs, the devices that overflow.
+    if let Some(split) = &smallest.split {
+        let ts = if split.given { " (-ts given)" } else { "" };
+        for d in split.devices.iter().filter(|d| !d.fits()) {
+            hint = format!(
+                "{} would need {}, {} usable, {} over{ts}; {hint}",
+                d.name,
+                fmt_bytes(d.total()),
+                fmt_bytes(d.usable),
+                fmt_bytes(d.total() - d.usable)
+            );
+        }
+    }
     PlanError::NothingFits {
         quant: smallest.quant.clone(),
         needed: smallest.predicted.total(),

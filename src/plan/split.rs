@@ -426,6 +426,9 @@ fn device_line(d: &DevicePlan) -> String {
         (None, false) if d.compute > 0 => "no layers, compute for the host's layers".into(),
         (None, false) => "no layers".into(),
     };
+    if d.total() == 0 {
+        return format!("{} ({} free): {what}", d.name, fmt_bytes(d.free));
+    }
     let mut line = format!(
         "{} ({} free): {what}, {} (weights {}, KV cache {}, compute {})",
         d.name,
