@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use gguf_serve::plan::{self, BandwidthSource, Budget, ContextParams, GpuLayers, HostSpeed};
-//! use gguf_serve::plan::{Margin, PlanRequest, Prefer};
+//! use gguf_serve::plan::{Margin, PlanRequest, Prefer, SplitRequest};
 //! use gguf_serve::source;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let candidates = source::resolve(std::path::Path::new("models/"), None)?; // `--quant auto`
@@ -17,13 +17,15 @@
 //!     n_cpu_moe: None,               // `--n-cpu-moe`
 //!     prefer: Prefer::Balanced,      // `--prefer`
 //!     cache_ram_mib: 8192,           // `--cache-ram`
+//!     split: SplitRequest::default(), // `--split-mode`, `--main-gpu`, `--tensor-split`
 //! };
 //! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
 //! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
 //! let budget = Budget::new(vec![], 32 << 30, Margin::Default, host);
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
-//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu);
+//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu),
+//! // with several GPUs -ts from decision.split (its tensor_split, and memory per device);
 //! for reason in &decision.reasons { println!("{reason}"); }
 //! # Ok(()) }
 //! ```

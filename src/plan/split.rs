@@ -297,6 +297,9 @@ fn auto_counts(
 ) -> Vec<u32> {
     let nd = gpus.len();
     let n = units.len() as u32;
+    if n == 0 {
+        return vec![0; nd];
+    }
     let fits = |counts: &[u32]| units.devices(gpus, counts).iter().all(DevicePlan::fits);
     // One device alone: the main GPU first, then by usable memory.
     let mut order: Vec<usize> = (0..nd).collect();
@@ -304,7 +307,7 @@ fn auto_counts(
     for &i in &order {
         let mut counts = vec![0; nd];
         counts[i] = n;
-        if n > 0 && fits(&counts) {
+        if fits(&counts) {
             if nd > 1 {
                 reasons.push(format!(
                     "the offload fits on {} alone: no split needed (-ts {})",
