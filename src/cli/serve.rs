@@ -225,7 +225,11 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
             n_gpu_layers,
             split_mode: memory.split_mode()?,
             main_gpu: memory.main_gpu,
-            tensor_split: tensor_split(memory, load, decision)?,
+            tensor_split: tensor_split(
+                memory,
+                load,
+                decision.split.as_ref().map(|s| s.tensor_split.as_slice()),
+            )?,
             // A GPU too small for even the compute buffers is left out (`--device none`).
             devices: if decision.use_gpu {
                 load.devices()
@@ -285,17 +289,17 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
 fn tensor_split(
     memory: &super::memory::MemoryArgs,
     load: &super::load::LoadArgs,
-    decision: &Decision,
+    planned: Option<&[u32]>,
 ) -> anyhow::Result<Vec<f32>> {
     let given = memory.tensor_split()?;
     if !given.is_empty() || !load.fit()? {
         return Ok(given);
     }
-    Ok(decision
-        .split
-        .as_ref()
-        .map(|s| s.tensor_split.iter().map(|&n| n as f32).collect())
-        .unwrap_or_default())
+    Ok(planned
+        .unwrap_or_default()
+        .iter()
+        .map(|&n| n as f32)
+        .collect())
 }
 
 /// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
@@ -432,6 +436,28 @@ fn cache_type(name: &str) -> anyhow::Result<KvCacheType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_planned_split_reaches_llama_cpp_unless_the_user_gives_one() {
+        let planned: &[u32] = &[25, 8];
+        // (flags, the planner's -ts, what llama.cpp gets)
+        type Case<'a> = (&'a [&'a str], Option<&'a [u32]>, &'a [f32]);
+        let cases: &[Case] = &[
+            (&[], Some(planned), &[25.0, 8.0]),
+            // One GPU: no split planned, none passed.
+            (&[], None, &[]),
+            (&["-ts", "3,1"], Some(planned), &[3.0, 1.0]),
+            (&["--tensor-split", "1/1"], None, &[1.0, 1.0]),
+            // --fit off: llama.cpp's own split by free memory.
+            (&["--fit", "off"], Some(planned), &[]),
+        ];
+        for (extra, planned, want) in cases {
+            let argv = ["gguf-serve", "-m", "model.gguf"].iter().chain(*extra);
+            let cli = crate::cli::Cli::parse_with_env(argv.map(Into::into), &|_| None).unwrap();
+            let got = tensor_split(&cli.serve.memory, &cli.serve.load, *planned).unwrap();
+            assert_eq!(got, *want, "{extra:?}");
+        }
+    }
 
     #[test]
     fn sampling_is_on_the_host_unless_backend_is_asked() {
