@@ -5,7 +5,7 @@ use super::memory::{
     ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
 };
 use super::speed::decode_speed;
-use super::split::{self, SplitMode, SplitRequest};
+use super::split;
 use super::{
     BALANCED_SHARE, Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, Prefer,
     fmt_bytes,
@@ -14,7 +14,7 @@ use crate::gguf::ModelSummary;
 
 /// Plans one file: the offload that fits the budget (or the requested one) and its memory.
 pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -> FilePlan {
-    let main_only = main_gpu_only(budget, &request.split);
+    let main_only = split::main_gpu_only(budget, &request.split);
     let budget = main_only.as_ref().unwrap_or(budget);
     let several = budget.gpus.len() > 1;
     let gpu = budget.gpu_usable();
@@ -149,21 +149,6 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         split,
         reason,
     }
-}
-
-/// With `--split-mode none`, the budget of the main GPU alone (llama.cpp loads on no other;
-/// a negative `--main-gpu` on none). The caller checks that the main GPU exists.
-fn main_gpu_only(budget: &Budget, split: &SplitRequest) -> Option<Budget> {
-    if split.mode != SplitMode::None || budget.gpus.len() < 2 {
-        return None;
-    }
-    let main = usize::try_from(split.main_gpu)
-        .ok()
-        .and_then(|i| budget.gpus.get(i));
-    Some(Budget {
-        gpus: main.cloned().into_iter().collect(),
-        ..budget.clone()
-    })
 }
 
 /// The most GPU use that fits: all layers with fewer experts on the CPU (MoE), else fewer layers.

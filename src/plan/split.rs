@@ -24,7 +24,7 @@
 //! checked device by device.
 
 use super::memory::{ComputeParts, ContextParams, Offload, compute_parts, kv_layer_bytes};
-use super::{GpuBudget, fmt_bytes};
+use super::{Budget, GpuBudget, fmt_bytes};
 use crate::gguf::ModelSummary;
 use serde::Serialize;
 
@@ -244,6 +244,21 @@ pub fn counts_for_proportions(proportions: &[f32], n: u32) -> Vec<u32> {
         counts[i] += 1;
     }
     counts
+}
+
+/// With `--split-mode none`, the budget of the main GPU alone (llama.cpp loads on no other;
+/// a negative `--main-gpu` on none). The caller checks that the main GPU exists.
+pub(super) fn main_gpu_only(budget: &Budget, split: &SplitRequest) -> Option<Budget> {
+    if split.mode != SplitMode::None || budget.gpus.len() < 2 {
+        return None;
+    }
+    let main = usize::try_from(split.main_gpu)
+        .ok()
+        .and_then(|i| budget.gpus.get(i));
+    Some(Budget {
+        gpus: main.cloned().into_iter().collect(),
+        ..budget.clone()
+    })
 }
 
 /// Places the offload over `gpus` (at least one): the user's `-ts`, or the planner's split.
