@@ -75,9 +75,14 @@ pub fn budget(
     host: HostSpeed,
     gpu_bandwidth: Option<f64>,
 ) -> Budget {
-    let gpus = gpu_devices()
+    // llama.cpp takes `--device`'s devices in the order given.
+    let mut found = gpu_devices();
+    if let Some(names) = devices {
+        found.retain(|d| names.contains(&d.name));
+        found.sort_by_key(|d| names.iter().position(|n| *n == d.name));
+    }
+    let gpus = found
         .into_iter()
-        .filter(|d| devices.is_none_or(|names| names.contains(&d.name)))
         .map(|d| {
             let (bandwidth, source) =
                 speed::gpu_bandwidth_or_default(&d.description, gpu_bandwidth);

@@ -1,13 +1,14 @@
-//! The flags that say how the model is loaded and placed and how its context computes: devices,
-//! splits and tensor overrides, file loading, RoPE and YaRN, warm-up. Each maps onto a field of
+//! The flags that say how the model is loaded and placed and how its context computes: devices
+//! and tensor overrides (the split over several GPUs is in `memory.rs`, since the planner
+//! places it), file loading, RoPE and YaRN, warm-up. Each maps onto a field of
 //! llama.cpp's model or context parameters ([`crate::engine::ModelParams`],
 //! [`crate::engine::ContextConfig`]); names and defaults are llama-server's.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 
 use crate::engine::{
-    KvOverride, LazyMode, LoadMode, Numa, RopeParams, RopeScaling, SplitMode, TensorOverride,
+    KvOverride, LazyMode, LoadMode, Numa, RopeParams, RopeScaling, TensorOverride,
     parse_kv_overrides, parse_tensor_overrides,
 };
 
@@ -52,18 +53,6 @@ pub struct LoadArgs {
     /// Keep the dense FFN weights of the first N layers in host memory.
     #[arg(long = "n-cpu-ffn", default_value_t = 0, value_name = "N")]
     pub n_cpu_ffn: u32,
-
-    /// How to split the model over several GPUs: none, layer, row or tensor.
-    #[arg(long = "split-mode", default_value = "layer", value_name = "MODE")]
-    pub split_mode: String,
-
-    /// Share of the model for each GPU, comma-separated proportions (`3,1`).
-    #[arg(long = "tensor-split", value_name = "N0,N1,…")]
-    pub tensor_split: Option<String>,
-
-    /// The GPU for the whole model (split mode none) or for intermediate results (row).
-    #[arg(long = "main-gpu", default_value_t = 0, value_name = "INDEX")]
-    pub main_gpu: i32,
 
     /// Choose the offload that fits free device memory (on); off takes -ngl as given (auto
     /// then offloads every layer).
@@ -196,30 +185,6 @@ impl LoadArgs {
                 .map(str::to_string)
                 .collect(),
         )
-    }
-
-    pub fn split_mode(&self) -> anyhow::Result<SplitMode> {
-        Ok(match self.split_mode.as_str() {
-            "none" => SplitMode::None,
-            "layer" => SplitMode::Layer,
-            "row" => SplitMode::Row,
-            "tensor" => SplitMode::Tensor,
-            other => bail!("--split-mode {other}: expected none, layer, row or tensor"),
-        })
-    }
-
-    /// `-ts 3,1` (also `3/1`, as llama.cpp reads it).
-    pub fn tensor_split(&self) -> anyhow::Result<Vec<f32>> {
-        let Some(text) = &self.tensor_split else {
-            return Ok(Vec::new());
-        };
-        text.split([',', '/'])
-            .map(|v| {
-                v.trim()
-                    .parse::<f32>()
-                    .with_context(|| format!("--tensor-split {text}: expected N0,N1,…"))
-            })
-            .collect()
     }
 
     /// `--fit`: whether the planner chooses the offload.

@@ -1,10 +1,12 @@
-//! The flags that decide memory — context, slots, batch sizes, KV cache, GPU offload — shared by
+//! The flags that decide memory — context, slots, batch sizes, KV cache, GPU offload and the
+//! split over several GPUs — shared by
 //! `serve` and `plan`, so that `plan` predicts what `serve` with the same flags will do. Names
 //! and defaults are llama-server's.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
+use crate::engine::SplitMode;
 use crate::gguf::ggml_type_by_name;
 use crate::plan::{self, ContextParams, PlanRequest};
 
@@ -116,6 +118,18 @@ pub struct MemoryArgs {
         value_name = "quality|speed|balanced"
     )]
     pub prefer: Prefer,
+
+    /// How to split the model over several GPUs: none, layer, row or tensor.
+    #[arg(long = "split-mode", default_value = "layer", value_name = "MODE")]
+    pub split_mode: String,
+
+    /// Share of the model for each GPU, comma-separated proportions (`3,1`).
+    #[arg(long = "tensor-split", value_name = "N0,N1,…")]
+    pub tensor_split: Option<String>,
+
+    /// The GPU for the whole model (split mode none) or for intermediate results (row).
+    #[arg(long = "main-gpu", default_value_t = 0, value_name = "INDEX")]
+    pub main_gpu: i32,
 }
 
 /// `--prefer`.
@@ -180,11 +194,62 @@ impl MemoryArgs {
                 self.n_cpu_moe
             },
             cache_ram_mib: self.cache_ram,
+            split: self.split_request()?,
             prefer: match self.prefer {
                 Prefer::Quality => plan::Prefer::Quality,
                 Prefer::Speed => plan::Prefer::Speed,
                 Prefer::Balanced => plan::Prefer::Balanced,
             },
+        })
+    }
+
+    pub fn split_mode(&self) -> anyhow::Result<SplitMode> {
+        Ok(match self.split_mode.as_str() {
+            "none" => SplitMode::None,
+            "layer" => SplitMode::Layer,
+            "row" => SplitMode::Row,
+            "tensor" => SplitMode::Tensor,
+            other => bail!("--split-mode {other}: expected none, layer, row or tensor"),
+        })
+    }
+
+    /// `-ts 3,1` (also `3/1`, as llama.cpp reads it).
+    pub fn tensor_split(&self) -> anyhow::Result<Vec<f32>> {
+        let Some(text) = &self.tensor_split else {
+            return Ok(Vec::new());
+        };
+        text.split([',', '/'])
+            .map(|v| {
+                v.trim()
+                    .parse::<f32>()
+                    .with_context(|| format!("--tensor-split {text}: expected N0,N1,…"))
+            })
+            .collect()
+    }
+
+    /// `--main-gpu` against the number of GPUs, where llama.cpp uses it (`--split-mode none` and
+    /// `row`), with llama.cpp's wording.
+    pub fn check_main_gpu(&self, n_gpus: usize) -> anyhow::Result<()> {
+        let uses_it = !matches!(self.split_mode()?, SplitMode::Layer);
+        if uses_it && n_gpus > 0 && self.main_gpu >= n_gpus as i32 {
+            bail!(
+                "--main-gpu {0}: invalid value for main_gpu: {0} (available devices: {n_gpus})",
+                self.main_gpu
+            );
+        }
+        Ok(())
+    }
+
+    /// `--split-mode`, `--main-gpu` and `--tensor-split` for the planner.
+    pub fn split_request(&self) -> anyhow::Result<plan::SplitRequest> {
+        Ok(plan::SplitRequest {
+            mode: match self.split_mode()? {
+                SplitMode::None => plan::SplitMode::None,
+                SplitMode::Layer => plan::SplitMode::Layer,
+                SplitMode::Row | SplitMode::Tensor => plan::SplitMode::Row,
+            },
+            main_gpu: self.main_gpu,
+            tensor_split: self.tensor_split()?,
         })
     }
 

@@ -50,9 +50,9 @@ pub struct PlanArgs {
 /// The memory budget and speeds to plan for: detected, or given.
 #[derive(Debug, Clone, Args)]
 pub struct BudgetArgs {
-    /// Plan for one GPU with this much free memory (16GiB, 12G, 8000MiB, 8GB) instead of the
-    /// detected devices.
-    #[arg(long, value_name = "SIZE", conflicts_with = "gpu_free")]
+    /// Plan for GPUs with this much free memory instead of the detected devices, one device
+    /// per entry (16GiB, 12G, 8000MiB, 8GB; 16GiB,8GiB for two cards).
+    #[arg(long, value_name = "SIZE,…", conflicts_with = "gpu_free")]
     pub vram: Option<String>,
 
     /// Plan for several GPUs with these free memories (comma-separated sizes); `0` or `none`
@@ -207,6 +207,7 @@ fn budget(
         budget.host_free = parse_size("--host-ram", host)?;
         budget.host_margin = margin.for_free(budget.host_free);
     }
+    memory.check_main_gpu(budget.gpus.len())?;
     Ok(budget)
 }
 
@@ -318,8 +319,13 @@ fn print_table(plans: &[FilePlan], pick: Option<&Decision>, budget: &Budget, thr
         } else {
             format!("{:.1} t/s", p.speed.tokens_per_second)
         };
+        // The split over several GPUs: the planner's -ts, or the user's as given.
+        let ts = match &p.split {
+            Some(s) if !s.given => format!(" -ts {}", s.tensor_split_arg()),
+            _ => String::new(),
+        };
         println!(
-            "| {mark} | {} | {} | {} | {} | {fits} | -ngl {} --n-cpu-moe {} | {decode} |",
+            "| {mark} | {} | {} | {} | {} | {fits} | -ngl {} --n-cpu-moe {}{ts} | {decode} |",
             p.quant,
             fmt_bytes(p.file_size),
             fmt_bytes(p.predicted.gpu_total()),
@@ -364,6 +370,7 @@ mod tests {
             include_str!("../plan/choose.rs"),
             include_str!("../plan/speed.rs"),
             include_str!("../plan/memory.rs"),
+            include_str!("../plan/split.rs"),
         ];
         // The contents of the string literals, comments left out.
         let mut texts = Vec::new();

@@ -182,6 +182,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         timeout_secs: http.timeout,
         shutdown_timeout_secs: http.shutdown_timeout,
         predicted: Some(decision.predicted),
+        predicted_devices: decision
+            .split
+            .as_ref()
+            .map(|s| s.devices.clone())
+            .unwrap_or_default(),
         planned: Some(crate::server::Planned {
             quant: decision.quant.clone(),
             n_gpu_layers: decision.n_gpu_layers,
@@ -218,9 +223,13 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         model_path: decision.file.clone(),
         model: ModelParams {
             n_gpu_layers,
-            split_mode: load.split_mode()?,
-            main_gpu: load.main_gpu,
-            tensor_split: load.tensor_split()?,
+            split_mode: memory.split_mode()?,
+            main_gpu: memory.main_gpu,
+            tensor_split: tensor_split(
+                memory,
+                load,
+                decision.split.as_ref().map(|s| s.tensor_split.as_slice()),
+            )?,
             // A GPU too small for even the compute buffers is left out (`--device none`).
             devices: if decision.use_gpu {
                 load.devices()
@@ -273,6 +282,24 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         numa: load.numa()?,
         lora: args.lora.adapters()?,
     })
+}
+
+/// `-ts` for llama.cpp: the user's, else the planner's layer counts when it split the model
+/// over several GPUs (not with `--fit off`, which leaves llama.cpp's split by free memory).
+fn tensor_split(
+    memory: &super::memory::MemoryArgs,
+    load: &super::load::LoadArgs,
+    planned: Option<&[u32]>,
+) -> anyhow::Result<Vec<f32>> {
+    let given = memory.tensor_split()?;
+    if !given.is_empty() || !load.fit()? {
+        return Ok(given);
+    }
+    Ok(planned
+        .unwrap_or_default()
+        .iter()
+        .map(|&n| n as f32)
+        .collect())
 }
 
 /// Reads the headers of the model file(s) and picks the file and offload that fit (`--quant`,
@@ -356,6 +383,7 @@ fn plan(
         crate::plan::HostSpeed::bandwidth_only(0.0, crate::plan::BandwidthSource::Assumed)
     };
     let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
+    args.memory.check_main_gpu(budget.gpus.len())?;
     let decision = crate::plan::choose(models, request, &budget)?;
     for warning in &decision.warnings {
         tracing::warn!("{warning}");
@@ -408,6 +436,28 @@ fn cache_type(name: &str) -> anyhow::Result<KvCacheType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_planned_split_reaches_llama_cpp_unless_the_user_gives_one() {
+        let planned: &[u32] = &[25, 8];
+        // (flags, the planner's -ts, what llama.cpp gets)
+        type Case<'a> = (&'a [&'a str], Option<&'a [u32]>, &'a [f32]);
+        let cases: &[Case] = &[
+            (&[], Some(planned), &[25.0, 8.0]),
+            // One GPU: no split planned, none passed.
+            (&[], None, &[]),
+            (&["-ts", "3,1"], Some(planned), &[3.0, 1.0]),
+            (&["--tensor-split", "1/1"], None, &[1.0, 1.0]),
+            // --fit off: llama.cpp's own split by free memory.
+            (&["--fit", "off"], Some(planned), &[]),
+        ];
+        for (extra, planned, want) in cases {
+            let argv = ["gguf-serve", "-m", "model.gguf"].iter().chain(*extra);
+            let cli = crate::cli::Cli::parse_with_env(argv.map(Into::into), &|_| None).unwrap();
+            let got = tensor_split(&cli.serve.memory, &cli.serve.load, *planned).unwrap();
+            assert_eq!(got, *want, "{extra:?}");
+        }
+    }
 
     #[test]
     fn sampling_is_on_the_host_unless_backend_is_asked() {

@@ -5,6 +5,7 @@ use super::memory::{
     ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
 };
 use super::speed::decode_speed;
+use super::split;
 use super::{
     BALANCED_SHARE, Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, Prefer,
     fmt_bytes,
@@ -13,15 +14,18 @@ use crate::gguf::ModelSummary;
 
 /// Plans one file: the offload that fits the budget (or the requested one) and its memory.
 pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -> FilePlan {
+    let main_only = split::main_gpu_only(budget, &request.split);
+    let budget = main_only.as_ref().unwrap_or(budget);
+    let several = budget.gpus.len() > 1;
     let gpu = budget.gpu_usable();
     let host = budget.host_usable();
     let ctx = &request.context;
     let all = model.block_count + 1;
-    let fits = |m: &MemoryEstimate| m.gpu_total() <= gpu && m.host_total() <= host;
     let at = |n_gpu_layers, n_cpu_moe| Offload {
         n_gpu_layers,
         n_cpu_moe,
     };
+    let place = |o: Offload| split::place(model, ctx, o, &budget.gpus, &request.split);
 
     let n_cpu_moe = request.n_cpu_moe.unwrap_or(0);
     let has_gpu = !budget.gpus.is_empty();
@@ -42,23 +46,43 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
             estimate_cpu_only(model, ctx)
         }
     };
+    // Host memory, and the GPUs as one pool or, with several, device by device.
+    let fits = |o: Offload| {
+        let m = estimate_at(o);
+        m.host_total() <= host
+            && (if several {
+                place(o).fits()
+            } else {
+                m.gpu_total() <= gpu
+            })
+    };
     let mut chosen = match fixed {
-        Some(o) => Some(o).filter(|o| fits(&estimate_at(*o))),
+        Some(o) => Some(o).filter(|o| fits(*o)),
         None => auto_offload(model, request, &fits),
     };
     // A GPU too small for even the compute buffers is better left unused.
     let mut use_gpu = has_gpu;
-    if chosen.is_none() && fixed.is_none() && fits(&estimate_cpu_only(model, ctx)) {
+    let cpu_only = estimate_cpu_only(model, ctx);
+    if chosen.is_none()
+        && fixed.is_none()
+        && cpu_only.host_total() <= host
+        && cpu_only.gpu_total() <= gpu
+    {
         chosen = Some(at(0, 0));
         use_gpu = false;
     }
     // When nothing fits, report what the fixed offload, or everything on the GPU, would need.
     let offload = chosen.or(fixed).unwrap_or(at(all, n_cpu_moe));
-    let predicted = if use_gpu {
+    let split = (several && use_gpu).then(|| place(offload));
+    let mut predicted = if use_gpu {
         estimate(model, ctx, offload)
     } else {
         estimate_cpu_only(model, ctx)
     };
+    if let Some(split) = &split {
+        // One compute buffer per device that runs part of the graph.
+        predicted.gpu_compute = split.devices.iter().map(|d| d.compute).sum();
+    }
     let full = estimate(model, ctx, at(all, 0));
     let fit = match chosen {
         None => Fit::None,
@@ -93,6 +117,22 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
             "; the GPU cannot hold even the compute buffers: load without it (--device none)".into()
         });
     }
+    if let Some(split) = split.as_ref().filter(|_| fit == Fit::None) {
+        for d in split.devices.iter().filter(|d| !d.fits()) {
+            reason.push_str(&format!(
+                "; {} would need {}, {} usable",
+                d.name,
+                fmt_bytes(d.total()),
+                fmt_bytes(d.usable)
+            ));
+        }
+    }
+    if let Some(only) = main_only.as_ref().and_then(|b| b.gpus.first()) {
+        reason.push_str(&format!(
+            "; --split-mode none: everything on {} (--main-gpu {})",
+            only.name, request.split.main_gpu
+        ));
+    }
     let speed = decode_speed(model, ctx, offload, use_gpu, budget);
     FilePlan {
         file: model.path.clone(),
@@ -106,6 +146,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         gpu_fraction,
         predicted,
         speed,
+        split,
         reason,
     }
 }
@@ -114,16 +155,15 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
 fn auto_offload(
     model: &ModelSummary,
     request: &PlanRequest,
-    fits: &dyn Fn(&MemoryEstimate) -> bool,
+    fits: &dyn Fn(Offload) -> bool,
 ) -> Option<Offload> {
-    let ctx = &request.context;
     let all = model.block_count + 1;
     let try_at = |n_gpu_layers, n_cpu_moe| {
         let o = Offload {
             n_gpu_layers,
             n_cpu_moe,
         };
-        fits(&estimate(model, ctx, o)).then_some(o)
+        fits(o).then_some(o)
     };
     if let Some(n_cpu_moe) = request.n_cpu_moe {
         return (0..=all).rev().find_map(|ngl| try_at(ngl, n_cpu_moe));
@@ -219,6 +259,9 @@ pub fn choose(
         chosen.file.display()
     )];
     reasons.push(chosen.reason.clone());
+    if let Some(split) = &chosen.split {
+        reasons.extend(split.reasons.iter().cloned());
+    }
     let fastest = fastest(&plans);
     for p in plans
         .iter()
@@ -252,6 +295,7 @@ pub fn choose(
         use_gpu: chosen.use_gpu,
         predicted: chosen.predicted,
         speed: chosen.speed,
+        split: chosen.split.clone(),
         prompt_cache,
         reasons,
         warnings,
@@ -429,11 +473,24 @@ fn nothing_fits(
             hi = mid - 1;
         }
     }
-    let hint = if lo > 0 {
+    let mut hint = if lo > 0 {
         format!("{} would fit with -c {}", smallest.quant, lo * 256)
     } else {
         format!("{} does not fit even with -c 256", smallest.quant)
     };
+    // Over several GPUs, the devices that overflow.
+    if let Some(split) = &smallest.split {
+        let ts = if split.given { " (-ts given)" } else { "" };
+        for d in split.devices.iter().filter(|d| !d.fits()) {
+            hint = format!(
+                "{} would need {}, {} usable, {} over{ts}; {hint}",
+                d.name,
+                fmt_bytes(d.total()),
+                fmt_bytes(d.usable),
+                fmt_bytes(d.total() - d.usable)
+            );
+        }
+    }
     PlanError::NothingFits {
         quant: smallest.quant.clone(),
         needed: smallest.predicted.total(),

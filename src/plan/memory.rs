@@ -168,9 +168,34 @@ pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u
     streams * cells * per_cell
 }
 
-/// The compute buffers (see the module doc): (peak of the device running the graph, host
-/// part when that device is a GPU).
-fn compute_bytes(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
+/// The terms of the compute buffers (see the module doc), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ComputeParts {
+    /// The attention masks: graph inputs, live throughout, one copy per device that computes.
+    pub masks: u64,
+    pub activations: u64,
+    /// The f32 logits of one ubatch: on the device of the output layer.
+    pub logits: u64,
+    /// The f32 attention scores without flash attention (0 with it).
+    pub scores: u64,
+    /// The host's part when a GPU runs the graph: the masks and the token embeddings.
+    pub host: u64,
+}
+
+impl ComputeParts {
+    /// The peak of the device running the output layer: the logits and the attention scores are
+    /// not live at the same time.
+    pub fn peak(&self) -> u64 {
+        self.masks + self.activations + self.logits.max(self.scores)
+    }
+
+    /// The peak of a device running only repeating layers.
+    pub fn layers_only(&self) -> u64 {
+        self.masks + self.activations + self.scores
+    }
+}
+
+pub(super) fn compute_parts(model: &ModelSummary, ctx: &ContextParams) -> ComputeParts {
     let n_ubatch = u64::from(ctx.n_ubatch);
     let n_outputs = match ctx.n_outputs_max {
         0 => ctx.n_batch,
@@ -191,15 +216,25 @@ fn compute_bytes(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
         let n_head = model.head_count.iter().copied().max().unwrap_or(0);
         F32 * n_ubatch * cells * u64::from(n_head)
     };
-    // The masks are graph inputs, live throughout; the logits and the attention scores are not
-    // live at the same time.
-    let peak = masks + activations + logits.max(scores);
     // With a GPU the host keeps the inputs: masks and the token embeddings (and a copy).
     let host = masks + 2 * F32 * n_ubatch * model.embedding_length;
-    (peak, host)
+    ComputeParts {
+        masks,
+        activations,
+        logits,
+        scores,
+        host,
+    }
 }
 
-fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
+/// The compute buffers: (peak of the device running the graph, host part when that device is
+/// a GPU).
+fn compute_bytes(model: &ModelSummary, ctx: &ContextParams) -> (u64, u64) {
+    let parts = compute_parts(model, ctx);
+    (parts.peak(), parts.host)
+}
+
+pub(super) fn tensor_bytes(model: &ModelSummary, name: &str) -> Option<u64> {
     model
         .non_layer
         .iter()

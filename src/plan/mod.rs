@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use gguf_serve::plan::{self, BandwidthSource, Budget, ContextParams, GpuLayers, HostSpeed};
-//! use gguf_serve::plan::{Margin, PlanRequest, Prefer};
+//! use gguf_serve::plan::{Margin, PlanRequest, Prefer, SplitRequest};
 //! use gguf_serve::source;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let candidates = source::resolve(std::path::Path::new("models/"), None)?; // `--quant auto`
@@ -17,13 +17,15 @@
 //!     n_cpu_moe: None,               // `--n-cpu-moe`
 //!     prefer: Prefer::Balanced,      // `--prefer`
 //!     cache_ram_mib: 8192,           // `--cache-ram`
+//!     split: SplitRequest::default(), // `--split-mode`, `--main-gpu`, `--tensor-split`
 //! };
 //! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
 //! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
 //! let budget = Budget::new(vec![], 32 << 30, Margin::Default, host);
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
-//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu);
+//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu),
+//! // with several GPUs -ts from decision.split (its tensor_split, and memory per device);
 //! for reason in &decision.reasons { println!("{reason}"); }
 //! # Ok(()) }
 //! ```
@@ -42,22 +44,26 @@
 //! fits entirely on the GPU, else the one with the largest share of its weights on the GPU,
 //! else (no GPU) the highest-quality quant that fits in host memory. If nothing fits anywhere,
 //! [`PlanError::NothingFits`] says what the smallest file needs and at which context it fits.
-//! Several GPUs are treated as one pool of their summed free memory (llama.cpp splits layers
-//! across them by free memory). Each device keeps a margin free ([`Margin`]).
+//! With several GPUs, an offload fits when [`split::place`] can lay its layers, KV cache and
+//! compute buffers out over the devices with each one's usable memory (whole layers, the output
+//! layer on the last device, as llama.cpp's layer split); the placement gives `-ts`. With
+//! `--split-mode none` only `--main-gpu` counts. Each device keeps a margin free ([`Margin`]).
 //!
 //! Known gaps: on CPUs with AMX or where llama.cpp repacks weights (`CPU_REPACK`), it keeps a
 //! second, repacked copy of supported weights in host memory (214 MiB for the demo model on this
 //! machine's AMX CPU); this is not predicted. Compute buffers are an estimate (see [`memory`]);
-//! several GPUs are not checked one by one; recurrent and MLA caches are not modelled.
+//! the decode speed reads several GPUs as one pool; recurrent and MLA caches are not modelled.
 
 pub mod choose;
 pub mod memory;
 pub mod prompt_cache;
 pub mod speed;
+pub mod split;
 
 pub use choose::{choose, context_warning, plan_file};
 pub use memory::{ContextParams, MemoryEstimate, Offload, estimate, estimate_cpu_only};
 pub use speed::{KV_FILL, NODES_PER_LAYER, SpeedEstimate, decode_speed};
+pub use split::{DevicePlan, Split, SplitMode, SplitRequest};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -104,6 +110,8 @@ pub struct PlanRequest {
     /// `--cache-ram`: the host prompt cache's limit in MiB (-1: none, 0: off), capped to the
     /// host memory left after the chosen model.
     pub cache_ram_mib: i64,
+    /// `--split-mode`, `--main-gpu` and `--tensor-split`: how several GPUs share the model.
+    pub split: SplitRequest,
 }
 
 impl Default for PlanRequest {
@@ -114,6 +122,7 @@ impl Default for PlanRequest {
             n_cpu_moe: None,
             prefer: Prefer::default(),
             cache_ram_mib: 8192,
+            split: SplitRequest::default(),
         }
     }
 }
@@ -318,6 +327,8 @@ pub struct FilePlan {
     pub predicted: MemoryEstimate,
     /// Predicted decode speed at this offload.
     pub speed: SpeedEstimate,
+    /// The placement over the GPUs, when there are several.
+    pub split: Option<Split>,
     pub reason: String,
 }
 
@@ -333,6 +344,8 @@ pub struct Decision {
     pub use_gpu: bool,
     pub predicted: MemoryEstimate,
     pub speed: SpeedEstimate,
+    /// The placement over the GPUs, when there are several: `-ts`, and memory per device.
+    pub split: Option<Split>,
     /// The host prompt cache's limit next to this model.
     pub prompt_cache: prompt_cache::CacheRam,
     pub reasons: Vec<String>,

@@ -53,6 +53,7 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "memory": {
             "allocated": model.memory,
             "predicted": config.predicted,
+            "predicted_devices": config.predicted_devices,
             "prompt_cache": prompt_cache(config.prompt_cache, state.engine.stats.prompt_cache_now()),
         },
         "backend_sampling": model.backend_sampling,

@@ -220,7 +220,11 @@ async fn load(
     };
     let template = chat_template(&state.config.template, state.config.chat.jinja, &model)?;
     let _ = state.template.set(template);
-    for line in memory_report(state.config.predicted.as_ref(), &model.memory) {
+    for line in memory_report(
+        state.config.predicted.as_ref(),
+        &state.config.predicted_devices,
+        &model.memory,
+    ) {
         tracing::info!("memory: {line}");
     }
     tracing::info!(

@@ -1,13 +1,15 @@
 //! After load: what llama.cpp allocated on each device, next to what the planner predicted.
 
 use crate::engine::DeviceMemory;
-use crate::plan::{MemoryEstimate, fmt_bytes};
+use crate::plan::{DevicePlan, MemoryEstimate, fmt_bytes};
 
 /// One line per device, the GPUs first: the allocation by kind, then the prediction for that
-/// place and the error. The planner predicts GPUs as one place, so with several GPUs their sum
-/// is compared on the last GPU's line.
+/// place and the error. With the planner's split (`devices`, by device name) each GPU is
+/// compared with its own prediction; without one the GPUs' sum is compared on the last GPU's
+/// line.
 pub fn memory_report(
     predicted: Option<&MemoryEstimate>,
+    devices: &[DevicePlan],
     allocated: &[DeviceMemory],
 ) -> Vec<String> {
     let gpus: Vec<&DeviceMemory> = allocated.iter().filter(|d| d.device != "host").collect();
@@ -24,8 +26,10 @@ pub fn memory_report(
                 fmt_bytes(d.output),
                 fmt_bytes(d.compute),
             );
+            let own = devices.iter().find(|p| p.name == d.device);
             let compared = match predicted {
                 Some(p) if d.device == "host" => Some((p.host_total(), d.total(), "")),
+                Some(_) if !devices.is_empty() => own.map(|p| (p.total(), d.total(), "")),
                 Some(p) if gpus.last().is_some_and(|last| last.device == d.device) => {
                     let all = if gpus.len() > 1 { " for all GPUs" } else { "" };
                     Some((p.gpu_total(), gpu_sum, all))
@@ -83,7 +87,7 @@ mod tests {
             ..MemoryEstimate::default()
         };
         let allocated = [device("CUDA0", 1000, 100, 76), device("host", 50, 0, 0)];
-        let report = memory_report(Some(&predicted), &allocated);
+        let report = memory_report(Some(&predicted), &[], &allocated);
         assert_eq!(
             report,
             [
@@ -102,15 +106,38 @@ mod tests {
             ..MemoryEstimate::default()
         };
         let allocated = [device("CUDA0", 100, 0, 0), device("CUDA1", 100, 0, 0)];
-        let report = memory_report(Some(&predicted), &allocated);
+        let report = memory_report(Some(&predicted), &[], &allocated);
         assert!(!report[0].contains("predicted"), "{}", report[0]);
         assert!(
             report[1].ends_with("predicted 200.0 MiB for all GPUs (+0.0%)"),
             "{}",
             report[1]
         );
+        // With the planner's split, each GPU against its own prediction.
+        let planned = |name: &str, weights: u64| DevicePlan {
+            name: name.into(),
+            free: 0,
+            usable: 0,
+            layers: None,
+            output: false,
+            weights: weights * MIB,
+            kv: 0,
+            compute: 0,
+        };
+        let devices = [planned("CUDA0", 90), planned("CUDA1", 110)];
+        let report = memory_report(Some(&predicted), &devices, &allocated);
         assert!(
-            memory_report(None, &allocated)
+            report[0].ends_with("predicted 90.0 MiB (-10.0%)"),
+            "{}",
+            report[0]
+        );
+        assert!(
+            report[1].ends_with("predicted 110.0 MiB (+10.0%)"),
+            "{}",
+            report[1]
+        );
+        assert!(
+            memory_report(None, &[], &allocated)
                 .iter()
                 .all(|l| !l.contains("predicted"))
         );

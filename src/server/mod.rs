@@ -102,6 +102,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// What the planner predicted the model would allocate, to report against what it did.
     pub predicted: Option<MemoryEstimate>,
+    /// The planner's memory per GPU, when it split the model over several.
+    pub predicted_devices: Vec<crate::plan::DevicePlan>,
     /// The planner's pick, for `/metrics`.
     pub planned: Option<Planned>,
     /// The host prompt cache's planned limit, for `/props`.
@@ -168,6 +170,7 @@ impl Default for ServerConfig {
             timeout_secs: 3600,
             shutdown_timeout_secs: 5,
             predicted: None,
+            predicted_devices: Vec::new(),
             planned: None,
             prompt_cache: crate::plan::prompt_cache::CacheRam::Off,
             infill: InfillConfig::default(),

@@ -1,13 +1,15 @@
 //! Table tests of the memory model (`memory.rs`), the choice (`choose.rs`) and the prompt
 //! cache's share of host memory (`prompt_cache.rs`), against
 //! hand-computed cases: a dense model (Llama-3-8B-like shapes), a sliding-window model
-//! (Gemma-3-like) and a MoE model, and the decode-speed prediction and policies over them. This
+//! (Gemma-3-like) and a MoE model, the decode-speed prediction and policies over them, and the
+//! placement over several GPUs (`split.rs`). This
 //! file holds the model fixtures.
 
 mod choose;
 mod memory;
 mod prompt_cache;
 mod speed;
+mod split;
 
 pub(super) use super::*;
 pub(super) use crate::gguf::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, quant_by_name};
@@ -196,4 +198,17 @@ pub(super) fn gpu(free: u64, host_free: u64) -> Budget {
 
 pub(super) fn cpu_only(host_free: u64) -> Budget {
     Budget::new(vec![], host_free, Margin::Explicit(0), host())
+}
+
+/// GPUs with these free bytes, no margin, named GPU0, GPU1, …; 64 GiB of host memory.
+pub(super) fn gpus(free: &[u64]) -> Budget {
+    Budget::new(
+        free.iter()
+            .enumerate()
+            .map(|(i, &f)| (format!("GPU{i}"), f, GPU_BW, BandwidthSource::Given))
+            .collect(),
+        64 * GIB,
+        Margin::Explicit(0),
+        host(),
+    )
 }
