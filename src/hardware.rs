@@ -3,6 +3,7 @@
 //! and turned into a `plan::Budget`.
 
 pub mod cpu_rates;
+pub mod rpc;
 pub mod speed;
 
 use crate::plan::{Budget, HostSpeed, Margin};

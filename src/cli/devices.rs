@@ -12,6 +12,9 @@ pub struct DevicesArgs {
     /// Print the devices as JSON.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub rpc: super::RpcArgs,
 }
 
 #[derive(Serialize)]
@@ -27,6 +30,7 @@ struct Report {
 }
 
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
+    args.rpc.add()?;
     let report = Report {
         backends: hardware::backend_registries(),
         devices: hardware::devices(),

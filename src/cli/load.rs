@@ -45,6 +45,9 @@ pub struct LoadArgs {
     #[arg(long = "list-devices")]
     pub list_devices: bool,
 
+    #[command(flatten)]
+    pub rpc: super::RpcArgs,
+
     /// Put tensors whose name matches a regular expression in a buffer type:
     /// `PATTERN=TYPE,…` (types such as CPU, CUDA0; see the error for the list).
     #[arg(long = "override-tensor", value_name = "PATTERN=TYPE,…")]

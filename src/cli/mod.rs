@@ -16,6 +16,7 @@ mod lora;
 mod memory;
 mod plan;
 mod quantize;
+mod rpc_worker;
 mod sampling;
 mod serve;
 mod slots;
@@ -27,6 +28,7 @@ pub use devices::DevicesArgs;
 pub use flags::FlagsArgs;
 pub use plan::PlanArgs;
 pub use quantize::QuantizeArgs;
+pub use rpc_worker::{RpcArgs, RpcWorkerArgs};
 pub use serve::ServeArgs;
 
 use std::ffi::OsString;
@@ -83,6 +85,9 @@ pub enum Command {
     List(store::ListArgs),
     /// Remove a repo, or one quant of it, from the Hugging Face cache.
     Rm(store::RmArgs),
+    /// Serve this machine's devices to another machine's server over llama.cpp's RPC protocol
+    /// (as llama.cpp's `rpc-server`; the server adds it with `--rpc HOST:PORT`).
+    RpcWorker(RpcWorkerArgs),
 }
 
 impl Cli {
@@ -106,6 +111,7 @@ impl Cli {
             Some(Command::Pull(args)) => store::pull(args),
             Some(Command::List(args)) => store::list(&args),
             Some(Command::Rm(args)) => store::rm(args),
+            Some(Command::RpcWorker(args)) => rpc_worker::run(args),
         }
     }
 }
@@ -151,6 +157,8 @@ impl Cli {
                 translated.insert(0, head[0].clone());
                 translated
             }
+            // rpc-worker takes llama.cpp's rpc-server flags (`-c` is its cache, not -c N).
+            Some("rpc-worker") => args,
             Some(name) => {
                 let sub = command.find_subcommand(name).expect("matched above");
                 rewrite_spellings(args, &|s| own_flag(sub, s))

@@ -45,6 +45,10 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// RPC workers whose devices to plan for, with this machine's.
+    #[command(flatten)]
+    pub rpc: super::RpcArgs,
 }
 
 /// The memory budget and speeds to plan for: detected, or given.
@@ -96,6 +100,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     // llama.cpp's log (the speed measurement repacks weights) is not part of the plan.
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
     let request = args.memory.plan_request()?;
+    args.rpc.add()?;
     // Candidates: a local file or folder, or a Hugging Face repo's files by their headers.
     let (resolved, label) = match (&args.hf.hf_repo, &args.model) {
         (Some(repo), _) => {

@@ -126,12 +126,16 @@ pub struct ServeArgs {
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.load.list_devices {
-        return super::devices::run(super::DevicesArgs { json: false });
+        return super::devices::run(super::DevicesArgs {
+            json: false,
+            rpc: args.load.rpc.clone(),
+        });
     }
     if args.cache_list {
         return super::store::list(&super::store::ListArgs { json: false });
     }
     args.log.init()?;
+    args.load.rpc.add()?;
     let decision = choose_model(&args)?;
     let engine = engine_config(&args, &decision)?;
     let server = server_config(&args, &decision)?;

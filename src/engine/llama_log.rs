@@ -58,6 +58,9 @@ static VERBOSE: AtomicBool = AtomicBool::new(false);
 /// compute buffers as last reserved (llama.cpp re-reserves the compute buffers, and logs them
 /// again, whenever the set of sampler chains changes).
 static BUFFERS: Mutex<BTreeMap<(String, BufferKind), u64>> = Mutex::new(BTreeMap::new());
+/// The layers llama.cpp assigned to each device (its `load_tensors: layer N assigned to device
+/// D` debug lines; layer `n_layer` is the output layer).
+static LAYERS: Mutex<BTreeMap<String, Vec<u32>>> = Mutex::new(BTreeMap::new());
 /// How often llama.cpp re-reserved its graph, and the microseconds it took.
 static RESERVES: AtomicU64 = AtomicU64::new(0);
 static RESERVE_US: AtomicU64 = AtomicU64::new(0);
@@ -66,6 +69,7 @@ static RESERVE_US: AtomicU64 = AtomicU64::new(0);
 pub fn install(verbose: bool) {
     VERBOSE.store(verbose, Ordering::Relaxed);
     BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    LAYERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     RESERVES.store(0, Ordering::Relaxed);
     RESERVE_US.store(0, Ordering::Relaxed);
     // SAFETY: `callback` is a plain function that lives for the whole program and ignores the
@@ -99,6 +103,60 @@ pub fn allocated() -> Vec<DeviceMemory> {
 }
 
 const HOST: &str = "host";
+
+/// The layers on one device, as llama.cpp placed them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceLayers {
+    /// llama.cpp's device name (`CPU`, `CUDA0`, `RPC0`).
+    pub device: String,
+    /// Its description (an RPC worker's is its `host:port`).
+    pub description: String,
+    /// Layer indices, ascending; `n_layer` is the output layer.
+    pub layers: Vec<u32>,
+}
+
+/// Where llama.cpp placed each layer at the last load, per device, in layer order.
+pub fn layers() -> Vec<DeviceLayers> {
+    let layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut devices: Vec<DeviceLayers> = layers
+        .iter()
+        .map(|(device, layers)| DeviceLayers {
+            device: device.clone(),
+            description: description(device),
+            layers: layers.clone(),
+        })
+        .collect();
+    devices.sort_by_key(|d| d.layers.first().copied());
+    devices
+}
+
+/// A device's description, by name (empty for a name ggml does not know).
+fn description(name: &str) -> String {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return String::new();
+    };
+    // SAFETY: `c` is NUL-terminated; the registry returns a device it owns (or null), whose
+    // description is a NUL-terminated string that lives as long as the device.
+    unsafe {
+        let dev = llama_cpp_sys_2::ggml_backend_dev_by_name(c.as_ptr());
+        if dev.is_null() {
+            return String::new();
+        }
+        let text = llama_cpp_sys_2::ggml_backend_dev_description(dev);
+        if text.is_null() {
+            return String::new();
+        }
+        CStr::from_ptr(text).to_string_lossy().into_owned()
+    }
+}
+
+/// Parses `load_tensors: layer <N> assigned to device <D>, is_swa = <0|1>`.
+fn parse_layer(text: &str) -> Option<(u32, String)> {
+    let (_, tail) = text.split_once("load_tensors: layer ")?;
+    let (layer, tail) = tail.split_once(" assigned to device ")?;
+    let (device, _) = tail.split_once(", is_swa")?;
+    Some((layer.trim().parse().ok()?, device.to_owned()))
+}
 
 fn field(memory: &mut DeviceMemory, kind: BufferKind) -> &mut u64 {
     match kind {
@@ -171,6 +229,9 @@ unsafe extern "C" fn callback(level: ggml_log_level, text: *const c_char, _: *mu
             BufferKind::Weights | BufferKind::Kv => *size += line.bytes,
             BufferKind::Output | BufferKind::Compute => *size = line.bytes,
         }
+    } else if let Some((layer, device)) = parse_layer(&text) {
+        let mut layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
+        layers.entry(device).or_default().push(layer);
     } else if let Some(ms) = parse_reserve(&text) {
         RESERVES.fetch_add(1, Ordering::Relaxed);
         RESERVE_US.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
@@ -241,6 +302,22 @@ mod tests {
         ] {
             assert_eq!(parse(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn parses_the_layer_lines_llama_cpp_logs() {
+        assert_eq!(
+            parse_layer("load_tensors: layer   7 assigned to device RPC0, is_swa = 1\n"),
+            Some((7, "RPC0".into()))
+        );
+        assert_eq!(
+            parse_layer("load_tensors: layer  18 assigned to device CPU, is_swa = 0\n"),
+            Some((18, "CPU".into()))
+        );
+        assert_eq!(
+            parse_layer("load_tensors: offloaded 18/19 layers to GPU\n"),
+            None
+        );
     }
 
     #[test]

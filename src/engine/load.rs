@@ -91,6 +91,7 @@ pub(super) fn describe(
         add_bos: vocab.should_add_bos(),
         add_eos: vocab.should_add_eos(),
         memory: super::llama_log::allocated(),
+        layers: super::llama_log::layers(),
         backend_sampling: config.backend_sampling,
         ftype: super::llama::ftype_name(model),
         vocab_type: super::llama::vocab_type(model),

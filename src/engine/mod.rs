@@ -9,12 +9,13 @@
 //! Architecture invariant: only `worker/` holds a llama.cpp context, and only `llama.rs` and
 //! its files under `llama/` (the context, its batch, KV cache and backend sampler chains, its
 //! sequence state files), `llama_load.rs` (loading with llama.cpp's own parameters),
-//! `llama_log.rs` (the log callback) and `lora.rs` (LoRA adapters) make raw `llama-cpp-sys-2`
-//! calls.
+//! `llama_log.rs` (the log callback), `device_lost.rs` (ggml's abort callback, for a lost RPC
+//! worker) and `lora.rs` (LoRA adapters) make raw `llama-cpp-sys-2` calls.
 
 mod backend_sampling;
 mod chain;
 mod config;
+mod device_lost;
 mod embedding;
 mod llama;
 mod llama_load;
@@ -45,8 +46,9 @@ pub use config::{
     Numa, RopeParams, RopeScaling, SplitMode, TensorOverride, parse_cpu_mask, parse_cpu_range,
     parse_kv_overrides, parse_tensor_overrides,
 };
+pub use device_lost::lost as device_lost;
 pub use embedding::{Embedding, EmbeddingInfo, Pooling, TaskKind, normalize};
-pub use llama_log::DeviceMemory;
+pub use llama_log::{DeviceLayers, DeviceMemory};
 pub use lora::{LoraAdapter, LoraAdapterConfig, LoraRequest, parse_lora, parse_lora_scaled};
 pub use request::{
     Completion, Event, GenerateRequest, Group, SlotInfo, SlotTask, StopType, TaskParams, Timings,
@@ -77,6 +79,8 @@ pub struct LoadedModel {
     pub add_eos: bool,
     /// What llama.cpp allocated, per device (the host last), as it logged while loading.
     pub memory: Vec<DeviceMemory>,
+    /// Where llama.cpp placed each layer, per device (RPC workers' devices included).
+    pub layers: Vec<DeviceLayers>,
     /// Requests sample inside the decode graph where they can (`--sampling backend`).
     pub backend_sampling: bool,
     /// llama.cpp's name of the file type (`Q4_K - Medium`).
@@ -182,6 +186,10 @@ pub enum EngineError {
     /// the others go on.
     #[error("the request's processing panicked: {0}")]
     Panicked(String),
+    /// An RPC worker's connection failed; the engine can serve nothing more
+    /// (`device_lost.rs`).
+    #[error("{0}")]
+    DeviceLost(String),
 }
 
 /// Resolves when the model is loaded (or failed to load).
@@ -202,6 +210,7 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let stats = Arc::new(EngineStats::default());
+        device_lost::install();
         let worker_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("engine".into())
@@ -215,7 +224,11 @@ impl Engine {
         &self,
         request: GenerateRequest,
     ) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
+        if let Some(reason) = device_lost::lost() {
+            return Err(EngineError::DeviceLost(reason.to_owned()));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
+        device_lost::track(&tx);
         self.tx
             .send(Command::Generate(Box::new(request), tx))
             .map_err(|_| EngineError::Stopped)?;

@@ -233,6 +233,9 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
         r
     } else if !state.is_ready() {
         ApiError::new(ErrorType::Unavailable, "Loading model").into_response()
+    } else if let Some(reason) = crate::engine::device_lost() {
+        // An RPC worker was lost: the server stays up to say why, and serves nothing more.
+        ApiError::new(ErrorType::Unavailable, reason).into_response()
     } else if !authorized(&state, &request) {
         tracing::warn!("unauthorized: Invalid API Key");
         ApiError::new(ErrorType::Authentication, "Invalid API Key").into_response()

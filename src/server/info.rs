@@ -50,6 +50,8 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "build_info": format!("gguf-serve {}", crate::build_info::LONG_VERSION),
         "is_sleeping": false,
         "cors_proxy_enabled": false,
+        // Ours: where llama.cpp placed the layers, per device (RPC workers' included).
+        "devices": model.layers,
         "memory": {
             "allocated": model.memory,
             "predicted": config.predicted,

@@ -203,7 +203,14 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
     if !finished {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut drained).await;
     }
-    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    // After a lost RPC worker (before, or while freeing the model) the engine thread waits
+    // inside llama.cpp for good: it is not waited for.
+    while !engine_thread.is_finished() && crate::engine::device_lost().is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if engine_thread.is_finished() {
+        let _ = engine_thread.join();
+    }
     load_error.map_or(Ok(()), Err)
 }
 

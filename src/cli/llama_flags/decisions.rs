@@ -124,7 +124,7 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--video-fps", Refused(MULTIMODAL), None),
     ("--video-timestamp-interval", Refused(MULTIMODAL), None),
     ("--video-ffmpeg-dir", Refused(MULTIMODAL), None),
-    ("--rpc", Refused("llama.cpp's RPC workers are not supported yet"), None),
+    ("--rpc", Ours("rpc"), None),
     ("--load-mode", Ours("load-mode"), None),
     ("--lazy-mode", Ours("lazy-mode"), None),
     ("--numa", Ours("numa"), None),
