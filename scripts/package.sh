@@ -7,8 +7,11 @@
 # Usage: scripts/package.sh [OUT_DIR]          (default: dist/)
 # Environment:
 #   FEATURES     extra cargo features, comma-separated (e.g. cuda, vulkan) [none]
-#   TARGET_DIR   cargo target dir for this build [target/dynamic], kept apart from the default
-#                build so the two llama.cpp builds don't replace each other
+#   TARGET_DIR   cargo target dir for this build [target/dynamic; target/dynamic-cuda with
+#                cuda], kept apart from the default build so the llama.cpp builds don't
+#                replace each other
+#   CUDA_ARCHS   with cuda: CMAKE_CUDA_ARCHITECTURES [90]; the toolkit is nvcc on PATH, else
+#                scripts/setup-cuda.sh's (CUDA 13.0 from PyPI)
 #   EXTRA_BACKENDS  backend libraries built elsewhere to add to backends/ (e.g. the
 #                   libggml-cuda.so of a llama.cpp build of the same source) [none]
 #   BASELINE_CPU    the oldest CPU the bundle runs on [x86-64-v2 on x86-64, the target's
@@ -25,6 +28,16 @@ OUT=${1:-$ROOT/dist}
 TARGET_DIR=${TARGET_DIR:-$ROOT/target/dynamic}
 FEATURES=dynamic-backends${FEATURES:+,$FEATURES}
 log() { echo "package: $*" >&2; }
+
+# CUDA: the toolkit from PyPI's wheels (scripts/setup-cuda.sh) unless one is on PATH already,
+# for the archs in CUDA_ARCHS [90], into a target dir of its own.
+case ",$FEATURES," in
+  *,cuda,*)
+    [ -n "${CUDACXX:-}" ] || command -v nvcc >/dev/null || eval "$("$ROOT/scripts/setup-cuda.sh")"
+    export CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES:-${CUDA_ARCHS:-90}}
+    [ "$TARGET_DIR" != "$ROOT/target/dynamic" ] || TARGET_DIR=$ROOT/target/dynamic-cuda
+    ;;
+esac
 
 case $(uname -m) in
   x86_64) BASELINE_CPU=${BASELINE_CPU:-x86-64-v2} ;;
