@@ -25,7 +25,9 @@
 #          (default 64 128 256): SCALE_WAVES × N requests of 64-token prompts and 128 tokens at
 #          concurrency N (default 1 wave), llama-server, llama-server -bs and gguf-serve loaded at
 #          once, ROUNDS rounds in rotating order; with more than one wave the later requests'
-#          prompts are processed among the running streams.
+#          prompts are processed among the running streams. SCALE_ARGS: flags for all three
+#          [--kv-unified; "" for one KV cache per sequence]. Stream its output (no `| tail`):
+#          a call that runs out of time keeps what it printed.
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 512) tokens, 128-token answers, -np 32; TTFT and inter-token latency p50/p99.
@@ -126,7 +128,10 @@ if [[ " $stages " == *" scale "* ]]; then
   for np in ${SCALE_NPS:-64 128 256}; do
     requests=$((np * ${SCALE_WAVES:-1}))
     say "scale: $requests requests at concurrency $np, sampled, -np $np; the three servers loaded at once"
-    common=(-m "$MODELS/gpt-oss-20b-F16.gguf" -t "${THREADS:-8}" -c $((np * 512)) -np "$np" --kv-unified -ngl 99)
+    # SCALE_ARGS is a list of flags, word-split on purpose.
+    # shellcheck disable=SC2206
+    common=(-m "$MODELS/gpt-oss-20b-F16.gguf" -t "${THREADS:-8}" -c $((np * 512)) -np "$np" -ngl 99
+      ${SCALE_ARGS---kv-unified})
     pids=()
     PORT=18091 serve llama-server "$WORK/scale-$np-ls.log" "$LS" "${common[@]}" && pids+=("$pid")
     PORT=18092 serve "llama-server -bs" "$WORK/scale-$np-bs.log" "$LS" "${common[@]}" -bs && pids+=("$pid")
@@ -144,7 +149,7 @@ if [[ " $stages " == *" scale "* ]]; then
         printf '%s\t%s\n' "$i" "$agg" >>"$WORK/scale-$np.tsv"
       done
     done
-    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null
+    kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
     python3 - "$WORK/scale-$np.tsv" "$np" <<'PY'
 import statistics, sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().split("\n") if line]
