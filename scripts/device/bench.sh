@@ -78,6 +78,9 @@ fi
 # load included); its pid is in $pid.
 serve() {
   local name=$1 log=$2 port=${PORT:-18081}; shift 2
+  if curl -s "http://127.0.0.1:$port/health" >/dev/null; then
+    echo "$name: port $port is taken by another server"; return 1
+  fi
   "$@" --port "$port" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 900); do
