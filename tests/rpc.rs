@@ -99,7 +99,9 @@ fn two_workers_hold_the_layers_and_generate_what_one_process_does() {
     let (w1, w2) = (Worker::start(), Worker::start());
     let mut extra = SAME_KERNELS.to_vec();
     let rpc = rpc_flag(&[&w1, &w2]);
-    extra.extend(["--rpc", &rpc]);
+    // The planner keeps a model that fits one device on that device; `-ts 1,1` asks for the
+    // split over both workers that this test is about.
+    extra.extend(["--rpc", &rpc, "-ts", "1,1"]);
     let server = Server::start(&extra);
 
     let (_, props) = server.get("/props");
@@ -134,7 +136,8 @@ fn a_worker_killed_mid_request_is_an_error_and_the_server_stays_up() {
     let (w1, mut w2) = (Worker::start(), Worker::start());
     let log = tempfile::NamedTempFile::new().unwrap();
     let rpc = rpc_flag(&[&w1, &w2]);
-    let mut server = Server::start_logged(&["--rpc", &rpc], "127.0.0.1", log.path());
+    // Layers on both workers (`-ts 1,1`), so that the one killed holds some.
+    let mut server = Server::start_logged(&["--rpc", &rpc, "-ts", "1,1"], "127.0.0.1", log.path());
 
     let mut stream = server.start_long_stream();
     w2.child.kill().unwrap();
