@@ -16,4 +16,5 @@ python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet gg
 
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
-cargo test --release --locked
+# Every test binary runs even after one fails, so one CI run reports every failure.
+cargo test --release --locked --no-fail-fast
