@@ -5,16 +5,10 @@
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
 
+use gguf_fixtures::gguf_serve;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn gguf_serve(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
-        .args(args)
-        .output()
-        .expect("run gguf-serve")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -6,15 +6,9 @@
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
 
+use gguf_fixtures::gguf_serve;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn gguf_serve(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
-        .args(args)
-        .output()
-        .expect("run gguf-serve")
-}
+use std::process::Output;
 
 /// `plan` for the demo model at -c 4096, no margin, with `extra` flags.
 fn plan(extra: &[&str]) -> Output {

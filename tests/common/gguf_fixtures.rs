@@ -1,11 +1,19 @@
-//! Helpers for the gguf/plan/quantize tests: the demo model's path and tiny GGUF files made with
-//! our writer.
+//! Helpers for the gguf/plan/quantize tests: the demo model's path, tiny GGUF files made with
+//! our writer, and the binary run as a user would.
 
 #![allow(dead_code)]
 
 use gguf_serve::gguf::{GgufWriter, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Runs `gguf-serve ARGS` to completion.
+pub fn gguf_serve(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gguf-serve"))
+        .args(args)
+        .output()
+        .expect("run gguf-serve")
+}
 
 /// The demo model (Gemma 3 270M Q4_K_M), fetched by `scripts/fetch-demo-model.sh` if needed.
 pub fn demo_model() -> PathBuf {
