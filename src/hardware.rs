@@ -54,15 +54,31 @@ pub fn devices() -> Vec<Device> {
         .collect()
 }
 
-/// The GPUs llama.cpp offloads to by default: discrete GPUs, or integrated ones if there is no
-/// discrete GPU (as `llama_model_load` picks its devices).
+/// The GPUs llama.cpp offloads to by default, in its order (see [`default_gpu_order`]).
 pub fn gpu_devices() -> Vec<Device> {
-    let all = devices();
-    let gpus: Vec<_> = all.iter().filter(|d| d.kind == "gpu").cloned().collect();
-    if gpus.is_empty() {
-        all.into_iter().filter(|d| d.kind == "igpu").collect()
+    default_gpu_order(devices())
+}
+
+/// The devices `llama_model_load` takes when it is given none, in its order: RPC workers' devices
+/// first (to keep network transfers few), then the discrete GPUs, then integrated GPUs only if
+/// there is no discrete one (RPC devices do not count). `-ts` and the planner's placement are
+/// per device in this order, which is not the order the backends registered them in (`--rpc`
+/// adds its devices last).
+pub fn default_gpu_order(all: Vec<Device>) -> Vec<Device> {
+    let (rpc, local): (Vec<_>, Vec<_>) = all.into_iter().partition(Device::is_rpc);
+    let gpus: Vec<_> = local.iter().filter(|d| d.kind == "gpu").cloned().collect();
+    let local = if gpus.is_empty() {
+        local.into_iter().filter(|d| d.kind == "igpu").collect()
     } else {
         gpus
+    };
+    rpc.into_iter().chain(local).collect()
+}
+
+impl Device {
+    /// A device of another machine, reached through llama.cpp's RPC backend (`--rpc`).
+    pub fn is_rpc(&self) -> bool {
+        self.backend == "RPC"
     }
 }
 
@@ -82,6 +98,7 @@ pub fn budget(
         found.retain(|d| names.contains(&d.name));
         found.sort_by_key(|d| names.iter().position(|n| *n == d.name));
     }
+    let remote: Vec<bool> = found.iter().map(Device::is_rpc).collect();
     let gpus = found
         .into_iter()
         .map(|d| {
@@ -90,7 +107,11 @@ pub fn budget(
             (d.name, d.memory_free, bandwidth, source)
         })
         .collect();
-    Budget::new(gpus, host_memory().available, margin, host)
+    let mut budget = Budget::new(gpus, host_memory().available, margin, host);
+    for (gpu, remote) in budget.gpus.iter_mut().zip(remote) {
+        gpu.remote = remote;
+    }
+    budget
 }
 
 /// Host memory, in bytes.
@@ -135,6 +156,45 @@ fn physical_cores() -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use super::Device;
+
+    fn device(name: &str, backend: &str, kind: &str) -> Device {
+        Device {
+            index: 0,
+            name: name.into(),
+            description: String::new(),
+            backend: backend.into(),
+            kind: kind.into(),
+            memory_total: 0,
+            memory_free: 0,
+            bandwidth: None,
+        }
+    }
+
+    fn names(devices: Vec<Device>) -> Vec<String> {
+        devices.into_iter().map(|d| d.name).collect()
+    }
+
+    #[test]
+    fn gpus_in_llama_cpps_default_order() {
+        let cpu = device("CPU", "CPU", "cpu");
+        let cuda0 = device("CUDA0", "CUDA", "gpu");
+        let cuda1 = device("CUDA1", "CUDA", "gpu");
+        let igpu = device("Vulkan1", "Vulkan", "igpu");
+        // --rpc registers its devices last; llama.cpp loads them first.
+        let rpc0 = device("RPC0", "RPC", "gpu");
+        let all = vec![cpu, cuda0, igpu.clone(), cuda1, rpc0.clone()];
+        assert_eq!(
+            names(super::default_gpu_order(all)),
+            ["RPC0", "CUDA0", "CUDA1"]
+        );
+        // An integrated GPU only without a discrete one; an RPC device is not one.
+        assert_eq!(
+            names(super::default_gpu_order(vec![igpu, rpc0])),
+            ["RPC0", "Vulkan1"]
+        );
+    }
+
     #[test]
     fn sees_a_cpu_and_some_threads() {
         assert!(super::math_threads() >= 1);

@@ -187,6 +187,9 @@ pub struct GpuBudget {
     /// Memory read bandwidth, bytes per second.
     pub bandwidth: f64,
     pub bandwidth_source: BandwidthSource,
+    /// Another machine's device, through llama.cpp's RPC backend: every token crosses the
+    /// network to it, so a model one local device holds stays local.
+    pub remote: bool,
 }
 
 impl GpuBudget {
@@ -260,6 +263,7 @@ impl Budget {
                     margin: margin_rule.for_free(free),
                     bandwidth,
                     bandwidth_source,
+                    remote: false,
                 })
                 .collect(),
             host_free,

@@ -16,7 +16,8 @@
 //!
 //! The split the planner chooses: everything on one device if one holds it all (the main GPU
 //! first: no transfer between devices, and a layer split runs the devices one after the other
-//! anyway); else the layers in proportion to what each device can hold after its compute
+//! anyway); another machine's device (`GpuBudget::remote`, llama.cpp's RPC, listed first) only
+//! when the local devices cannot hold it, alone or together; else the layers in proportion to what each device can hold after its compute
 //! buffer, a device too small for one layer and its compute buffer getting none; if rounding to
 //! whole layers overflows a device, llama.cpp's `--fit` order: the last device filled first
 //! (`common/fit.cpp`). `-ts` is then the layer counts, which llama.cpp's formula reproduces
@@ -316,8 +317,10 @@ fn auto_counts(
         return vec![0; nd];
     }
     let fits = |counts: &[u32]| units.devices(gpus, counts).iter().all(DevicePlan::fits);
-    // One device alone: the main GPU first, then by usable memory.
-    let mut order: Vec<usize> = (0..nd).collect();
+    // One device alone: the main GPU first, then by usable memory. Only a local one when there
+    // is one: another machine's device alone would send the logits over the network every token.
+    let any_local = gpus.iter().any(|g| !g.remote);
+    let mut order: Vec<usize> = (0..nd).filter(|&i| !any_local || !gpus[i].remote).collect();
     order.sort_by_key(|&i| (i as i32 != main_gpu, std::cmp::Reverse(gpus[i].usable())));
     for &i in &order {
         let mut counts = vec![0; nd];
@@ -330,6 +333,28 @@ fn auto_counts(
                     join(&counts)
                 ));
             }
+            return counts;
+        }
+    }
+    // Several local devices before any layer crosses the network.
+    let local: Vec<usize> = (0..nd).filter(|&i| !gpus[i].remote).collect();
+    if local.len() > 1 && local.len() < nd {
+        let only_local: Vec<GpuBudget> = local.iter().map(|&i| gpus[i].clone()).collect();
+        let mut local_reasons = Vec::new();
+        let mut counts = vec![0; nd];
+        for (&i, n) in local
+            .iter()
+            .zip(proportional(units, &only_local, &mut local_reasons))
+        {
+            counts[i] = n;
+        }
+        if fits(&counts) {
+            reasons.extend(local_reasons);
+            reasons.push(format!(
+                "-ts {}: the local devices hold it, in proportion to their memory; no layers on \
+                 another machine",
+                join(&counts)
+            ));
             return counts;
         }
     }

@@ -147,6 +147,57 @@ fn reasons_name_each_device() {
 }
 
 #[test]
+fn a_model_one_local_device_holds_stays_off_the_network() {
+    // llama.cpp lists an RPC worker's devices first. RPC0 is bigger and device 0 (the main
+    // GPU), but every token would cross the network to it: the local GPU1 takes it all.
+    let m = dense("q8_0", 100);
+    let auto = request(GpuLayers::Auto, SplitRequest::default());
+    let mut budget = gpus(&[16 * GIB, 8 * GIB]);
+    budget.gpus[0].remote = true;
+    let p = plan_file(&m, &auto, &budget);
+    let split = p.split.as_ref().unwrap();
+    assert_eq!(
+        layout(split),
+        (vec![(None, false), (Some((0, 31)), true)], vec![0, 33]),
+        "{:?}",
+        split.reasons
+    );
+    // Two local devices that hold it together: split between them, none on the worker.
+    let mut budget = gpus(&[16 * GIB, 3 * GIB, 3 * GIB]);
+    budget.gpus[0].remote = true;
+    let p = plan_file(&m, &auto, &budget);
+    let split = p.split.as_ref().unwrap();
+    assert_eq!(split.tensor_split[0], 0, "{:?}", split.reasons);
+    assert!(split.fits(), "{:?}", split.reasons);
+    assert!(
+        split
+            .reasons
+            .iter()
+            .any(|r| r.contains("no layers on another machine")),
+        "{:?}",
+        split.reasons
+    );
+    // Too big for the local device alone: the worker takes the first layers, the local GPU
+    // the last ones and the output layer (the logits stay here).
+    let budget_small = {
+        let mut b = gpus(&[4 * GIB, 2 * GIB]);
+        b.gpus[0].remote = true;
+        b
+    };
+    let p = plan_file(&m, &auto, &budget_small);
+    let split = p.split.as_ref().unwrap();
+    assert_eq!(
+        layout(split),
+        (
+            vec![(Some((0, 24)), false), (Some((25, 31)), true)],
+            vec![25, 8]
+        ),
+        "{:?}",
+        split.reasons
+    );
+}
+
+#[test]
 fn a_device_that_rounding_overflows_is_filled_from_the_back() {
     // Rooms 2976 and 1701.5 MiB: GPU0's share, 2942 MiB, is 22 layers (3000 MiB), which leaves
     // GPU1 2066.5 MiB of its 2048. From the back: GPU1 takes the output layer and 9 layers
