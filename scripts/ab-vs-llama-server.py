@@ -9,12 +9,13 @@ timings. Prints the medians and ratios (the first two rounds are warm-up) and, w
 each round's client-timed prompt speed: a server that slows as its slots fill shows it there.
 
 usage: ab-vs-llama-server.py [--rounds N] [--trend] [--llama-flags F] [--ours-flags F]
-                             LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
+                             [--names A,B] LLAMA_SERVER GGUF_SERVE MODEL [-- FLAGS...]
    e.g. scripts/ab-vs-llama-server.py ~/.cache/gguf-serve/llama-ref/bin/llama-server \\
           target/release/gguf-serve ~/.cache/gguf-serve/models/gemma-3-270m-q4_k_m.gguf \\
           -- -t 2 -c 4096 -np 4 --kv-unified
    (both servers get exactly the same FLAGS; --llama-flags and --ours-flags, one string each,
-   add flags to one side, e.g. --ours-flags=--no-cache-idle-slots)"""
+   add flags to one side, e.g. --ours-flags=--no-cache-idle-slots; --names labels the two
+   servers when they are not llama-server and gguf-serve, e.g. two builds of gguf-serve)"""
 import argparse, json, random, socket, statistics, subprocess, time, urllib.request
 
 p = argparse.ArgumentParser()
@@ -27,6 +28,7 @@ p.add_argument("--decode-tokens", type=int, default=64)
 p.add_argument("--trend", action="store_true")
 p.add_argument("--llama-flags", default="")
 p.add_argument("--ours-flags", default="")
+p.add_argument("--names", default="llama-server,gguf-serve")
 p.add_argument("flags", nargs="*")
 a = p.parse_args()
 
@@ -40,9 +42,10 @@ def post(port, body):
                                  {"Content-Type": "application/json"})
     return json.load(urllib.request.urlopen(req))["timings"]
 
+first, second = a.names.split(",")
 servers = {}
-for name, binary, extra in (("llama-server", a.llama_server, a.llama_flags.split()),
-                            ("gguf-serve", a.gguf_serve, a.ours_flags.split())):
+for name, binary, extra in ((first, a.llama_server, a.llama_flags.split()),
+                            (second, a.gguf_serve, a.ours_flags.split())):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", a.model, "--port", str(port), *a.flags, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,8 +88,8 @@ try:
                 print(f"{n:<12} last 3 rounds / rounds 2-4: {late / early:.3f}")
     for label, data in (("prompt t/s (client)", wall), ("prompt t/s (server)", pp),
                         ("decode t/s", tg)):
-        l, g = med(data["llama-server"]), med(data["gguf-serve"])
-        print(f"{label:<24} llama-server {l:8.1f}  gguf-serve {g:8.1f}  ratio {g / l:.3f}  "
+        l, g = med(data[first]), med(data[second])
+        print(f"{label:<24} {first} {l:8.1f}  {second} {g:8.1f}  ratio {g / l:.3f}  "
               f"(median of {a.rounds - 2} interleaved requests)")
 finally:
     for _, proc in servers.values():

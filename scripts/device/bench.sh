@@ -31,7 +31,16 @@
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 512) tokens, 128-token answers, -np 32; TTFT and inter-token latency p50/p99.
-# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt] [scale] [chat]
+#   cuda   our `--features cuda` binary (scripts/build-cuda.sh; carried as dist-cuda/gguf-serve,
+#          cuBLAS from the machine's PyTorch) against the bundle with the reference build's
+#          libggml-cuda.so, both gguf-serve on the same flags: prompt processing of 2 048
+#          tokens and one-stream decode (ab-vs-llama-server.py, 12 alternating rounds), and 16
+#          sampled streams (both loaded, rotating rounds).
+#   rpc    the cuda binary with the GPU plus an RPC worker on this machine's CPU (`rpc-worker
+#          --device CPU`) holding RPC_LAYERS (default 4) of the 24 layers, against the GPU
+#          alone: one stream and 16 sampled streams, rotating rounds; /props' devices, the
+#          planner's choice without -ts, and the bytes the worker's sockets carry per token.
+# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt] [scale] [chat] [cuda] [rpc]
 #        (default: the first three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -126,6 +135,40 @@ if [[ " $stages " == *" 16gb "* ]]; then
   done
   kill $blocker
 fi
+# race TSV REQUESTS CONC PORT…: ROUNDS rounds; each sends REQUESTS sampled completions (64-token
+# prompts, 128 tokens, temperature 0.8, top_p 0.95) at concurrency CONC to every port in turn,
+# the order rotating by round. Prints each aggregate t/s with the server's name (from $names, by
+# position) and appends "position<TAB>t/s" to TSV.
+race() {
+  local tsv=$1 requests=$2 conc=$3 round k i agg
+  shift 3
+  local ports=("$@")
+  rm -f "$tsv"
+  for round in $(seq 1 "$ROUNDS"); do
+    for k in $(seq 0 $((${#ports[@]} - 1))); do
+      i=$(((round + k) % ${#ports[@]}))
+      agg=$("$GS" bench --url "http://127.0.0.1:${ports[$i]}" --endpoint completion \
+        --synthetic "$requests" --concurrency "$conc" --prompt-tokens 64 --max-tokens 128 \
+        --temperature 0.8 --top-p 0.95 --seed "$round" --json |
+        python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["output_tokens_per_s"] if not s["failed"] else "failed")')
+      echo "    round $round ${names[$i]}: $agg t/s"
+      printf '%s\t%s\n' "$i" "$agg" >>"$tsv"
+    done
+  done
+}
+# row TSV LABEL: a table row: LABEL, each server's median t/s, then the last server's ratio to
+# each of the others.
+row() {
+  python3 - "$1" "$2" <<'PY'
+import statistics, sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().split("\n") if line]
+n = 1 + max(int(i) for i, _ in rows)
+med = [statistics.median(float(v) for i, v in rows if int(i) == k and v != "failed") for k in range(n)]
+cells = [f"{m:.0f}" for m in med] + [f"{med[-1] / m:.2f}" for m in med[:-1]]
+print(f"| {sys.argv[2]} | " + " | ".join(cells) + " |")
+PY
+}
+
 if [[ " $stages " == *" scale "* ]]; then
   names=(llama-server "llama-server -bs" gguf-serve)
   for np in ${SCALE_NPS:-64 128 256}; do
@@ -140,26 +183,72 @@ if [[ " $stages " == *" scale "* ]]; then
     PORT=18092 serve "llama-server -bs" "$WORK/scale-$np-bs.log" "$LS" "${common[@]}" -bs && pids+=("$pid")
     PORT=18093 serve gguf-serve "$WORK/scale-$np-gs.log" "$GS" "${common[@]}" && pids+=("$pid")
     [ ${#pids[@]} = 3 ] || { kill "${pids[@]}" 2>/dev/null; continue; }
-    rm -f "$WORK/scale-$np.tsv"
-    for round in $(seq 1 "$ROUNDS"); do
-      for k in 0 1 2; do
-        i=$(((round + k) % 3))
-        agg=$("$GS" bench --url "http://127.0.0.1:$((18091 + i))" --endpoint completion \
-          --synthetic "$requests" --concurrency "$np" --prompt-tokens 64 --max-tokens 128 \
-          --temperature 0.8 --top-p 0.95 --seed "$round" --json |
-          python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["output_tokens_per_s"] if not s["failed"] else "failed")')
-        echo "    round $round ${names[$i]}: $agg t/s"
-        printf '%s\t%s\n' "$i" "$agg" >>"$WORK/scale-$np.tsv"
-      done
-    done
+    race "$WORK/scale-$np.tsv" "$requests" "$np" 18091 18092 18093
     kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
-    python3 - "$WORK/scale-$np.tsv" "$np" <<'PY'
-import statistics, sys
-rows = [line.split("\t") for line in open(sys.argv[1]).read().split("\n") if line]
-med = [statistics.median(float(v) for i, v in rows if int(i) == k and v != "failed") for k in range(3)]
-print(f"| {sys.argv[2]} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} | {med[2] / med[0]:.2f} | {med[2] / med[1]:.2f} |")
-PY
+    row "$WORK/scale-$np.tsv" "$np"
   done
+fi
+
+# The cuda build, runnable: its rpath finds cuBLAS in lib/ beside it, linked from PyTorch's
+# nvidia-cublas wheel (CUDA 13); the driver's libcuda.so.1 is the system's.
+CG=$WORK/cuda/gguf-serve
+if [[ " $stages " == *" cuda "* || " $stages " == *" rpc "* ]] && [ ! -x "$CG" ]; then
+  [ -f "$ROOT/dist-cuda/gguf-serve" ] || { echo "no dist-cuda/gguf-serve (scripts/build-cuda.sh)"; exit 1; }
+  mkdir -p "$WORK/cuda/lib"
+  cp "$ROOT/dist-cuda/gguf-serve" "$CG" && chmod +x "$CG"
+  cu13=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')
+  ln -sf "$cu13"/libcublas.so.13 "$cu13"/libcublasLt.so.13 "$WORK/cuda/lib/"
+  "$CG" devices | grep -E "^\| (CUDA|CPU)" || { echo "the cuda build sees no device"; exit 1; }
+fi
+
+if [[ " $stages " == *" cuda "* ]]; then
+  flags=(-t "${THREADS:-8}" -c 32768 -ngl 99 --kv-unified)
+  say "cuda: prompt of 2 048 tokens and one stream, bundle (reference libggml-cuda.so) vs cuda build, 12 alternating rounds"
+  python3 "$ROOT/scripts/ab-vs-llama-server.py" --names bundle,cuda-build --rounds 12 \
+    --prompt-words 380 --decode-tokens 128 "$GS" "$CG" "$MODELS/gpt-oss-20b-F16.gguf" \
+    -- "${flags[@]}" -np 4 2>&1
+  say "cuda: 16 sampled streams, -np 16, both loaded"
+  names=(bundle "cuda build")
+  pids=()
+  PORT=18091 serve bundle "$WORK/cuda-bundle.log" "$GS" -m "$MODELS/gpt-oss-20b-F16.gguf" "${flags[@]}" -np 16 && pids+=("$pid")
+  PORT=18092 serve "cuda build" "$WORK/cuda-build.log" "$CG" -m "$MODELS/gpt-oss-20b-F16.gguf" "${flags[@]}" -np 16 && pids+=("$pid")
+  if [ ${#pids[@]} = 2 ]; then
+    race "$WORK/cuda-16.tsv" 32 16 18091 18092
+    echo "| streams | bundle | cuda build | ratio |"
+    row "$WORK/cuda-16.tsv" 16
+  fi
+  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+fi
+
+if [[ " $stages " == *" rpc "* ]]; then
+  model=$MODELS/gpt-oss-20b-F16.gguf
+  flags=(-t "${THREADS:-8}" -c 32768 -ngl 99 -np 16)
+  "$CG" rpc-worker --port 50052 --device CPU -t "${THREADS:-8}" >"$WORK/rpc-worker.log" 2>&1 &
+  worker=$!
+  sleep 2
+  say "rpc: what the planner does with a GPU and a worker (no -ts)"
+  "$CG" plan -m "$model" -c 32768 -np 16 --rpc 127.0.0.1:50052 2>&1 | grep -E "RPC0|CUDA0|-ts|alone|local" | head -8
+  n=${RPC_LAYERS:-4}
+  say "rpc: the GPU alone against the GPU with layers 0-$((n - 1)) on the worker's CPU (-ts $n,$((25 - n)))"
+  names=("GPU" "GPU + RPC worker")
+  pids=()
+  PORT=18091 serve GPU "$WORK/rpc-gpu.log" "$CG" -m "$model" "${flags[@]}" && pids+=("$pid")
+  PORT=18092 serve "GPU + RPC" "$WORK/rpc-split.log" "$CG" -m "$model" "${flags[@]}" \
+    --rpc 127.0.0.1:50052 -ts "$n,$((25 - n))" && pids+=("$pid")
+  if [ ${#pids[@]} = 2 ]; then
+    curl -s http://127.0.0.1:18092/props | python3 -c 'import json,sys; [print("    ", d) for d in json.load(sys.stdin).get("devices", [])]'
+    io() { ss -tinH "sport = :50052" | grep -o 'bytes_sent:[0-9]*\|bytes_received:[0-9]*' | awk -F: '{s += $2} END {print s + 0}'; }
+    before=$(io)
+    curl -s http://127.0.0.1:18092/completion -d '{"prompt": "Once upon a time", "n_predict": 128, "ignore_eos": true, "temperature": 0}' >/dev/null
+    bytes=$(($(io) - before))
+    echo "    the worker's sockets carried $bytes bytes for a 4-token prompt and 128 tokens ($((bytes / 128)) per token)"
+    echo "| streams | GPU | GPU + RPC worker | ratio |"
+    race "$WORK/rpc-1.tsv" 4 1 18091 18092 >/dev/null
+    row "$WORK/rpc-1.tsv" 1
+    race "$WORK/rpc-16.tsv" 32 16 18091 18092 >/dev/null
+    row "$WORK/rpc-16.tsv" 16
+  fi
+  kill "${pids[@]}" "$worker" 2>/dev/null; wait "${pids[@]}" "$worker" 2>/dev/null
 fi
 
 if [[ " $stages " == *" chat "* ]]; then
