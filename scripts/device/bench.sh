@@ -31,8 +31,8 @@
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 512) tokens, 128-token answers, -np 32; TTFT and inter-token latency p50/p99.
-#   cuda   our `--features cuda` binary (scripts/build-cuda.sh; carried as dist-cuda/gguf-serve,
-#          cuBLAS from the machine's PyTorch) against the bundle with the reference build's
+#   cuda   our `--features cuda` binary (scripts/build-cuda.sh; carried as dist-cuda/gguf-serve
+#          or, stripped, dist-cuda/gguf-serve.xz; cuBLAS from the machine's PyTorch) against the bundle with the reference build's
 #          libggml-cuda.so, both gguf-serve on the same flags: prompt processing of 2 048
 #          tokens and one-stream decode (ab-vs-llama-server.py, 12 alternating rounds), and 16
 #          sampled streams (both loaded, rotating rounds).
@@ -193,9 +193,17 @@ fi
 # nvidia-cublas wheel (CUDA 13); the driver's libcuda.so.1 is the system's.
 CG=$WORK/cuda/gguf-serve
 if [[ " $stages " == *" cuda "* || " $stages " == *" rpc "* ]] && [ ! -x "$CG" ]; then
-  [ -f "$ROOT/dist-cuda/gguf-serve" ] || { echo "no dist-cuda/gguf-serve (scripts/build-cuda.sh)"; exit 1; }
   mkdir -p "$WORK/cuda/lib"
-  cp "$ROOT/dist-cuda/gguf-serve" "$CG" && chmod +x "$CG"
+  # Carried stripped and xz-compressed (156 MB as built, 81 MB stripped: over a call's carry).
+  if [ -f "$ROOT/dist-cuda/gguf-serve.xz" ]; then
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      "$ROOT/dist-cuda/gguf-serve.xz" "$CG"
+  elif [ -f "$ROOT/dist-cuda/gguf-serve" ]; then
+    cp "$ROOT/dist-cuda/gguf-serve" "$CG"
+  else
+    echo "no dist-cuda/gguf-serve[.xz] (scripts/build-cuda.sh)"; exit 1
+  fi
+  chmod +x "$CG"
   cu13=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')
   ln -sf "$cu13"/libcublas.so.13 "$cu13"/libcublasLt.so.13 "$WORK/cuda/lib/"
   "$CG" devices | grep -E "^\| (CUDA|CPU)" || { echo "the cuda build sees no device"; exit 1; }
@@ -237,11 +245,13 @@ if [[ " $stages " == *" rpc "* ]]; then
     --rpc 127.0.0.1:50052 -ts "$n,$((25 - n))" && pids+=("$pid")
   if [ ${#pids[@]} = 2 ]; then
     curl -s http://127.0.0.1:18092/props | python3 -c 'import json,sys; [print("    ", d) for d in json.load(sys.stdin).get("devices", [])]'
-    io() { ss -tinH "sport = :50052" | grep -o 'bytes_sent:[0-9]*\|bytes_received:[0-9]*' | awk -F: '{s += $2} END {print s + 0}'; }
+    # Loopback's received bytes (no `ss` on the device machine): the worker's traffic both ways
+    # plus one small HTTP exchange, the GPU-only server idle meanwhile.
+    io() { awk '$1 == "lo:" {print $2}' /proc/net/dev; }
     before=$(io)
     curl -s http://127.0.0.1:18092/completion -d '{"prompt": "Once upon a time", "n_predict": 128, "ignore_eos": true, "temperature": 0}' >/dev/null
     bytes=$(($(io) - before))
-    echo "    the worker's sockets carried $bytes bytes for a 4-token prompt and 128 tokens ($((bytes / 128)) per token)"
+    echo "    loopback carried $bytes bytes for a 4-token prompt and 128 tokens ($((bytes / 128)) per token)"
     echo "| streams | GPU | GPU + RPC worker | ratio |"
     race "$WORK/rpc-1.tsv" 4 1 18091 18092 >/dev/null
     row "$WORK/rpc-1.tsv" 1
@@ -256,6 +266,6 @@ if [[ " $stages " == *" chat "* ]]; then
   GGUF_SERVE=$GS ROUNDS=$ROUNDS CONVERSATIONS=32 TURNS=6 PROMPT_TOKENS=${CHAT_PROMPT_TOKENS:-512} \
     MAX_TOKENS=128 ENDPOINT=completion OUT=$WORK/chat \
     "$ROOT/scripts/chat-vs-llama-server.sh" "$LS" "$MODELS/gpt-oss-20b-F16.gguf" \
-    -- -t "${THREADS:-8}" -c 131072 -np 32 --kv-unified -ngl 99 2>&1 | grep -v "round [0-9]*:"
+    -- -t "${THREADS:-8}" -c 131072 -np 32 --kv-unified -ngl 99 2>&1
 fi
 say "bench done"
