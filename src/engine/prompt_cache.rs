@@ -29,6 +29,9 @@ pub struct PromptCache {
     /// token (llama-server sizes it to the context).
     limit_tokens: usize,
     entries: VecDeque<Entry>,
+    /// The entries' state bytes and tokens, kept with them (eviction checks them per entry).
+    bytes: usize,
+    n_tokens: usize,
 }
 
 /// An entry may be restored only if the prompt keeps at least this fraction of its tokens
@@ -52,6 +55,8 @@ impl PromptCache {
             limit_bytes,
             limit_tokens,
             entries: VecDeque::new(),
+            bytes: 0,
+            n_tokens: 0,
         })
     }
 
@@ -76,16 +81,25 @@ impl PromptCache {
             );
             return false;
         }
-        self.entries
-            .retain(|e| e.lora != lora || common_prefix(&e.tokens, tokens) < e.tokens.len());
+        let contained: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.lora == lora && common_prefix(&e.tokens, tokens) == e.tokens.len()
+            })
+            .collect();
+        for i in contained.into_iter().rev() {
+            self.remove(i);
+        }
         if let Some(limit) = self.limit_bytes {
-            while !self.entries.is_empty() && self.bytes() + size > limit {
-                self.entries.pop_front();
+            while !self.entries.is_empty() && self.bytes + size > limit {
+                self.remove(0);
             }
         }
         let Some(state) = read() else {
             return false;
         };
+        self.bytes += state.len();
+        self.n_tokens += tokens.len();
         self.entries.push_back(Entry {
             tokens: tokens.to_vec(),
             lora: lora.to_vec(),
@@ -125,7 +139,15 @@ impl PromptCache {
                 (keep_best, sim_best, best) = (keep, sim, Some(i));
             }
         }
-        self.entries.remove(best?)
+        self.remove(best?)
+    }
+
+    /// Takes entry `i` out, with its bytes and tokens.
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        let entry = self.entries.remove(i)?;
+        self.bytes -= entry.state.len();
+        self.n_tokens -= entry.tokens.len();
+        Some(entry)
     }
 
     /// Whether an entry computed with `lora` starts with all of `tokens`.
@@ -138,18 +160,18 @@ impl PromptCache {
     /// Drops the oldest entries beyond the limits.
     fn evict(&mut self) {
         if let Some(limit) = self.limit_bytes {
-            while !self.entries.is_empty() && self.bytes() > limit {
-                self.entries.pop_front();
+            while !self.entries.is_empty() && self.bytes > limit {
+                self.remove(0);
             }
         }
-        let per_token = (self.bytes() as f64 / self.n_tokens().max(1) as f64).max(1.0);
+        let per_token = (self.bytes as f64 / self.n_tokens.max(1) as f64).max(1.0);
         let limit_tokens = match self.limit_bytes {
             Some(bytes) => self.limit_tokens.max((bytes as f64 / per_token) as usize),
             None => self.limit_tokens,
         };
         if limit_tokens > 0 {
-            while !self.entries.is_empty() && self.n_tokens() > limit_tokens {
-                self.entries.pop_front();
+            while !self.entries.is_empty() && self.n_tokens > limit_tokens {
+                self.remove(0);
             }
         }
     }
@@ -161,12 +183,12 @@ impl PromptCache {
 
     /// Bytes of state held.
     pub fn bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.state.len()).sum()
+        self.bytes
     }
 
     /// Tokens held, over all entries.
     pub fn n_tokens(&self) -> usize {
-        self.entries.iter().map(|e| e.tokens.len()).sum()
+        self.n_tokens
     }
 
     /// The byte limit (`None`: none).
@@ -186,12 +208,17 @@ mod tests {
     }
 
     /// Stores `tokens` with a state of `size` bytes whose first byte tags it.
+    /// The running totals stay the entries' sums.
     fn put(cache: &mut PromptCache, tokens: &[LlamaToken], size: usize, tag: u8) -> bool {
-        cache.store(tokens, &[], size, || {
+        let kept = cache.store(tokens, &[], size, || {
             let mut state = vec![0u8; size];
             state[0] = tag;
             Some(state)
-        })
+        });
+        let entries = &cache.entries;
+        assert_eq!(cache.bytes, entries.iter().map(|e| e.state.len()).sum::<usize>());
+        assert_eq!(cache.n_tokens, entries.iter().map(|e| e.tokens.len()).sum::<usize>());
+        kept
     }
 
     #[test]
