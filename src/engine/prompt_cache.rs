@@ -186,11 +186,6 @@ impl PromptCache {
         self.bytes
     }
 
-    /// Tokens held, over all entries.
-    pub fn n_tokens(&self) -> usize {
-        self.n_tokens
-    }
-
     /// The byte limit (`None`: none).
     pub fn limit_bytes(&self) -> Option<usize> {
         self.limit_bytes
@@ -216,8 +211,14 @@ mod tests {
             Some(state)
         });
         let entries = &cache.entries;
-        assert_eq!(cache.bytes, entries.iter().map(|e| e.state.len()).sum::<usize>());
-        assert_eq!(cache.n_tokens, entries.iter().map(|e| e.tokens.len()).sum::<usize>());
+        assert_eq!(
+            cache.bytes,
+            entries.iter().map(|e| e.state.len()).sum::<usize>()
+        );
+        assert_eq!(
+            cache.n_tokens,
+            entries.iter().map(|e| e.tokens.len()).sum::<usize>()
+        );
         kept
     }
 
@@ -239,7 +240,7 @@ mod tests {
         assert!(!cache.store(&toks(0..50), &[], MIB, || panic!("read a held state")));
         // Contains the entry: it replaces it.
         assert!(put(&mut cache, &toks(0..200), 2 * MIB, 2));
-        assert_eq!((cache.len(), cache.n_tokens()), (1, 200));
+        assert_eq!((cache.len(), cache.n_tokens), (1, 200));
         // Other LoRA scales are another computation of the same tokens.
         assert!(cache.store(&toks(0..200), &[0.5], MIB, || Some(vec![3; MIB])));
         assert_eq!(cache.len(), 2);
@@ -276,7 +277,7 @@ mod tests {
                 i as u8
             ));
         }
-        assert_eq!(cache.n_tokens(), 200);
+        assert_eq!(cache.n_tokens, 200);
         assert!(cache.take_best(&[], &toks(0..100), &[]).is_none());
     }
 
