@@ -227,6 +227,11 @@ pub struct Slot {
     pub last_task: Option<SlotTask>,
     pub last_used: Instant,
     pub n_ctx: u32,
+    /// The host prompt cache has been given what `cache` holds since the slot last changed it
+    /// (saved, or found there already): an idle slot is offered to the cache once, not at
+    /// every request that starts while it waits (each offer costs llama.cpp a pass over every
+    /// sequence's cells).
+    pub parked: bool,
 }
 
 impl Slot {
@@ -238,6 +243,7 @@ impl Slot {
             last_task: None,
             last_used: Instant::now(),
             n_ctx,
+            parked: false,
         }
     }
 
@@ -252,6 +258,7 @@ impl Slot {
         summary.has_next_token = false;
         self.last_task = Some(summary);
         self.last_used = Instant::now();
+        self.parked = false;
         Some(task)
     }
 

@@ -8,13 +8,14 @@ use super::Worker;
 use crate::engine::request::GenerateRequest;
 
 impl Worker<'_> {
-    /// Saves slot `idx`'s cells to the prompt cache, unless it is empty or already there.
+    /// Saves slot `idx`'s cells to the prompt cache, unless it is empty, already offered
+    /// ([`Slot::parked`](crate::engine::slot::Slot::parked)) or already there.
     fn cache_slot(&mut self, idx: usize) -> bool {
         let Some(cache) = self.prompt_cache.as_mut() else {
             return false;
         };
         let slot = &self.slots[idx];
-        if slot.cache.is_empty() {
+        if slot.cache.is_empty() || slot.parked {
             return false;
         }
         let seq = slot.seq_id();
@@ -34,6 +35,7 @@ impl Worker<'_> {
             );
             self.report_cache();
         }
+        self.slots[idx].parked = true;
         saved
     }
 
@@ -70,6 +72,8 @@ impl Worker<'_> {
             self.stats.prompt_cache_lookup(Some(entry.tokens.len()));
             self.report_cache();
             self.slots[idx].cache = entry.tokens;
+            // Taken out of the cache: the slot alone holds it now.
+            self.slots[idx].parked = false;
             self.loras.restored(idx, entry.lora);
         } else {
             tracing::warn!(

@@ -321,6 +321,7 @@ impl<'m> Worker<'m> {
     fn clear_slot(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         slot.cache.clear();
+        slot.parked = false;
         self.ctx.seq_rm(slot.seq_id(), None, None);
     }
 
