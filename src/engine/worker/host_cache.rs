@@ -46,6 +46,9 @@ impl Worker<'_> {
         if self.prompt_cache.is_none() {
             return;
         }
+        // About to be overwritten: offered again, in case the entry it was saved as has been
+        // evicted or restored elsewhere since (once per request, not once per idle slot).
+        self.slots[idx].parked = false;
         self.cache_slot(idx);
         if !req.params.cache_prompt {
             return;
