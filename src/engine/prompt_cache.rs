@@ -81,15 +81,16 @@ impl PromptCache {
             );
             return false;
         }
-        let contained: Vec<usize> = (0..self.entries.len())
-            .filter(|&i| {
-                let e = &self.entries[i];
-                e.lora == lora && common_prefix(&e.tokens, tokens) == e.tokens.len()
-            })
-            .collect();
-        for i in contained.into_iter().rev() {
-            self.remove(i);
-        }
+        // Entries it contains go, with their share of the totals.
+        let (bytes, n_tokens) = (&mut self.bytes, &mut self.n_tokens);
+        self.entries.retain(|e| {
+            let contained = e.lora == lora && common_prefix(&e.tokens, tokens) == e.tokens.len();
+            if contained {
+                *bytes -= e.state.len();
+                *n_tokens -= e.tokens.len();
+            }
+            !contained
+        });
         if let Some(limit) = self.limit_bytes {
             while !self.entries.is_empty() && self.bytes + size > limit {
                 self.remove(0);

@@ -17,9 +17,10 @@
 //! The split the planner chooses: everything on one device if one holds it all (the main GPU
 //! first: no transfer between devices, and a layer split runs the devices one after the other
 //! anyway); another machine's device (`GpuBudget::remote`, llama.cpp's RPC, listed first) only
-//! when the local devices cannot hold it, alone or together; else the layers in proportion to what each device can hold after its compute
-//! buffer, a device too small for one layer and its compute buffer getting none; if rounding to
-//! whole layers overflows a device, llama.cpp's `--fit` order: the last device filled first
+//! when the local devices cannot hold it, alone or together; else the layers in proportion to
+//! what each device can hold after its compute buffer, a device too small for one layer and its
+//! compute buffer getting none; if rounding to whole layers overflows a device, llama.cpp's
+//! `--fit` order: the last device filled first
 //! (`common/fit.cpp`). `-ts` is then the layer counts, which llama.cpp's formula reproduces
 //! exactly, as `--fit` writes it. A `-ts` the user gives is laid out by llama.cpp's formula and
 //! checked device by device.
@@ -317,10 +318,14 @@ fn auto_counts(
         return vec![0; nd];
     }
     let fits = |counts: &[u32]| units.devices(gpus, counts).iter().all(DevicePlan::fits);
+    let local: Vec<usize> = (0..nd).filter(|&i| !gpus[i].remote).collect();
     // One device alone: the main GPU first, then by usable memory. Only a local one when there
     // is one: another machine's device alone would send the logits over the network every token.
-    let any_local = gpus.iter().any(|g| !g.remote);
-    let mut order: Vec<usize> = (0..nd).filter(|&i| !any_local || !gpus[i].remote).collect();
+    let mut order = if local.is_empty() {
+        (0..nd).collect()
+    } else {
+        local.clone()
+    };
     order.sort_by_key(|&i| (i as i32 != main_gpu, std::cmp::Reverse(gpus[i].usable())));
     for &i in &order {
         let mut counts = vec![0; nd];
@@ -337,7 +342,6 @@ fn auto_counts(
         }
     }
     // Several local devices before any layer crosses the network.
-    let local: Vec<usize> = (0..nd).filter(|&i| !gpus[i].remote).collect();
     if local.len() > 1 && local.len() < nd {
         let only_local: Vec<GpuBudget> = local.iter().map(|&i| gpus[i].clone()).collect();
         let mut local_reasons = Vec::new();

@@ -152,9 +152,13 @@ fn a_model_one_local_device_holds_stays_off_the_network() {
     // GPU), but every token would cross the network to it: the local GPU1 takes it all.
     let m = dense("q8_0", 100);
     let auto = request(GpuLayers::Auto, SplitRequest::default());
-    let mut budget = gpus(&[16 * GIB, 8 * GIB]);
-    budget.gpus[0].remote = true;
-    let p = plan_file(&m, &auto, &budget);
+    // Device 0 is the worker's, the others local.
+    let with_worker = |free: &[u64]| {
+        let mut budget = gpus(free);
+        budget.gpus[0].remote = true;
+        plan_file(&m, &auto, &budget)
+    };
+    let p = with_worker(&[16 * GIB, 8 * GIB]);
     let split = p.split.as_ref().unwrap();
     assert_eq!(
         layout(split),
@@ -163,9 +167,7 @@ fn a_model_one_local_device_holds_stays_off_the_network() {
         split.reasons
     );
     // Two local devices that hold it together: split between them, none on the worker.
-    let mut budget = gpus(&[16 * GIB, 3 * GIB, 3 * GIB]);
-    budget.gpus[0].remote = true;
-    let p = plan_file(&m, &auto, &budget);
+    let p = with_worker(&[16 * GIB, 3 * GIB, 3 * GIB]);
     let split = p.split.as_ref().unwrap();
     assert_eq!(split.tensor_split[0], 0, "{:?}", split.reasons);
     assert!(split.fits(), "{:?}", split.reasons);
@@ -179,12 +181,7 @@ fn a_model_one_local_device_holds_stays_off_the_network() {
     );
     // Too big for the local device alone: the worker takes the first layers, the local GPU
     // the last ones and the output layer (the logits stay here).
-    let budget_small = {
-        let mut b = gpus(&[4 * GIB, 2 * GIB]);
-        b.gpus[0].remote = true;
-        b
-    };
-    let p = plan_file(&m, &auto, &budget_small);
+    let p = with_worker(&[4 * GIB, 2 * GIB]);
     let split = p.split.as_ref().unwrap();
     assert_eq!(
         layout(split),
