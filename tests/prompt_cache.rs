@@ -179,3 +179,41 @@ fn cache_reuse_moves_the_chunks_a_prompt_repeats() {
     let (cached, n) = second_reused(&plain, asked);
     assert_eq!(cached, n, "the request's n_cache_reuse reuses the tail");
 }
+
+/// Context checkpoints (`--ctx-checkpoints`) on a sliding-window model, the tiny gpt-oss (a
+/// 128-token window, whose cache holds 256 cells at `-ub 1`): after a 256-token answer the
+/// window has moved past the prompt's end, so a next prompt that keeps the prompt but not the
+/// answer (a chat whose template re-renders the last answer) finds the window it needs gone.
+/// The checkpoint taken 4 tokens before the prompt's end serves it: all but those few tokens
+/// are reused, from the slot and from the host cache, and the greedy continuation equals the
+/// one computed from scratch (`-ub 1`, see tests/batching.rs). `--ctx-checkpoints 0` computes
+/// the whole prompt again.
+#[test]
+fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
+    let first = essay("rivers", 12);
+    let next = format!("{first} Then the plains,");
+    let run = |extra: &[&str], away: bool| {
+        let mut args = vec!["-np", "1", "-ub", "1"];
+        args.extend_from_slice(extra);
+        let (_dir, server) = common::serve_tiny_gpt_oss(&args);
+        complete(&server, &first, 256, true);
+        if away {
+            // Another conversation takes the slot: the first goes to the host cache.
+            complete(&server, &essay("bread", 12), 4, true);
+        }
+        let reused = complete(&server, &next, 16, true);
+        let computed = complete(&server, &next, 16, false);
+        assert_eq!(cache_n(&computed), 0, "{computed}");
+        assert_eq!(reused["content"], computed["content"], "{extra:?} {away}");
+        (cache_n(&reused), n_tokens(&server, &first))
+    };
+    for away in [false, true] {
+        let (cached, n_first) = run(&[], away);
+        assert!(
+            (n_first - 8..n_first).contains(&cached),
+            "away {away}: {cached} of {n_first} tokens reused"
+        );
+    }
+    let (cached, _) = run(&["--ctx-checkpoints", "0"], false);
+    assert_eq!(cached, 0, "without checkpoints the window is gone");
+}

@@ -19,7 +19,7 @@ use super::memory::{FlashAttn, GpuLayers, MemoryArgs};
 use super::sampling::SamplingArgs;
 use super::slots::SlotArgs;
 use super::threads::ThreadArgs;
-use crate::engine::{ContextConfig, EngineConfig, ModelParams};
+use crate::engine::{CheckpointLimits, ContextConfig, EngineConfig, ModelParams};
 use crate::plan::Decision;
 use crate::server::ServerConfig;
 use crate::source;
@@ -103,6 +103,18 @@ pub struct ServeArgs {
     #[arg(long = "cache-idle-slots", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cache_idle_slots: bool,
+
+    /// Context checkpoints each slot keeps (0: none). On sliding-window models (gpt-oss,
+    /// Gemma 3) the window's state is saved near the end of each prompt, so that a next prompt
+    /// that departs from the cache within the window's reach (a chat's re-rendered last answer)
+    /// restores it instead of computing the whole prompt again.
+    #[arg(long = "ctx-checkpoints", default_value_t = 32, value_name = "N")]
+    pub ctx_checkpoints: u32,
+
+    /// The least spacing in tokens between a slot's context checkpoints of earlier requests,
+    /// when the list is full (0: no minimum).
+    #[arg(long = "checkpoint-min-step", default_value_t = 8192, value_name = "N")]
+    pub checkpoint_min_step: u32,
 
     /// Show special tokens in generated text.
     #[arg(long)]
@@ -281,6 +293,10 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         slot_prompt_similarity: args.slot_prompt_similarity,
         cache_ram_mib: decision.prompt_cache.mib(),
         cache_idle_slots: args.cache_idle_slots,
+        checkpoints: CheckpointLimits {
+            max: args.ctx_checkpoints as usize,
+            min_step: args.checkpoint_min_step as usize,
+        },
         context_shift: args.context_shift,
         special: args.special,
         numa: load.numa()?,

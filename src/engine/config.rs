@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use llama_cpp_2::context::params::KvCacheType;
 
+use super::CheckpointLimits;
+
 /// Everything the engine thread needs to start.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -32,6 +34,9 @@ pub struct EngineConfig {
     /// When a task starts, save the idle slots to the prompt cache and, with a unified KV
     /// cache, clear them from it (`--cache-idle-slots`).
     pub cache_idle_slots: bool,
+    /// Context checkpoints per slot and their least spacing in tokens (`--ctx-checkpoints`,
+    /// `--checkpoint-min-step`), taken on sliding-window models without `--swa-full`.
+    pub checkpoints: CheckpointLimits,
     /// When a slot's context fills during generation, drop old tokens and go on
     /// (`--context-shift`), instead of stopping.
     pub context_shift: bool,

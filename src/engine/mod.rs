@@ -14,6 +14,7 @@
 
 mod backend_sampling;
 mod chain;
+mod checkpoint;
 mod config;
 mod device_lost;
 mod embedding;
@@ -41,6 +42,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc, oneshot};
 
+pub use checkpoint::Limits as CheckpointLimits;
 pub use config::{
     ContextConfig, CpuParams, EngineConfig, KvOverride, KvValue, LazyMode, LoadMode, ModelParams,
     Numa, RopeParams, RopeScaling, SplitMode, TensorOverride, parse_cpu_mask, parse_cpu_range,

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use llama_cpp_2::token::LlamaToken;
 
+use super::checkpoint::Checkpoints;
 use super::slot::common_prefix;
 
 /// A cached state: the tokens whose cells it holds and the LoRA scales they were computed with.
@@ -17,6 +18,15 @@ pub struct Entry {
     /// One scale per loaded adapter (empty without adapters).
     pub lora: Vec<f32>,
     pub state: Vec<u8>,
+    /// The slot's context checkpoints, which go back with the state.
+    pub checkpoints: Checkpoints,
+}
+
+impl Entry {
+    /// Host memory it takes: the state and the checkpoints.
+    fn bytes(&self) -> usize {
+        self.state.len() + self.checkpoints.bytes()
+    }
 }
 
 /// The entries, oldest first: eviction takes the front, a restore takes its entry out, and the
@@ -60,19 +70,22 @@ impl PromptCache {
         })
     }
 
-    /// Keeps the state of `tokens` (computed with `lora`) unless an entry already holds all of
-    /// them or it is over the limit by itself: entries it contains go, then the oldest until it
-    /// fits, and only then is `read` called for the `size` bytes. False if nothing was kept.
+    /// Keeps the state of `tokens` (computed with `lora`, with `checkpoints`) unless an entry
+    /// already holds all of them or it is over the limit by itself: entries it contains go,
+    /// then the oldest until it fits, and only then is `read` called for the `size` bytes.
+    /// False if nothing was kept.
     pub fn store(
         &mut self,
         tokens: &[LlamaToken],
         lora: &[f32],
+        checkpoints: &Checkpoints,
         size: usize,
         read: impl FnOnce() -> Option<Vec<u8>>,
     ) -> bool {
         if tokens.is_empty() || self.holds(tokens, lora) {
             return false;
         }
+        let size = size + checkpoints.bytes();
         if self.limit_bytes.is_some_and(|limit| size > limit) {
             tracing::warn!(
                 size_mib = size >> 20,
@@ -86,7 +99,7 @@ impl PromptCache {
         self.entries.retain(|e| {
             let contained = e.lora == lora && common_prefix(&e.tokens, tokens) == e.tokens.len();
             if contained {
-                *bytes -= e.state.len();
+                *bytes -= e.bytes();
                 *n_tokens -= e.tokens.len();
             }
             !contained
@@ -99,13 +112,15 @@ impl PromptCache {
         let Some(state) = read() else {
             return false;
         };
-        self.bytes += state.len();
-        self.n_tokens += tokens.len();
-        self.entries.push_back(Entry {
+        let entry = Entry {
             tokens: tokens.to_vec(),
             lora: lora.to_vec(),
             state,
-        });
+            checkpoints: checkpoints.clone(),
+        };
+        self.bytes += entry.bytes();
+        self.n_tokens += tokens.len();
+        self.entries.push_back(entry);
         self.evict();
         true
     }
@@ -146,7 +161,7 @@ impl PromptCache {
     /// Takes entry `i` out, with its bytes and tokens.
     fn remove(&mut self, i: usize) -> Option<Entry> {
         let entry = self.entries.remove(i)?;
-        self.bytes -= entry.state.len();
+        self.bytes -= entry.bytes();
         self.n_tokens -= entry.tokens.len();
         Some(entry)
     }
@@ -206,7 +221,7 @@ mod tests {
     /// Stores `tokens` with a state of `size` bytes whose first byte tags it.
     /// The running totals stay the entries' sums.
     fn put(cache: &mut PromptCache, tokens: &[LlamaToken], size: usize, tag: u8) -> bool {
-        let kept = cache.store(tokens, &[], size, || {
+        let kept = cache.store(tokens, &[], &Checkpoints::default(), size, || {
             let mut state = vec![0u8; size];
             state[0] = tag;
             Some(state)
@@ -238,12 +253,22 @@ mod tests {
         let mut cache = PromptCache::new(64, 0).unwrap();
         assert!(put(&mut cache, &toks(0..100), MIB, 1));
         // Contained in the entry: nothing to add, and the state is not even read.
-        assert!(!cache.store(&toks(0..50), &[], MIB, || panic!("read a held state")));
+        assert!(
+            !cache.store(&toks(0..50), &[], &Checkpoints::default(), MIB, || panic!(
+                "read a held state"
+            ))
+        );
         // Contains the entry: it replaces it.
         assert!(put(&mut cache, &toks(0..200), 2 * MIB, 2));
         assert_eq!((cache.len(), cache.n_tokens), (1, 200));
         // Other LoRA scales are another computation of the same tokens.
-        assert!(cache.store(&toks(0..200), &[0.5], MIB, || Some(vec![3; MIB])));
+        assert!(cache.store(
+            &toks(0..200),
+            &[0.5],
+            &Checkpoints::default(),
+            MIB,
+            || Some(vec![3; MIB])
+        ));
         assert_eq!(cache.len(), 2);
         // An empty sequence is not worth an entry.
         assert!(!put(&mut cache, &[], 1, 4));
@@ -263,7 +288,13 @@ mod tests {
             "oldest went"
         );
         // Over the limit by itself: refused, and nothing else evicted for it.
-        assert!(!cache.store(&toks(5000..5010), &[], 11 * MIB, || panic!("read")));
+        assert!(!cache.store(
+            &toks(5000..5010),
+            &[],
+            &Checkpoints::default(),
+            11 * MIB,
+            || panic!("read")
+        ));
         assert_eq!(cache.len(), 3);
     }
 
@@ -314,7 +345,11 @@ mod tests {
     #[test]
     fn restores_only_what_was_computed_with_the_same_adapters() {
         let mut cache = PromptCache::new(64, 0).unwrap();
-        assert!(cache.store(&toks(0..100), &[1.0], 10, || Some(vec![0; 10])));
+        assert!(
+            cache.store(&toks(0..100), &[1.0], &Checkpoints::default(), 10, || Some(
+                vec![0; 10]
+            ))
+        );
         assert!(cache.take_best(&[], &toks(0..120), &[0.0]).is_none());
         assert!(cache.take_best(&[], &toks(0..120), &[1.0]).is_some());
     }
@@ -322,7 +357,7 @@ mod tests {
     #[test]
     fn a_failed_read_keeps_nothing() {
         let mut cache = PromptCache::new(64, 0).unwrap();
-        assert!(!cache.store(&toks(0..10), &[], 10, || None));
+        assert!(!cache.store(&toks(0..10), &[], &Checkpoints::default(), 10, || None));
         assert_eq!(cache.len(), 0);
     }
 }

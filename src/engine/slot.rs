@@ -6,6 +6,7 @@ use std::time::Instant;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
+use super::checkpoint::Checkpoints;
 use super::request::{
     Completion, Event, GenerateRequest, SlotInfo, SlotTask, StopType, Timings, TokenProbs,
 };
@@ -232,6 +233,8 @@ pub struct Slot {
     /// every request that starts while it waits (each offer costs llama.cpp a pass over every
     /// sequence's cells).
     pub parked: bool,
+    /// Context checkpoints of what `cache` holds (sliding-window models).
+    pub checkpoints: Checkpoints,
 }
 
 impl Slot {
@@ -244,6 +247,7 @@ impl Slot {
             last_used: Instant::now(),
             n_ctx,
             parked: false,
+            checkpoints: Checkpoints::default(),
         }
     }
 

@@ -51,4 +51,13 @@ impl Context<'_> {
             sys::llama_memory_seq_pos_min(mem, seq)
         }
     }
+
+    /// The largest position of a sequence in the KV cache (-1 if it is empty).
+    pub fn seq_pos_max(&self, seq: i32) -> i32 {
+        // SAFETY: `ctx` is live; its memory handle lives as long as it.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ctx.as_ptr());
+            sys::llama_memory_seq_pos_max(mem, seq)
+        }
+    }
 }

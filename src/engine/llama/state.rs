@@ -11,6 +11,9 @@ use llama_cpp_sys_2 as sys;
 
 use super::Context;
 
+/// llama.h's `LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY` (a `#define`, which the bindings lack).
+const PARTIAL_ONLY: sys::llama_state_seq_flags = 1;
+
 impl Context<'_> {
     /// Writes sequence `seq`'s KV cells and `tokens` (stored ahead of them, as given) to
     /// `path`; the bytes written, or `None` if llama.cpp could not (its log says why).
@@ -114,6 +117,52 @@ impl Context<'_> {
             return false;
         }
         true
+    }
+}
+
+impl Context<'_> {
+    /// The part of sequence `seq`'s state that cannot be cut back to a shorter prefix (the
+    /// sliding-window layers' cells: llama.cpp's `LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`), for a
+    /// context checkpoint; `None` if llama.cpp wrote nothing or not all of it.
+    pub fn seq_partial_state(&mut self, seq: i32) -> Option<Vec<u8>> {
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
+        let size =
+            unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, PARTIAL_ONLY) };
+        if size == 0 {
+            return None;
+        }
+        let mut state = vec![0u8; size];
+        // SAFETY: `state` has room for `size` bytes, the size passed; llama.cpp writes at most
+        // that many.
+        let written = unsafe {
+            sys::llama_state_seq_get_data_ext(
+                self.ctx.as_ptr(),
+                state.as_mut_ptr(),
+                size,
+                seq,
+                PARTIAL_ONLY,
+            )
+        };
+        (written == size).then_some(state)
+    }
+
+    /// Puts back a checkpoint from [`Self::seq_partial_state`]: the sliding-window cells of
+    /// sequence `seq` are replaced, the others left as they are. False if llama.cpp could not
+    /// read it all.
+    pub fn set_seq_partial_state(&mut self, seq: i32, state: &[u8]) -> bool {
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it; `state` holds
+        // `state.len()` initialized bytes, which llama.cpp only reads. It catches its own
+        // exceptions and returns 0 on failure.
+        let read = unsafe {
+            sys::llama_state_seq_set_data_ext(
+                self.ctx.as_ptr(),
+                state.as_ptr(),
+                state.len(),
+                seq,
+                PARTIAL_ONLY,
+            )
+        };
+        read == state.len()
     }
 }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::{Queued, Worker, panics};
 use crate::engine::Group;
 use crate::engine::backend_sampling::{backend_chain, backend_unsupported};
+use crate::engine::checkpoint::Checkpoints;
 use crate::engine::request::{Event, GenerateRequest};
 use crate::engine::sampler::{Sampler, penalties_on};
 use crate::engine::slot::{Slot, Task, common_prefix};
@@ -266,12 +267,7 @@ impl Worker<'_> {
         // The last prompt token must be decoded again to get logits for the first sample.
         n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
         if n_keep > 0 && self.n_swa > 0 {
-            // Sliding-window layers only keep the last n_swa positions: a prefix whose window
-            // has been evicted cannot be reused (llama-server's same check).
-            let pos_min = self.ctx.seq_pos_min(seq);
-            if pos_min > (n_keep as i32 - self.n_swa as i32).max(0) {
-                n_keep = 0;
-            }
+            n_keep = self.keep_window(idx, n_keep);
         }
         if !self.ctx.seq_rm(seq, Some(n_keep as u32), None) {
             n_keep = 0;
@@ -279,6 +275,7 @@ impl Worker<'_> {
         }
         let slot = &mut self.slots[idx];
         slot.cache.truncate(n_keep);
+        slot.checkpoints.truncate(n_keep);
         let mut task = Task::new(req, tx, sampler);
         task.test_panic = panics::armed(self.model, &task.req.prompt);
         task.n_cached = n_keep;
@@ -297,6 +294,31 @@ impl Worker<'_> {
             "slot assigned"
         );
         slot.task = Some(task);
+    }
+
+    /// Sliding-window layers keep only the last `n_swa` positions: a prefix of `n_keep` tokens
+    /// whose window has moved on is reused only up to a context checkpoint that still holds
+    /// it (restored here), or not at all (llama-server's same search). Returns the tokens kept.
+    fn keep_window(&mut self, idx: usize, n_keep: usize) -> usize {
+        let seq = self.slots[idx].seq_id();
+        if !Checkpoints::window_lost(self.ctx.seq_pos_min(seq), n_keep, self.n_swa) {
+            return n_keep;
+        }
+        let Some(checkpoint) = self.slots[idx].checkpoints.usable(n_keep, self.n_swa) else {
+            return 0;
+        };
+        if !self.ctx.set_seq_partial_state(seq, &checkpoint.state) {
+            tracing::warn!(
+                slot = idx,
+                "could not restore a context checkpoint: prompt computed again"
+            );
+            return 0;
+        }
+        // As llama-server: from the checkpoint's last position on, computed again.
+        let pos_next = checkpoint.pos_max.max(checkpoint.pos_min + 1).max(0) as usize;
+        let kept = n_keep.min(pos_next).min(checkpoint.n_tokens);
+        tracing::debug!(slot = idx, n_keep, kept, "context checkpoint restored");
+        kept
     }
 
     /// `n_cache_reuse`: after the `n_past` tokens of common prefix, moves each chunk of at least

@@ -11,6 +11,7 @@ use llama_cpp_2::DecodeError;
 use super::Worker;
 use super::busy::Busy;
 use crate::engine::EngineError;
+use crate::engine::checkpoint::Checkpoint;
 use crate::engine::request::Event;
 
 impl Worker<'_> {
@@ -69,6 +70,7 @@ impl Worker<'_> {
             if !self.loras.batchable(slot.id) {
                 continue;
             }
+            let start = task.n_prompt_fed;
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
@@ -84,6 +86,24 @@ impl Worker<'_> {
                 let left = task.req.prompt.len() - task.n_prompt_fed;
                 if self.prompt_tail_breaks.contains(&left) {
                     break;
+                }
+            }
+            // A chunk that brings the prompt within a ubatch of its end: the window as it was
+            // before the chunk is checkpointed (llama-server takes it before the decode too).
+            let left = task.req.prompt.len() - task.n_prompt_fed;
+            if self.checkpoints.max > 0 && task.n_prompt_fed > start && left < self.n_ubatch {
+                let (pos_min, pos_max) = (self.ctx.seq_pos_min(seq), self.ctx.seq_pos_max(seq));
+                if pos_min >= 0
+                    && let Some(state) = self.ctx.seq_partial_state(seq)
+                {
+                    let checkpoint = Checkpoint {
+                        n_tokens: start,
+                        pos_min,
+                        pos_max,
+                        task: task.req.id,
+                        state,
+                    };
+                    slot.checkpoints.add(checkpoint, self.checkpoints);
                 }
             }
         }

@@ -21,7 +21,8 @@ impl Worker<'_> {
         let seq = slot.seq_id();
         let size = self.ctx.seq_state_size(seq);
         let ctx = &mut self.ctx;
-        let saved = cache.store(&slot.cache, self.loras.slot_scales(idx), size, || {
+        let scales = self.loras.slot_scales(idx);
+        let saved = cache.store(&slot.cache, scales, &slot.checkpoints, size, || {
             ctx.seq_state(seq, size)
         });
         if saved {
@@ -62,6 +63,7 @@ impl Worker<'_> {
         };
         let seq = self.slots[idx].seq_id();
         self.slots[idx].cache.clear();
+        self.slots[idx].checkpoints.clear();
         let mut restored = self.ctx.set_seq_state(seq, &entry.state);
         while !restored && self.clear_an_idle_slot() {
             restored = self.ctx.set_seq_state(seq, &entry.state);
@@ -75,6 +77,7 @@ impl Worker<'_> {
             self.stats.prompt_cache_lookup(Some(entry.tokens.len()));
             self.report_cache();
             self.slots[idx].cache = entry.tokens;
+            self.slots[idx].checkpoints = entry.checkpoints;
             // Taken out of the cache: the slot alone holds it now.
             self.slots[idx].parked = false;
             self.loras.restored(idx, entry.lora);

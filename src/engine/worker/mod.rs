@@ -41,7 +41,7 @@ use super::prompt_cache::PromptCache;
 use super::request::{Event, GenerateRequest};
 use super::sampler::SamplingParams;
 use super::slot::Slot;
-use super::{Command, EngineConfig, EngineError, EngineStats, LoadedModel};
+use super::{CheckpointLimits, Command, EngineConfig, EngineError, EngineStats, LoadedModel};
 
 pub fn run(
     config: EngineConfig,
@@ -129,6 +129,11 @@ struct Worker<'m> {
     /// sliding-window caches (`4 + n_ubatch` and `4` before the end): batches then hold the
     /// same rows, so CPU kernels round alike and greedy answers match llama-server's.
     prompt_tail_breaks: Vec<usize>,
+    /// Context checkpoints per slot (none unless the model has sliding-window layers, which
+    /// `--swa-full` makes whole).
+    checkpoints: CheckpointLimits,
+    /// Physical batch size: a chunk that leaves fewer prompt tokens than this is near the end.
+    n_ubatch: usize,
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
@@ -202,6 +207,15 @@ impl<'m> Worker<'m> {
             } else {
                 Vec::new()
             },
+            checkpoints: if n_swa(model) > 0 && !config.context.swa_full {
+                config.checkpoints
+            } else {
+                CheckpointLimits {
+                    max: 0,
+                    min_step: 0,
+                }
+            },
+            n_ubatch: config.context.n_ubatch.min(config.context.n_batch) as usize,
             busy: None,
             stats,
             slot_actions: VecDeque::new(),
@@ -321,6 +335,7 @@ impl<'m> Worker<'m> {
     fn clear_slot(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         slot.cache.clear();
+        slot.checkpoints.clear();
         slot.parked = false;
         self.ctx.seq_rm(slot.seq_id(), None, None);
     }

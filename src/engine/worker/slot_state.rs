@@ -110,6 +110,7 @@ impl Worker<'_> {
         tracing::info!(slot = id, path = %path.display(), n_tokens = tokens.len(), "slot restored");
         let n_restored = tokens.len();
         self.slots[id].cache = tokens;
+        self.slots[id].checkpoints.clear();
         self.slots[id].parked = false;
         Ok(SlotActionDone::Restored {
             n_restored,

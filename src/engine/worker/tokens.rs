@@ -120,6 +120,7 @@ impl Worker<'_> {
             self.ctx.seq_rm(seq, None, None);
             self.ctx.seq_cp(parent_seq, seq);
             slot.cache = cache;
+            slot.checkpoints.clear();
             let task = slot.task.as_mut().expect("checked above");
             task.waiting_for = None;
             task.n_cached = n_cached;
@@ -247,6 +248,8 @@ impl Worker<'_> {
         self.ctx
             .seq_add(seq, keep + discard, n_past as u32, -(discard as i32));
         slot.cache.drain(n_keep..n_keep + n_discard);
+        // Positions moved: no checkpoint describes the cells any more.
+        slot.checkpoints.clear();
         task.truncated = true;
     }
 }

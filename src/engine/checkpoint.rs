@@ -1,0 +1,184 @@
+//! Context checkpoints (llama-server's `--ctx-checkpoints`): on a model with sliding-window
+//! attention, those layers keep only the last `n_swa` positions of a sequence, so a prompt that
+//! shares a cached prefix but diverges more than `n_swa` tokens before the end of what is cached
+//! (the next turn of a chat whose template rewrote the last answer, or whose answer tokenizes
+//! differently when sent back) cannot reuse that prefix: the window it needs is gone. A
+//! checkpoint is the sliding-window part of a sequence's state saved while its prompt was read
+//! (`4 + n_ubatch` and `4` tokens before the end, as llama-server takes them), so that such a
+//! prompt restores the window at the checkpoint and computes only what follows it.
+//!
+//! This module is the bookkeeping (which checkpoints a slot keeps, which one a prompt can use);
+//! the worker reads and writes the states.
+
+/// The sliding-window state of one sequence, taken before its first `n_tokens` were extended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Tokens of the sequence the state covers (the prompt read so far).
+    pub n_tokens: usize,
+    /// The smallest and largest positions the window held.
+    pub pos_min: i32,
+    pub pos_max: i32,
+    /// The request that took it (a request's own checkpoints are not thinned out).
+    pub task: u64,
+    /// llama.cpp's partial sequence state.
+    pub state: Vec<u8>,
+}
+
+/// A slot's checkpoints, oldest first, all of the tokens its cache holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoints(Vec<Checkpoint>);
+
+/// How many checkpoints a slot keeps and how far apart (`--ctx-checkpoints`,
+/// `--checkpoint-min-step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max: usize,
+    pub min_step: usize,
+}
+
+impl Checkpoints {
+    /// Adds `new`, making room as llama-server's `create_checkpoint` does: when the list is
+    /// full, checkpoints of earlier requests within `min_step` tokens of the one before go first,
+    /// then the oldest; one at the same token count is replaced.
+    pub fn add(&mut self, new: Checkpoint, limits: Limits) {
+        if limits.max == 0 {
+            return;
+        }
+        if self.0.len() + 1 >= limits.max {
+            let mut last: Option<usize> = None;
+            self.0.retain(|c| {
+                let close = last.is_some_and(|l| c.n_tokens <= l + limits.min_step);
+                let drop = c.task != new.task && close;
+                if !drop {
+                    last = Some(c.n_tokens);
+                }
+                !drop
+            });
+        }
+        while self.0.len() >= limits.max {
+            self.0.remove(0);
+        }
+        self.0.retain(|c| c.n_tokens != new.n_tokens);
+        self.0.push(new);
+    }
+
+    /// The newest checkpoint a prompt that keeps `n_keep` cached tokens can restore, when the
+    /// window holds positions from `pos_min` on and `n_swa` are needed before `n_keep`: one
+    /// that ends at or before `n_keep` and reaches back far enough (llama-server's search).
+    /// `None` when the cached window serves as it is (`Some` is only asked for when not).
+    pub fn usable(&self, n_keep: usize, n_swa: u32) -> Option<&Checkpoint> {
+        let pos_next = i32::try_from(n_keep).unwrap_or(i32::MAX);
+        let threshold = (pos_next - i32::try_from(n_swa).unwrap_or(i32::MAX)).max(0);
+        self.0
+            .iter()
+            .rev()
+            .find(|c| c.pos_max <= pos_next && (c.pos_min < threshold || c.pos_min == 0))
+    }
+
+    /// Whether the window from `pos_min` on lacks positions a prompt keeping `n_keep` tokens
+    /// needs, the `n_swa` before `n_keep` (then a checkpoint must serve, or the prompt is
+    /// computed again). llama-server asks with `>=`, so that a short prompt whose window is
+    /// whole is computed again without a checkpoint; a whole window serves here.
+    pub fn window_lost(pos_min: i32, n_keep: usize, n_swa: u32) -> bool {
+        let pos_next = i32::try_from(n_keep).unwrap_or(i32::MAX);
+        pos_min > (pos_next - i32::try_from(n_swa).unwrap_or(i32::MAX)).max(0)
+    }
+
+    /// Drops the checkpoints past position `pos_next`, which the cache no longer holds.
+    pub fn truncate(&mut self, pos_next: usize) {
+        let pos_next = i32::try_from(pos_next).unwrap_or(i32::MAX);
+        self.0.retain(|c| c.pos_max <= pos_next);
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Bytes of state held.
+    pub fn bytes(&self) -> usize {
+        self.0.iter().map(|c| c.state.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(n_tokens: usize, task: u64) -> Checkpoint {
+        Checkpoint {
+            n_tokens,
+            pos_min: n_tokens as i32 - 100,
+            pos_max: n_tokens as i32 - 1,
+            task,
+            state: vec![0; 10],
+        }
+    }
+
+    fn kept(c: &Checkpoints) -> Vec<usize> {
+        c.0.iter().map(|c| c.n_tokens).collect()
+    }
+
+    #[test]
+    fn a_full_list_thins_out_earlier_requests_then_drops_the_oldest() {
+        let limits = |max, min_step| Limits { max, min_step };
+        // (checkpoints already held as (n_tokens, task), the new one's task, limits, kept after)
+        type Case = (&'static [(usize, u64)], u64, Limits, &'static [usize]);
+        let cases: &[Case] = &[
+            // Room left: appended.
+            (&[(100, 1)], 2, limits(4, 50), &[100, 1000]),
+            // Full: 150 is within 50 of 100 and from an earlier request, so it goes first.
+            (
+                &[(100, 1), (150, 1), (600, 1)],
+                2,
+                limits(4, 50),
+                &[100, 600, 1000],
+            ),
+            // The new request's own checkpoints are kept however close: the oldest goes.
+            (
+                &[(100, 2), (150, 2), (600, 2)],
+                2,
+                limits(3, 50),
+                &[150, 600, 1000],
+            ),
+            // One at the same token count is replaced, not duplicated.
+            (&[(100, 1), (1000, 1)], 2, limits(8, 0), &[100, 1000]),
+            // --ctx-checkpoints 0 keeps none.
+            (&[], 2, limits(0, 0), &[]),
+        ];
+        for (held, task, limits, want) in cases {
+            let mut c = Checkpoints(held.iter().map(|&(n, t)| cp(n, t)).collect());
+            c.add(cp(1000, *task), *limits);
+            assert_eq!(kept(&c), *want, "held {held:?}, limits {limits:?}");
+        }
+    }
+
+    #[test]
+    fn a_prompt_restores_the_newest_checkpoint_that_fits_before_its_divergence() {
+        let mut c = Checkpoints(vec![cp(300, 1), cp(600, 1), cp(700, 1)]);
+        // (tokens kept, n_swa, the checkpoint restored)
+        let cases: &[(usize, u32, Option<usize>)] = &[
+            // 700's window (600..=699) ends before 750 and reaches back past 750 - 128.
+            (750, 128, Some(700)),
+            // 700's does not reach back past 700 - 128; 600's (500..=599) does.
+            (700, 128, Some(600)),
+            // 700's ends past 650: the one at 600.
+            (650, 128, Some(600)),
+            // Only 300's ends before 520.
+            (520, 10, Some(300)),
+            // Nothing ends before 250.
+            (250, 128, None),
+        ];
+        for &(n_keep, n_swa, want) in cases {
+            assert_eq!(
+                c.usable(n_keep, n_swa).map(|c| c.n_tokens),
+                want,
+                "n_keep {n_keep}, n_swa {n_swa}"
+            );
+        }
+        c.truncate(620);
+        assert_eq!(kept(&c), [300, 600]);
+        assert!(Checkpoints::window_lost(600, 700, 128));
+        assert!(!Checkpoints::window_lost(500, 700, 128));
+        assert!(!Checkpoints::window_lost(0, 100, 128));
+    }
+}
