@@ -178,6 +178,18 @@ fn register_ours(registry: &mut Registry, s: &StatsSnapshot, ours: &Ours<'_>) {
     );
     gauge(
         registry,
+        "context_checkpoint_bytes",
+        "Bytes of context checkpoints the slots hold in host memory (sliding-window models)",
+        s.context_checkpoint_bytes as f64,
+    );
+    counter(
+        registry,
+        "context_checkpoints_restored",
+        "Prompts that restored a context checkpoint instead of being computed whole",
+        s.context_checkpoints_restored,
+    );
+    gauge(
+        registry,
         "queue_length",
         "Requests waiting for a free slot",
         s.requests_deferred as f64,
@@ -256,6 +268,8 @@ mod tests {
             prompt_cache_restored_tokens: 900,
             prompt_cache_entries: 3,
             prompt_cache_bytes: 4096,
+            context_checkpoint_bytes: 2048,
+            context_checkpoints_restored: 7,
         };
         let allocated = [DeviceMemory {
             device: "host".into(),
@@ -286,6 +300,8 @@ mod tests {
             "gguf_serve_prompt_cache_misses_total 5.0",
             "gguf_serve_prompt_cache_restored_tokens_total 900.0",
             "gguf_serve_prompt_cache_bytes 4096.0",
+            "gguf_serve_context_checkpoint_bytes 2048.0",
+            "gguf_serve_context_checkpoints_restored_total 7.0",
             "gguf_serve_plan_info{quant=\"Q4_K_M\",n_gpu_layers=\"0\",n_cpu_moe=\"0\"} 1.0",
             "gguf_serve_memory_allocated_bytes{device=\"host\"} 125.0",
             "# EOF",

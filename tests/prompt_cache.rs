@@ -193,7 +193,7 @@ fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
     let first = essay("rivers", 12);
     let next = format!("{first} Then the plains,");
     let run = |extra: &[&str], away: bool| {
-        let mut args = vec!["-np", "1", "-ub", "1"];
+        let mut args = vec!["-np", "1", "-ub", "1", "--metrics"];
         args.extend_from_slice(extra);
         let (_dir, server) = common::serve_tiny_gpt_oss(&args);
         complete(&server, &first, 256, true);
@@ -201,19 +201,36 @@ fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
             // Another conversation takes the slot: the first goes to the host cache.
             complete(&server, &essay("bread", 12), 4, true);
         }
+        let (_, props) = server.get("/props");
+        let held = props["memory"]["context_checkpoints"]["bytes"]
+            .as_u64()
+            .unwrap();
+        let restored_before = server.metric("gguf_serve_context_checkpoints_restored_total");
         let reused = complete(&server, &next, 16, true);
+        let restored = server.metric("gguf_serve_context_checkpoints_restored_total");
         let computed = complete(&server, &next, 16, false);
         assert_eq!(cache_n(&computed), 0, "{computed}");
         assert_eq!(reused["content"], computed["content"], "{extra:?} {away}");
-        (cache_n(&reused), n_tokens(&server, &first))
+        let n_restored = restored - restored_before;
+        (
+            cache_n(&reused),
+            n_tokens(&server, &first),
+            held,
+            n_restored,
+        )
     };
     for away in [false, true] {
-        let (cached, n_first) = run(&[], away);
+        let (cached, n_first, held, n_restored) = run(&[], away);
         assert!(
             (n_first - 8..n_first).contains(&cached),
             "away {away}: {cached} of {n_first} tokens reused"
         );
+        // Counted: in `/props` while a slot holds them (the first conversation's went to the
+        // host cache with it when another took the slot), and in `/metrics` when one serves.
+        assert!(held > 0, "away {away}: /props shows no checkpoint bytes");
+        assert_eq!(n_restored, 1.0, "away {away}");
     }
-    let (cached, _) = run(&["--ctx-checkpoints", "0"], false);
+    let (cached, _, held, n_restored) = run(&["--ctx-checkpoints", "0"], false);
     assert_eq!(cached, 0, "without checkpoints the window is gone");
+    assert_eq!((held, n_restored), (0, 0.0));
 }

@@ -56,6 +56,8 @@ pub struct EngineStats {
     cache_restored: AtomicU64,
     cache_entries: AtomicU64,
     cache_bytes: AtomicU64,
+    checkpoint_bytes: AtomicU64,
+    checkpoints_restored: AtomicU64,
 }
 
 /// A reading of the counters, with the throughputs since the previous reading.
@@ -80,6 +82,10 @@ pub struct StatsSnapshot {
     pub prompt_cache_restored_tokens: u64,
     pub prompt_cache_entries: u64,
     pub prompt_cache_bytes: u64,
+    /// Bytes of the context checkpoints the slots hold (host memory, sliding-window models).
+    pub context_checkpoint_bytes: u64,
+    /// Prompts that restored a context checkpoint instead of being computed whole.
+    pub context_checkpoints_restored: u64,
 }
 
 impl EngineStats {
@@ -149,6 +155,21 @@ impl EngineStats {
         )
     }
 
+    /// The slots' context checkpoints hold `bytes` now.
+    pub fn checkpoints_held(&self, bytes: usize) {
+        self.checkpoint_bytes.store(bytes as u64, Relaxed);
+    }
+
+    /// A prompt restored a context checkpoint.
+    pub fn checkpoint_restored(&self) {
+        self.checkpoints_restored.fetch_add(1, Relaxed);
+    }
+
+    /// Bytes of the slots' context checkpoints now.
+    pub fn checkpoints_now(&self) -> u64 {
+        self.checkpoint_bytes.load(Relaxed)
+    }
+
     /// Reads the counters; the throughput gauges start a new window.
     pub fn snapshot(&self) -> StatsSnapshot {
         let n_decode = self.n_decode.load(Relaxed);
@@ -170,6 +191,8 @@ impl EngineStats {
             prompt_cache_restored_tokens: self.cache_restored.load(Relaxed),
             prompt_cache_entries: self.cache_entries.load(Relaxed),
             prompt_cache_bytes: self.cache_bytes.load(Relaxed),
+            context_checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
+            context_checkpoints_restored: self.checkpoints_restored.load(Relaxed),
         };
         self.prompt_window.reset();
         self.predict_window.reset();

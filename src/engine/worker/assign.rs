@@ -318,6 +318,7 @@ impl Worker<'_> {
         let pos_next = checkpoint.pos_max.max(checkpoint.pos_min + 1).max(0) as usize;
         let kept = n_keep.min(pos_next).min(checkpoint.n_tokens);
         tracing::debug!(slot = idx, n_keep, kept, "context checkpoint restored");
+        self.stats.checkpoint_restored();
         kept
     }
 

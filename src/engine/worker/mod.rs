@@ -320,6 +320,10 @@ impl<'m> Worker<'m> {
             let processing = self.slots.iter().filter(|s| s.task.is_some()).count();
             self.stats.load(processing, self.queue.len());
             self.step();
+            if self.checkpoints.max > 0 {
+                let bytes = self.slots.iter().map(|s| s.checkpoints.bytes()).sum();
+                self.stats.checkpoints_held(bytes);
+            }
         }
         for slot in &mut self.slots {
             if let Some(task) = slot.task.take() {
