@@ -79,20 +79,13 @@ impl Context<'_> {
 
     /// The size of sequence `seq`'s state in bytes, which [`Self::seq_state`] takes.
     pub fn seq_state_size(&mut self, seq: i32) -> usize {
-        // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
-        unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, 0) }
+        self.state_size(seq, 0)
     }
 
     /// Sequence `seq`'s KV cells as the `size` bytes [`Self::seq_state_size`] gave; `None` if
     /// llama.cpp could not write them all.
     pub fn seq_state(&mut self, seq: i32, size: usize) -> Option<Vec<u8>> {
-        let mut state = vec![0u8; size];
-        // SAFETY: `state` has room for `size` bytes, the size passed; llama.cpp writes at most
-        // that many.
-        let written = unsafe {
-            sys::llama_state_seq_get_data_ext(self.ctx.as_ptr(), state.as_mut_ptr(), size, seq, 0)
-        };
-        (written == size).then_some(state)
+        self.read_state(seq, size, 0)
     }
 
     /// Replaces sequence `seq`'s KV cells with `state` from [`Self::seq_state`]; false if
@@ -100,37 +93,41 @@ impl Context<'_> {
     /// which case the sequence is left empty.
     pub fn set_seq_state(&mut self, seq: i32, state: &[u8]) -> bool {
         self.seq_rm(seq, None, None);
-        // SAFETY: `ctx` is live and `&mut self` excludes other use of it; `state` holds
-        // `state.len()` initialized bytes, which llama.cpp only reads. It catches its own
-        // exceptions and returns 0 on failure.
-        let read = unsafe {
-            sys::llama_state_seq_set_data_ext(
-                self.ctx.as_ptr(),
-                state.as_ptr(),
-                state.len(),
-                seq,
-                0,
-            )
-        };
-        if read != state.len() {
+        if !self.write_state(seq, state, 0) {
             self.seq_rm(seq, None, None);
             return false;
         }
         true
     }
-}
 
-impl Context<'_> {
     /// The part of sequence `seq`'s state that cannot be cut back to a shorter prefix (the
     /// sliding-window layers' cells: llama.cpp's `LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`), for a
     /// context checkpoint; `None` if llama.cpp wrote nothing or not all of it.
     pub fn seq_partial_state(&mut self, seq: i32) -> Option<Vec<u8>> {
-        // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
-        let size =
-            unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, PARTIAL_ONLY) };
-        if size == 0 {
-            return None;
+        match self.state_size(seq, PARTIAL_ONLY) {
+            0 => None,
+            size => self.read_state(seq, size, PARTIAL_ONLY),
         }
+    }
+
+    /// Puts back a checkpoint from [`Self::seq_partial_state`]: the sliding-window cells of
+    /// sequence `seq` are replaced, the others left as they are. False if llama.cpp could not
+    /// read it all.
+    pub fn set_seq_partial_state(&mut self, seq: i32, state: &[u8]) -> bool {
+        self.write_state(seq, state, PARTIAL_ONLY)
+    }
+
+    fn state_size(&mut self, seq: i32, flags: sys::llama_state_seq_flags) -> usize {
+        // SAFETY: `ctx` is live and `&mut self` excludes other use of it.
+        unsafe { sys::llama_state_seq_get_size_ext(self.ctx.as_ptr(), seq, flags) }
+    }
+
+    fn read_state(
+        &mut self,
+        seq: i32,
+        size: usize,
+        flags: sys::llama_state_seq_flags,
+    ) -> Option<Vec<u8>> {
         let mut state = vec![0u8; size];
         // SAFETY: `state` has room for `size` bytes, the size passed; llama.cpp writes at most
         // that many.
@@ -140,16 +137,14 @@ impl Context<'_> {
                 state.as_mut_ptr(),
                 size,
                 seq,
-                PARTIAL_ONLY,
+                flags,
             )
         };
         (written == size).then_some(state)
     }
 
-    /// Puts back a checkpoint from [`Self::seq_partial_state`]: the sliding-window cells of
-    /// sequence `seq` are replaced, the others left as they are. False if llama.cpp could not
-    /// read it all.
-    pub fn set_seq_partial_state(&mut self, seq: i32, state: &[u8]) -> bool {
+    /// False if llama.cpp did not read all of `state`.
+    fn write_state(&mut self, seq: i32, state: &[u8], flags: sys::llama_state_seq_flags) -> bool {
         // SAFETY: `ctx` is live and `&mut self` excludes other use of it; `state` holds
         // `state.len()` initialized bytes, which llama.cpp only reads. It catches its own
         // exceptions and returns 0 on failure.
@@ -159,7 +154,7 @@ impl Context<'_> {
                 state.as_ptr(),
                 state.len(),
                 seq,
-                PARTIAL_ONLY,
+                flags,
             )
         };
         read == state.len()
