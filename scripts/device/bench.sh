@@ -30,7 +30,9 @@
 #          a call that runs out of time keeps what it printed.
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
-#          (default 512) tokens, 128-token answers, -np 32; TTFT and inter-token latency p50/p99.
+#          (default 128) words, about 700 of the synthetic model's tokens (512 overflowed both
+#          servers' 131 072 cells by the fourth turn), 128-token answers, -np 32; TTFT and
+#          inter-token latency p50/p99.
 #   cuda   our `--features cuda` binary (scripts/build-cuda.sh; carried as dist-cuda/gguf-serve
 #          or, stripped, dist-cuda/gguf-serve.xz; cuBLAS from the machine's PyTorch) against the bundle with the reference build's
 #          libggml-cuda.so, both gguf-serve on the same flags: prompt processing of 2 048
@@ -262,8 +264,8 @@ if [[ " $stages " == *" rpc "* ]]; then
 fi
 
 if [[ " $stages " == *" chat "* ]]; then
-  say "chat: 32 conversations x 6 turns, -np 32, first messages of ${CHAT_PROMPT_TOKENS:-512} tokens, 128-token answers"
-  GGUF_SERVE=$GS ROUNDS=$ROUNDS CONVERSATIONS=32 TURNS=6 PROMPT_TOKENS=${CHAT_PROMPT_TOKENS:-512} \
+  say "chat: 32 conversations x 6 turns, -np 32, first messages of ${CHAT_PROMPT_TOKENS:-128} words, 128-token answers"
+  GGUF_SERVE=$GS ROUNDS=$ROUNDS CONVERSATIONS=32 TURNS=6 PROMPT_TOKENS=${CHAT_PROMPT_TOKENS:-128} \
     MAX_TOKENS=128 ENDPOINT=completion OUT=$WORK/chat \
     "$ROOT/scripts/chat-vs-llama-server.sh" "$LS" "$MODELS/gpt-oss-20b-F16.gguf" \
     -- -t "${THREADS:-8}" -c 131072 -np 32 --kv-unified -ngl 99 2>&1
