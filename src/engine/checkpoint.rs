@@ -62,13 +62,11 @@ impl Checkpoints {
         self.0.push(new);
     }
 
-    /// The newest checkpoint a prompt that keeps `n_keep` cached tokens can restore, when the
-    /// window holds positions from `pos_min` on and `n_swa` are needed before `n_keep`: one
-    /// that ends at or before `n_keep` and reaches back far enough (llama-server's search).
-    /// `None` when the cached window serves as it is (`Some` is only asked for when not).
+    /// The newest checkpoint a prompt that keeps `n_keep` cached tokens can restore when the
+    /// `n_swa` positions before `n_keep` are needed: one that ends at or before `n_keep` and
+    /// reaches back far enough (llama-server's search); `None` if there is none.
     pub fn usable(&self, n_keep: usize, n_swa: u32) -> Option<&Checkpoint> {
-        let pos_next = i32::try_from(n_keep).unwrap_or(i32::MAX);
-        let threshold = (pos_next - i32::try_from(n_swa).unwrap_or(i32::MAX)).max(0);
+        let (pos_next, threshold) = window(n_keep, n_swa);
         self.0
             .iter()
             .rev()
@@ -80,13 +78,12 @@ impl Checkpoints {
     /// computed again). llama-server asks with `>=`, so that a short prompt whose window is
     /// whole is computed again without a checkpoint; a whole window serves here.
     pub fn window_lost(pos_min: i32, n_keep: usize, n_swa: u32) -> bool {
-        let pos_next = i32::try_from(n_keep).unwrap_or(i32::MAX);
-        pos_min > (pos_next - i32::try_from(n_swa).unwrap_or(i32::MAX)).max(0)
+        pos_min > window(n_keep, n_swa).1
     }
 
     /// Drops the checkpoints past position `pos_next`, which the cache no longer holds.
     pub fn truncate(&mut self, pos_next: usize) {
-        let pos_next = i32::try_from(pos_next).unwrap_or(i32::MAX);
+        let pos_next = position(pos_next);
         self.0.retain(|c| c.pos_max <= pos_next);
     }
 
@@ -98,6 +95,21 @@ impl Checkpoints {
     pub fn bytes(&self) -> usize {
         self.0.iter().map(|c| c.state.len()).sum()
     }
+}
+
+/// A token count as a llama.cpp position.
+fn position(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// For a prompt keeping `n_keep` cached tokens: the next position, and the first of the `n_swa`
+/// before it that its window needs.
+fn window(n_keep: usize, n_swa: u32) -> (i32, i32) {
+    let pos_next = position(n_keep);
+    (
+        pos_next,
+        (pos_next - i32::try_from(n_swa).unwrap_or(i32::MAX)).max(0),
+    )
 }
 
 #[cfg(test)]

@@ -163,6 +163,9 @@ impl<'m> Worker<'m> {
         stats: Arc<EngineStats>,
     ) -> Self {
         let n_batch = ctx.n_batch() as usize;
+        let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
+        // Sliding-window layers that keep only their window (not made whole by --swa-full).
+        let windowed = n_swa(model) > 0 && !config.context.swa_full;
         let vocab = model.vocab();
         let eog_tokens = (0..model.n_vocab())
             .map(LlamaToken)
@@ -201,13 +204,12 @@ impl<'m> Worker<'m> {
             kv_unified: config.context.kv_unified,
             special: config.special,
             context_shift: config.context_shift,
-            prompt_tail_breaks: if n_swa(model) > 0 && !config.context.swa_full {
-                let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
+            prompt_tail_breaks: if windowed {
                 vec![n_batch.min(4 + n_ubatch), n_batch.min(4)]
             } else {
                 Vec::new()
             },
-            checkpoints: if n_swa(model) > 0 && !config.context.swa_full {
+            checkpoints: if windowed {
                 config.checkpoints
             } else {
                 CheckpointLimits {
@@ -215,17 +217,12 @@ impl<'m> Worker<'m> {
                     min_step: 0,
                 }
             },
-            n_ubatch: config.context.n_ubatch.min(config.context.n_batch) as usize,
+            n_ubatch,
             busy: None,
             stats,
             slot_actions: VecDeque::new(),
             loras: Loras::default(),
-            embd: embed::EmbedState::new(
-                model,
-                &ctx,
-                config.context.embeddings,
-                config.context.n_ubatch.min(config.context.n_batch) as usize,
-            ),
+            embd: embed::EmbedState::new(model, &ctx, config.context.embeddings, n_ubatch),
             ctx,
         };
         if worker.context_shift && !worker.ctx.can_shift() {
