@@ -50,6 +50,14 @@ pub struct MemoryArgs {
     )]
     pub cache_ram: i64,
 
+    /// Context checkpoints each slot keeps (0: none). On sliding-window models (gpt-oss,
+    /// Gemma 3) the window's state is saved near the end of each prompt, so that a next prompt
+    /// that departs from the cache within the window's reach (a chat's re-rendered last answer)
+    /// restores it instead of computing the whole prompt again. They take host memory, which
+    /// the plan counts.
+    #[arg(long = "ctx-checkpoints", default_value_t = 32, value_name = "N")]
+    pub ctx_checkpoints: u32,
+
     /// The most context one slot may use; without -c the context is sized to N per slot.
     #[arg(long = "kv-unified-per-slot", value_name = "N")]
     pub kv_unified_per_slot: Option<u32>,
@@ -194,6 +202,7 @@ impl MemoryArgs {
                 self.n_cpu_moe
             },
             cache_ram_mib: self.cache_ram,
+            ctx_checkpoints: self.ctx_checkpoints,
             split: self.split_request()?,
             prefer: match self.prefer {
                 Prefer::Quality => plan::Prefer::Quality,

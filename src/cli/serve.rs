@@ -104,13 +104,6 @@ pub struct ServeArgs {
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cache_idle_slots: bool,
 
-    /// Context checkpoints each slot keeps (0: none). On sliding-window models (gpt-oss,
-    /// Gemma 3) the window's state is saved near the end of each prompt, so that a next prompt
-    /// that departs from the cache within the window's reach (a chat's re-rendered last answer)
-    /// restores it instead of computing the whole prompt again.
-    #[arg(long = "ctx-checkpoints", default_value_t = 32, value_name = "N")]
-    pub ctx_checkpoints: u32,
-
     /// The least spacing in tokens between a slot's context checkpoints of earlier requests,
     /// when the list is full (0: no minimum).
     #[arg(long = "checkpoint-min-step", default_value_t = 8192, value_name = "N")]
@@ -209,6 +202,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             n_cpu_moe: decision.n_cpu_moe,
         }),
         prompt_cache: decision.prompt_cache,
+        checkpoints_limit: decision.checkpoints,
         infill: crate::server::InfillConfig {
             spm: args.slots.spm_infill,
             n_batch: args.memory.batch_size,
@@ -294,7 +288,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         cache_ram_mib: decision.prompt_cache.mib(),
         cache_idle_slots: args.cache_idle_slots,
         checkpoints: CheckpointLimits {
-            max: args.ctx_checkpoints as usize,
+            max: args.memory.ctx_checkpoints as usize,
             min_step: args.checkpoint_min_step as usize,
         },
         context_shift: args.context_shift,

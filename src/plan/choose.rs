@@ -2,7 +2,8 @@
 //! among the quants of a model.
 
 use super::memory::{
-    ContextParams, MemoryEstimate, Offload, effective_n_ctx, estimate, estimate_cpu_only,
+    ContextParams, MemoryEstimate, Offload, checkpoint_bytes, effective_n_ctx, estimate,
+    estimate_cpu_only,
 };
 use super::speed::decode_speed;
 use super::split;
@@ -278,15 +279,25 @@ pub fn choose(
         };
         reasons.push(format!("not {}: {why_not}", p.quant));
     }
-    let (prompt_cache, why) =
-        super::prompt_cache::prompt_cache(request.cache_ram_mib, budget, &chosen.predicted);
-    reasons.push(why);
-    let warnings = candidates
+    let model = candidates
         .iter()
         .find(|m| m.path == chosen.file)
-        .and_then(|m| context_warning(m, &request.context))
+        .expect("every plan is of a candidate");
+    let mut warnings: Vec<String> = context_warning(model, &request.context)
         .into_iter()
         .collect();
+    let checkpoints = checkpoints(model, request, budget, &chosen.predicted);
+    if let Some(why) = checkpoints.why {
+        reasons.push(why);
+    }
+    warnings.extend(checkpoints.warning);
+    let (prompt_cache, why) = super::prompt_cache::prompt_cache(
+        request.cache_ram_mib,
+        budget,
+        chosen.predicted.host_total(),
+        checkpoints.bytes,
+    );
+    reasons.push(why);
     Ok(Decision {
         file: chosen.file.clone(),
         quant: chosen.quant.clone(),
@@ -297,10 +308,57 @@ pub fn choose(
         speed: chosen.speed,
         split: chosen.split.clone(),
         prompt_cache,
+        checkpoints: checkpoints.bytes,
         reasons,
         warnings,
         plans,
     })
+}
+
+/// The slots' context checkpoints as planned: the most host memory they take, the reason line,
+/// and a warning when that is more than the host has left after the model.
+struct CheckpointPlan {
+    bytes: u64,
+    why: Option<String>,
+    warning: Option<String>,
+}
+
+fn checkpoints(
+    model: &ModelSummary,
+    request: &PlanRequest,
+    budget: &Budget,
+    predicted: &MemoryEstimate,
+) -> CheckpointPlan {
+    let each = checkpoint_bytes(model, &request.context);
+    let (per_slot, slots) = (request.ctx_checkpoints, request.context.n_seq.max(1));
+    let bytes = each * u64::from(per_slot) * u64::from(slots);
+    if bytes == 0 {
+        return CheckpointPlan {
+            bytes,
+            why: None,
+            warning: None,
+        };
+    }
+    let why = format!(
+        "context checkpoints: up to {} of host memory ({per_slot} per slot × {slots} slots × {})",
+        fmt_bytes(bytes),
+        fmt_bytes(each)
+    );
+    let left = budget.host_usable().saturating_sub(predicted.host_total());
+    let warning = (bytes > left).then(|| {
+        format!(
+            "the slots' context checkpoints may take up to {}, more than the {} of host memory \
+             left after the model; lower --ctx-checkpoints (each takes {})",
+            fmt_bytes(bytes),
+            fmt_bytes(left),
+            fmt_bytes(each)
+        )
+    });
+    CheckpointPlan {
+        bytes,
+        why: Some(why),
+        warning,
+    }
 }
 
 /// The share of the fastest speed a pick must keep under `prefer` (quality: none).

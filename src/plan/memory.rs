@@ -162,10 +162,36 @@ pub fn kv_layer_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u
     } else {
         cells
     };
+    streams * cells * cell_bytes(model, ctx, il)
+}
+
+/// Bytes of one cell of layer `il`'s cache: a K row and a V row.
+fn cell_bytes(model: &ModelSummary, ctx: &ContextParams, il: usize) -> u64 {
     let row = |ty: u32, n: u64| ggml_type(ty).map_or(n * 2, |t| t.row_size(n));
-    let per_cell =
-        row(ctx.type_k, model.n_embd_k_gqa(il)) + row(ctx.type_v, model.n_embd_v_gqa(il));
-    streams * cells * per_cell
+    row(ctx.type_k, model.n_embd_k_gqa(il)) + row(ctx.type_v, model.n_embd_v_gqa(il))
+}
+
+/// Bytes of one context checkpoint (`--ctx-checkpoints`): the sliding-window layers' cells of
+/// one sequence, which llama.cpp's partial sequence state holds (`state_write` skips the cells
+/// the window masks, so `n_swa` of them once the sequence is that long), each with its position
+/// and sequence id (12 bytes), less a header of a few bytes per layer. The demo model (15
+/// sliding-window layers, 1 KiB per cell, `n_swa` 512): 7 870 464 bytes predicted, 7 870 856
+/// taken. 0 for a model without a sliding window, or with `swa_full` (llama.cpp then keeps the
+/// whole sequence, and checkpoints are not taken). These live in host memory, outside
+/// llama.cpp's allocation.
+pub fn checkpoint_bytes(model: &ModelSummary, ctx: &ContextParams) -> u64 {
+    let Some(n_swa) = model.sliding_window else {
+        return 0;
+    };
+    if ctx.swa_full {
+        return 0;
+    }
+    let ((cells, _), _) = kv_cells(model, ctx);
+    let window = n_swa.min(cells);
+    const CELL_META: u64 = 12;
+    let swa_layers = model.swa_layers.iter().enumerate().filter(|&(_, &swa)| swa);
+    let per_cell: u64 = swa_layers.map(|(il, _)| cell_bytes(model, ctx, il)).sum();
+    window * (CELL_META + per_cell)
 }
 
 /// The terms of the compute buffers (see the module doc), in bytes.

@@ -18,6 +18,7 @@
 //!     prefer: Prefer::Balanced,      // `--prefer`
 //!     cache_ram_mib: 8192,           // `--cache-ram`
 //!     split: SplitRequest::default(), // `--split-mode`, `--main-gpu`, `--tensor-split`
+//!     ctx_checkpoints: 32,           // `--ctx-checkpoints`
 //! };
 //! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
 //! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
@@ -61,7 +62,9 @@ pub mod speed;
 pub mod split;
 
 pub use choose::{choose, context_warning, plan_file};
-pub use memory::{ContextParams, MemoryEstimate, Offload, estimate, estimate_cpu_only};
+pub use memory::{
+    ContextParams, MemoryEstimate, Offload, checkpoint_bytes, estimate, estimate_cpu_only,
+};
 pub use speed::{KV_FILL, NODES_PER_LAYER, SpeedEstimate, decode_speed};
 pub use split::{DevicePlan, Split, SplitMode, SplitRequest};
 
@@ -112,6 +115,8 @@ pub struct PlanRequest {
     pub cache_ram_mib: i64,
     /// `--split-mode`, `--main-gpu` and `--tensor-split`: how several GPUs share the model.
     pub split: SplitRequest,
+    /// `--ctx-checkpoints`: context checkpoints each slot keeps, in host memory.
+    pub ctx_checkpoints: u32,
 }
 
 impl Default for PlanRequest {
@@ -123,6 +128,7 @@ impl Default for PlanRequest {
             prefer: Prefer::default(),
             cache_ram_mib: 8192,
             split: SplitRequest::default(),
+            ctx_checkpoints: 32,
         }
     }
 }
@@ -350,8 +356,11 @@ pub struct Decision {
     pub speed: SpeedEstimate,
     /// The placement over the GPUs, when there are several: `-ts`, and memory per device.
     pub split: Option<Split>,
-    /// The host prompt cache's limit next to this model.
+    /// The host prompt cache's limit next to this model and its checkpoints.
     pub prompt_cache: prompt_cache::CacheRam,
+    /// The most host memory the slots' context checkpoints take (`--ctx-checkpoints` per slot,
+    /// [`memory::checkpoint_bytes`] each); outside `predicted`, which is llama.cpp's allocation.
+    pub checkpoints: u64,
     pub reasons: Vec<String>,
     /// What the user should know about the request (a context past the model's training
     /// context); `serve` logs them as warnings.

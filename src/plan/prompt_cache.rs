@@ -1,11 +1,12 @@
 //! How much host memory the prompt cache may take (`--cache-ram`): what was asked, but no more
-//! than the host has left once the chosen model's weights, KV cache and buffers are placed there
-//! (less the margin), so that a filling cache never pushes the machine into swap or the OOM
-//! killer. llama-server takes `--cache-ram` as given (8 GiB by default, on any machine).
+//! than the host has left once the chosen model's weights, KV cache, buffers and the slots'
+//! context checkpoints are placed there (less the margin), so that a filling cache never pushes
+//! the machine into swap or the OOM killer. llama-server takes `--cache-ram` as given (8 GiB by
+//! default, on any machine).
 
 use serde::Serialize;
 
-use super::{Budget, MemoryEstimate, fmt_bytes};
+use super::{Budget, fmt_bytes};
 
 const MIB: u64 = 1 << 20;
 
@@ -31,20 +32,28 @@ impl CacheRam {
     }
 }
 
-/// The limit for `asked_mib` (`--cache-ram`) next to a model predicted at `predicted` on a host
-/// with `budget`, and why.
+/// The limit for `asked_mib` (`--cache-ram`) on a host with `budget` where the model takes
+/// `model` bytes and its slots' context checkpoints up to `checkpoints`, and why.
 pub fn prompt_cache(
     asked_mib: i64,
     budget: &Budget,
-    predicted: &MemoryEstimate,
+    model: u64,
+    checkpoints: u64,
 ) -> (CacheRam, String) {
-    let left = budget.host_usable().saturating_sub(predicted.host_total());
+    let left = budget
+        .host_usable()
+        .saturating_sub(model.saturating_add(checkpoints));
+    let after = if checkpoints > 0 {
+        "the model and its context checkpoints"
+    } else {
+        "the model"
+    };
     match asked_mib {
         0 => (CacheRam::Off, "prompt cache off (--cache-ram 0)".into()),
         n if n < 0 => (
             CacheRam::Unlimited,
             format!(
-                "prompt cache without a limit (--cache-ram {n}); {} of host memory is left after the model",
+                "prompt cache without a limit (--cache-ram {n}); {} of host memory is left after {after}",
                 fmt_bytes(left)
             ),
         ),
@@ -54,7 +63,7 @@ pub fn prompt_cache(
                 (
                     CacheRam::Limit(asked),
                     format!(
-                        "prompt cache: up to {} of host memory (--cache-ram), of {} left after the model",
+                        "prompt cache: up to {} of host memory (--cache-ram), of {} left after {after}",
                         fmt_bytes(asked),
                         fmt_bytes(left)
                     ),
@@ -63,7 +72,7 @@ pub fn prompt_cache(
                 (
                     CacheRam::Off,
                     format!(
-                        "prompt cache off: no host memory is left after the model for the {} of --cache-ram",
+                        "prompt cache off: no host memory is left after {after} for the {} of --cache-ram",
                         fmt_bytes(asked)
                     ),
                 )
@@ -71,7 +80,7 @@ pub fn prompt_cache(
                 (
                     CacheRam::Limit(left),
                     format!(
-                        "prompt cache: up to {}, the host memory left after the model (--cache-ram asks {})",
+                        "prompt cache: up to {}, the host memory left after {after} (--cache-ram asks {})",
                         fmt_bytes(left),
                         fmt_bytes(asked)
                     ),

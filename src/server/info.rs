@@ -57,8 +57,12 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
             "predicted": config.predicted,
             "predicted_devices": config.predicted_devices,
             "prompt_cache": prompt_cache(config.prompt_cache, state.engine.stats.prompt_cache_now()),
-            // Host memory of the slots' context checkpoints (sliding-window models), now.
-            "context_checkpoints": { "bytes": state.engine.stats.checkpoints_now() },
+            // Host memory of the slots' context checkpoints (sliding-window models): the most
+            // planned, and now.
+            "context_checkpoints": {
+                "limit_bytes": config.checkpoints_limit,
+                "bytes": state.engine.stats.checkpoints_now(),
+            },
         },
         "backend_sampling": model.backend_sampling,
     })))

@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub planned: Option<Planned>,
     /// The host prompt cache's planned limit, for `/props`.
     pub prompt_cache: crate::plan::prompt_cache::CacheRam,
+    /// The most host memory the slots' context checkpoints were planned to take, for `/props`.
+    pub checkpoints_limit: u64,
     /// `/infill`: the prompt's layout and the room it takes.
     pub infill: InfillConfig,
     /// `--slot-save-path`: the folder slot files are saved in and restored from (none: slot
@@ -173,6 +175,7 @@ impl Default for ServerConfig {
             predicted_devices: Vec::new(),
             planned: None,
             prompt_cache: crate::plan::prompt_cache::CacheRam::Off,
+            checkpoints_limit: 0,
             infill: InfillConfig::default(),
             slot_save_path: None,
             embeddings: EmbeddingOptions::default(),

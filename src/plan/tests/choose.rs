@@ -141,6 +141,7 @@ fn fixed_offload_is_checked_not_changed() {
         prefer: Prefer::Quality,
         cache_ram_mib: 8192,
         split: SplitRequest::default(),
+        ctx_checkpoints: 32,
     };
     let p = plan_file(&m, &request, &gpu(8 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::PartialGpu, 20));

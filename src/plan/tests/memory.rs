@@ -158,6 +158,56 @@ fn sliding_window_kv() {
 }
 
 #[test]
+fn a_context_checkpoint_holds_the_window_of_the_sliding_layers() {
+    // Per cell: 2 × 1024 values × 2 bytes in each of 5 sliding layers with a 1024 window, and
+    // the cell's position and sequence id (12 bytes).
+    let cell = 4096;
+    let meta = 12;
+    let cases: [(&str, ModelSummary, ContextParams, u64); 6] = [
+        ("window", sliding(), ctx(32768), 1024 * (5 * cell + meta)),
+        (
+            "4 seqs, a stream each",
+            sliding(),
+            ContextParams {
+                n_seq: 4,
+                kv_unified: false,
+                ..ctx(32768)
+            },
+            1024 * (5 * cell + meta),
+        ),
+        (
+            "context under the window",
+            sliding(),
+            ctx(512),
+            512 * (5 * cell + meta),
+        ),
+        (
+            "q8_0 cache",
+            sliding(),
+            ContextParams {
+                type_k: 8,
+                type_v: 8,
+                ..ctx(32768)
+            },
+            1024 * (5 * 2 * 1088 + meta),
+        ),
+        (
+            "swa_full keeps every position: nothing to checkpoint",
+            sliding(),
+            ContextParams {
+                swa_full: true,
+                ..ctx(32768)
+            },
+            0,
+        ),
+        ("no sliding window", dense("q8_0", 100), ctx(32768), 0),
+    ];
+    for (name, model, ctx, want) in cases {
+        assert_eq!(checkpoint_bytes(&model, &ctx), want, "{name}");
+    }
+}
+
+#[test]
 fn moe_keeps_experts_on_cpu_first() {
     let m = moe();
     // KV 4096 × 2 × 128 × 2 B = 2 MiB per layer; logits 4·1000·512; activations

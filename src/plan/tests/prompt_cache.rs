@@ -42,11 +42,8 @@ fn the_cache_gets_what_is_asked_or_what_is_left() {
         ("small ask", 1, 4, CacheRam::Limit(MIB), "up to 1.0 MiB"),
     ];
     for &(name, asked, model, want, why) in cases {
-        let predicted = MemoryEstimate {
-            host_weights: model * GIB - if name == "under a MiB left" { 1024 } else { 0 },
-            ..MemoryEstimate::default()
-        };
-        let (got, reason) = prompt_cache(asked, &host, &predicted);
+        let taken = model * GIB - if name == "under a MiB left" { 1024 } else { 0 };
+        let (got, reason) = prompt_cache(asked, &host, taken, 0);
         assert_eq!(got, want, "{name}");
         assert!(reason.contains(why), "{name}: {reason:?} lacks {why:?}");
     }
@@ -62,4 +59,68 @@ fn the_limit_in_cache_ram_units() {
         1,
         "a limit is never read as off"
     );
+}
+
+#[test]
+fn context_checkpoints_take_host_memory_before_the_prompt_cache() {
+    // 4 slots × 32 checkpoints × 1024 cells × (5 sliding layers × 4 KiB + 12 bytes) = 2.5 GiB.
+    let request = PlanRequest {
+        context: ContextParams {
+            n_seq: 4,
+            ..ctx(8192)
+        },
+        ..PlanRequest::default()
+    };
+    let checkpoints = 4 * 32 * 1024 * (5 * 4096 + 12);
+    let model = plan_file(&sliding(), &request, &cpu_only(8 * GIB)).predicted;
+    let decision = choose(&[sliding()], &request, &cpu_only(8 * GIB)).unwrap();
+    assert_eq!(decision.checkpoints, checkpoints);
+    let left = 8 * GIB - model.host_total() - checkpoints;
+    assert_eq!(decision.prompt_cache, CacheRam::Limit(left));
+    assert!(
+        decision.reasons.iter().any(|r| r
+            == "context checkpoints: up to 2.50 GiB of host memory (32 per slot × 4 slots × 20.0 MiB)"),
+        "{:?}",
+        decision.reasons
+    );
+    assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+    assert!(
+        decision
+            .reasons
+            .iter()
+            .any(|r| r.contains("left after the model and its context checkpoints")),
+        "{:?}",
+        decision.reasons
+    );
+
+    // More than the host has left: planned all the same, with a warning that says what to lower.
+    let small = cpu_only(model.host_total() + GIB);
+    let decision = choose(&[sliding()], &request, &small).unwrap();
+    assert_eq!(decision.prompt_cache, CacheRam::Off);
+    assert!(
+        decision
+            .warnings
+            .iter()
+            .any(|w| w.contains("up to 2.50 GiB") && w.contains("lower --ctx-checkpoints")),
+        "{:?}",
+        decision.warnings
+    );
+
+    // --ctx-checkpoints 0, or a model without a sliding window: none, and no reason line.
+    let off = PlanRequest {
+        ctx_checkpoints: 0,
+        ..request.clone()
+    };
+    for (name, model, request) in [
+        ("--ctx-checkpoints 0", sliding(), &off),
+        ("no window", dense("q8_0", 10), &request),
+    ] {
+        let decision = choose(&[model], request, &cpu_only(64 * GIB)).unwrap();
+        assert_eq!(decision.checkpoints, 0, "{name}");
+        assert!(
+            !decision.reasons.iter().any(|r| r.contains("checkpoints")),
+            "{name}: {:?}",
+            decision.reasons
+        );
+    }
 }
