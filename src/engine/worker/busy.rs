@@ -14,6 +14,10 @@ pub(super) struct Busy {
     pub(super) decode: Duration,
     /// Reading tokens: waiting for the graph, host sampling, detokenizing and sending.
     pub(super) sample: Duration,
+    /// Moving slots' states to and from the host prompt cache.
+    pub(super) cache: Duration,
+    /// Taking context checkpoints.
+    pub(super) checkpoints: Duration,
     reserves: (u64, Duration),
 }
 
@@ -26,6 +30,8 @@ impl Busy {
             outputs: 0,
             decode: Duration::ZERO,
             sample: Duration::ZERO,
+            cache: Duration::ZERO,
+            checkpoints: Duration::ZERO,
             reserves: crate::engine::llama_log::reserves(),
         }
     }
@@ -40,6 +46,8 @@ impl Busy {
             outputs = self.outputs,
             decode_ms = ms(self.decode),
             sample_ms = ms(self.sample),
+            cache_ms = ms(self.cache),
+            checkpoint_ms = ms(self.checkpoints),
             reserves = n - self.reserves.0,
             reserve_ms = ms(t.saturating_sub(self.reserves.1)),
             "engine idle"

@@ -92,6 +92,7 @@ impl Worker<'_> {
             // before the chunk is checkpointed (llama-server takes it before the decode too).
             let left = task.req.prompt.len() - task.n_prompt_fed;
             if self.checkpoints.max > 0 && task.n_prompt_fed > start && left < self.n_ubatch {
+                let started = Instant::now();
                 let (pos_min, pos_max) = (self.ctx.seq_pos_min(seq), self.ctx.seq_pos_max(seq));
                 if pos_min >= 0
                     && let Some(state) = self.ctx.seq_partial_state(seq)
@@ -105,14 +106,13 @@ impl Worker<'_> {
                     };
                     slot.checkpoints.add(checkpoint, self.checkpoints);
                 }
+                self.busy.get_or_insert_with(Busy::new).checkpoints += started.elapsed();
             }
         }
         if self.batch.n_tokens() == 0 {
             return;
         }
-        if self.busy.is_none() {
-            self.busy = Some(Busy::new());
-        }
+        self.busy.get_or_insert_with(Busy::new);
         let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
         self.stats.decoded(busy_slots);
         self.loras.apply(&mut self.ctx);

@@ -19,6 +19,7 @@ impl Worker<'_> {
             return false;
         }
         let seq = slot.seq_id();
+        let started = std::time::Instant::now();
         let size = self.ctx.seq_state_size(seq);
         let ctx = &mut self.ctx;
         let scales = self.loras.slot_scales(idx);
@@ -32,11 +33,13 @@ impl Worker<'_> {
                 size_mib = size as f64 / (1 << 20) as f64,
                 entries = cache.len(),
                 cache_mib = cache.bytes() as f64 / (1 << 20) as f64,
+                ms = started.elapsed().as_secs_f64() * 1e3,
                 "slot saved to the prompt cache"
             );
             self.report_cache();
         }
         self.slots[idx].parked = true;
+        self.busy_cache(started);
         saved
     }
 
@@ -64,14 +67,17 @@ impl Worker<'_> {
         let seq = self.slots[idx].seq_id();
         self.slots[idx].cache.clear();
         self.slots[idx].checkpoints.clear();
+        let started = std::time::Instant::now();
         let mut restored = self.ctx.set_seq_state(seq, &entry.state);
         while !restored && self.clear_an_idle_slot() {
             restored = self.ctx.set_seq_state(seq, &entry.state);
         }
+        self.busy_cache(started);
         if restored {
             tracing::debug!(
                 slot = idx,
                 n_tokens = entry.tokens.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
                 "slot restored from the prompt cache"
             );
             self.stats.prompt_cache_lookup(Some(entry.tokens.len()));
@@ -134,6 +140,12 @@ impl Worker<'_> {
         self.cache_slot(idx);
         self.clear_slot(idx);
         true
+    }
+
+    /// Counts the time since `started` as the busy period's prompt cache time.
+    fn busy_cache(&mut self, started: std::time::Instant) {
+        let busy = self.busy.get_or_insert_with(super::busy::Busy::new);
+        busy.cache += started.elapsed();
     }
 
     /// Publishes what the prompt cache holds.
