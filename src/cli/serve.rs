@@ -146,7 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = server_config(&args, &decision)?;
     let threads = match args.http.threads_http {
         n if n > 0 => n as usize,
-        _ => 2,
+        _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
