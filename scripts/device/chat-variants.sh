@@ -11,8 +11,9 @@
 #              CG, MODEL  another gguf-serve binary or model (then nothing is unpacked or written)
 #              CONVERSATIONS [32]  TURNS [6]  PROMPT_TOKENS [128]  MAX_TOKENS [128]
 #              FLAGS  the flags every variant gets [-t 8 -c 131072 -np 32 --kv-unified -ngl 99]
-# Prints one line per variant (TTFT, ITL, throughput, cached share) and the engine's busy-period
-# log lines (where its time went: decode, sampling, prompt cache, checkpoints).
+# Prints one line per variant (TTFT, ITL, throughput, cached share), the engine's busy-period
+# log lines (where its time went: decode, sampling, prompt cache, checkpoints), the prompt
+# cache's saves and restores, and the CPU time of the server's threads by name during the run.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/gs}
@@ -38,6 +39,18 @@ if [ ! -f "$MODEL" ]; then
   say "model written"
 fi
 
+# CPU time (user + system, in ticks) of the server's threads, summed by thread name: the engine
+# (and llama.cpp's threads, which inherit its name), HTTP workers, and as "~all" the whole
+# process, threads that have exited included (the short-lived sampling helpers).
+cpu_by_thread() {
+  {
+    for task in /proc/"$server_pid"/task/*; do
+      echo "$(tr ' ' _ <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
+    done
+    echo "~all $(awk '{print $14 + $15}' /proc/"$server_pid"/stat)"
+  } | awk '{t[$1] += $2} END {for (k in t) print k, t[k]}' | sort
+}
+
 # shellcheck source=../lib/one-server.sh
 . "$ROOT/scripts/lib/one-server.sh"
 read -r -a flags <<<"${FLAGS:--t 8 -c 131072 -np 32 --kv-unified -ngl 99}"
@@ -54,7 +67,9 @@ for variant in "${variants[@]}"; do
     "${flags[@]}" "${extra[@]}"
   "$CG" bench --url "$url" --endpoint completion --synthetic 1 --prompt-tokens 16 --max-tokens 8 \
     --json >/dev/null
+  cpu_by_thread >"$WORK/cpu0"
   "$CG" bench --url "$url" "${workload[@]}" --seed 2 --json >"$WORK/variant-$n.json"
+  cpu_by_thread >"$WORK/cpu1"
   stop_server
   python3 - "$WORK/variant-$n.json" "${variant:-(defaults)}" <<'PY'
 import json, sys
@@ -70,5 +85,7 @@ PY
     grep -h "$what" "$log" | sed -n 's/.* ms=\([0-9.]*\).*/\1/p' |
       python3 -c "import sys; v=sorted(float(x) for x in sys.stdin); print(f'    {sys.argv[1]}: {len(v)}, total {sum(v):.0f} ms, max {max(v, default=0):.1f} ms')" "$what"
   done
+  echo "    CPU seconds by thread name: $(join "$WORK/cpu0" "$WORK/cpu1" |
+    awk '{printf "%s %.1f  ", $1, ($3 - $2) / 100}')"
   say "variant $n done"
 done

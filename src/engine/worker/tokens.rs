@@ -295,14 +295,20 @@ fn next_token(
 }
 
 /// Runs `f` over every job, on up to `threads` threads (this one included), at least two jobs
-/// to a thread: starting a thread costs about what scanning one row does.
+/// to a thread: starting a thread costs about what scanning one row does. The helpers are named
+/// `sampling`, so that per-thread CPU time (top -H, /proc/PID/task) tells them from the engine.
 fn in_parallel<T: Send>(jobs: &mut [T], threads: usize, f: impl Fn(&mut T) + Sync) {
     let per_thread = jobs.len().div_ceil(threads.max(1)).max(2);
     let mut chunks = jobs.chunks_mut(per_thread);
     let Some(first) = chunks.next() else { return };
     std::thread::scope(|s| {
         for chunk in chunks {
-            s.spawn(|| chunk.iter_mut().for_each(&f));
+            let f = &f;
+            // As `Scope::spawn`, which panics too when the OS refuses a thread.
+            std::thread::Builder::new()
+                .name("sampling".into())
+                .spawn_scoped(s, move || chunk.iter_mut().for_each(f))
+                .expect("failed to spawn a sampling thread");
         }
         first.iter_mut().for_each(&f);
     });
