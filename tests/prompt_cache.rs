@@ -243,3 +243,88 @@ fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
     assert_eq!(cached, 0, "without checkpoints the window is gone");
     assert_eq!((held, n_restored), ((0, 0), 0.0));
 }
+
+/// A chat turn resends its history and adds to it: the prompt extends what the slot holds. On a
+/// sliding-window model in one unified cache, streams that decode together take each other's
+/// cells once the window has moved past them, so a slot comes back holding exactly the window
+/// its next token needs and nothing before it. That window serves as it is: the whole history
+/// is reused without a checkpoint, and the next token's distribution is the one computed from
+/// scratch. Not bit for bit: the reused cells lie interleaved with other streams', so attention
+/// sums them in another order (about 1e-4 in a log probability at `-ub 1`, enough to flip a
+/// random model's near-ties later on). Idle slots stay in place (`--no-cache-idle-slots`), so
+/// the reuse is the slot's own, not a restore from the host cache.
+#[test]
+fn a_prompt_that_extends_its_slot_keeps_the_window_other_streams_left() {
+    let (_dir, server) = common::serve_tiny_gpt_oss(&[
+        "-np",
+        "4",
+        "--kv-unified",
+        "-ub",
+        "1",
+        "--no-cache-idle-slots",
+    ]);
+    let tokens = |text: &str| {
+        let (_, reply) = server.post("/tokenize", &json!({ "content": text }));
+        reply["tokens"].as_array().unwrap().clone()
+    };
+    let firsts: Vec<Vec<Value>> = ["rivers", "bread", "stone", "wind"]
+        .map(|topic| tokens(&essay(topic, 8)))
+        .to_vec();
+    // Four streams decode together, 200 tokens each: the window moves on and the cells behind
+    // it go to whichever stream needs one.
+    let answers: Vec<Vec<Value>> = std::thread::scope(|s| {
+        let handles: Vec<_> = firsts
+            .iter()
+            .map(|prompt| {
+                let server = &server;
+                s.spawn(move || {
+                    let body = json!({ "prompt": prompt, "n_predict": 200, "temperature": 0,
+                        "ignore_eos": true, "return_tokens": true });
+                    let (status, reply) = server.post("/completion", &body);
+                    assert_eq!(status, 200, "{reply}");
+                    reply["tokens"].as_array().unwrap().clone()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let more = tokens(" Then the plains,");
+    for (first, answer) in firsts.iter().zip(&answers) {
+        assert_eq!(answer.len(), 200);
+        let next: Vec<Value> = [first.as_slice(), answer, &more].concat();
+        let ask = |cache_prompt: bool| {
+            let body = json!({ "prompt": next, "n_predict": 1, "temperature": 0,
+                "cache_prompt": cache_prompt, "n_probs": 3, "post_sampling_probs": false });
+            let (status, reply) = server.post("/completion", &body);
+            assert_eq!(status, 200, "{reply}");
+            reply
+        };
+        let reused = ask(true);
+        // All of the history but the answer's last token, which was sampled, never decoded.
+        let history = (first.len() + answer.len() - 1) as u64;
+        assert!(
+            cache_n(&reused) >= history,
+            "{} of {history} history tokens reused",
+            cache_n(&reused)
+        );
+        let computed = ask(false);
+        assert_eq!(cache_n(&computed), 0, "{computed}");
+        let top = |reply: &Value| -> Vec<(u64, f64)> {
+            let probs = reply["completion_probabilities"][0]["top_logprobs"].as_array();
+            let probs = probs.unwrap_or_else(|| panic!("no probabilities: {reply}"));
+            probs
+                .iter()
+                .map(|p| (p["id"].as_u64().unwrap(), p["logprob"].as_f64().unwrap()))
+                .collect()
+        };
+        let (reused, computed) = (top(&reused), top(&computed));
+        assert_eq!(reused.len(), 3);
+        for ((id, logprob), (want_id, want)) in reused.iter().zip(&computed) {
+            assert_eq!(id, want_id, "{reused:?} against {computed:?}");
+            assert!(
+                (logprob - want).abs() < 1e-2,
+                "{reused:?} against {computed:?}"
+            );
+        }
+    }
+}

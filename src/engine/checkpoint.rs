@@ -74,11 +74,16 @@ impl Checkpoints {
     }
 
     /// Whether the window from `pos_min` on lacks positions a prompt keeping `n_keep` tokens
-    /// needs, the `n_swa` before `n_keep` (then a checkpoint must serve, or the prompt is
-    /// computed again). llama-server asks with `>=`, so that a short prompt whose window is
-    /// whole is computed again without a checkpoint; a whole window serves here.
+    /// needs (then a checkpoint must serve, or the prompt is computed again). The token at
+    /// position `n_keep` attends to the positions less than `n_swa` before it (llama.cpp's
+    /// `is_masked_swa`), so the first it needs is `n_keep - n_swa + 1`. That is also the first
+    /// position llama.cpp keeps for a sequence that ends at `n_keep - 1`: it hands the cells
+    /// before it to other sequences, so a next prompt that extends the cached tokens exactly
+    /// (the usual chat turn) finds `pos_min` there. llama-server asks `pos_min >= n_keep -
+    /// n_swa` and computes such a prompt again from a checkpoint; a whole window serves here.
     pub fn window_lost(pos_min: i32, n_keep: usize, n_swa: u32) -> bool {
-        pos_min > window(n_keep, n_swa).1
+        let first_needed = position(n_keep).saturating_sub(position(n_swa as usize)) + 1;
+        pos_min > first_needed.max(0)
     }
 
     /// Drops the checkpoints past position `pos_next`, which the cache no longer holds.
@@ -189,8 +194,13 @@ mod tests {
         }
         c.truncate(620);
         assert_eq!(kept(&c), [300, 600]);
+        // Keeping 700 tokens, the next token (position 700) needs positions 573..=699.
         assert!(Checkpoints::window_lost(600, 700, 128));
+        assert!(Checkpoints::window_lost(574, 700, 128));
+        assert!(!Checkpoints::window_lost(573, 700, 128));
         assert!(!Checkpoints::window_lost(500, 700, 128));
+        // Shorter than the window: every position from 0.
         assert!(!Checkpoints::window_lost(0, 100, 128));
+        assert!(Checkpoints::window_lost(1, 100, 128));
     }
 }
