@@ -73,8 +73,8 @@ for variant in "${variants[@]}"; do
   stop_server
   python3 - "$WORK/variant-$n.json" "${variant:-(defaults)}" <<'PY'
 import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-c = json.load(open(sys.argv[1]))["conversations"]["summary"]
+run = json.load(open(sys.argv[1]))
+s, c = run["summary"], run["conversations"]["summary"]
 print(f"{sys.argv[2]:40} TTFT p50 {s['ttft_ms']['p50']:7.0f} p99 {s['ttft_ms']['p99']:7.0f} ms"
       f"  ITL p50 {s['itl_ms']['p50']:5.1f} p99 {s['itl_ms']['p99']:6.1f} ms"
       f"  {s['output_tokens_per_s']:6.1f} t/s  cached {100 * c['later_turns_cached_share']:.1f}%"
@@ -83,7 +83,7 @@ PY
   grep -h "engine idle" "$log" | tail -3 | sed 's/.*engine idle /    busy: /'
   for what in "slot saved to the prompt cache" "slot restored from the prompt cache"; do
     grep -h "$what" "$log" | sed -n 's/.* ms=\([0-9.]*\).*/\1/p' |
-      python3 -c "import sys; v=sorted(float(x) for x in sys.stdin); print(f'    {sys.argv[1]}: {len(v)}, total {sum(v):.0f} ms, max {max(v, default=0):.1f} ms')" "$what"
+      python3 -c "import sys; v=[float(x) for x in sys.stdin]; print(f'    {sys.argv[1]}: {len(v)}, total {sum(v):.0f} ms, max {max(v, default=0):.1f} ms')" "$what"
   done
   echo "    CPU seconds by thread name: $(join "$WORK/cpu0" "$WORK/cpu1" |
     awk '{printf "%s %.1f  ", $1, ($3 - $2) / 100}')"

@@ -279,10 +279,8 @@ pub fn choose(
         };
         reasons.push(format!("not {}: {why_not}", p.quant));
     }
-    let model = candidates
-        .iter()
-        .find(|m| m.path == chosen.file)
-        .expect("every plan is of a candidate");
+    // One plan per candidate, in order.
+    let model = &candidates[pick];
     let mut warnings: Vec<String> = context_warning(model, &request.context)
         .into_iter()
         .collect();

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 /// time went, for `--verbose` (debug) logs.
 pub(super) struct Busy {
     start: Instant,
-    pub(super) steps: u32,
-    pub(super) batch_tokens: u64,
-    pub(super) outputs: u64,
+    steps: u32,
+    batch_tokens: u64,
+    outputs: u64,
     /// In `llama_decode` (on a GPU the graph runs on after it returns).
-    pub(super) decode: Duration,
+    decode: Duration,
     /// Reading tokens: waiting for the graph, host sampling, detokenizing and sending.
-    pub(super) sample: Duration,
+    sample: Duration,
     /// Moving slots' states to and from the host prompt cache.
     pub(super) cache: Duration,
     /// Taking context checkpoints.
@@ -21,8 +21,15 @@ pub(super) struct Busy {
     reserves: (u64, Duration),
 }
 
+impl super::Worker<'_> {
+    /// The busy period under way, begun now if the engine was idle.
+    pub(super) fn busy(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Busy::new)
+    }
+}
+
 impl Busy {
-    pub(super) fn new() -> Self {
+    fn new() -> Self {
         Self {
             start: Instant::now(),
             steps: 0,
@@ -34,6 +41,22 @@ impl Busy {
             checkpoints: Duration::ZERO,
             reserves: crate::engine::llama_log::reserves(),
         }
+    }
+
+    /// Counts one decode step: its batch, the rows it read, the time in `llama_decode` and the
+    /// time reading its results.
+    pub(super) fn step(
+        &mut self,
+        batch_tokens: u64,
+        outputs: u64,
+        decode: Duration,
+        sample: Duration,
+    ) {
+        self.steps += 1;
+        self.batch_tokens += batch_tokens;
+        self.outputs += outputs;
+        self.decode += decode;
+        self.sample += sample;
     }
 
     pub(super) fn log(&self) {

@@ -4,12 +4,11 @@
 //! `embed.rs`. A decode that finds the KV cache full clears an idle slot and tries again; a
 //! failed decode ends the requests that were in its batch.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::DecodeError;
 
 use super::Worker;
-use super::busy::Busy;
 use crate::engine::EngineError;
 use crate::engine::checkpoint::Checkpoint;
 use crate::engine::request::Event;
@@ -58,6 +57,7 @@ impl Worker<'_> {
             }
         }
         // Then prompt chunks, as far as the batch allows.
+        let mut checkpointing = Duration::ZERO;
         for slot in &mut self.slots {
             let seq = slot.seq_id();
             let Some(task) = slot
@@ -106,13 +106,14 @@ impl Worker<'_> {
                     };
                     slot.checkpoints.add(checkpoint, self.checkpoints);
                 }
-                self.busy.get_or_insert_with(Busy::new).checkpoints += started.elapsed();
+                checkpointing += started.elapsed();
             }
         }
         if self.batch.n_tokens() == 0 {
             return;
         }
-        self.busy.get_or_insert_with(Busy::new);
+        // A checkpoint is taken only with a prompt chunk in the batch, so none is left out here.
+        self.busy().checkpoints += checkpointing;
         let busy_slots = self.slots.iter().filter(|s| s.task.is_some()).count();
         self.stats.decoded(busy_slots);
         self.loras.apply(&mut self.ctx);
@@ -128,12 +129,9 @@ impl Worker<'_> {
             return;
         }
         let outputs = self.sample_all();
-        let busy = self.busy.as_mut().expect("set above");
-        busy.steps += 1;
-        busy.batch_tokens += self.batch.n_tokens() as u64;
-        busy.outputs += outputs;
-        busy.decode += t1 - t0;
-        busy.sample += t1.elapsed();
+        let batch_tokens = self.batch.n_tokens() as u64;
+        self.busy()
+            .step(batch_tokens, outputs, t1 - t0, t1.elapsed());
     }
 
     /// A decode failed: the tasks in this batch cannot go on. Free what they hold.

@@ -13,7 +13,6 @@ use std::time::Instant;
 use llama_cpp_2::DecodeError;
 
 use super::Worker;
-use super::busy::Busy;
 use crate::engine::llama::{Context, embd};
 use crate::engine::request::{Event, GenerateRequest};
 use crate::engine::{Embedding, EngineError, Pooling, TaskKind, normalize};
@@ -154,12 +153,9 @@ impl Worker<'_> {
                 outputs += 1;
             }
         }
-        let busy = self.busy.get_or_insert_with(Busy::new);
-        busy.steps += 1;
-        busy.batch_tokens += self.batch.n_tokens() as u64;
-        busy.outputs += outputs;
-        busy.decode += t1 - t0;
-        busy.sample += t1.elapsed();
+        let batch_tokens = self.batch.n_tokens() as u64;
+        self.busy()
+            .step(batch_tokens, outputs, t1 - t0, t1.elapsed());
     }
 
     /// Reads slot `idx`'s result out of the last decode (its rows start at `first`), sends it

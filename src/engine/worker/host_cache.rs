@@ -39,7 +39,7 @@ impl Worker<'_> {
             self.report_cache();
         }
         self.slots[idx].parked = true;
-        self.busy_cache(started);
+        self.busy().cache += started.elapsed();
         saved
     }
 
@@ -67,12 +67,18 @@ impl Worker<'_> {
         let seq = self.slots[idx].seq_id();
         self.slots[idx].cache.clear();
         self.slots[idx].checkpoints.clear();
+        // Each attempt counts as prompt cache time; a slot saved to make room counts its own.
+        let restore = |w: &mut Self| {
+            let started = std::time::Instant::now();
+            let restored = w.ctx.set_seq_state(seq, &entry.state);
+            w.busy().cache += started.elapsed();
+            restored
+        };
         let started = std::time::Instant::now();
-        let mut restored = self.ctx.set_seq_state(seq, &entry.state);
+        let mut restored = restore(self);
         while !restored && self.clear_an_idle_slot() {
-            restored = self.ctx.set_seq_state(seq, &entry.state);
+            restored = restore(self);
         }
-        self.busy_cache(started);
         if restored {
             tracing::debug!(
                 slot = idx,
@@ -140,12 +146,6 @@ impl Worker<'_> {
         self.cache_slot(idx);
         self.clear_slot(idx);
         true
-    }
-
-    /// Counts the time since `started` as the busy period's prompt cache time.
-    fn busy_cache(&mut self, started: std::time::Instant) {
-        let busy = self.busy.get_or_insert_with(super::busy::Busy::new);
-        busy.cache += started.elapsed();
     }
 
     /// Publishes what the prompt cache holds.
