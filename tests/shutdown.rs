@@ -52,5 +52,5 @@ fn a_second_signal_exits_at_once() {
         "{:?}",
         sent.elapsed()
     );
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "{status}");
 }

@@ -177,11 +177,15 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
             Err(_) => Some(EngineError::Stopped.into()),
         },
     };
-    // A second signal does not wait for anything.
+    // A second signal does not wait for anything. `_exit`, not `exit`: the engine thread may be
+    // inside llama.cpp (its OpenMP workers too), and `exit` would run C++ static destructors
+    // under it, which killed the process with a signal instead of exiting 130. The log writers
+    // are unbuffered, so nothing is lost.
     tokio::spawn(async {
         shutdown_signal().await;
         tracing::warn!("second stop signal: exiting now");
-        std::process::exit(130);
+        // SAFETY: _exit(2) ends the process without running any user-space code.
+        unsafe { libc::_exit(130) };
     });
     // Listeners stop accepting; requests in flight get --shutdown-timeout to finish, then the
     // engine ends them (each stream gets a last error event) and their connections close.
