@@ -255,28 +255,80 @@ fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
 /// the reuse is the slot's own, not a restore from the host cache.
 #[test]
 fn a_prompt_that_extends_its_slot_keeps_the_window_other_streams_left() {
-    let (_dir, server) = common::serve_tiny_gpt_oss(&[
+    let (_dir, server) = serve_interleaving_gpt_oss();
+    let (firsts, answers) = decode_four_streams_together(&server);
+    let more = tokenize(&server, " Then the plains,");
+    for (first, answer) in firsts.iter().zip(&answers) {
+        let next: Vec<Value> = [first.as_slice(), answer, &more].concat();
+        let reused = next_token(&server, &next, true);
+        // All of the history but the answer's last token, which was sampled, never decoded.
+        let history = (first.len() + answer.len() - 1) as u64;
+        assert!(
+            cache_n(&reused) >= history,
+            "{} of {history} history tokens reused",
+            cache_n(&reused)
+        );
+        let computed = next_token(&server, &next, false);
+        assert_eq!(cache_n(&computed), 0, "{computed}");
+        assert_same_top3(&reused, &computed);
+    }
+}
+
+/// The other way back into a slot: an edited turn departs from the history halfway through the
+/// last answer. The sliding window at that point lies behind cells other streams have taken
+/// since (llama.cpp keeps each sequence's positions gapless, so what is left is a tail, never
+/// one with holes), so the slot may reuse only up to a context checkpoint, never all it kept,
+/// and the next token's distribution is the one computed from scratch.
+#[test]
+fn a_prompt_that_departs_inside_the_answer_never_reuses_a_lost_window() {
+    let (_dir, server) = serve_interleaving_gpt_oss();
+    let (firsts, answers) = decode_four_streams_together(&server);
+    let edit = tokenize(&server, " Or rather, the hills,");
+    for (first, answer) in firsts.iter().zip(&answers) {
+        let kept = first.len() + answer.len() / 2;
+        let edited: Vec<Value> = [first.as_slice(), &answer[..answer.len() / 2], &edit].concat();
+        let reused = next_token(&server, &edited, true);
+        // Reusing all `kept` tokens would keep a window that is gone. (Measured: the checkpoint
+        // a few tokens before the first prompt's end serves, e.g. 347 of 452.)
+        assert!(
+            cache_n(&reused) < kept as u64,
+            "{} tokens reused from a history that departs after {kept}, its window lost",
+            cache_n(&reused)
+        );
+        let computed = next_token(&server, &edited, false);
+        assert_eq!(cache_n(&computed), 0, "{computed}");
+        assert_same_top3(&reused, &computed);
+    }
+}
+
+/// The tiny gpt-oss (a 128-token window) with four slots in one cache, each row computed alone
+/// (`-ub 1`), idle slots left in place (`--no-cache-idle-slots`): what a slot reuses is its own.
+fn serve_interleaving_gpt_oss() -> (tempfile::TempDir, Server) {
+    common::serve_tiny_gpt_oss(&[
         "-np",
         "4",
         "--kv-unified",
         "-ub",
         "1",
         "--no-cache-idle-slots",
-    ]);
-    let tokens = |text: &str| {
-        let (_, reply) = server.post("/tokenize", &json!({ "content": text }));
-        reply["tokens"].as_array().unwrap().clone()
-    };
+    ])
+}
+
+fn tokenize(server: &Server, text: &str) -> Vec<Value> {
+    let (_, reply) = server.post("/tokenize", &json!({ "content": text }));
+    reply["tokens"].as_array().unwrap().clone()
+}
+
+/// Four streams decode together, 200 tokens each: the window moves on and the cells behind it go
+/// to whichever stream needs one. Returns each stream's prompt and answer, as tokens.
+fn decode_four_streams_together(server: &Server) -> (Vec<Vec<Value>>, Vec<Vec<Value>>) {
     let firsts: Vec<Vec<Value>> = ["rivers", "bread", "stone", "wind"]
-        .map(|topic| tokens(&essay(topic, 8)))
+        .map(|topic| tokenize(server, &essay(topic, 8)))
         .to_vec();
-    // Four streams decode together, 200 tokens each: the window moves on and the cells behind
-    // it go to whichever stream needs one.
     let answers: Vec<Vec<Value>> = std::thread::scope(|s| {
         let handles: Vec<_> = firsts
             .iter()
             .map(|prompt| {
-                let server = &server;
                 s.spawn(move || {
                     let body = json!({ "prompt": prompt, "n_predict": 200, "temperature": 0,
                         "ignore_eos": true, "return_tokens": true });
@@ -288,43 +340,39 @@ fn a_prompt_that_extends_its_slot_keeps_the_window_other_streams_left() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let more = tokens(" Then the plains,");
-    for (first, answer) in firsts.iter().zip(&answers) {
+    for answer in &answers {
         assert_eq!(answer.len(), 200);
-        let next: Vec<Value> = [first.as_slice(), answer, &more].concat();
-        let ask = |cache_prompt: bool| {
-            let body = json!({ "prompt": next, "n_predict": 1, "temperature": 0,
-                "cache_prompt": cache_prompt, "n_probs": 3, "post_sampling_probs": false });
-            let (status, reply) = server.post("/completion", &body);
-            assert_eq!(status, 200, "{reply}");
-            reply
-        };
-        let reused = ask(true);
-        // All of the history but the answer's last token, which was sampled, never decoded.
-        let history = (first.len() + answer.len() - 1) as u64;
+    }
+    (firsts, answers)
+}
+
+/// One greedy token for `prompt` with its top 3 log probabilities.
+fn next_token(server: &Server, prompt: &[Value], cache_prompt: bool) -> Value {
+    let body = json!({ "prompt": prompt, "n_predict": 1, "temperature": 0,
+        "cache_prompt": cache_prompt, "n_probs": 3, "post_sampling_probs": false });
+    let (status, reply) = server.post("/completion", &body);
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+/// The same three most likely next tokens, with log probabilities within 1e-2 (the cells' order
+/// changes how attention sums them; about 1e-4 is measured).
+fn assert_same_top3(reused: &Value, computed: &Value) {
+    let top = |reply: &Value| -> Vec<(u64, f64)> {
+        let probs = reply["completion_probabilities"][0]["top_logprobs"].as_array();
+        let probs = probs.unwrap_or_else(|| panic!("no probabilities: {reply}"));
+        probs
+            .iter()
+            .map(|p| (p["id"].as_u64().unwrap(), p["logprob"].as_f64().unwrap()))
+            .collect()
+    };
+    let (reused, computed) = (top(reused), top(computed));
+    assert_eq!(reused.len(), 3);
+    for ((id, logprob), (want_id, want)) in reused.iter().zip(&computed) {
+        assert_eq!(id, want_id, "{reused:?} against {computed:?}");
         assert!(
-            cache_n(&reused) >= history,
-            "{} of {history} history tokens reused",
-            cache_n(&reused)
+            (logprob - want).abs() < 1e-2,
+            "{reused:?} against {computed:?}"
         );
-        let computed = ask(false);
-        assert_eq!(cache_n(&computed), 0, "{computed}");
-        let top = |reply: &Value| -> Vec<(u64, f64)> {
-            let probs = reply["completion_probabilities"][0]["top_logprobs"].as_array();
-            let probs = probs.unwrap_or_else(|| panic!("no probabilities: {reply}"));
-            probs
-                .iter()
-                .map(|p| (p["id"].as_u64().unwrap(), p["logprob"].as_f64().unwrap()))
-                .collect()
-        };
-        let (reused, computed) = (top(&reused), top(&computed));
-        assert_eq!(reused.len(), 3);
-        for ((id, logprob), (want_id, want)) in reused.iter().zip(&computed) {
-            assert_eq!(id, want_id, "{reused:?} against {computed:?}");
-            assert!(
-                (logprob - want).abs() < 1e-2,
-                "{reused:?} against {computed:?}"
-            );
-        }
     }
 }
