@@ -32,7 +32,8 @@
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 128) words, about 700 of the synthetic model's tokens (512 overflowed both
 #          servers' 131 072 cells by the fourth turn), 128-token answers, -np 32; TTFT and
-#          inter-token latency p50/p99.
+#          inter-token latency p50/p99. CHAT_ARGS: flags for both servers [--kv-unified; "" for
+#          one KV cache per sequence, where a sequence's cells are contiguous and cheap to move].
 #   cuda   our `--features cuda` binary (scripts/build-cuda.sh; carried as dist-cuda/gguf-serve
 #          or, stripped, dist-cuda/gguf-serve.xz; cuBLAS from the machine's PyTorch) against the bundle with the reference build's
 #          libggml-cuda.so, both gguf-serve on the same flags: prompt processing of 2 048
@@ -268,6 +269,6 @@ if [[ " $stages " == *" chat "* ]]; then
   GGUF_SERVE=$GS ROUNDS=$ROUNDS CONVERSATIONS=32 TURNS=6 PROMPT_TOKENS=${CHAT_PROMPT_TOKENS:-128} \
     MAX_TOKENS=128 ENDPOINT=completion OUT=$WORK/chat \
     "$ROOT/scripts/chat-vs-llama-server.sh" "$LS" "$MODELS/gpt-oss-20b-F16.gguf" \
-    -- -t "${THREADS:-8}" -c 131072 -np 32 --kv-unified -ngl 99 2>&1
+    -- -t "${THREADS:-8}" -c 131072 -np 32 ${CHAT_ARGS---kv-unified} -ngl 99 2>&1
 fi
 say "bench done"
