@@ -244,6 +244,41 @@ fn a_prompt_that_departs_inside_the_window_restores_a_context_checkpoint() {
     assert_eq!((held, n_restored), ((0, 0), 0.0));
 }
 
+/// Which layers slide is llama.cpp's to say, not the GGUF key's: it ignores the key on
+/// architectures it builds with full attention (Phi-3's files carry one) and sets Llama 4's chunk
+/// itself. A llama carrying the key takes no context checkpoints: on a cache without a window,
+/// each would have been a copy of the whole sequence.
+#[test]
+fn a_window_key_that_llama_cpp_ignores_takes_no_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llama-with-a-window-key.gguf");
+    common::gguf_fixtures::write_loadable_llama_with(&path, |w| {
+        w.kv(
+            "llama.attention.sliding_window",
+            gguf_serve::gguf::Value::U32(16),
+        );
+    });
+    let args = [
+        "-m",
+        path.to_str().unwrap(),
+        "-c",
+        "512",
+        "-np",
+        "1",
+        "-t",
+        "1",
+    ];
+    let server = Server::start_with(&args.map(String::from));
+    let reply = complete(&server, &essay("rivers", 4), 8, true);
+    assert!(
+        reply["timings"]["prompt_n"].as_u64().unwrap() > 32,
+        "{reply}"
+    );
+    let (_, props) = server.get("/props");
+    let checkpoints = &props["memory"]["context_checkpoints"];
+    assert_eq!(checkpoints["bytes"], 0, "{checkpoints}");
+}
+
 /// A chat turn resends its history and adds to it: the prompt extends what the slot holds. On a
 /// sliding-window model in one unified cache, streams that decode together take each other's
 /// cells once the window has moved past them, so a slot comes back holding exactly the window

@@ -51,6 +51,14 @@ pub(super) fn model_ptr(model: &LlamaModel) -> *mut sys::llama_model {
     ptr.as_ptr()
 }
 
+/// The window of the model's sliding-window layers as llama.cpp built them (0 if none). Not the
+/// GGUF key: llama.cpp ignores it on Phi-3 (full attention), sets Llama 4's chunk of 8 192
+/// itself, and answers 0 for DeepSeek-V4, whose compressed cache cannot be rolled back.
+pub fn n_swa(model: &LlamaModel) -> u32 {
+    // SAFETY: the model pointer is valid for the borrow; the call reads a hyperparameter.
+    u32::try_from(unsafe { sys::llama_model_n_swa(model_ptr(model)) }).unwrap_or(0)
+}
+
 /// llama.cpp's name of the model's file type, as llama-server reports it (`Q4_K - Medium`).
 pub fn ftype_name(model: &LlamaModel) -> String {
     // SAFETY: the model pointer is valid for the borrow; the name is a static C string (or null).

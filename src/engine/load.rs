@@ -121,15 +121,3 @@ fn embedding_info(model: &LlamaModel, ctx: &Context<'_>, config: &EngineConfig) 
         add_sep: vocab.should_add_sep(),
     }
 }
-
-/// The sliding-window size of the model's SWA layers (0 if none), from the GGUF metadata.
-pub(super) fn n_swa(model: &LlamaModel) -> u32 {
-    let arch = model
-        .meta_val_str("general.architecture")
-        .unwrap_or_default();
-    model
-        .meta_val_str(&format!("{arch}.attention.sliding_window"))
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}

@@ -34,8 +34,8 @@ mod tokens;
 use busy::Busy;
 
 use super::backend_sampling::backend_chain;
-use super::llama::{Batch, ChainSpec, Context};
-use super::load::{describe, load_model, n_swa, new_context};
+use super::llama::{self, Batch, ChainSpec, Context};
+use super::load::{describe, load_model, new_context};
 use super::lora::Loras;
 use super::prompt_cache::PromptCache;
 use super::request::{Event, GenerateRequest};
@@ -165,7 +165,7 @@ impl<'m> Worker<'m> {
         let n_batch = ctx.n_batch() as usize;
         let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
         // Sliding-window layers that keep only their window (not made whole by --swa-full).
-        let windowed = n_swa(model) > 0 && !config.context.swa_full;
+        let windowed = llama::n_swa(model) > 0 && !config.context.swa_full;
         let vocab = model.vocab();
         let eog_tokens = (0..model.n_vocab())
             .map(LlamaToken)
@@ -193,7 +193,7 @@ impl<'m> Worker<'m> {
             backend_sampling: config.backend_sampling,
             n_batch,
             n_ctx_slot,
-            n_swa: n_swa(model),
+            n_swa: llama::n_swa(model),
             eog_tokens,
             suppressed,
             piece: Vec::with_capacity(64),
