@@ -18,6 +18,8 @@
 #   PROMPT_TOKENS [64: the first message; later ones a quarter]  MAX_TOKENS [64]
 #   ENDPOINT [chat]  BENCH_ARGS  more `gguf-serve bench` flags, e.g. "--temperature 0.8" []
 #   GGUF_SERVE      gguf-serve binary, for `bench` and the server [target/release/gguf-serve]
+#   FIRST_ROUND     the first round to run [1]; the report covers rounds 1..ROUNDS, so a run
+#                   cut short can go on into the same OUT (a device call that ran out of time)
 #   OUT             folder for the JSON results and server logs [a fresh temporary folder]
 set -euo pipefail
 
@@ -81,13 +83,23 @@ measure() {
     --max-tokens 8 --json >/dev/null
   "$GGUF_SERVE" bench --url "$url" "${WORKLOAD[@]}" --seed "$round" --json >"$prefix.json"
   stop_server
+  round_line "$prefix.json" "round $round: $name"
 }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 log "model $MODEL; flags: ${FLAGS[*]}; $ROUNDS rounds; results in $OUT"
 log "workload: ${WORKLOAD[*]}"
 log "$(nproc) cores, load average $(load) (other load on these cores skews both sides)"
-for round in $(seq 1 "$ROUNDS"); do
+# One round's line as it ends, so that a run cut short still shows its rounds.
+round_line() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print(f"{sys.argv[2]:<28} TTFT p50 {s['ttft_ms']['p50']:7.0f} p99 {s['ttft_ms']['p99']:7.0f} ms  "
+      f"{s['output_tokens_per_s']:6.1f} t/s  failed {s['failed']}", file=sys.stderr)
+PY
+}
+for round in $(seq "${FIRST_ROUND:-1}" "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
     measure llama-server "$round"
     measure gguf-serve "$round"

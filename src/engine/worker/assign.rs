@@ -95,7 +95,7 @@ impl Worker<'_> {
         while let Some(pick) = self.queue.front().and_then(|q| self.pick_slot(q)) {
             let queued = self.queue.pop_front().expect("front exists");
             let group = queued.req.group;
-            self.park_idle_slots(pick.idx);
+            self.park_idle_slots(Some(pick.idx));
             if pick.swap && !queued.req.kind.needs_embeddings() {
                 self.swap_in(pick.idx, &queued.req);
             }

@@ -1,8 +1,9 @@
 //! Slots and the host prompt cache (`prompt_cache.rs`), as llama-server moves them: a slot
 //! picked by least recent use, or one about to lose most of what it holds, is saved to the
-//! cache and takes the entry that best matches the new prompt; when a request starts, the idle
-//! slots are saved and, in a unified KV cache, cleared, so that attention spans only the cells
-//! of the slots at work; and when the KV cache is full, an idle slot makes room.
+//! cache and takes the entry that best matches the new prompt; slots idle for
+//! `--cache-idle-after` while others work are saved and, in a unified KV cache, cleared, so that
+//! attention spans only the cells of the slots at work; and when the KV cache is full, the
+//! least recently used idle slot makes room.
 
 use super::Worker;
 use crate::engine::request::GenerateRequest;
@@ -104,16 +105,23 @@ impl Worker<'_> {
         }
     }
 
-    /// As a request starts on slot `picked`: saves every other idle slot to the prompt cache
-    /// and, with a unified KV cache (where its cells would widen every other slot's attention
-    /// and take room), clears it (llama-server does this just after the start).
-    pub(super) fn park_idle_slots(&mut self, picked: usize) {
+    /// Saves to the prompt cache every idle slot but `picked` (the one a request is starting
+    /// on) that has been idle for `--cache-idle-after` while others work and, with a unified
+    /// KV cache (where its cells would widen every other slot's attention and take room),
+    /// clears it. llama-server does this to every idle slot as each request starts; a slot
+    /// whose conversation comes back within the delay (a chat client's or an agent's next
+    /// turn) is then saved and restored for nothing, each copy a pass over its cells.
+    pub(super) fn park_idle_slots(&mut self, picked: Option<usize>) {
         if !self.cache_idle_slots || self.prompt_cache.is_none() {
             return;
         }
         for idx in 0..self.slots.len() {
             let slot = &self.slots[idx];
-            if idx == picked || slot.task.is_some() || slot.cache.is_empty() {
+            if Some(idx) == picked
+                || slot.task.is_some()
+                || slot.cache.is_empty()
+                || slot.last_used.elapsed() < self.cache_idle_after
+            {
                 continue;
             }
             self.cache_slot(idx);
@@ -123,8 +131,8 @@ impl Worker<'_> {
         }
     }
 
-    /// The KV cache is full: saves one idle slot that holds cells to the prompt cache and
-    /// clears it; false if there is none (llama-server's `try_clear_idle_slots`, which does
+    /// The KV cache is full: saves the least recently used idle slot that holds cells to the
+    /// prompt cache and clears it; false if there is none (llama-server's `try_clear_idle_slots`, which does
     /// not save it first).
     pub(super) fn clear_an_idle_slot(&mut self) -> bool {
         if !self.kv_unified {
@@ -134,7 +142,9 @@ impl Worker<'_> {
         let Some(idx) = self
             .slots
             .iter()
-            .position(|s| s.task.is_none() && !s.cache.is_empty())
+            .filter(|s| s.task.is_none() && !s.cache.is_empty())
+            .min_by_key(|s| s.last_used)
+            .map(|s| s.id)
         else {
             return false;
         };

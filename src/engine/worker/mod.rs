@@ -117,8 +117,10 @@ struct Worker<'m> {
     slot_prompt_similarity: f32,
     /// The host prompt cache (`--cache-ram`); `None` when it is off.
     prompt_cache: Option<PromptCache>,
-    /// `--cache-idle-slots`: park idle slots in the prompt cache when a request starts.
+    /// `--cache-idle-slots`: park idle slots in the prompt cache while others work.
     cache_idle_slots: bool,
+    /// `--cache-idle-after`: how long a slot waits idle before it is parked.
+    cache_idle_after: std::time::Duration,
     /// One KV cache shared by all slots (`--kv-unified`).
     kv_unified: bool,
     /// `--special`: special tokens appear in generated text.
@@ -201,6 +203,7 @@ impl<'m> Worker<'m> {
             slot_prompt_similarity: config.slot_prompt_similarity,
             prompt_cache,
             cache_idle_slots: config.cache_idle_slots,
+            cache_idle_after: config.cache_idle_after,
             kv_unified: config.context.kv_unified,
             special: config.special,
             context_shift: config.context_shift,
@@ -315,6 +318,9 @@ impl<'m> Worker<'m> {
             self.release_cancelled();
             self.assign_queued();
             let processing = self.slots.iter().filter(|s| s.task.is_some()).count();
+            if processing > 0 {
+                self.park_idle_slots(None);
+            }
             self.stats.load(processing, self.queue.len());
             self.step();
             if self.checkpoints.max > 0 {
