@@ -132,8 +132,8 @@ impl Worker<'_> {
     }
 
     /// The KV cache is full: saves the least recently used idle slot that holds cells to the
-    /// prompt cache and clears it; false if there is none (llama-server's `try_clear_idle_slots`, which does
-    /// not save it first).
+    /// prompt cache and clears it; false if there is none (llama-server's
+    /// `try_clear_idle_slots`, which takes the first idle slot and does not save it).
     pub(super) fn clear_an_idle_slot(&mut self) -> bool {
         if !self.kv_unified {
             // Each slot has its own cells: clearing one makes no room for another.
