@@ -158,6 +158,16 @@ impl PromptCache {
         self.remove(best?)
     }
 
+    /// Puts back an entry that `take_best` gave out and that could not be restored (no room
+    /// in the KV cache): llama-server keeps such an entry too. It goes back as the newest,
+    /// since a prompt has just asked for it; the limits then apply as to a new one.
+    pub fn put_back(&mut self, entry: Entry) {
+        self.bytes += entry.bytes();
+        self.n_tokens += entry.tokens.len();
+        self.entries.push_back(entry);
+        self.evict();
+    }
+
     /// Takes entry `i` out, with its bytes and tokens.
     fn remove(&mut self, i: usize) -> Option<Entry> {
         let entry = self.entries.remove(i)?;
@@ -311,6 +321,31 @@ mod tests {
         }
         assert_eq!(cache.n_tokens, 200);
         assert!(cache.take_best(&[], &toks(0..100), &[]).is_none());
+    }
+
+    #[test]
+    fn an_entry_that_could_not_be_restored_goes_back_as_the_newest() {
+        let mut cache = PromptCache::new(5, 0).unwrap();
+        for i in 0..2 {
+            assert!(put(
+                &mut cache,
+                &toks(i * 1000..i * 1000 + 10),
+                2 * MIB,
+                i as u8
+            ));
+        }
+        let entry = cache.take_best(&[], &toks(0..10), &[]).expect("the first");
+        assert_eq!((cache.len(), cache.bytes()), (1, 2 * MIB));
+        cache.put_back(entry);
+        assert_eq!(
+            (cache.len(), cache.bytes(), cache.n_tokens),
+            (2, 4 * MIB, 20)
+        );
+        // Newest now: a third entry evicts the other one, not it.
+        assert!(put(&mut cache, &toks(2000..2010), 2 * MIB, 2));
+        assert!(cache.take_best(&[], &toks(1000..1010), &[]).is_none());
+        let entry = cache.take_best(&[], &toks(0..10), &[]).expect("kept");
+        assert_eq!(entry.state[0], 0);
     }
 
     #[test]

@@ -98,9 +98,11 @@ impl Worker<'_> {
             tracing::warn!(
                 slot = idx,
                 n_tokens = entry.tokens.len(),
-                "could not restore a prompt cache entry (no room in the KV cache?): dropped"
+                "could not restore a prompt cache entry (no room in the KV cache?): kept for later"
             );
             self.stats.prompt_cache_lookup(None);
+            let cache = self.prompt_cache.as_mut().expect("checked above");
+            cache.put_back(entry);
             self.report_cache();
         }
     }
