@@ -107,29 +107,43 @@ impl Worker<'_> {
         }
     }
 
-    /// Saves to the prompt cache every idle slot but `picked` (the one a request is starting
-    /// on) that has been idle for `--cache-idle-after` while others work and, with a unified
-    /// KV cache (where its cells would widen every other slot's attention and take room),
-    /// clears it. llama-server does this to every idle slot as each request starts; a slot
-    /// whose conversation comes back within the delay (a chat client's or an agent's next
-    /// turn) is then saved and restored for nothing, each copy a pass over its cells.
+    /// Saves to the prompt cache the idle slots but `picked` (the one a request is starting
+    /// on) that have been idle for `--cache-idle-after` while others work, least recently used
+    /// first, and, with a unified KV cache (where their cells would widen every other slot's
+    /// attention and take room), clears them. llama-server does this to every idle slot as
+    /// each request starts. Here a turn of the engine's loop parks at least one and goes on
+    /// while parking has taken less than the last decode step: a save is a device-to-host copy
+    /// per layer for every run of the slot's cells, and after a burst of interleaved streams
+    /// one slot can take longer to save than a step takes, so parking them all as they
+    /// finish would stall the streams still running. The rest wait for the next step.
     pub(super) fn park_idle_slots(&mut self, picked: Option<usize>) {
         if !self.cache_idle_slots || self.prompt_cache.is_none() {
             return;
         }
-        for idx in 0..self.slots.len() {
-            let slot = &self.slots[idx];
-            if Some(idx) == picked
-                || slot.task.is_some()
-                || slot.cache.is_empty()
-                || slot.last_used.elapsed() < self.cache_idle_after
-            {
-                continue;
+        let mut idle: Vec<usize> = (0..self.slots.len())
+            .filter(|&idx| {
+                let slot = &self.slots[idx];
+                Some(idx) != picked
+                    && slot.task.is_none()
+                    && !slot.cache.is_empty()
+                    // A parked slot is already in the cache: with one KV cache its cells
+                    // still go; with one per sequence there is nothing left to do.
+                    && (self.kv_unified || !slot.parked)
+                    && slot.last_used.elapsed() >= self.cache_idle_after
+            })
+            .collect();
+        idle.sort_by_key(|&idx| self.slots[idx].last_used);
+        for idx in idle {
+            if !self.parking_spent.is_zero() && self.parking_spent >= self.last_step {
+                break;
             }
+            let started = std::time::Instant::now();
             self.cache_slot(idx);
             if self.kv_unified {
                 self.clear_slot(idx);
             }
+            // At least a nanosecond, so that the first park counts as spending.
+            self.parking_spent += started.elapsed().max(std::time::Duration::from_nanos(1));
         }
     }
 

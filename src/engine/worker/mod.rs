@@ -121,6 +121,10 @@ struct Worker<'m> {
     cache_idle_slots: bool,
     /// `--cache-idle-after`: how long a slot waits idle before it is parked.
     cache_idle_after: std::time::Duration,
+    /// How long the last decode step took: what parking idle slots may spend per step.
+    last_step: std::time::Duration,
+    /// What parking idle slots has spent since this step's turn of the loop began.
+    parking_spent: std::time::Duration,
     /// One KV cache shared by all slots (`--kv-unified`).
     kv_unified: bool,
     /// `--special`: special tokens appear in generated text.
@@ -204,6 +208,8 @@ impl<'m> Worker<'m> {
             prompt_cache,
             cache_idle_slots: config.cache_idle_slots,
             cache_idle_after: config.cache_idle_after,
+            last_step: std::time::Duration::ZERO,
+            parking_spent: std::time::Duration::ZERO,
             kv_unified: config.context.kv_unified,
             special: config.special,
             context_shift: config.context_shift,
@@ -316,13 +322,16 @@ impl<'m> Worker<'m> {
                 break;
             }
             self.release_cancelled();
+            self.parking_spent = std::time::Duration::ZERO;
             self.assign_queued();
             let processing = self.slots.iter().filter(|s| s.task.is_some()).count();
             if processing > 0 {
                 self.park_idle_slots(None);
             }
             self.stats.load(processing, self.queue.len());
+            let started = std::time::Instant::now();
             self.step();
+            self.last_step = started.elapsed();
             if self.checkpoints.max > 0 {
                 let bytes = self.slots.iter().map(|s| s.checkpoints.bytes()).sum();
                 self.stats.checkpoints_held(bytes);
