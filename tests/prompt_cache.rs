@@ -139,6 +139,71 @@ fn a_full_kv_cache_takes_room_from_an_idle_slot() {
     assert!(!log.contains(full), "{log}");
 }
 
+/// One KV cache of 512 cells for two slots, idle slots left in place: a stream of 300 tokens
+/// holds more of it with every token, and a prompt of about 400 tokens that arrives after its
+/// 150th finds no room. The prompt waits until the stream has finished and its idle cells are
+/// cleared; neither request fails (llama-server, and this engine before, failed both).
+#[test]
+fn a_prompt_that_finds_the_kv_cache_full_waits_for_room() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let args = [
+        "-c",
+        "512",
+        "-np",
+        "2",
+        "--kv-unified",
+        "--no-cache-idle-slots",
+    ];
+    let server = Server::start_logged(&args, "127.0.0.1", &log);
+    let long_prompt = essay("bread", 30);
+    let stream = json!({
+        "prompt": essay("rivers", 2),
+        "n_predict": 300,
+        "ignore_eos": true,
+        "temperature": 0,
+        "stream": true,
+    });
+    let response = server
+        .client()
+        .post(format!("{}/completion", server.url))
+        .json(&stream)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = BufReader::new(response)
+        .lines()
+        .map(|line| line.unwrap())
+        .filter_map(|line| line.strip_prefix("data: ").map(str::to_string))
+        .map(|data| serde_json::from_str::<Value>(&data).unwrap());
+    let head: Vec<Value> = events.by_ref().take(150).collect();
+    assert_eq!(head.len(), 150);
+    let (prompt_reply, last) = std::thread::scope(|s| {
+        let prompt = s.spawn(|| {
+            let body = json!({ "prompt": long_prompt, "n_predict": 8, "temperature": 0 });
+            server.post("/completion", &body)
+        });
+        let last = events.last().expect("the stream ends with its summary");
+        (prompt.join().unwrap(), last)
+    });
+    assert!(
+        n_tokens(&server, &long_prompt) + 150 > 512,
+        "the prompt should not fit beside the stream"
+    );
+    assert_eq!(last["stop"], true, "{last}");
+    assert_eq!(last["timings"]["predicted_n"], 300, "{last}");
+    let (status, reply) = prompt_reply;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["timings"]["predicted_n"], 8, "{reply}");
+    // The stream's idle cells made the room.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("the KV cache is full: clearing an idle slot"),
+        "{log}"
+    );
+}
+
 /// `--cache-idle-after MS`: an idle slot goes to the host cache once it has been idle that long
 /// while another slot works, not before. A conversation that comes back sooner finds its cells
 /// in place (no save, no restore); with 0 its slot is parked as soon as another request starts,

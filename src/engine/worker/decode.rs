@@ -1,8 +1,10 @@
 //! One decode step: a context shift for slots that are full, the batch of every generating
 //! slot's pending token, then prompt chunks as far as `n_batch` allows (one LoRA setting per
 //! decode), one `llama_decode`, and the tokens read back (`tokens.rs`); embedding steps go to
-//! `embed.rs`. A decode that finds the KV cache full clears an idle slot and tries again; a
-//! failed decode ends the requests that were in its batch.
+//! `embed.rs`. A decode that finds the KV cache full clears an idle slot and tries again, then
+//! lets this step's prompt chunks wait for room while generating streams go on, and fails the
+//! request holding the most cells only when those do not fit either; a decode that fails
+//! otherwise ends the requests that were in its batch.
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,8 @@ impl Worker<'_> {
                 slot.cache.push(token);
             }
         }
-        // Then prompt chunks, as far as the batch allows.
+        // Then prompt chunks, as far as the batch allows: (slot, tokens fed before its chunk).
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
         let mut checkpointing = Duration::ZERO;
         for slot in &mut self.slots {
             let seq = slot.seq_id();
@@ -71,6 +74,9 @@ impl Worker<'_> {
                 continue;
             }
             let start = task.n_prompt_fed;
+            if task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
+                chunks.push((slot.id, start));
+            }
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
@@ -123,6 +129,9 @@ impl Worker<'_> {
         while matches!(decoded, Err(DecodeError::NoKvCacheSlot)) && self.clear_an_idle_slot() {
             decoded = self.ctx.decode(&mut self.batch);
         }
+        if matches!(decoded, Err(DecodeError::NoKvCacheSlot)) {
+            decoded = self.decode_in_a_full_cache(&chunks);
+        }
         let t1 = Instant::now();
         if let Err(e) = decoded {
             self.fail_batch(&e);
@@ -134,33 +143,101 @@ impl Worker<'_> {
             .step(batch_tokens, outputs, t1 - t0, t1.elapsed());
     }
 
-    /// A decode failed: the tasks in this batch cannot go on. Free what they hold.
-    fn fail_batch(&mut self, err: &DecodeError) {
-        let error = || {
-            match err {
+    /// The KV cache is full and no idle slot is left to clear. This step's prompt chunks are
+    /// taken back (their requests wait, and are fed at a later step, once a finished stream has
+    /// made room) and the streams that are generating decode their tokens alone. When even
+    /// those do not fit, or none is generating, the request that holds the most cells fails and
+    /// the rest go on. llama-server halves its batch here and, at one token, fails every request.
+    fn decode_in_a_full_cache(&mut self, chunks: &[(usize, usize)]) -> Result<(), DecodeError> {
+        for &(idx, start) in chunks {
+            let slot = &mut self.slots[idx];
+            let task = slot.task.as_mut().expect("fed this step");
+            let fed = task.n_prompt_fed - start;
+            task.n_prompt_fed = start;
+            task.i_batch = None;
+            slot.cache.truncate(slot.cache.len() - fed);
+            task.req.span.in_scope(|| {
+                tracing::debug!(slot = idx, "no room in the KV cache: the prompt waits")
+            });
+        }
+        let mut failed_one = false;
+        loop {
+            self.batch.clear();
+            for slot in &mut self.slots {
+                let Some(task) = slot
+                    .task
+                    .as_mut()
+                    .filter(|t| t.i_batch.is_some() && !t.req.kind.needs_embeddings())
+                else {
+                    continue;
+                };
+                let token = *slot
+                    .cache
+                    .last()
+                    .expect("a generating slot holds its token");
+                task.i_batch = Some(self.batch.n_tokens());
+                let pos = slot.cache.len() as i32 - 1;
+                self.batch
+                    .add(token, pos, slot.seq_id(), true)
+                    .expect("batch sized for n_parallel");
+            }
+            if self.batch.n_tokens() > 0 {
+                match self.ctx.decode(&mut self.batch) {
+                    Err(DecodeError::NoKvCacheSlot) => {}
+                    decoded => return decoded,
+                }
+            } else if failed_one {
+                // Nothing generating, and room made: the prompts left try again next step.
+                return Ok(());
+            }
+            let Some(largest) = self
+                .slots
+                .iter()
+                .filter(|s| s.task.is_some())
+                .max_by_key(|s| s.cache.len())
+                .map(|s| s.id)
+            else {
+                return Ok(());
+            };
+            self.fail_slot(largest, Self::decode_error(&DecodeError::NoKvCacheSlot));
+            failed_one = true;
+        }
+    }
+
+    fn decode_error(err: &DecodeError) -> EngineError {
+        match err {
             DecodeError::NoKvCacheSlot => EngineError::ContextFull(
                 "no room left in the KV cache for this request; reduce the prompt, n_predict or --parallel, or raise --ctx-size".into(),
             ),
             other => EngineError::Decode(other.to_string()),
         }
-        };
+    }
+
+    /// A decode failed: the tasks in this batch cannot go on. Free what they hold.
+    fn fail_batch(&mut self, err: &DecodeError) {
         for idx in 0..self.slots.len() {
-            let slot = &mut self.slots[idx];
             // Slots of other LoRA scales waited for their turn: not in this batch.
             let in_batch = self.loras.batchable(idx)
-                && slot.task.as_ref().is_some_and(|t| {
+                && self.slots[idx].task.as_ref().is_some_and(|t| {
                     t.waiting_for.is_none() && (t.i_batch.is_some() || t.n_prompt_fed > t.n_cached)
                 });
             if in_batch {
-                let task = slot.release().expect("checked");
-                task.req
-                    .span
-                    .in_scope(|| tracing::warn!(slot = idx, "{}", error()));
-                let _ = task.tx.send(Event::Error(error()));
-                self.clear_slot(idx);
-                self.ctx.detach(self.slots[idx].seq_id());
-                self.orphan_waiting(idx);
+                self.fail_slot(idx, Self::decode_error(err));
             }
         }
+    }
+
+    /// Ends slot `idx`'s request with `error` and frees its cells.
+    fn fail_slot(&mut self, idx: usize, error: EngineError) {
+        let Some(task) = self.slots[idx].release() else {
+            return;
+        };
+        task.req
+            .span
+            .in_scope(|| tracing::warn!(slot = idx, "{error}"));
+        let _ = task.tx.send(Event::Error(error));
+        self.clear_slot(idx);
+        self.ctx.detach(self.slots[idx].seq_id());
+        self.orphan_waiting(idx);
     }
 }
