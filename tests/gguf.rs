@@ -414,3 +414,57 @@ fn gpt_oss_like_moe_summary() {
         assert_eq!(layer.bytes, expert + n_embd * 64 * 4);
     }
 }
+
+/// A Llama 4 header: 8 layers, 8 KV heads of 128, and `window` as its sliding-window key.
+fn llama4_summary(window: Option<u32>) -> ModelSummary {
+    use gguf_serve::gguf::GgufWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama4.gguf");
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("llama4".into()))
+        .kv("llama4.block_count", Value::U32(8))
+        .kv("llama4.context_length", Value::U32(1 << 20))
+        .kv("llama4.embedding_length", Value::U32(1024))
+        .kv("llama4.attention.head_count", Value::U32(8))
+        .kv("llama4.attention.head_count_kv", Value::U32(8))
+        .kv("llama4.attention.key_length", Value::U32(128))
+        .kv("llama4.attention.value_length", Value::U32(128));
+    if let Some(window) = window {
+        w.kv("llama4.attention.sliding_window", Value::U32(window));
+    }
+    w.tensor_f32("token_embd.weight", &[4, 4], &[0.0; 16]);
+    w.write(&path).unwrap();
+    ModelSummary::from_path(&path).unwrap()
+}
+
+/// Llama 4 attends in chunks of 8 192 tokens on three layers of four whatever its window key
+/// says, unless that key is 0 (llama.cpp's `models/llama4.cpp`), and llama.cpp's KV cache gives
+/// those layers 8 192 cells per sequence plus a ubatch: at -c 131072 they take a sixteenth of a
+/// full layer's bytes, less the ubatch.
+#[test]
+fn llama4_chunked_attention_layers_hold_a_chunk() {
+    use gguf_serve::plan::{ContextParams, memory::kv_layer_bytes};
+    let chunked = vec![true, true, true, false, true, true, true, false];
+    for window in [None, Some(4096)] {
+        let s = llama4_summary(window);
+        assert_eq!(s.sliding_window, Some(8192), "window key {window:?}");
+        assert_eq!(s.swa_layers, chunked, "window key {window:?}");
+    }
+    let dense = llama4_summary(Some(0));
+    assert_eq!(dense.sliding_window, None);
+    assert_eq!(dense.swa_layers, vec![false; 8]);
+
+    let s = llama4_summary(None);
+    let ctx = ContextParams {
+        n_ctx: 131_072,
+        n_seq: 1,
+        ..ContextParams::default()
+    };
+    // f16 K and V: 2 × 8 heads × 128 × 2 bytes a cell.
+    let cell = 2 * 8 * 128 * 2;
+    assert_eq!(kv_layer_bytes(&s, &ctx, 3), 131_072 * cell);
+    let ubatch = u64::from(ctx.n_ubatch);
+    let swa_cells = (8192 + ubatch).div_ceil(256) * 256;
+    assert_eq!(kv_layer_bytes(&s, &ctx, 0), swa_cells * cell);
+    assert_eq!(kv_layer_bytes(&dense, &ctx, 0), 131_072 * cell);
+}

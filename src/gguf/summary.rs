@@ -269,11 +269,20 @@ fn per_layer(value: Option<&Value>, n: usize, default: u32) -> Vec<u32> {
     }
 }
 
+/// Architectures whose window llama.cpp fixes whatever the file says: (architecture, window,
+/// default pattern). Llama 4 attends in chunks of 8 192 tokens on three layers of four, unless
+/// the file sets its window to 0 (`models/llama4.cpp`); the KV cache sizes those layers as it
+/// sizes sliding-window ones.
+const FIXED_WINDOWS: &[(&str, u64, u32)] = &[("llama4", 8192, 4)];
+
 /// Sliding window and per-layer SWA flags, as llama.cpp's `load_swa_pattern` sets them.
 fn swa(file: &GgufFile, arch: &str, n: usize) -> (Option<u64>, Vec<bool>) {
-    let window = file
-        .get_u64(&format!("{arch}.attention.sliding_window"))
-        .filter(|w| *w > 0);
+    let key = file.get_u64(&format!("{arch}.attention.sliding_window"));
+    let fixed = FIXED_WINDOWS.iter().find(|(a, _, _)| *a == arch);
+    let window = match fixed {
+        Some(&(_, window, _)) => Some(window).filter(|_| key != Some(0)),
+        None => key.filter(|w| *w > 0),
+    };
     let pattern = file.get(&format!("{arch}.attention.sliding_window_pattern"));
     let Some(window) = window else {
         return (None, vec![false; n]);
@@ -285,9 +294,11 @@ fn swa(file: &GgufFile, arch: &str, n: usize) -> (Option<u64>, Vec<bool>) {
             .collect();
         return (Some(window), layers);
     }
-    let Some(&(_, default, dense_first)) = SWA_PATTERNS.iter().find(|(a, _, _)| *a == arch) else {
+    let (default, dense_first) = match (SWA_PATTERNS.iter().find(|(a, _, _)| *a == arch), fixed) {
+        (Some(&(_, pattern, dense_first)), _) => (pattern, dense_first),
+        (None, Some(&(_, _, pattern))) => (pattern, false),
         // llama.cpp ignores the window of architectures it does not build with SWA.
-        return (None, vec![false; n]);
+        (None, None) => return (None, vec![false; n]),
     };
     let n_pattern = pattern
         .and_then(Value::as_u64)
