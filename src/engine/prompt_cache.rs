@@ -118,10 +118,7 @@ impl PromptCache {
             state,
             checkpoints: checkpoints.clone(),
         };
-        self.bytes += entry.bytes();
-        self.n_tokens += tokens.len();
-        self.entries.push_back(entry);
-        self.evict();
+        self.push(entry);
         true
     }
 
@@ -162,6 +159,11 @@ impl PromptCache {
     /// in the KV cache): llama-server keeps such an entry too. It goes back as the newest,
     /// since a prompt has just asked for it; the limits then apply as to a new one.
     pub fn put_back(&mut self, entry: Entry) {
+        self.push(entry);
+    }
+
+    /// Adds `entry` as the newest, with its bytes and tokens, then applies the limits.
+    fn push(&mut self, entry: Entry) {
         self.bytes += entry.bytes();
         self.n_tokens += entry.tokens.len();
         self.entries.push_back(entry);

@@ -117,7 +117,7 @@ impl Worker<'_> {
     /// one slot can take longer to save than a step takes, so parking them all as they
     /// finish would stall the streams still running. The rest wait for the next step.
     pub(super) fn park_idle_slots(&mut self, picked: Option<usize>) {
-        if !self.cache_idle_slots || self.prompt_cache.is_none() {
+        if !self.cache_idle_slots || self.prompt_cache.is_none() || self.parking_budget_spent() {
             return;
         }
         let mut idle: Vec<usize> = (0..self.slots.len())
@@ -134,7 +134,7 @@ impl Worker<'_> {
             .collect();
         idle.sort_by_key(|&idx| self.slots[idx].last_used);
         for idx in idle {
-            if !self.parking_spent.is_zero() && self.parking_spent >= self.last_step {
+            if self.parking_budget_spent() {
                 break;
             }
             let started = std::time::Instant::now();
@@ -145,6 +145,12 @@ impl Worker<'_> {
             // At least a nanosecond, so that the first park counts as spending.
             self.parking_spent += started.elapsed().max(std::time::Duration::from_nanos(1));
         }
+    }
+
+    /// Whether parking has spent this turn's share: the last step's time, once at least one
+    /// slot was parked.
+    fn parking_budget_spent(&self) -> bool {
+        !self.parking_spent.is_zero() && self.parking_spent >= self.last_step
     }
 
     /// The KV cache is full: saves the least recently used idle slot that holds cells to the
