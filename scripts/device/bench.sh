@@ -28,6 +28,12 @@
 #          prompts are processed among the running streams. SCALE_ARGS: flags for all three
 #          [--kv-unified; "" for one KV cache per sequence]. Stream its output (no `| tail`):
 #          a call that runs out of time keeps what it printed.
+#   wave   issue 21's 64-stream row in its own setup: -c 131072 -np 64, llama-server
+#          --kv-unified, gguf-serve on its defaults (one KV cache per sequence), and, with
+#          WAVE_OTHER=path/to/an/earlier/gguf-serve, that build on the same flags; all loaded at
+#          once, ROUNDS rotating rounds of 64 sampled requests (64-token prompts, 128 tokens,
+#          temperature 0.8, top_p 0.95) at concurrency 64. The ratios are the current build's to
+#          llama-server and to the earlier build: a regression shows against the same machine.
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 128) words, about 700 of the synthetic model's tokens (512 overflowed both
@@ -43,7 +49,8 @@
 #          --device CPU`) holding RPC_LAYERS (default 4) of the 24 layers, against the GPU
 #          alone: one stream and 16 sampled streams, rotating rounds; /props' devices, the
 #          planner's choice without -ts, and the bytes the worker's sockets carry per token.
-# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt] [scale] [chat] [cuda] [rpc]
+# Usage: scripts/device/bench.sh [ceiling] [speed] [16gb] [prompt] [scale] [wave] [chat] [cuda]
+#        [rpc]
 #        (default: the first three)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -190,6 +197,25 @@ if [[ " $stages " == *" scale "* ]]; then
     kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
     row "$WORK/scale-$np.tsv" "$np"
   done
+fi
+
+if [[ " $stages " == *" wave "* ]]; then
+  say "wave: 64 sampled requests at concurrency 64, -c 131072 -np 64, all loaded at once"
+  common=(-m "$MODELS/gpt-oss-20b-F16.gguf" -t "${THREADS:-8}" -c 131072 -np 64 -ngl 99)
+  names=(llama-server) ports=(18091) pids=()
+  PORT=18091 serve llama-server "$WORK/wave-ls.log" "$LS" "${common[@]}" --kv-unified && pids+=("$pid")
+  if [ -n "${WAVE_OTHER:-}" ]; then
+    names+=("$(basename "$WAVE_OTHER")") ports+=(18092)
+    PORT=18092 serve "${names[-1]}" "$WORK/wave-other.log" "$WAVE_OTHER" "${common[@]}" && pids+=("$pid")
+  fi
+  names+=(gguf-serve) ports+=(18093)
+  PORT=18093 serve gguf-serve "$WORK/wave-gs.log" "$GS" "${common[@]}" && pids+=("$pid")
+  if [ ${#pids[@]} = ${#ports[@]} ]; then
+    race "$WORK/wave.tsv" 64 64 "${ports[@]}"
+    printf '| streams |'; printf ' %s |' "${names[@]}"; echo " gguf-serve to each |"
+    row "$WORK/wave.tsv" 64
+  fi
+  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
 fi
 
 # The cuda build, runnable: its rpath finds cuBLAS in lib/ beside it, linked from PyTorch's
