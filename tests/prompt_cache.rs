@@ -538,3 +538,74 @@ fn assert_same_top3(reused: &Value, computed: &Value) {
         );
     }
 }
+
+/// A recurrent model (Mamba: one state per sequence, which llama.cpp cannot roll back) reuses a
+/// cached prompt only where the state stands: a prompt that departs earlier, or one that repeats
+/// what is cached (its last token must be decoded again), needs a context checkpoint, as
+/// llama-server takes them for any memory it cannot truncate, also when the conversation went
+/// to the host cache and back. Each answer equals the one computed from scratch; without
+/// checkpoints the prompt is computed again, never continued from a state that went past it.
+#[test]
+fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-mamba.gguf");
+    common::gguf_fixtures::write_tiny_mamba(&path);
+    let first = essay("rivers", 12);
+    let next = format!("{first} Then the plains,");
+    let run = |extra: &[&str], away: bool| {
+        let mut args = vec![
+            "-m",
+            path.to_str().unwrap(),
+            "-c",
+            "4096",
+            "-np",
+            "1",
+            "-t",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::start_with(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let computed = |prompt: &str| {
+            let reply = complete(&server, prompt, 16, false);
+            assert_eq!(cache_n(&reply), 0, "{reply}");
+            reply["content"].clone()
+        };
+        // The state matters: the prompt's last few tokens alone (bytes, in this vocabulary)
+        // answer otherwise.
+        assert_ne!(computed(&first), computed(&first[first.len() - 6..]));
+        // The same prompt again: the state stands one token past what can be kept.
+        complete(&server, &first, 1, true);
+        let again = complete(&server, &first, 16, true);
+        assert_eq!(
+            again["content"],
+            computed(&first),
+            "{extra:?}: the same prompt again"
+        );
+        // A prompt that extends the first prompt but not its answer.
+        complete(&server, &first, 24, true);
+        if away {
+            // Another conversation takes the slot: the first goes to the host cache.
+            complete(&server, &essay("bread", 12), 4, true);
+        }
+        let reused = complete(&server, &next, 16, true);
+        assert_eq!(
+            reused["content"],
+            computed(&next),
+            "{extra:?} {away}: a departing prompt"
+        );
+        (cache_n(&again), cache_n(&reused), n_tokens(&server, &first))
+    };
+    for away in [false, true] {
+        let (again, reused, n_first) = run(&[], away);
+        assert!(
+            (n_first - 8..n_first).contains(&again),
+            "{again} of {n_first} reused"
+        );
+        assert!(
+            (n_first - 8..n_first).contains(&reused),
+            "{reused} of {n_first} reused"
+        );
+    }
+    let (again, reused, _) = run(&["--ctx-checkpoints", "0"], false);
+    assert_eq!((again, reused), (0, 0), "without checkpoints");
+}

@@ -7,8 +7,63 @@
 //! (`4 + n_ubatch` and `4` tokens before the end, as llama-server takes them), so that such a
 //! prompt restores the window at the checkpoint and computes only what follows it.
 //!
-//! This module is the bookkeeping (which checkpoints a slot keeps, which one a prompt can use);
-//! the worker reads and writes the states.
+//! A recurrent state (Mamba, RWKV, the recurrent layers of a hybrid such as Qwen3-Next or
+//! Granite 4) is worse off: it stands at the last position a sequence read, and llama.cpp cannot
+//! take it back, so a prompt that keeps fewer tokens than the slot read (one that departs from
+//! the cache, or repeats it: its last token is decoded again) needs a checkpoint too. As
+//! llama-server does, checkpoints are taken for both.
+//!
+//! This module is the bookkeeping (which checkpoints a slot keeps, which one a prompt can use,
+//! when one is needed); the worker reads and writes the states.
+
+/// How far back llama.cpp can cut a sequence's memory, which decides whether a cached prefix
+/// serves as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Every cached position stays (full attention, or `--swa-full`): any prefix serves.
+    Any,
+    /// Sliding-window layers keep the last `n_swa` positions of a sequence.
+    Window(u32),
+    /// A recurrent state stands at the last position read, and only there.
+    Recurrent,
+}
+
+impl Rollback {
+    /// Whether the memory, whose oldest position is `pos_min`, lacks what a prompt keeping
+    /// `n_keep` cached tokens needs (then a checkpoint must serve, or the prompt is computed
+    /// again). A window: the token at position `n_keep` attends to the positions less than
+    /// `n_swa` before it (llama.cpp's `is_masked_swa`), so the first it needs is `n_keep - n_swa
+    /// + 1`. That is also the first position llama.cpp keeps for a sequence that ends at `n_keep
+    /// - 1`: it hands the cells before it to other sequences, so a next prompt that extends the
+    /// cached tokens exactly (the usual chat turn) finds `pos_min` there. llama-server asks
+    /// `pos_min >= n_keep - n_swa` and computes such a prompt again from a checkpoint; a whole
+    /// window serves here. A recurrent state (whose `pos_min` is its one position, llama.cpp's
+    /// hybrid memory answering the later of its two caches') serves only if it stands at
+    /// `n_keep - 1`.
+    pub fn lost(self, pos_min: i32, n_keep: usize) -> bool {
+        match self {
+            Rollback::Any => false,
+            Rollback::Window(n_swa) => {
+                let first_needed = position(n_keep).saturating_sub(position(n_swa as usize)) + 1;
+                pos_min > first_needed.max(0)
+            }
+            Rollback::Recurrent => pos_min >= position(n_keep),
+        }
+    }
+
+    /// Whether prompts take checkpoints at all.
+    pub fn needs_checkpoints(self) -> bool {
+        self != Rollback::Any
+    }
+
+    /// The positions before the next one that a restored checkpoint must reach back to cover.
+    fn window(self) -> u32 {
+        match self {
+            Rollback::Window(n_swa) => n_swa,
+            Rollback::Any | Rollback::Recurrent => 0,
+        }
+    }
+}
 
 /// The sliding-window state of one sequence, taken before its first `n_tokens` were extended.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,28 +117,15 @@ impl Checkpoints {
         self.0.push(new);
     }
 
-    /// The newest checkpoint a prompt that keeps `n_keep` cached tokens can restore when the
-    /// `n_swa` positions before `n_keep` are needed: one that ends at or before `n_keep` and
-    /// reaches back far enough (llama-server's search); `None` if there is none.
-    pub fn usable(&self, n_keep: usize, n_swa: u32) -> Option<&Checkpoint> {
-        let (pos_next, threshold) = window(n_keep, n_swa);
+    /// The newest checkpoint a prompt that keeps `n_keep` cached tokens can restore: one that
+    /// ends at or before `n_keep` and, with a window, reaches back over the `n_swa` positions
+    /// before it (llama-server's search); `None` if there is none.
+    pub fn usable(&self, n_keep: usize, rollback: Rollback) -> Option<&Checkpoint> {
+        let (pos_next, threshold) = window(n_keep, rollback.window());
         self.0
             .iter()
             .rev()
             .find(|c| c.pos_max <= pos_next && (c.pos_min < threshold || c.pos_min == 0))
-    }
-
-    /// Whether the window from `pos_min` on lacks positions a prompt keeping `n_keep` tokens
-    /// needs (then a checkpoint must serve, or the prompt is computed again). The token at
-    /// position `n_keep` attends to the positions less than `n_swa` before it (llama.cpp's
-    /// `is_masked_swa`), so the first it needs is `n_keep - n_swa + 1`. That is also the first
-    /// position llama.cpp keeps for a sequence that ends at `n_keep - 1`: it hands the cells
-    /// before it to other sequences, so a next prompt that extends the cached tokens exactly
-    /// (the usual chat turn) finds `pos_min` there. llama-server asks `pos_min >= n_keep -
-    /// n_swa` and computes such a prompt again from a checkpoint; a whole window serves here.
-    pub fn window_lost(pos_min: i32, n_keep: usize, n_swa: u32) -> bool {
-        let first_needed = position(n_keep).saturating_sub(position(n_swa as usize)) + 1;
-        pos_min > first_needed.max(0)
     }
 
     /// Drops the checkpoints past position `pos_next`, which the cache no longer holds.
@@ -187,7 +229,8 @@ mod tests {
         ];
         for &(n_keep, n_swa, want) in cases {
             assert_eq!(
-                c.usable(n_keep, n_swa).map(|c| c.n_tokens),
+                c.usable(n_keep, Rollback::Window(n_swa))
+                    .map(|c| c.n_tokens),
                 want,
                 "n_keep {n_keep}, n_swa {n_swa}"
             );
@@ -195,12 +238,39 @@ mod tests {
         c.truncate(620);
         assert_eq!(kept(&c), [300, 600]);
         // Keeping 700 tokens, the next token (position 700) needs positions 573..=699.
-        assert!(Checkpoints::window_lost(600, 700, 128));
-        assert!(Checkpoints::window_lost(574, 700, 128));
-        assert!(!Checkpoints::window_lost(573, 700, 128));
-        assert!(!Checkpoints::window_lost(500, 700, 128));
+        let window = Rollback::Window(128);
+        assert!(window.lost(600, 700));
+        assert!(window.lost(574, 700));
+        assert!(!window.lost(573, 700));
+        assert!(!window.lost(500, 700));
         // Shorter than the window: every position from 0.
-        assert!(!Checkpoints::window_lost(0, 100, 128));
-        assert!(Checkpoints::window_lost(1, 100, 128));
+        assert!(!window.lost(0, 100));
+        assert!(window.lost(1, 100));
+        // Full attention keeps every position.
+        assert!(!Rollback::Any.lost(600, 100));
+    }
+
+    /// A recurrent state at position `p` has read `p + 1` tokens: it serves a prompt keeping
+    /// exactly those (the next turn extends the cache), nothing shorter (the same prompt again:
+    /// its last token is decoded again), and a checkpoint serves from where it was taken.
+    #[test]
+    fn a_recurrent_state_serves_only_the_tokens_it_has_read() {
+        let recurrent = Rollback::Recurrent;
+        assert!(!recurrent.lost(699, 700));
+        assert!(recurrent.lost(699, 699));
+        assert!(recurrent.lost(699, 300));
+        // Checkpoints of a recurrent state: one position each, taken after 300, 600, 700 tokens.
+        let at = |n: usize| Checkpoint {
+            pos_min: n as i32 - 1,
+            pos_max: n as i32 - 1,
+            ..cp(n, 1)
+        };
+        let c = Checkpoints(vec![at(300), at(600), at(700)]);
+        let restored = |n_keep| c.usable(n_keep, recurrent).map(|c| c.n_tokens);
+        assert_eq!(restored(700), Some(700));
+        assert_eq!(restored(699), Some(600));
+        assert_eq!(restored(450), Some(300));
+        assert_eq!(restored(299), None);
+        assert!(recurrent.needs_checkpoints() && !Rollback::Any.needs_checkpoints());
     }
 }

@@ -59,6 +59,14 @@ pub fn n_swa(model: &LlamaModel) -> u32 {
     u32::try_from(unsafe { sys::llama_model_n_swa(model_ptr(model)) }).unwrap_or(0)
 }
 
+/// Whether the model keeps a recurrent state (Mamba, RWKV, or a hybrid's recurrent layers), which
+/// llama.cpp cannot cut back to an earlier position.
+pub fn has_recurrent_state(model: &LlamaModel) -> bool {
+    let ptr = model_ptr(model);
+    // SAFETY: the model pointer is valid for the borrow; the calls read its architecture.
+    unsafe { sys::llama_model_is_recurrent(ptr) || sys::llama_model_is_hybrid(ptr) }
+}
+
 /// llama.cpp's name of the model's file type, as llama-server reports it (`Q4_K - Medium`).
 pub fn ftype_name(model: &LlamaModel) -> String {
     // SAFETY: the model pointer is valid for the borrow; the name is a static C string (or null).

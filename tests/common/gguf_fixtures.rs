@@ -489,3 +489,100 @@ pub fn write_fim_llama(path: &Path, repo_level: bool) {
     loadable_llama_tensors(&mut w, LOADABLE_LLAMA, n_vocab);
     w.write(path).unwrap();
 }
+
+/// A Mamba (`LLM_ARCH_MAMBA`) model llama.cpp can load and run, with random weights: 2 layers,
+/// n_embd 64 (d_inner 128, llama.cpp's only expansion factor), a 16-wide state, a 4-wide
+/// convolution, the loadable llama's SentencePiece vocabulary, tied embeddings. Its memory is
+/// recurrent: one state per sequence, which llama.cpp cannot roll back to an earlier position.
+pub fn write_tiny_mamba(path: &Path) {
+    let (n_embd, d_inner, d_state, d_conv, dt_rank, n_layer) =
+        (64u64, 128u64, 16u64, 4u64, 4u64, 2);
+    let tokens = spm_tokens();
+    let n_vocab = tokens.len() as u64;
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("mamba".into()))
+        .kv("general.name", Value::String("tiny mamba".into()))
+        .kv("general.file_type", Value::U32(1))
+        .kv("mamba.block_count", Value::U32(n_layer))
+        .kv("mamba.context_length", Value::U32(4096))
+        .kv("mamba.embedding_length", Value::U32(n_embd as u32))
+        .kv("mamba.feed_forward_length", Value::U32(0))
+        .kv("mamba.attention.head_count", Value::U32(0))
+        .kv("mamba.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("mamba.ssm.conv_kernel", Value::U32(d_conv as u32))
+        .kv("mamba.ssm.inner_size", Value::U32(d_inner as u32))
+        .kv("mamba.ssm.state_size", Value::U32(d_state as u32))
+        .kv("mamba.ssm.time_step_rank", Value::U32(dt_rank as u32))
+        .kv("tokenizer.ggml.model", Value::String("llama".into()))
+        .kv_array(
+            "tokenizer.ggml.tokens",
+            tokens
+                .iter()
+                .map(|(t, _)| Value::String(t.clone()))
+                .collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.scores",
+            (0..n_vocab).map(|i| Value::F32(-(i as f32))).collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.token_type",
+            tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
+        );
+    w.tensor_f16(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 3),
+    );
+    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize]);
+    w.tensor_f16(
+        "output.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 5),
+    );
+    for il in 0..u64::from(n_layer) {
+        let seed = 1000 * (il + 1);
+        let blk = |name: &str| format!("blk.{il}.{name}");
+        w.tensor_f32(
+            &blk("attn_norm.weight"),
+            &[n_embd],
+            &vec![1.0; n_embd as usize],
+        );
+        let mats = [
+            ("ssm_in.weight", [n_embd, 2 * d_inner]),
+            ("ssm_x.weight", [d_inner, dt_rank + 2 * d_state]),
+            ("ssm_dt.weight", [dt_rank, d_inner]),
+            ("ssm_out.weight", [d_inner, n_embd]),
+        ];
+        for (i, (name, shape)) in mats.iter().enumerate() {
+            let data: Vec<f32> = weights(shape[0] * shape[1], seed + i as u64)
+                .iter()
+                .map(|x| x * 8.0)
+                .collect();
+            w.tensor_f16(&blk(name), shape, &data);
+        }
+        // The convolution and the state's decay stay F32, as llama.cpp's converter keeps them;
+        // A = -exp(A_log) with A_log = log(1..=d_state), the initialisation Mamba uses.
+        let conv = weights(d_conv * d_inner, seed + 10)
+            .iter()
+            .map(|x| x * 10.0)
+            .collect::<Vec<_>>();
+        w.tensor_f32(&blk("ssm_conv1d.weight"), &[d_conv, d_inner], &conv);
+        w.tensor_f32(
+            &blk("ssm_conv1d.bias"),
+            &[d_inner],
+            &vec![0.0; d_inner as usize],
+        );
+        w.tensor_f32(
+            &blk("ssm_dt.bias"),
+            &[d_inner],
+            &vec![-2.0; d_inner as usize],
+        );
+        let a: Vec<f32> = (0..d_inner)
+            .flat_map(|_| (1..=d_state).map(|s| -(s as f32)))
+            .collect();
+        w.tensor_f32(&blk("ssm_a"), &[d_state, d_inner], &a);
+        w.tensor_f32(&blk("ssm_d"), &[d_inner], &vec![1.0; d_inner as usize]);
+    }
+    w.write(path).unwrap();
+}

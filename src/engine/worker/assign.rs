@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use super::{Queued, Worker, panics};
 use crate::engine::Group;
 use crate::engine::backend_sampling::{backend_chain, backend_unsupported};
-use crate::engine::checkpoint::Checkpoints;
 use crate::engine::request::{Event, GenerateRequest};
 use crate::engine::sampler::{Sampler, penalties_on};
 use crate::engine::slot::{Slot, Task, common_prefix};
@@ -266,8 +265,8 @@ impl Worker<'_> {
         }
         // The last prompt token must be decoded again to get logits for the first sample.
         n_keep = n_keep.min(req.prompt.len().saturating_sub(1));
-        if n_keep > 0 && self.n_swa > 0 {
-            n_keep = self.keep_window(idx, n_keep);
+        if n_keep > 0 {
+            n_keep = self.keep_state(idx, n_keep);
         }
         if !self.ctx.seq_rm(seq, Some(n_keep as u32), None) {
             n_keep = 0;
@@ -296,15 +295,16 @@ impl Worker<'_> {
         slot.task = Some(task);
     }
 
-    /// Sliding-window layers keep only the last `n_swa` positions: a prefix of `n_keep` tokens
-    /// whose window has moved on is reused only up to a context checkpoint that still holds
-    /// it (restored here), or not at all (llama-server's same search). Returns the tokens kept.
-    fn keep_window(&mut self, idx: usize, n_keep: usize) -> usize {
+    /// Sliding-window layers keep only the last `n_swa` positions, a recurrent state only the
+    /// last position read: a prefix of `n_keep` tokens whose window has moved on, or that the
+    /// state has read past, is reused only up to a context checkpoint that still holds it
+    /// (restored here), or not at all (llama-server's same search). Returns the tokens kept.
+    fn keep_state(&mut self, idx: usize, n_keep: usize) -> usize {
         let seq = self.slots[idx].seq_id();
-        if !Checkpoints::window_lost(self.ctx.seq_pos_min(seq), n_keep, self.n_swa) {
+        if !self.rollback.lost(self.ctx.seq_pos_min(seq), n_keep) {
             return n_keep;
         }
-        let Some(checkpoint) = self.slots[idx].checkpoints.usable(n_keep, self.n_swa) else {
+        let Some(checkpoint) = self.slots[idx].checkpoints.usable(n_keep, self.rollback) else {
             return 0;
         };
         if !self.ctx.set_seq_partial_state(seq, &checkpoint.state) {

@@ -34,6 +34,7 @@ mod tokens;
 use busy::Busy;
 
 use super::backend_sampling::backend_chain;
+use super::checkpoint::Rollback;
 use super::llama::{self, Batch, ChainSpec, Context};
 use super::load::{describe, load_model, new_context};
 use super::lora::Loras;
@@ -105,7 +106,8 @@ struct Worker<'m> {
     backend_sampling: bool,
     n_batch: usize,
     n_ctx_slot: u32,
-    n_swa: u32,
+    /// How far back a sequence's memory can be cut: whether a cached prefix serves as it is.
+    rollback: Rollback,
     /// Tokens that end generation, banned by `ignore_eos` as llama-server does.
     eog_tokens: Vec<LlamaToken>,
     suppressed: Vec<LlamaToken>,
@@ -132,11 +134,11 @@ struct Worker<'m> {
     /// `--context-shift`, where the KV cache can shift positions.
     context_shift: bool,
     /// Prompt tokens left at which a slot's chunk ends, as llama-server ends it to checkpoint
-    /// sliding-window caches (`4 + n_ubatch` and `4` before the end): batches then hold the
+    /// memory it cannot cut back (`4 + n_ubatch` and `4` before the end): batches then hold the
     /// same rows, so CPU kernels round alike and greedy answers match llama-server's.
     prompt_tail_breaks: Vec<usize>,
     /// Context checkpoints per slot (none unless the model has sliding-window layers, which
-    /// `--swa-full` makes whole).
+    /// `--swa-full` makes whole, or a recurrent state).
     checkpoints: CheckpointLimits,
     /// Physical batch size: a chunk that leaves fewer prompt tokens than this is near the end.
     n_ubatch: usize,
@@ -170,8 +172,21 @@ impl<'m> Worker<'m> {
     ) -> Self {
         let n_batch = ctx.n_batch() as usize;
         let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
-        // Sliding-window layers that keep only their window (not made whole by --swa-full).
+        // Sliding-window layers keep only their window (unless --swa-full makes them whole); a
+        // recurrent state (of a hybrid's layers too) only its last position.
         let windowed = llama::n_swa(model) > 0 && !config.context.swa_full;
+        let rollback = if llama::has_recurrent_state(model) {
+            Rollback::Recurrent
+        } else if windowed {
+            Rollback::Window(llama::n_swa(model))
+        } else {
+            Rollback::Any
+        };
+        // A hybrid whose attention slides too (LFM2 with a window): its checkpoints hold the
+        // recurrent state only, not the window's cells before them, which llama.cpp may have
+        // handed on; such prompts are computed again instead.
+        let checkpointed =
+            rollback.needs_checkpoints() && !(windowed && rollback == Rollback::Recurrent);
         let vocab = model.vocab();
         let eog_tokens = (0..model.n_vocab())
             .map(LlamaToken)
@@ -199,7 +214,7 @@ impl<'m> Worker<'m> {
             backend_sampling: config.backend_sampling,
             n_batch,
             n_ctx_slot,
-            n_swa: llama::n_swa(model),
+            rollback,
             eog_tokens,
             suppressed,
             piece: Vec::with_capacity(64),
@@ -213,12 +228,12 @@ impl<'m> Worker<'m> {
             kv_unified: config.context.kv_unified,
             special: config.special,
             context_shift: config.context_shift,
-            prompt_tail_breaks: if windowed {
+            prompt_tail_breaks: if checkpointed {
                 vec![n_batch.min(4 + n_ubatch), n_batch.min(4)]
             } else {
                 Vec::new()
             },
-            checkpoints: if windowed {
+            checkpoints: if checkpointed {
                 config.checkpoints
             } else {
                 CheckpointLimits {
