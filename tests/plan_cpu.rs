@@ -8,7 +8,9 @@
 //! `MemoryEstimate::host_total()`. The weights are the `CPU_Mapped` buffer (the file's tensor
 //! data, mmapped as llama-server does). Extra buffer types (`AMX`, `CPU_REPACK`) are left out and
 //! printed: they hold copies of weights repacked for the CPU's instruction set, which depend on
-//! the machine and which the planner does not predict (a documented gap in `plan`).
+//! the machine and which the planner does not predict (a documented gap in `plan`). Then the KV
+//! cache of a tiny Llama 4 written here, whose chunked-attention layers llama.cpp sizes to a
+//! chunk per sequence.
 
 #[path = "common/gguf_fixtures.rs"]
 mod gguf_fixtures;
@@ -149,6 +151,41 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
         assert!(
             (predicted.host_output as f64 / MIB - output).abs() < 0.01,
             "{name}"
+        );
+    }
+
+    // Llama 4's chunked-attention layers (three of four) hold 8 192 cells per sequence plus a
+    // ubatch, not the whole context: the planner's KV cache against llama.cpp's, exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama4.gguf");
+    gguf_fixtures::write_tiny_llama4(&path);
+    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
+    let summary = ModelSummary::from_path(&path).unwrap();
+    take_log();
+    for (n_ctx, n_seq) in [(32768, 1), (32768, 2), (65536, 4)] {
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(2048)
+            .with_n_ubatch(512)
+            .with_n_seq_max(n_seq)
+            .with_kv_unified(true)
+            .with_swa_full(false)
+            .with_n_threads(2);
+        drop(model.new_context(&backend, ctx_params).unwrap());
+        let kv = sum(&take_log(), &|_, kind| kind == "KV");
+        let ctx = ContextParams {
+            n_ctx,
+            n_seq,
+            ..ContextParams::default()
+        };
+        let predicted = estimate_cpu_only(&summary, &ctx).host_kv as f64 / MIB;
+        eprintln!(
+            "Llama 4, n_ctx {n_ctx}, {n_seq} sequences: KV predicted {predicted:.3} MiB, llama.cpp {kv:.3} MiB"
+        );
+        // Every layer at full context would be 16 MiB at n_ctx 32768 (128 bytes a cell).
+        assert!(
+            kv > 0.0 && (predicted - kv).abs() < 0.01,
+            "Llama 4 n_ctx {n_ctx} n_seq {n_seq}"
         );
     }
 }

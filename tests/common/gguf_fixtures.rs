@@ -586,3 +586,78 @@ pub fn write_tiny_mamba(path: &Path) {
     }
     w.write(path).unwrap();
 }
+
+/// A Llama 4 (`LLM_ARCH_LLAMA4`) file llama.cpp can load: 4 layers, three of them attending in
+/// chunks (llama.cpp fixes the chunk at 8 192 tokens and the pattern at 3 of 4 unless the file's
+/// window key is 0), n_embd 64, 4 heads of 16 (2 KV heads), a 2-expert MoE with a shared
+/// expert on every second layer, zero weights (for sizing, not for running), a 64k training
+/// context.
+pub fn write_tiny_llama4(path: &Path) {
+    let (n_embd, n_ff, n_ff_exp, n_expert, n_layer) = (64u64, 128u64, 64u64, 2u64, 4u32);
+    let n_kv = n_embd / 2;
+    let tokens = spm_tokens();
+    let n_vocab = tokens.len() as u64;
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("llama4".into()))
+        .kv("general.file_type", Value::U32(0))
+        .kv("llama4.block_count", Value::U32(n_layer))
+        .kv("llama4.context_length", Value::U32(65_536))
+        .kv("llama4.embedding_length", Value::U32(n_embd as u32))
+        .kv("llama4.feed_forward_length", Value::U32(n_ff as u32))
+        .kv(
+            "llama4.expert_feed_forward_length",
+            Value::U32(n_ff_exp as u32),
+        )
+        .kv("llama4.expert_count", Value::U32(n_expert as u32))
+        .kv("llama4.expert_used_count", Value::U32(1))
+        .kv("llama4.interleave_moe_layer_step", Value::U32(2))
+        .kv("llama4.attention.head_count", Value::U32(4))
+        .kv("llama4.attention.head_count_kv", Value::U32(2))
+        .kv("llama4.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("llama4.rope.dimension_count", Value::U32(n_embd as u32 / 4))
+        .kv("tokenizer.ggml.model", Value::String("llama".into()))
+        .kv_array(
+            "tokenizer.ggml.tokens",
+            tokens
+                .iter()
+                .map(|(t, _)| Value::String(t.clone()))
+                .collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.scores",
+            (0..n_vocab).map(|i| Value::F32(-(i as f32))).collect(),
+        )
+        .kv_array(
+            "tokenizer.ggml.token_type",
+            tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
+        );
+    let zeros = |shape: &[u64]| vec![0.0f32; shape.iter().product::<u64>() as usize];
+    let mut tensor = |name: String, shape: &[u64]| {
+        w.tensor_f32(&name, shape, &zeros(shape));
+    };
+    tensor("token_embd.weight".into(), &[n_embd, n_vocab]);
+    tensor("output_norm.weight".into(), &[n_embd]);
+    for il in 0..n_layer {
+        let blk = |name: &str| format!("blk.{il}.{name}.weight");
+        tensor(blk("attn_norm"), &[n_embd]);
+        tensor(blk("ffn_norm"), &[n_embd]);
+        tensor(blk("attn_q"), &[n_embd, n_embd]);
+        tensor(blk("attn_k"), &[n_embd, n_kv]);
+        tensor(blk("attn_v"), &[n_embd, n_kv]);
+        tensor(blk("attn_output"), &[n_embd, n_embd]);
+        if (il + 1) % 2 == 0 {
+            tensor(blk("ffn_gate_inp"), &[n_embd, n_expert]);
+            tensor(blk("ffn_gate_exps"), &[n_embd, n_ff_exp, n_expert]);
+            tensor(blk("ffn_up_exps"), &[n_embd, n_ff_exp, n_expert]);
+            tensor(blk("ffn_down_exps"), &[n_ff_exp, n_embd, n_expert]);
+            tensor(blk("ffn_gate_shexp"), &[n_embd, n_ff_exp]);
+            tensor(blk("ffn_up_shexp"), &[n_embd, n_ff_exp]);
+            tensor(blk("ffn_down_shexp"), &[n_ff_exp, n_embd]);
+        } else {
+            tensor(blk("ffn_gate"), &[n_embd, n_ff]);
+            tensor(blk("ffn_up"), &[n_embd, n_ff]);
+            tensor(blk("ffn_down"), &[n_ff, n_embd]);
+        }
+    }
+    w.write(path).unwrap();
+}
