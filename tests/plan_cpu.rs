@@ -99,16 +99,19 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
     eprintln!("(not predicted: {repacked:.2} MiB of weights repacked by extra buffer types)");
     let summary = ModelSummary::from_path(&path).unwrap();
 
-    for (name, n_ctx, n_seq) in CONFIGS {
-        let ctx_params = LlamaContextParams::default()
+    // llama-server's batch sizes, one unified cache, windows not made whole.
+    let context = |n_ctx, n_seq| {
+        LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(2048)
             .with_n_ubatch(512)
             .with_n_seq_max(n_seq)
             .with_kv_unified(true)
             .with_swa_full(false)
-            .with_n_threads(2);
-        drop(model.new_context(&backend, ctx_params).unwrap());
+            .with_n_threads(2)
+    };
+    for (name, n_ctx, n_seq) in CONFIGS {
+        drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
         let all = take_log();
         let kv = sum(&all, &|_, kind| kind == "KV");
         let compute = sum(&all, &|_, kind| kind == "compute");
@@ -163,15 +166,7 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
     let summary = ModelSummary::from_path(&path).unwrap();
     take_log();
     for (n_ctx, n_seq) in [(32768, 1), (32768, 2), (65536, 4)] {
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(2048)
-            .with_n_ubatch(512)
-            .with_n_seq_max(n_seq)
-            .with_kv_unified(true)
-            .with_swa_full(false)
-            .with_n_threads(2);
-        drop(model.new_context(&backend, ctx_params).unwrap());
+        drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
         let kv = sum(&take_log(), &|_, kind| kind == "KV");
         let ctx = ContextParams {
             n_ctx,

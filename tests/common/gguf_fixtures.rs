@@ -195,8 +195,15 @@ fn llama_of_vocab(dims: (u64, u64, u64, u32), tokens: &[(String, i32)]) -> GgufW
         .kv("llama.attention.head_count", Value::U32(4))
         .kv("llama.attention.head_count_kv", Value::U32(2))
         .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
-        .kv("llama.rope.dimension_count", Value::U32(n_embd as u32 / 4))
-        .kv("tokenizer.ggml.model", Value::String("llama".into()))
+        .kv("llama.rope.dimension_count", Value::U32(n_embd as u32 / 4));
+    spm_vocab(&mut w, tokens);
+    loadable_llama_tensors(&mut w, dims, n_vocab);
+    w
+}
+
+/// A SentencePiece vocabulary's keys: `tokens` (text, token type), scores falling by id.
+fn spm_vocab(w: &mut GgufWriter, tokens: &[(String, i32)]) {
+    w.kv("tokenizer.ggml.model", Value::String("llama".into()))
         .kv_array(
             "tokenizer.ggml.tokens",
             tokens
@@ -206,14 +213,12 @@ fn llama_of_vocab(dims: (u64, u64, u64, u32), tokens: &[(String, i32)]) -> GgufW
         )
         .kv_array(
             "tokenizer.ggml.scores",
-            (0..n_vocab).map(|i| Value::F32(-(i as f32))).collect(),
+            (0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect(),
         )
         .kv_array(
             "tokenizer.ggml.token_type",
             tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
         );
-    loadable_llama_tensors(&mut w, dims, n_vocab);
-    w
 }
 
 /// The output matrix of [`write_lora_base`], row `v` (token v's logit weights) at `v * n_embd`.
@@ -512,23 +517,8 @@ pub fn write_tiny_mamba(path: &Path) {
         .kv("mamba.ssm.conv_kernel", Value::U32(d_conv as u32))
         .kv("mamba.ssm.inner_size", Value::U32(d_inner as u32))
         .kv("mamba.ssm.state_size", Value::U32(d_state as u32))
-        .kv("mamba.ssm.time_step_rank", Value::U32(dt_rank as u32))
-        .kv("tokenizer.ggml.model", Value::String("llama".into()))
-        .kv_array(
-            "tokenizer.ggml.tokens",
-            tokens
-                .iter()
-                .map(|(t, _)| Value::String(t.clone()))
-                .collect(),
-        )
-        .kv_array(
-            "tokenizer.ggml.scores",
-            (0..n_vocab).map(|i| Value::F32(-(i as f32))).collect(),
-        )
-        .kv_array(
-            "tokenizer.ggml.token_type",
-            tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
-        );
+        .kv("mamba.ssm.time_step_rank", Value::U32(dt_rank as u32));
+    spm_vocab(&mut w, &tokens);
     w.tensor_f16(
         "token_embd.weight",
         &[n_embd, n_vocab],
@@ -614,23 +604,8 @@ pub fn write_tiny_llama4(path: &Path) {
         .kv("llama4.attention.head_count", Value::U32(4))
         .kv("llama4.attention.head_count_kv", Value::U32(2))
         .kv("llama4.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
-        .kv("llama4.rope.dimension_count", Value::U32(n_embd as u32 / 4))
-        .kv("tokenizer.ggml.model", Value::String("llama".into()))
-        .kv_array(
-            "tokenizer.ggml.tokens",
-            tokens
-                .iter()
-                .map(|(t, _)| Value::String(t.clone()))
-                .collect(),
-        )
-        .kv_array(
-            "tokenizer.ggml.scores",
-            (0..n_vocab).map(|i| Value::F32(-(i as f32))).collect(),
-        )
-        .kv_array(
-            "tokenizer.ggml.token_type",
-            tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect(),
-        );
+        .kv("llama4.rope.dimension_count", Value::U32(n_embd as u32 / 4));
+    spm_vocab(&mut w, &tokens);
     let zeros = |shape: &[u64]| vec![0.0f32; shape.iter().product::<u64>() as usize];
     let mut tensor = |name: String, shape: &[u64]| {
         w.tensor_f32(&name, shape, &zeros(shape));
