@@ -84,6 +84,10 @@ fn bad_flags_and_files_are_refused_before_sending() {
             "give --conversations N",
         ),
         (
+            &["--conversations", "2", "--synthetic-from", "64"],
+            "--synthetic-from picks the first of --synthetic's prompts",
+        ),
+        (
             &["--conversations", "0"],
             "--conversations must be at least 1",
         ),

@@ -31,9 +31,11 @@
 #   wave   issue 21's 64-stream row in its own setup: -c 131072 -np 64, llama-server
 #          --kv-unified, gguf-serve on its defaults (one KV cache per sequence), and, with
 #          WAVE_OTHER=path/to/an/earlier/gguf-serve, that build on the same flags; all loaded at
-#          once, ROUNDS rotating rounds of 64 sampled requests (64-token prompts, 128 tokens,
-#          temperature 0.8, top_p 0.95) at concurrency 64. The ratios are the current build's to
-#          llama-server and to the earlier build: a regression shows against the same machine.
+#          once, ROUNDS rotating rounds of 64 sampled requests (64-word prompts, about 350
+#          tokens, 128 tokens, temperature 0.8, top_p 0.95) at concurrency 64: first every round
+#          the same prompts (later rounds may find them cached), then every round its own. The
+#          ratios are the current build's to llama-server and to the earlier build: a regression
+#          shows against the same machine.
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
 #          × 6 turns, each turn resending its history, first messages of CHAT_PROMPT_TOKENS
 #          (default 128) words, about 700 of the synthetic model's tokens (512 overflowed both
@@ -145,10 +147,12 @@ if [[ " $stages " == *" 16gb "* ]]; then
   done
   kill $blocker
 fi
-# race TSV REQUESTS CONC PORT…: ROUNDS rounds; each sends REQUESTS sampled completions (64-token
+# race TSV REQUESTS CONC PORT…: ROUNDS rounds; each sends REQUESTS sampled completions (64-word
 # prompts, 128 tokens, temperature 0.8, top_p 0.95) at concurrency CONC to every port in turn,
-# the order rotating by round. Prints each aggregate t/s with the server's name (from $names, by
-# position) and appends "position<TAB>t/s" to TSV.
+# the order rotating by round. Every round sends the same prompts (a server may have kept them),
+# or with RACE_FRESH=1 prompts of its own (the same for every server in the round). Prints each
+# aggregate t/s with the server's name (from $names, by position) and appends
+# "position<TAB>t/s" to TSV.
 race() {
   local tsv=$1 requests=$2 conc=$3 round k i agg
   shift 3
@@ -158,7 +162,8 @@ race() {
     for k in $(seq 0 $((${#ports[@]} - 1))); do
       i=$(((round + k) % ${#ports[@]}))
       agg=$("$GS" bench --url "http://127.0.0.1:${ports[$i]}" --endpoint completion \
-        --synthetic "$requests" --concurrency "$conc" --prompt-tokens 64 --max-tokens 128 \
+        --synthetic "$requests" --synthetic-from $((${RACE_FRESH:-0} * round * requests)) \
+        --concurrency "$conc" --prompt-tokens 64 --max-tokens 128 \
         --temperature 0.8 --top-p 0.95 --seed "$round" --json |
         python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["output_tokens_per_s"] if not s["failed"] else "failed")')
       echo "    round $round ${names[$i]}: $agg t/s"
@@ -211,9 +216,13 @@ if [[ " $stages " == *" wave "* ]]; then
   names+=(gguf-serve) ports+=(18093)
   PORT=18093 serve gguf-serve "$WORK/wave-gs.log" "$GS" "${common[@]}" && pids+=("$pid")
   if [ ${#pids[@]} = ${#ports[@]} ]; then
+    say "wave: every round the same 64 prompts (from the second round on, a server may have them)"
     race "$WORK/wave.tsv" 64 64 "${ports[@]}"
-    printf '| streams |'; printf ' %s |' "${names[@]}"; echo " gguf-serve to each |"
-    row "$WORK/wave.tsv" 64
+    say "wave: every round 64 prompts of its own"
+    RACE_FRESH=1 race "$WORK/wave-fresh.tsv" 64 64 "${ports[@]}"
+    printf '| prompts |'; printf ' %s |' "${names[@]}"; echo " gguf-serve to each |"
+    row "$WORK/wave.tsv" "the same"
+    row "$WORK/wave-fresh.tsv" "fresh"
   fi
   kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
 fi

@@ -214,9 +214,10 @@ pub fn synthetic_prompt(index: usize, n_tokens: usize) -> String {
     prompt
 }
 
-/// `n` synthetic requests of about `n_tokens` prompt tokens each.
-pub fn synthetic_requests(n: usize, n_tokens: usize) -> Vec<BenchRequest> {
-    (0..n)
+/// `n` synthetic requests of about `n_tokens` prompt tokens each, the prompts of indexes `first`
+/// on (runs from different indexes share no prompt).
+pub fn synthetic_requests(first: usize, n: usize, n_tokens: usize) -> Vec<BenchRequest> {
+    (first..first.saturating_add(n))
         .map(|index| BenchRequest {
             prompt: Prompt::Text(synthetic_prompt(index, n_tokens)),
             max_tokens: None,
@@ -342,6 +343,19 @@ pub fn request_body(request: &BenchRequest, options: &RequestOptions) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synthetic_requests_start_at_their_first_index() {
+        let prompts = |first, n| -> Vec<Prompt> {
+            synthetic_requests(first, n, 16)
+                .into_iter()
+                .map(|r| r.prompt)
+                .collect()
+        };
+        let text = |i| Prompt::Text(synthetic_prompt(i, 16));
+        assert_eq!(prompts(0, 2), [text(0), text(1)]);
+        assert_eq!(prompts(64, 2), [text(64), text(65)]);
+    }
 
     #[test]
     fn synthetic_prompts_are_deterministic_distinct_and_sized() {

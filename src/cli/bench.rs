@@ -39,6 +39,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub synthetic: Option<usize>,
 
+    /// Index of the first synthetic prompt [default: 0]: runs from different indexes share no
+    /// prompt, so a wave on a server that kept an earlier one's prompts computes its own.
+    #[arg(long, value_name = "I")]
+    pub synthetic_from: Option<usize>,
+
     /// Chat traffic instead: N conversations of --turns turns, each turn resending the whole
     /// history (the user's messages and the server's streamed answers) and a new user message.
     /// Open loop: turns wait for their own conversation only, never for a free place, so
@@ -205,7 +210,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => {
             let requests = match (&args.requests, args.synthetic) {
                 (Some(path), _) => bench::load_requests(path, args.endpoint)?,
-                (None, Some(n)) => bench::synthetic_requests(n, args.prompt_tokens),
+                (None, Some(n)) => bench::synthetic_requests(
+                    args.synthetic_from.unwrap_or(0),
+                    n,
+                    args.prompt_tokens,
+                ),
                 (None, None) => {
                     bail!("give --requests FILE.jsonl, --synthetic N or --conversations N")
                 }
@@ -247,6 +256,9 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
         && (args.turns.is_some() || args.rate.is_some() || args.think.is_some())
     {
         bail!("--turns, --rate and --think describe --conversations: give --conversations N");
+    }
+    if args.synthetic.is_none() && args.synthetic_from.is_some() {
+        bail!("--synthetic-from picks the first of --synthetic's prompts: give --synthetic N");
     }
     if args.conversations.is_some() && args.concurrency.is_some() {
         bail!(
