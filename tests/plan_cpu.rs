@@ -183,4 +183,29 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
             "Llama 4 n_ctx {n_ctx} n_seq {n_seq}"
         );
     }
+
+    // A recurrent model has no KV cache but one recurrent state per sequence (llama.cpp's `RS`
+    // buffer), whatever the context.
+    let path = dir.path().join("tiny-mamba.gguf");
+    gguf_fixtures::write_tiny_mamba(&path);
+    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
+    let summary = ModelSummary::from_path(&path).unwrap();
+    take_log();
+    for (n_ctx, n_seq) in [(4096, 1), (4096, 4), (32768, 16)] {
+        drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
+        let rs = sum(&take_log(), &|_, kind| kind == "RS" || kind == "KV");
+        let ctx = ContextParams {
+            n_ctx,
+            n_seq,
+            ..ContextParams::default()
+        };
+        let predicted = estimate_cpu_only(&summary, &ctx).host_kv as f64 / MIB;
+        eprintln!(
+            "Mamba, n_ctx {n_ctx}, {n_seq} sequences: state predicted {predicted:.3} MiB, llama.cpp {rs:.3} MiB"
+        );
+        assert!(
+            rs > 0.0 && (predicted - rs).abs() < 0.01,
+            "Mamba n_ctx {n_ctx} n_seq {n_seq}"
+        );
+    }
 }

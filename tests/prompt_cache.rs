@@ -583,6 +583,10 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
         );
         // A prompt that extends the first prompt but not its answer.
         complete(&server, &first, 24, true);
+        let (_, props) = server.get("/props");
+        let checkpoints = &props["memory"]["context_checkpoints"];
+        let held = checkpoints["bytes"].as_u64().unwrap();
+        let planned = checkpoints["limit_bytes"].as_u64().unwrap();
         if away {
             // Another conversation takes the slot: the first goes to the host cache.
             complete(&server, &essay("bread", 12), 4, true);
@@ -593,10 +597,16 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
             computed(&next),
             "{extra:?} {away}: a departing prompt"
         );
-        (cache_n(&again), cache_n(&reused), n_tokens(&server, &first))
+        eprintln!("checkpoints: {held} bytes held, {planned} planned");
+        (
+            cache_n(&again),
+            cache_n(&reused),
+            n_tokens(&server, &first),
+            (held, planned),
+        )
     };
     for away in [false, true] {
-        let (again, reused, n_first) = run(&[], away);
+        let (again, reused, n_first, (held, planned)) = run(&[], away);
         assert!(
             (n_first - 8..n_first).contains(&again),
             "{again} of {n_first} reused"
@@ -605,7 +615,16 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
             (n_first - 8..n_first).contains(&reused),
             "{reused} of {n_first} reused"
         );
+        // Planned as 32 checkpoints of one sequence's recurrent state; a prompt takes one or
+        // two (llama.cpp's state adds a few bytes of header).
+        let each = planned as f64 / 32.0;
+        let taken = (held as f64 / each).round();
+        assert!(
+            (1.0..=2.0).contains(&taken) && (held as f64 - taken * each).abs() < 0.01 * held as f64,
+            "{held} bytes held, {each} planned per checkpoint"
+        );
     }
-    let (again, reused, _) = run(&["--ctx-checkpoints", "0"], false);
+    let (again, reused, _, (held, planned)) = run(&["--ctx-checkpoints", "0"], false);
     assert_eq!((again, reused), (0, 0), "without checkpoints");
+    assert_eq!((held, planned), (0, 0));
 }

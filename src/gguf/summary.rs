@@ -67,6 +67,10 @@ pub struct ModelSummary {
     pub sliding_window: Option<u64>,
     /// Per layer: does it use sliding-window attention (`hparams.is_swa(il)`).
     pub swa_layers: Vec<bool>,
+    /// Per layer: bytes of one sequence's recurrent state (llama.cpp's `n_embd_r` and `n_embd_s`
+    /// rows, F32), 0 for attention layers. Known for the architectures whose every layer is
+    /// recurrent (Mamba, Mamba-2, RWKV); empty for the others, hybrids included.
+    pub recurrent_state: Vec<u64>,
     /// `n_ff`: the widest layer's feed-forward length (0 if absent).
     pub feed_forward_length: u64,
     /// `n_ff_exp`: each expert's feed-forward length (MoE models).
@@ -145,6 +149,7 @@ impl ModelSummary {
             .get_u64(&key("attention.value_length"))
             .unwrap_or(key_length);
         let (sliding_window, swa_layers) = swa(first, &arch, n);
+        let recurrent_state = recurrent_state(first, &arch, n, embedding_length);
         let file_type = first.get_u64("general.file_type").map(|v| v as u32);
         let quant = file_type
             .and_then(quant_by_ftype)
@@ -224,6 +229,7 @@ impl ModelSummary {
             value_length,
             sliding_window,
             swa_layers,
+            recurrent_state,
             vocab_size,
             file_type,
             quant,
@@ -274,6 +280,34 @@ fn per_layer(value: Option<&Value>, n: usize, default: u32) -> Vec<u32> {
 /// the file sets its window to 0 (`models/llama4.cpp`); the KV cache sizes those layers as it
 /// sizes sliding-window ones.
 const FIXED_WINDOWS: &[(&str, u64, u32)] = &[("llama4", 8192, 4)];
+
+/// Per layer, one sequence's recurrent state in bytes, for the architectures llama.cpp builds
+/// with recurrent layers only (`llm_arch_is_recurrent`): Mamba's convolution and SSM states
+/// (`(d_conv - 1)(d_inner + 2 n_group d_state)` and `d_state d_inner` values), RWKV's token
+/// shifts and WKV state (`token_shift_count n_embd` and `n_embd head_size`), F32 as llama.cpp
+/// keeps them. Empty for any other architecture.
+fn recurrent_state(file: &GgufFile, arch: &str, n: usize, n_embd: u64) -> Vec<u64> {
+    let get = |name: &str| file.get_u64(&format!("{arch}.{name}")).unwrap_or(0);
+    let values = match arch {
+        "mamba" | "mamba2" => {
+            let (d_conv, d_inner, d_state) = (
+                get("ssm.conv_kernel"),
+                get("ssm.inner_size"),
+                get("ssm.state_size"),
+            );
+            let conv = d_conv.saturating_sub(1) * (d_inner + 2 * get("ssm.group_count") * d_state);
+            conv + d_state * d_inner
+        }
+        "rwkv6" | "rwkv6qwen2" | "rwkv7" | "arwkv7" => {
+            let shifts = file
+                .get_u64(&format!("{arch}.token_shift_count"))
+                .unwrap_or(2);
+            shifts * n_embd + n_embd * get("wkv.head_size")
+        }
+        _ => return Vec::new(),
+    };
+    vec![4 * values; n]
+}
 
 /// Sliding window and per-layer SWA flags, as llama.cpp's `load_swa_pattern` sets them.
 fn swa(file: &GgufFile, arch: &str, n: usize) -> (Option<u64>, Vec<bool>) {

@@ -66,6 +66,7 @@ pub(super) fn summary(s: Shape, quant: &str) -> ModelSummary {
         value_length: s.head_dim,
         sliding_window: s.swa.as_ref().map(|(w, _)| *w),
         swa_layers: s.swa.map_or(vec![false; n], |(_, l)| l),
+        recurrent_state: Vec::new(),
         feed_forward_length: s.n_ff,
         expert_feed_forward_length: if s.expert_bytes > 0 { 512 } else { 0 },
         expert_count: if s.expert_bytes > 0 { 32 } else { 0 },
