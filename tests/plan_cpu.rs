@@ -157,55 +157,40 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
         );
     }
 
-    // Llama 4's chunked-attention layers (three of four) hold 8 192 cells per sequence plus a
-    // ubatch, not the whole context: the planner's KV cache against llama.cpp's, exactly.
+    // The planner's KV cache (with any recurrent state) of a tiny model written here against
+    // llama.cpp's `KV` and `RS` buffers, exactly, for each (n_ctx, n_seq).
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-llama4.gguf");
-    gguf_fixtures::write_tiny_llama4(&path);
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
-    let summary = ModelSummary::from_path(&path).unwrap();
-    take_log();
-    for (n_ctx, n_seq) in [(32768, 1), (32768, 2), (65536, 4)] {
-        drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
-        let kv = sum(&take_log(), &|_, kind| kind == "KV");
-        let ctx = ContextParams {
-            n_ctx,
-            n_seq,
-            ..ContextParams::default()
-        };
-        let predicted = estimate_cpu_only(&summary, &ctx).host_kv as f64 / MIB;
-        eprintln!(
-            "Llama 4, n_ctx {n_ctx}, {n_seq} sequences: KV predicted {predicted:.3} MiB, llama.cpp {kv:.3} MiB"
-        );
-        // Every layer at full context would be 16 MiB at n_ctx 32768 (128 bytes a cell).
-        assert!(
-            kv > 0.0 && (predicted - kv).abs() < 0.01,
-            "Llama 4 n_ctx {n_ctx} n_seq {n_seq}"
-        );
-    }
-
-    // A recurrent model has no KV cache but one recurrent state per sequence (llama.cpp's `RS`
-    // buffer), whatever the context.
-    let path = dir.path().join("tiny-mamba.gguf");
-    gguf_fixtures::write_tiny_mamba(&path);
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
-    let summary = ModelSummary::from_path(&path).unwrap();
-    take_log();
-    for (n_ctx, n_seq) in [(4096, 1), (4096, 4), (32768, 16)] {
-        drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
-        let rs = sum(&take_log(), &|_, kind| kind == "RS" || kind == "KV");
-        let ctx = ContextParams {
-            n_ctx,
-            n_seq,
-            ..ContextParams::default()
-        };
-        let predicted = estimate_cpu_only(&summary, &ctx).host_kv as f64 / MIB;
-        eprintln!(
-            "Mamba, n_ctx {n_ctx}, {n_seq} sequences: state predicted {predicted:.3} MiB, llama.cpp {rs:.3} MiB"
-        );
-        assert!(
-            rs > 0.0 && (predicted - rs).abs() < 0.01,
-            "Mamba n_ctx {n_ctx} n_seq {n_seq}"
-        );
-    }
+    let kv_matches = |name: &str, write: fn(&std::path::Path), configs: &[(u32, u32)]| {
+        let path = dir.path().join(format!("{name}.gguf"));
+        write(&path);
+        let model =
+            LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
+        let summary = ModelSummary::from_path(&path).unwrap();
+        take_log();
+        for &(n_ctx, n_seq) in configs {
+            drop(model.new_context(&backend, context(n_ctx, n_seq)).unwrap());
+            let kv = sum(&take_log(), &|_, kind| kind == "KV" || kind == "RS");
+            let ctx = ContextParams {
+                n_ctx,
+                n_seq,
+                ..ContextParams::default()
+            };
+            let predicted = estimate_cpu_only(&summary, &ctx).host_kv as f64 / MIB;
+            eprintln!(
+                "{name}, n_ctx {n_ctx}, {n_seq} sequences: KV predicted {predicted:.3} MiB, llama.cpp {kv:.3} MiB"
+            );
+            assert!(
+                kv > 0.0 && (predicted - kv).abs() < 0.01,
+                "{name} n_ctx {n_ctx} n_seq {n_seq}"
+            );
+        }
+    };
+    // Llama 4's chunked-attention layers (three of four) hold 8 192 cells per sequence plus a
+    // ubatch, not the whole context (every layer at full context: 16 MiB at n_ctx 32768).
+    let llama4 = [(32768, 1), (32768, 2), (65536, 4)];
+    kv_matches("tiny-llama4", gguf_fixtures::write_tiny_llama4, &llama4);
+    // A recurrent model has no KV cache but one recurrent state per sequence, whatever the
+    // context.
+    let mamba = [(4096, 1), (4096, 4), (32768, 16)];
+    kv_matches("tiny-mamba", gguf_fixtures::write_tiny_mamba, &mamba);
 }
