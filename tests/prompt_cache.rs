@@ -628,3 +628,55 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
     assert_eq!((again, reused), (0, 0), "without checkpoints");
     assert_eq!((held, planned), (0, 0));
 }
+
+/// The requests of [`a_recurrent_model_goes_back_to_a_context_checkpoint`] to the reference
+/// llama-server named by `GGUF_SERVE_LLAMA_SERVER` and to gguf-serve on the tiny Mamba: the same
+/// cached and computed prompt tokens and greedy answers, request by request. Ignored in the
+/// default run (no reference build); run on its own, it fails when the reference is missing.
+#[test]
+#[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
+fn recurrent_checkpoints_match_the_reference_llama_server() {
+    let reference = common::reference_llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-mamba.gguf");
+    common::gguf_fixtures::write_tiny_mamba(&path);
+    let first = essay("rivers", 12);
+    let next = format!("{first} Then the plains,");
+    let args = [
+        "-m",
+        path.to_str().unwrap(),
+        "-c",
+        "4096",
+        "-np",
+        "1",
+        "-t",
+        "1",
+    ]
+    .map(String::from);
+    let requests = [
+        (&first, 1, true),
+        (&first, 16, true),
+        (&first, 24, true),
+        (&next, 16, true),
+        (&next, 16, false),
+    ];
+    let replies = |server: Server| -> Vec<(Value, Value, Value)> {
+        requests
+            .iter()
+            .map(|&(prompt, n, cache)| {
+                let reply = complete(&server, prompt, n, cache);
+                let timings = &reply["timings"];
+                (
+                    timings["cache_n"].clone(),
+                    timings["prompt_n"].clone(),
+                    reply["content"].clone(),
+                )
+            })
+            .collect()
+    };
+    let theirs = replies(Server::start_program(&reference, &args));
+    let ours = replies(Server::start_with(&args));
+    assert_eq!(ours, theirs);
+    // The same prompt again and the departing one reuse all but a few tokens.
+    assert!(ours[1].0.as_u64().unwrap() > 600, "{ours:?}");
+}
