@@ -128,6 +128,13 @@ impl Checkpoints {
             .find(|c| c.pos_max <= pos_next && (c.pos_min < threshold || c.pos_min == 0))
     }
 
+    /// Whether one of the checkpoints covers exactly the first `n_tokens` tokens (the slot's
+    /// checkpoints all describe prefixes of its cache, so that is the state a new one would
+    /// hold).
+    pub fn holds(&self, n_tokens: usize) -> bool {
+        self.0.iter().any(|c| c.n_tokens == n_tokens)
+    }
+
     /// Drops the checkpoints past position `pos_next`, which the cache no longer holds.
     pub fn truncate(&mut self, pos_next: usize) {
         let pos_next = position(pos_next);
@@ -235,6 +242,7 @@ mod tests {
                 "n_keep {n_keep}, n_swa {n_swa}"
             );
         }
+        assert!(c.holds(600) && !c.holds(650));
         c.truncate(620);
         assert_eq!(kept(&c), [300, 600]);
         // Keeping 700 tokens, the next token (position 700) needs positions 573..=699.

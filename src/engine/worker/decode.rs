@@ -95,9 +95,15 @@ impl Worker<'_> {
                 }
             }
             // A chunk that brings the prompt within a ubatch of its end: the window as it was
-            // before the chunk is checkpointed (llama-server takes it before the decode too).
+            // before the chunk is checkpointed (llama-server takes it before the decode too),
+            // unless the slot holds that checkpoint already (a chunk that found the KV cache
+            // full comes back: the same tokens, the same state).
             let left = task.req.prompt.len() - task.n_prompt_fed;
-            if self.checkpoints.max > 0 && task.n_prompt_fed > start && left < self.n_ubatch {
+            if self.checkpoints.max > 0
+                && task.n_prompt_fed > start
+                && left < self.n_ubatch
+                && !slot.checkpoints.holds(start)
+            {
                 let started = Instant::now();
                 let (pos_min, pos_max) = (self.ctx.seq_pos_min(seq), self.ctx.seq_pos_max(seq));
                 if pos_min >= 0
