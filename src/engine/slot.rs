@@ -178,7 +178,7 @@ impl Task {
         let timings = self.timings();
         let tail = self.text.flush();
         Completion {
-            text: self.text.text().to_string(),
+            text: self.text.final_text(),
             tail,
             tokens: std::mem::take(&mut self.generated),
             tokens_predicted: n_decoded,

@@ -26,28 +26,43 @@ impl TextStream {
     /// Appends a token's bytes; `stops` are the request's stop strings.
     pub fn push(&mut self, bytes: &[u8], stops: &[String]) -> Pushed {
         self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(s) => s.len(),
-            // An error with no length is an incomplete sequence at the end: wait for more bytes.
-            // A real invalid sequence is replaced, as llama-server's output would be lossy too.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => {
-                let lossy = String::from_utf8_lossy(&self.pending).into_owned();
-                self.pending.clear();
-                self.text.push_str(&lossy);
-                return self.scan(stops);
+        loop {
+            let (valid, invalid) = match std::str::from_utf8(&self.pending) {
+                Ok(_) => (self.pending.len(), None),
+                Err(e) => (e.valid_up_to(), e.error_len()),
+            };
+            let complete = std::str::from_utf8(&self.pending[..valid]).unwrap_or_default();
+            self.text.push_str(complete);
+            match invalid {
+                // An invalid sequence becomes U+FFFD, as llama-server's JSON writer replaces it;
+                // what follows it is read on its own, so a character a later token completes is
+                // kept whole.
+                Some(n) => {
+                    self.text.push(char::REPLACEMENT_CHARACTER);
+                    self.pending.drain(..valid + n);
+                }
+                // The rest is empty, or an incomplete sequence: wait for more bytes.
+                None => {
+                    self.pending.drain(..valid);
+                    break;
+                }
             }
-        };
-        // SAFETY-free: `valid` bytes were just checked to be UTF-8.
-        let complete = std::str::from_utf8(&self.pending[..valid]).unwrap_or_default();
-        self.text.push_str(complete);
-        self.pending.drain(..valid);
+        }
         self.scan(stops)
     }
 
-    /// Everything generated (for the final response).
+    /// Everything generated so far, complete UTF-8 only.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The whole answer, as a response that is not streamed gives it: the text, and an
+    /// incomplete UTF-8 sequence that generation ended on as U+FFFD (llama-server's answer
+    /// holds the bytes, which its JSON writer replaces). A stream never sends those bytes.
+    pub fn final_text(&self) -> String {
+        let mut text = self.text.clone();
+        text.push_str(&String::from_utf8_lossy(&self.pending));
+        text
     }
 
     /// How many bytes of the text have been handed out.
@@ -135,6 +150,23 @@ mod tests {
         }
         out.push_str(&stream.flush());
         (out, None)
+    }
+
+    #[test]
+    fn an_answer_that_ends_inside_a_character_ends_with_a_replacement_character() {
+        let mut t = TextStream::default();
+        assert_eq!(t.push("né".as_bytes(), &[]), Pushed::Text("né".into()));
+        // The first two bytes of "€" (E2 82 AC): held back, never streamed.
+        assert_eq!(t.push(&[0xE2, 0x82], &[]), Pushed::Text(String::new()));
+        assert_eq!(t.flush(), "");
+        assert_eq!(t.text(), "né");
+        assert_eq!(t.final_text(), "né\u{FFFD}");
+        assert_eq!(t.push(&[0xAC], &[]), Pushed::Text("€".into()));
+        assert_eq!(t.final_text(), "né€");
+        // An invalid byte, then the first byte of "߶" (DF B6) that the next token completes:
+        // one replacement, and the character whole.
+        assert_eq!(t.push(&[0xFF, 0xDF], &[]), Pushed::Text("\u{FFFD}".into()));
+        assert_eq!(t.push(&[0xB6], &[]), Pushed::Text("߶".into()));
     }
 
     #[test]
