@@ -193,4 +193,6 @@ fn predicted_host_memory_matches_llama_cpp_on_cpu() {
     // context.
     let mamba = [(4096, 1), (4096, 4), (32768, 16)];
     kv_matches("tiny-mamba", gguf_fixtures::write_tiny_mamba, &mamba);
+    // A hybrid: attention layers' KV cache plus the short-convolution layers' states.
+    kv_matches("tiny-lfm2", gguf_fixtures::write_tiny_lfm2, &mamba);
 }

@@ -539,17 +539,34 @@ fn assert_same_top3(reused: &Value, computed: &Value) {
     }
 }
 
-/// A recurrent model (Mamba: one state per sequence, which llama.cpp cannot roll back) reuses a
-/// cached prompt only where the state stands: a prompt that departs earlier, or one that repeats
-/// what is cached (its last token must be decoded again), needs a context checkpoint, as
-/// llama-server takes them for any memory it cannot truncate, also when the conversation went
-/// to the host cache and back. Each answer equals the one computed from scratch; without
-/// checkpoints the prompt is computed again, never continued from a state that went past it.
+/// Writes a model file at the path.
+type WriteModel = fn(&Path);
+
+/// Models with a recurrent state, written by the tests: Mamba (every layer recurrent) and LFM2
+/// (a hybrid: short-convolution layers around an attention layer).
+const RECURRENT_MODELS: [(&str, WriteModel); 2] = [
+    ("tiny-mamba", common::gguf_fixtures::write_tiny_mamba),
+    ("tiny-lfm2", common::gguf_fixtures::write_tiny_lfm2),
+];
+
+/// A recurrent model (one state per sequence, which llama.cpp cannot roll back; in a hybrid,
+/// beside the attention layers' cells) reuses a cached prompt only where the state stands: a
+/// prompt that departs earlier, or one that repeats what is cached (its last token must be
+/// decoded again), needs a context checkpoint, as llama-server takes them for any memory it
+/// cannot truncate, also when the conversation went to the host cache and back. Each answer
+/// equals the one computed from scratch; without checkpoints the prompt is computed again,
+/// never continued from a state that went past it.
 #[test]
 fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
+    for (name, write) in RECURRENT_MODELS {
+        recurrent_model_goes_back_to_a_context_checkpoint(name, write);
+    }
+}
+
+fn recurrent_model_goes_back_to_a_context_checkpoint(name: &str, write: WriteModel) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-mamba.gguf");
-    common::gguf_fixtures::write_tiny_mamba(&path);
+    let path = dir.path().join(format!("{name}.gguf"));
+    write(&path);
     let first = essay("rivers", 12);
     let next = format!("{first} Then the plains,");
     let run = |extra: &[&str], away: bool| {
@@ -579,7 +596,7 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
         assert_eq!(
             again["content"],
             computed(&first),
-            "{extra:?}: the same prompt again"
+            "{name} {extra:?}: the same prompt again"
         );
         // A prompt that extends the first prompt but not its answer.
         complete(&server, &first, 24, true);
@@ -595,9 +612,9 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
         assert_eq!(
             reused["content"],
             computed(&next),
-            "{extra:?} {away}: a departing prompt"
+            "{name} {extra:?} {away}: a departing prompt"
         );
-        eprintln!("checkpoints: {held} bytes held, {planned} planned");
+        eprintln!("{name} checkpoints: {held} bytes held, {planned} planned");
         (
             cache_n(&again),
             cache_n(&reused),
@@ -609,19 +626,21 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
         let (again, reused, n_first, (held, planned)) = run(&[], away);
         assert!(
             (n_first - 8..n_first).contains(&again),
-            "{again} of {n_first} reused"
+            "{name}: {again} of {n_first} reused"
         );
         assert!(
             (n_first - 8..n_first).contains(&reused),
-            "{reused} of {n_first} reused"
+            "{name}: {reused} of {n_first} reused"
         );
         // Planned as 32 checkpoints of one sequence's recurrent state; a prompt takes one or
-        // two (llama.cpp's state adds a few bytes of header).
+        // two. llama.cpp's state adds a header of a few dozen bytes per layer, which these tiny
+        // states (2 to 19 KiB) feel and a real model's (megabytes) do not.
         let each = planned as f64 / 32.0;
-        let taken = (held as f64 / each).round();
+        let taken = (held as f64 / each).floor();
+        let header = (held as f64 - taken * each) / taken;
         assert!(
-            (1.0..=2.0).contains(&taken) && (held as f64 - taken * each).abs() < 0.01 * held as f64,
-            "{held} bytes held, {each} planned per checkpoint"
+            (1.0..=2.0).contains(&taken) && (0.0..128.0).contains(&header),
+            "{name}: {held} bytes held, {each} planned per checkpoint"
         );
     }
     let (again, reused, _, (held, planned)) = run(&["--ctx-checkpoints", "0"], false);
@@ -630,16 +649,22 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
 }
 
 /// The requests of [`a_recurrent_model_goes_back_to_a_context_checkpoint`] to the reference
-/// llama-server named by `GGUF_SERVE_LLAMA_SERVER` and to gguf-serve on the tiny Mamba: the same
+/// llama-server named by `GGUF_SERVE_LLAMA_SERVER` and to gguf-serve on each recurrent model: the same
 /// cached and computed prompt tokens and greedy answers, request by request. Ignored in the
 /// default run (no reference build); run on its own, it fails when the reference is missing.
 #[test]
 #[ignore = "needs the reference llama-server: GGUF_SERVE_LLAMA_SERVER"]
 fn recurrent_checkpoints_match_the_reference_llama_server() {
+    for (name, write) in RECURRENT_MODELS {
+        recurrent_checkpoints_match_the_reference(name, write);
+    }
+}
+
+fn recurrent_checkpoints_match_the_reference(name: &str, write: WriteModel) {
     let reference = common::reference_llama_server();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny-mamba.gguf");
-    common::gguf_fixtures::write_tiny_mamba(&path);
+    let path = dir.path().join(format!("{name}.gguf"));
+    write(&path);
     let first = essay("rivers", 12);
     let next = format!("{first} Then the plains,");
     let args = [
@@ -676,7 +701,7 @@ fn recurrent_checkpoints_match_the_reference_llama_server() {
     };
     let theirs = replies(Server::start_program(&reference, &args));
     let ours = replies(Server::start_with(&args));
-    assert_eq!(ours, theirs);
+    assert_eq!(ours, theirs, "{name}");
     // The same prompt again and the departing one reuse all but a few tokens.
-    assert!(ours[1].0.as_u64().unwrap() > 600, "{ours:?}");
+    assert!(ours[1].0.as_u64().unwrap() > 600, "{name}: {ours:?}");
 }

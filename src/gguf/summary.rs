@@ -149,7 +149,7 @@ impl ModelSummary {
             .get_u64(&key("attention.value_length"))
             .unwrap_or(key_length);
         let (sliding_window, swa_layers) = swa(first, &arch, n);
-        let recurrent_state = recurrent_state(first, &arch, n, embedding_length);
+        let recurrent_state = recurrent_state(first, &arch, &head_count_kv, embedding_length);
         let file_type = first.get_u64("general.file_type").map(|v| v as u32);
         let quant = file_type
             .and_then(quant_by_ftype)
@@ -281,14 +281,24 @@ fn per_layer(value: Option<&Value>, n: usize, default: u32) -> Vec<u32> {
 /// sizes sliding-window ones.
 const FIXED_WINDOWS: &[(&str, u64, u32)] = &[("llama4", 8192, 4)];
 
-/// Per layer, one sequence's recurrent state in bytes, for the architectures llama.cpp builds
-/// with recurrent layers only (`llm_arch_is_recurrent`): Mamba's convolution and SSM states
-/// (`(d_conv - 1)(d_inner + 2 n_group d_state)` and `d_state d_inner` values), RWKV's token
-/// shifts and WKV state (`token_shift_count n_embd` and `n_embd head_size`), F32 as llama.cpp
-/// keeps them. Empty for any other architecture.
-fn recurrent_state(file: &GgufFile, arch: &str, n: usize, n_embd: u64) -> Vec<u64> {
+/// Per layer, one sequence's recurrent state in bytes, F32 as llama.cpp keeps it: for the
+/// architectures llama.cpp builds with recurrent layers only (`llm_arch_is_recurrent`), Mamba's
+/// convolution and SSM states (`(d_conv - 1)(d_inner + 2 n_group d_state)` and `d_state d_inner`
+/// values) and RWKV's token shifts and WKV state (`token_shift_count n_embd` and `n_embd
+/// head_size`); for LFM2, a hybrid, the short convolutions' `n_embd (l_cache - 1)` values on its
+/// layers without KV heads. Empty for any other architecture (the other hybrids, whose
+/// recurrent layers and states llama.cpp lays out each its own way).
+fn recurrent_state(file: &GgufFile, arch: &str, head_count_kv: &[u32], n_embd: u64) -> Vec<u64> {
     let get = |name: &str| file.get_u64(&format!("{arch}.{name}")).unwrap_or(0);
+    let n = head_count_kv.len();
     let values = match arch {
+        "lfm2" | "lfm2moe" => {
+            let conv = 4 * n_embd * get("shortconv.l_cache").saturating_sub(1);
+            return head_count_kv
+                .iter()
+                .map(|&kv| if kv == 0 { conv } else { 0 })
+                .collect();
+        }
         "mamba" | "mamba2" => {
             let (d_conv, d_inner, d_state) = (
                 get("ssm.conv_kernel"),

@@ -54,8 +54,8 @@
 //! second, repacked copy of supported weights in host memory (214 MiB for the demo model on this
 //! machine's AMX CPU); this is not predicted. Compute buffers are an estimate (see [`memory`]);
 //! the decode speed reads several GPUs as one pool; recurrent states are modelled for the
-//! architectures whose every layer is recurrent (Mamba, Mamba-2, RWKV), not for hybrids (Jamba,
-//! Qwen3-Next, Granite 4, Nemotron-H, LFM2...), and MLA caches are not modelled.
+//! architectures whose every layer is recurrent (Mamba, Mamba-2, RWKV) and for LFM2, not for the
+//! other hybrids (Jamba, Qwen3-Next, Granite 4, Nemotron-H...), and MLA caches are not modelled.
 
 pub mod choose;
 pub mod memory;

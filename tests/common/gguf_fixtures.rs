@@ -636,3 +636,87 @@ pub fn write_tiny_llama4(path: &Path) {
     }
     w.write(path).unwrap();
 }
+
+/// An LFM2 (`LLM_ARCH_LFM2`) model llama.cpp can load and run, with random weights: a hybrid of
+/// 4 layers, short-convolution layers (recurrent: a 3-token convolution state per sequence,
+/// `head_count_kv` 0) at 0, 1 and 3 and a full-attention layer at 2 (4 heads of 16, 2 KV
+/// heads), n_embd 64, dense feed-forward, the loadable llama's vocabulary, an output matrix of
+/// its own.
+pub fn write_tiny_lfm2(path: &Path) {
+    let (n_embd, n_ff, l_cache) = (64u64, 128u64, 4u64);
+    let attention = [false, false, true, false];
+    let tokens = spm_tokens();
+    let n_vocab = tokens.len() as u64;
+    let mut w = GgufWriter::new();
+    w.kv("general.architecture", Value::String("lfm2".into()))
+        .kv("general.name", Value::String("tiny lfm2".into()))
+        .kv("general.file_type", Value::U32(1))
+        .kv("lfm2.block_count", Value::U32(attention.len() as u32))
+        .kv("lfm2.context_length", Value::U32(4096))
+        .kv("lfm2.embedding_length", Value::U32(n_embd as u32))
+        .kv("lfm2.feed_forward_length", Value::U32(n_ff as u32))
+        .kv("lfm2.attention.head_count", Value::U32(4))
+        .kv_array(
+            "lfm2.attention.head_count_kv",
+            attention
+                .iter()
+                .map(|&a| Value::U32(if a { 2 } else { 0 }))
+                .collect(),
+        )
+        .kv("lfm2.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("lfm2.rope.dimension_count", Value::U32(16))
+        .kv("lfm2.shortconv.l_cache", Value::U32(l_cache as u32));
+    spm_vocab(&mut w, &tokens);
+    w.tensor_f16(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 21),
+    );
+    w.tensor_f32(
+        "token_embd_norm.weight",
+        &[n_embd],
+        &vec![1.0; n_embd as usize],
+    );
+    w.tensor_f16(
+        "output.weight",
+        &[n_embd, n_vocab],
+        &weights(n_embd * n_vocab, 22),
+    );
+    for (il, &attn) in attention.iter().enumerate() {
+        let seed = 2000 + 100 * il as u64;
+        let blk = |name: &str| format!("blk.{il}.{name}.weight");
+        let mut mat = |name: &str, shape: [u64; 2], k: u64| {
+            let data: Vec<f32> = weights(shape[0] * shape[1], seed + k)
+                .iter()
+                .map(|x| x * 4.0)
+                .collect();
+            w.tensor_f16(&blk(name), &shape, &data);
+        };
+        mat("ffn_gate", [n_embd, n_ff], 1);
+        mat("ffn_up", [n_embd, n_ff], 2);
+        mat("ffn_down", [n_ff, n_embd], 3);
+        if attn {
+            mat("attn_q", [n_embd, n_embd], 4);
+            mat("attn_k", [n_embd, n_embd / 2], 5);
+            mat("attn_v", [n_embd, n_embd / 2], 6);
+            mat("attn_output", [n_embd, n_embd], 7);
+        } else {
+            mat("shortconv.in_proj", [n_embd, 3 * n_embd], 8);
+            mat("shortconv.out_proj", [n_embd, n_embd], 9);
+        }
+        let ones = vec![1.0; n_embd as usize];
+        w.tensor_f32(&blk("ffn_norm"), &[n_embd], &ones);
+        w.tensor_f32(&blk("attn_norm"), &[n_embd], &ones);
+        if attn {
+            w.tensor_f32(&blk("attn_q_norm"), &[16], &[1.0; 16]);
+            w.tensor_f32(&blk("attn_k_norm"), &[16], &[1.0; 16]);
+        } else {
+            let conv: Vec<f32> = weights(l_cache * n_embd, seed + 10)
+                .iter()
+                .map(|x| x * 10.0)
+                .collect();
+            w.tensor_f32(&blk("shortconv.conv"), &[l_cache, n_embd], &conv);
+        }
+    }
+    w.write(path).unwrap();
+}
