@@ -563,25 +563,50 @@ fn a_recurrent_model_goes_back_to_a_context_checkpoint() {
     }
 }
 
-fn recurrent_model_goes_back_to_a_context_checkpoint(name: &str, write: WriteModel) {
+/// A recurrent test model written to a temporary directory (held here), its server flags (one
+/// slot, one thread), and the two prompts the recurrent tests send: an essay, and the essay
+/// going on past it.
+struct RecurrentCase {
+    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    first: String,
+    next: String,
+}
+
+fn recurrent_case(name: &str, write: WriteModel) -> RecurrentCase {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{name}.gguf"));
     write(&path);
+    let args = [
+        "-m",
+        path.to_str().unwrap(),
+        "-c",
+        "4096",
+        "-np",
+        "1",
+        "-t",
+        "1",
+    ];
     let first = essay("rivers", 12);
-    let next = format!("{first} Then the plains,");
+    RecurrentCase {
+        args: args.map(String::from).to_vec(),
+        next: format!("{first} Then the plains,"),
+        first,
+        _dir: dir,
+    }
+}
+
+fn recurrent_model_goes_back_to_a_context_checkpoint(name: &str, write: WriteModel) {
+    let RecurrentCase {
+        _dir,
+        args,
+        first,
+        next,
+    } = recurrent_case(name, write);
     let run = |extra: &[&str], away: bool| {
-        let mut args = vec![
-            "-m",
-            path.to_str().unwrap(),
-            "-c",
-            "4096",
-            "-np",
-            "1",
-            "-t",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        let server = Server::start_with(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut args = args.clone();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let server = Server::start_with(&args);
         let computed = |prompt: &str| {
             let reply = complete(&server, prompt, 16, false);
             assert_eq!(cache_n(&reply), 0, "{reply}");
@@ -662,22 +687,12 @@ fn recurrent_checkpoints_match_the_reference_llama_server() {
 
 fn recurrent_checkpoints_match_the_reference(name: &str, write: WriteModel) {
     let reference = common::reference_llama_server();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("{name}.gguf"));
-    write(&path);
-    let first = essay("rivers", 12);
-    let next = format!("{first} Then the plains,");
-    let args = [
-        "-m",
-        path.to_str().unwrap(),
-        "-c",
-        "4096",
-        "-np",
-        "1",
-        "-t",
-        "1",
-    ]
-    .map(String::from);
+    let RecurrentCase {
+        _dir,
+        args,
+        first,
+        next,
+    } = recurrent_case(name, write);
     let requests = [
         (&first, 1, true),
         (&first, 16, true),

@@ -69,7 +69,8 @@ pub struct ModelSummary {
     pub swa_layers: Vec<bool>,
     /// Per layer: bytes of one sequence's recurrent state (llama.cpp's `n_embd_r` and `n_embd_s`
     /// rows, F32), 0 for attention layers. Known for the architectures whose every layer is
-    /// recurrent (Mamba, Mamba-2, RWKV); empty for the others, hybrids included.
+    /// recurrent (Mamba, Mamba-2, RWKV) and for LFM2; empty for the others, the other hybrids
+    /// included.
     pub recurrent_state: Vec<u64>,
     /// `n_ff`: the widest layer's feed-forward length (0 if absent).
     pub feed_forward_length: u64,
