@@ -74,9 +74,6 @@ impl Worker<'_> {
                 continue;
             }
             let start = task.n_prompt_fed;
-            if task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
-                chunks.push((slot.id, start));
-            }
             while task.in_prompt() && (self.batch.n_tokens() as usize) < self.n_batch {
                 let token = task.req.prompt[task.n_prompt_fed];
                 task.n_prompt_fed += 1;
@@ -93,6 +90,9 @@ impl Worker<'_> {
                 if self.prompt_tail_breaks.contains(&left) {
                     break;
                 }
+            }
+            if task.n_prompt_fed > start {
+                chunks.push((slot.id, start));
             }
             // A chunk that brings the prompt within a ubatch of its end: the window as it was
             // before the chunk is checkpointed (llama-server takes it before the decode too),
