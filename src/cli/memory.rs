@@ -71,9 +71,10 @@ pub struct MemoryArgs {
     )]
     pub batch_size: u32,
 
-    /// Physical batch size.
-    #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
-    pub ubatch_size: u32,
+    /// Physical batch size; default 512, raised to 2048 (at most -b) when the whole model is on
+    /// the GPU and the larger compute buffers fit beside it, for faster prompt processing.
+    #[arg(long = "ubatch-size", value_name = "N")]
+    pub ubatch_size: Option<u32>,
 
     /// Flash attention: on, off or auto.
     #[arg(
@@ -164,6 +165,12 @@ impl MemoryArgs {
         self.parallel == -1 || self.kv_unified.unwrap_or(false)
     }
 
+    /// The physical batch the command line asks for: `-ub`, else llama-server's 512 (which the
+    /// planner may raise, see [`PlanRequest::ubatch_auto`]).
+    pub fn ubatch_asked(&self) -> u32 {
+        self.ubatch_size.unwrap_or(plan::DEFAULT_UBATCH).max(1)
+    }
+
     /// The planner's request for these flags.
     pub fn plan_request(&self) -> anyhow::Result<PlanRequest> {
         let cache_type = |name: &str, flag: &str| {
@@ -181,7 +188,7 @@ impl MemoryArgs {
                 n_ctx,
                 n_seq,
                 n_batch: self.batch_size.max(1),
-                n_ubatch: self.ubatch_size.max(1),
+                n_ubatch: self.ubatch_asked(),
                 // The engine asks for one output row per sequence, as llama-server does.
                 n_outputs_max: n_seq,
                 type_k: cache_type(&self.cache_type_k, "--cache-type-k")?,
@@ -203,6 +210,7 @@ impl MemoryArgs {
             },
             cache_ram_mib: self.cache_ram,
             ctx_checkpoints: self.ctx_checkpoints,
+            ubatch_auto: self.ubatch_size.is_none(),
             split: self.split_request()?,
             prefer: match self.prefer {
                 Prefer::Quality => plan::Prefer::Quality,

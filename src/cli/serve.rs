@@ -237,6 +237,12 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         (false, GpuLayers::Count(n)) => n,
         (true, _) => decision.n_gpu_layers,
     };
+    // The planner's ubatch goes with its offload.
+    let n_ubatch = if load.fit()? {
+        decision.n_ubatch
+    } else {
+        memory.ubatch_asked()
+    };
     Ok(EngineConfig {
         model_path: decision.file.clone(),
         model: ModelParams {
@@ -267,8 +273,8 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         },
         context: ContextConfig {
             n_ctx: memory.ctx_size,
-            n_batch: args.embed.n_batch(memory.batch_size, memory.ubatch_size),
-            n_ubatch: memory.ubatch_size,
+            n_batch: args.embed.n_batch(memory.batch_size, n_ubatch),
+            n_ubatch,
             n_parallel: memory.n_parallel()?,
             kv_unified: memory.kv_unified(),
             n_ctx_slot_max: memory.kv_unified_per_slot,
@@ -299,6 +305,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         checkpoints: CheckpointLimits {
             max: args.memory.ctx_checkpoints as usize,
             min_step: args.checkpoint_min_step as usize,
+            tail: memory.ubatch_asked() as usize,
         },
         context_shift: args.context_shift,
         special: args.special,
@@ -330,7 +337,9 @@ fn tensor_split(
 /// with the file named, before the server starts listening. A Hugging Face repo is planned from
 /// its headers and only the pick downloaded.
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
-    let request = args.memory.plan_request()?;
+    let mut request = args.memory.plan_request()?;
+    // An embedding server's ubatch is the longest input it reads: llama-server's, unraised.
+    request.ubatch_auto &= !args.embed.enabled();
     if let Some(repo) = hub_repo(args)? {
         let remote = Remote::open(
             &args.hf.file,
@@ -416,6 +425,7 @@ fn plan(
         quant = %decision.quant,
         n_gpu_layers = decision.n_gpu_layers,
         n_cpu_moe = decision.n_cpu_moe,
+        n_ubatch = decision.n_ubatch,
         "model chosen"
     );
     for reason in &decision.reasons {

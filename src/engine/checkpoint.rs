@@ -4,8 +4,9 @@
 //! (the next turn of a chat whose template rewrote the last answer, or whose answer tokenizes
 //! differently when sent back) cannot reuse that prefix: the window it needs is gone. A
 //! checkpoint is the sliding-window part of a sequence's state saved while its prompt was read
-//! (`4 + n_ubatch` and `4` tokens before the end, as llama-server takes them), so that such a
-//! prompt restores the window at the checkpoint and computes only what follows it.
+//! (`4 + n_ubatch` and `4` tokens before the end, as llama-server takes them; [`Limits::tail`]),
+//! so that such a prompt restores the window at the checkpoint and computes only what follows
+//! it.
 //!
 //! A recurrent state (Mamba, RWKV, the recurrent layers of a hybrid such as Qwen3-Next or
 //! Granite 4) is worse off: it stands at the last position a sequence read, and llama.cpp cannot
@@ -84,11 +85,15 @@ pub struct Checkpoint {
 pub struct Checkpoints(Vec<Checkpoint>);
 
 /// How many checkpoints a slot keeps and how far apart (`--ctx-checkpoints`,
-/// `--checkpoint-min-step`).
+/// `--checkpoint-min-step`), and how near a prompt's end the last one is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max: usize,
     pub min_step: usize,
+    /// The `n_ubatch` of llama-server's `4 + n_ubatch`: the one the command line asks for, not
+    /// a larger one the planner gave the GPU, which would leave that many more tokens to compute
+    /// after every restore.
+    pub tail: usize,
 }
 
 impl Checkpoints {
@@ -186,7 +191,11 @@ mod tests {
 
     #[test]
     fn a_full_list_thins_out_earlier_requests_then_drops_the_oldest() {
-        let limits = |max, min_step| Limits { max, min_step };
+        let limits = |max, min_step| Limits {
+            max,
+            min_step,
+            tail: 512,
+        };
         // (checkpoints already held as (n_tokens, task), the new one's task, limits, kept after)
         type Case = (&'static [(usize, u64)], u64, Limits, &'static [usize]);
         let cases: &[Case] = &[

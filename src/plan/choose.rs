@@ -8,8 +8,8 @@ use super::memory::{
 use super::speed::decode_speed;
 use super::split;
 use super::{
-    BALANCED_SHARE, Budget, Decision, FilePlan, Fit, GpuLayers, PlanError, PlanRequest, Prefer,
-    fmt_bytes,
+    BALANCED_SHARE, Budget, Decision, FilePlan, Fit, GPU_UBATCH, GpuLayers, PlanError, PlanRequest,
+    Prefer, fmt_bytes,
 };
 use crate::gguf::ModelSummary;
 
@@ -20,13 +20,12 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
     let several = budget.gpus.len() > 1;
     let gpu = budget.gpu_usable();
     let host = budget.host_usable();
-    let ctx = &request.context;
     let all = model.block_count + 1;
     let at = |n_gpu_layers, n_cpu_moe| Offload {
         n_gpu_layers,
         n_cpu_moe,
     };
-    let place = |o: Offload| split::place(model, ctx, o, &budget.gpus, &request.split);
+    let place = |ctx: &ContextParams, o| split::place(model, ctx, o, &budget.gpus, &request.split);
 
     let n_cpu_moe = request.n_cpu_moe.unwrap_or(0);
     let has_gpu = !budget.gpus.is_empty();
@@ -40,7 +39,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
     } else {
         Some(at(0, 0))
     };
-    let estimate_at = |o: Offload| {
+    let estimate_at = |ctx: &ContextParams, o: Offload| {
         if has_gpu {
             estimate(model, ctx, o)
         } else {
@@ -48,22 +47,23 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         }
     };
     // Host memory, and the GPUs as one pool or, with several, device by device.
-    let fits = |o: Offload| {
-        let m = estimate_at(o);
+    let fits_with = |ctx: &ContextParams, o: Offload| {
+        let m = estimate_at(ctx, o);
         m.host_total() <= host
             && (if several {
-                place(o).fits()
+                place(ctx, o).fits()
             } else {
                 m.gpu_total() <= gpu
             })
     };
+    let fits = |o: Offload| fits_with(&request.context, o);
     let mut chosen = match fixed {
         Some(o) => Some(o).filter(|o| fits(*o)),
         None => auto_offload(model, request, &fits),
     };
     // A GPU too small for even the compute buffers is better left unused.
     let mut use_gpu = has_gpu;
-    let cpu_only = estimate_cpu_only(model, ctx);
+    let cpu_only = estimate_cpu_only(model, &request.context);
     if chosen.is_none()
         && fixed.is_none()
         && cpu_only.host_total() <= host
@@ -72,9 +72,27 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         chosen = Some(at(0, 0));
         use_gpu = false;
     }
+    let fit = match chosen {
+        None => Fit::None,
+        Some(o) if o.n_gpu_layers == 0 => Fit::Cpu,
+        Some(o) if o.n_gpu_layers == all && o.n_cpu_moe == 0 => Fit::FullGpu,
+        Some(_) => Fit::PartialGpu,
+    };
+    // A model wholly on the GPU computes prompts faster in larger ubatches, where they fit.
+    let raised = chosen
+        .filter(|_| request.ubatch_auto && fit == Fit::FullGpu)
+        .and_then(|o| {
+            let n_ubatch = GPU_UBATCH.min(request.context.n_batch);
+            let raised = ContextParams {
+                n_ubatch,
+                ..request.context.clone()
+            };
+            (n_ubatch > request.context.n_ubatch && fits_with(&raised, o)).then_some(raised)
+        });
+    let ctx = raised.as_ref().unwrap_or(&request.context);
     // When nothing fits, report what the fixed offload, or everything on the GPU, would need.
     let offload = chosen.or(fixed).unwrap_or(at(all, n_cpu_moe));
-    let split = (several && use_gpu).then(|| place(offload));
+    let split = (several && use_gpu).then(|| place(ctx, offload));
     let mut predicted = if use_gpu {
         estimate(model, ctx, offload)
     } else {
@@ -85,12 +103,6 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         predicted.gpu_compute = split.devices.iter().map(|d| d.compute).sum();
     }
     let full = estimate(model, ctx, at(all, 0));
-    let fit = match chosen {
-        None => Fit::None,
-        Some(o) if o.n_gpu_layers == 0 => Fit::Cpu,
-        Some(o) if o.n_gpu_layers == all && o.n_cpu_moe == 0 => Fit::FullGpu,
-        Some(_) => Fit::PartialGpu,
-    };
     let weights = predicted.gpu_weights + predicted.host_weights;
     let gpu_fraction = if weights == 0 {
         0.0
@@ -128,6 +140,12 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
             ));
         }
     }
+    if raised.is_some() {
+        reason.push_str(&format!(
+            "; -ub {}: the larger compute buffers fit too, for faster prompt processing",
+            ctx.n_ubatch
+        ));
+    }
     if let Some(only) = main_only.as_ref().and_then(|b| b.gpus.first()) {
         reason.push_str(&format!(
             "; --split-mode none: everything on {} (--main-gpu {})",
@@ -143,6 +161,7 @@ pub fn plan_file(model: &ModelSummary, request: &PlanRequest, budget: &Budget) -
         n_ctx,
         fit,
         offload,
+        n_ubatch: ctx.n_ubatch,
         use_gpu,
         gpu_fraction,
         predicted,
@@ -301,6 +320,7 @@ pub fn choose(
         quant: chosen.quant.clone(),
         n_gpu_layers: chosen.offload.n_gpu_layers,
         n_cpu_moe: chosen.offload.n_cpu_moe,
+        n_ubatch: chosen.n_ubatch,
         use_gpu: chosen.use_gpu,
         predicted: chosen.predicted,
         speed: chosen.speed,

@@ -19,13 +19,15 @@
 //!     cache_ram_mib: 8192,           // `--cache-ram`
 //!     split: SplitRequest::default(), // `--split-mode`, `--main-gpu`, `--tensor-split`
 //!     ctx_checkpoints: 32,           // `--ctx-checkpoints`
+//!     ubatch_auto: true,             // no `-ub`: the planner may raise it
 //! };
 //! // Free memory and bandwidth as `hardware::budget` detects them; margins by the default rule.
 //! let host = HostSpeed::bandwidth_only(20e9, BandwidthSource::Measured);
 //! let budget = Budget::new(vec![], 32 << 30, Margin::Default, host);
 //! let decision = plan::choose(&candidates, &request, &budget)?;
 //! // Load decision.file with -ngl decision.n_gpu_layers --n-cpu-moe decision.n_cpu_moe
-//! // --cache-ram decision.prompt_cache.mib() (and no GPU device at all if !decision.use_gpu),
+//! // -ub decision.n_ubatch --cache-ram decision.prompt_cache.mib() (and no GPU device at all
+//! // if !decision.use_gpu),
 //! // with several GPUs -ts from decision.split (its tensor_split, and memory per device);
 //! for reason in &decision.reasons { println!("{reason}"); }
 //! # Ok(()) }
@@ -38,7 +40,9 @@
 //! models, every layer with the experts of the first N layers on the CPU (`--n-cpu-moe N`); else
 //! the most layers (`-ngl N`), down to 0 (llama.cpp still puts the compute buffers on the GPU);
 //! if the GPU cannot hold even those, the file runs without it ([`Decision::use_gpu`] false).
-//! It also predicts the file's decode speed at that offload ([`speed`]). [`choose`] then picks
+//! The offload is fitted at the ubatch asked for (llama-server's 512 without `-ub`); a model
+//! wholly on the GPU then gets [`GPU_UBATCH`] when its larger buffers fit too, never at the cost
+//! of a layer. It also predicts the file's decode speed at that offload ([`speed`]). [`choose`] then picks
 //! by [`Prefer`]: `balanced` (the default) takes the highest-quality quant (rank in
 //! `quant-profiles/quants.toml`) predicted to decode at least [`BALANCED_SHARE`] as fast as
 //! the fastest quant that fits; `speed` the fastest; `quality` the highest-quality quant that
@@ -119,6 +123,9 @@ pub struct PlanRequest {
     pub split: SplitRequest,
     /// `--ctx-checkpoints`: context checkpoints each slot keeps, in host memory.
     pub ctx_checkpoints: u32,
+    /// No `-ub`: `context.n_ubatch` is a floor, which [`plan_file`] raises to [`GPU_UBATCH`] (at
+    /// most `n_batch`) when the whole model is on the GPU and the larger compute buffers fit.
+    pub ubatch_auto: bool,
 }
 
 impl Default for PlanRequest {
@@ -131,9 +138,19 @@ impl Default for PlanRequest {
             cache_ram_mib: 8192,
             split: SplitRequest::default(),
             ctx_checkpoints: 32,
+            ubatch_auto: true,
         }
     }
 }
+
+/// llama-server's physical batch (`-ub`) when the command line gives none.
+pub const DEFAULT_UBATCH: u32 = 512;
+
+/// The physical batch the planner gives a model that is wholly on the GPU, where room allows:
+/// a GPU reads each weight once per ubatch, so four times the rows per read computes a prompt
+/// faster (llama.cpp's guides give gpt-oss `-ub 2048`); its cost is compute buffers and
+/// sliding-window cells that grow with it.
+pub const GPU_UBATCH: u32 = 2048;
 
 /// How much memory to leave free on each device (llama-server's `--fit-target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -332,6 +349,8 @@ pub struct FilePlan {
     pub n_ctx: u64,
     pub fit: Fit,
     pub offload: Offload,
+    /// The physical batch: the one asked for, or [`GPU_UBATCH`] where the planner raised it.
+    pub n_ubatch: u32,
     /// Whether to load with the GPU at all (false: it cannot hold even the compute buffers).
     pub use_gpu: bool,
     /// Share of the weight bytes on the GPU.
@@ -351,6 +370,8 @@ pub struct Decision {
     pub quant: String,
     pub n_gpu_layers: u32,
     pub n_cpu_moe: u32,
+    /// `-ub`: the physical batch (see [`FilePlan::n_ubatch`]).
+    pub n_ubatch: u32,
     /// False when the model should be loaded without the GPU (no device): with a GPU,
     /// llama.cpp puts the compute buffers there even at `-ngl 0`.
     pub use_gpu: bool,

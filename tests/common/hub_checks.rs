@@ -86,12 +86,18 @@ pub fn assert_untouched(hub: &FakeHub, name: &str) {
     );
 }
 
-/// The GPU memory each candidate needs (plan on a huge GPU), and the margin plan keeps.
+/// The GPU memory each candidate needs (plan on a huge GPU) at llama-server's `-ub 512`, which
+/// the planner raises only where room is left, and the margin plan keeps.
 pub fn needs(hub: &FakeHub, cache: &Path, repo: &str) -> (Vec<(String, u64)>, u64) {
     let plan = crate::hub_cli::run(
         hub,
         cache,
-        &args(&["plan", "--hf", repo, "--vram", "1TiB", "--json"], &BUDGET),
+        &args(
+            &[
+                "plan", "--hf", repo, "--vram", "1TiB", "-ub", "512", "--json",
+            ],
+            &BUDGET,
+        ),
         &[],
     )
     .ok();

@@ -142,6 +142,7 @@ fn fixed_offload_is_checked_not_changed() {
         cache_ram_mib: 8192,
         split: SplitRequest::default(),
         ctx_checkpoints: 32,
+        ubatch_auto: true,
     };
     let p = plan_file(&m, &request, &gpu(8 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::PartialGpu, 20));
@@ -151,4 +152,78 @@ fn fixed_offload_is_checked_not_changed() {
     };
     let p = plan_file(&m, &all, &gpu(2 * GIB, 64 * GIB));
     assert_eq!((p.fit, p.offload.n_gpu_layers), (Fit::None, 33));
+}
+
+#[test]
+fn a_model_wholly_on_the_gpu_gets_a_larger_ubatch_where_it_fits() {
+    let m = dense("q8_0", 100);
+    let request = |n_ubatch, n_batch, ubatch_auto| PlanRequest {
+        context: ContextParams {
+            n_ubatch,
+            n_batch,
+            ..ctx(8192)
+        },
+        ubatch_auto,
+        ..PlanRequest::default()
+    };
+    // Everything on the GPU at -ub 512 and at -ub 2048 (the compute buffers grow fourfold).
+    let at_512 = estimate(&m, &request(512, 2048, false).context, at(33, 0)).gpu_total();
+    let at_2048 = estimate(&m, &request(2048, 2048, false).context, at(33, 0)).gpu_total();
+    assert!(at_2048 > at_512);
+    // (-ub, -b, -ub left to the planner), budget, fit, the ubatch planned.
+    let auto = (512, 2048, true);
+    let room = |bytes| gpu(bytes, 64 * GIB);
+    let (full, g8, g16) = (Fit::FullGpu, room(8 * GIB), room(16 * GIB));
+    let cases = [
+        ("room for both", auto, room(at_2048), full, 2048),
+        ("room at 512 only", auto, room(at_2048 - 1), full, 512),
+        // Never a layer for the ubatch: the offload is fitted first.
+        ("partial offload", auto, room(2 * GIB), Fit::PartialGpu, 512),
+        ("no GPU", auto, cpu_only(64 * GIB), Fit::Cpu, 512),
+        ("-ub given", (512, 2048, false), g8.clone(), full, 512),
+        ("-ub 4096 given", (4096, 4096, false), g16, full, 4096),
+        ("at most -b", (512, 1024, true), g8.clone(), full, 1024),
+        ("-b under 512", (512, 256, true), g8, full, 512),
+    ];
+    for (name, (n_ubatch_asked, n_batch, ubatch_auto), budget, fit, n_ubatch) in cases {
+        let request = request(n_ubatch_asked, n_batch, ubatch_auto);
+        let p = plan_file(&m, &request, &budget);
+        assert_eq!((p.fit, p.n_ubatch), (fit, n_ubatch), "{name}: {}", p.reason);
+        // What is predicted is what is loaded: the estimate at the ubatch chosen.
+        let context = ContextParams {
+            n_ubatch,
+            ..request.context.clone()
+        };
+        let expected = match fit {
+            Fit::Cpu => estimate_cpu_only(&m, &context),
+            _ => estimate(&m, &context, p.offload),
+        };
+        assert_eq!(p.predicted, expected, "{name}");
+        assert!(p.predicted.gpu_total() <= budget.gpu_usable(), "{name}");
+        let said = p.reason.contains(&format!("-ub {n_ubatch}:"));
+        assert_eq!(
+            said,
+            n_ubatch != request.context.n_ubatch,
+            "{name}: {}",
+            p.reason
+        );
+    }
+    let auto = request(512, 2048, true);
+    let d = choose(std::slice::from_ref(&m), &auto, &gpu(8 * GIB, 64 * GIB)).unwrap();
+    assert_eq!(d.n_ubatch, 2048);
+    // Over two GPUs the layers are placed with the compute buffers of the ubatch chosen.
+    let p = plan_file(&m, &auto, &gpus(&[4 * GIB, 4 * GIB]));
+    assert_eq!((p.fit, p.n_ubatch), (Fit::FullGpu, 2048), "{}", p.reason);
+    let raised = ContextParams {
+        n_ubatch: 2048,
+        ..auto.context.clone()
+    };
+    let split = crate::plan::split::place(
+        &m,
+        &raised,
+        p.offload,
+        &gpus(&[4 * GIB; 2]).gpus,
+        &auto.split,
+    );
+    assert_eq!(p.split, Some(split));
 }

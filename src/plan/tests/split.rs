@@ -14,11 +14,13 @@ const OUTPUT: u64 = 400 * MIB + 16384;
 const LAYERS_ONLY: u64 = 100_663_296;
 const PEAK: u64 = 363_331_584;
 
+/// At `-ub 512`, the compute buffers above.
 fn request(n_gpu_layers: GpuLayers, split: SplitRequest) -> PlanRequest {
     PlanRequest {
         context: ctx(8192),
         n_gpu_layers,
         split,
+        ubatch_auto: false,
         ..PlanRequest::default()
     }
 }
