@@ -33,7 +33,8 @@
 #          WAVE_OTHER=path/to/an/earlier/gguf-serve, that build on the same flags; all loaded at
 #          once, ROUNDS rotating rounds of 64 sampled requests (64-word prompts, about 350
 #          tokens, 128 tokens, temperature 0.8, top_p 0.95) at concurrency 64: first every round
-#          the same prompts (later rounds may find them cached), then every round its own. The
+#          the same prompts (later rounds may find them cached), then every round its own
+#          (WAVE_KINDS="same fresh" by default; either alone runs only those rounds). The
 #          ratios are the current build's to llama-server and to the earlier build: a regression
 #          shows against the same machine.
 #   chat   chat traffic (scripts/chat-vs-llama-server.sh, completion endpoint): 32 conversations
@@ -216,13 +217,18 @@ if [[ " $stages " == *" wave "* ]]; then
   names+=(gguf-serve) ports+=(18093)
   PORT=18093 serve gguf-serve "$WORK/wave-gs.log" "$GS" "${common[@]}" && pids+=("$pid")
   if [ ${#pids[@]} = ${#ports[@]} ]; then
-    say "wave: every round the same 64 prompts (from the second round on, a server may have them)"
-    race "$WORK/wave.tsv" 64 64 "${ports[@]}"
-    say "wave: every round 64 prompts of its own"
-    RACE_FRESH=1 race "$WORK/wave-fresh.tsv" 64 64 "${ports[@]}"
+    kinds=${WAVE_KINDS:-same fresh}
+    if [[ " $kinds " == *" same "* ]]; then
+      say "wave: every round the same 64 prompts (from the second round on, a server may have them)"
+      race "$WORK/wave.tsv" 64 64 "${ports[@]}"
+    fi
+    if [[ " $kinds " == *" fresh "* ]]; then
+      say "wave: every round 64 prompts of its own"
+      RACE_FRESH=1 race "$WORK/wave-fresh.tsv" 64 64 "${ports[@]}"
+    fi
     printf '| prompts |'; printf ' %s |' "${names[@]}"; echo " gguf-serve to each |"
-    row "$WORK/wave.tsv" "the same"
-    row "$WORK/wave-fresh.tsv" "fresh"
+    [[ " $kinds " == *" same "* ]] && row "$WORK/wave.tsv" "the same"
+    [[ " $kinds " == *" fresh "* ]] && row "$WORK/wave-fresh.tsv" "fresh"
   fi
   kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
 fi
