@@ -15,14 +15,16 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Runs `plan --json` for a folder and one GPU of `vram` bytes, no margin, 4096 context,
-/// preferring quality (the memory sweep below checks the fit, not the speed policy).
-fn plan(dir: &Path, vram: u64) -> (Output, Value) {
-    let out = gguf_serve(&[
+/// preferring quality (the memory sweep below checks the fit, not the speed policy), with
+/// `extra` flags.
+fn plan(dir: &Path, vram: u64, extra: &[&str]) -> (Output, Value) {
+    let vram = format!("{vram}B");
+    let flags = [
         "plan",
         "-m",
         dir.to_str().unwrap(),
         "--vram",
-        &format!("{vram}B"),
+        &vram,
         "--fit-margin",
         "0",
         "--prefer",
@@ -34,7 +36,8 @@ fn plan(dir: &Path, vram: u64) -> (Output, Value) {
         "-c",
         "4096",
         "--json",
-    ]);
+    ];
+    let out = gguf_serve(&[&flags[..], extra].concat());
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out, json)
 }
@@ -72,8 +75,12 @@ fn ladder_and_budget_sweep() {
         );
     }
 
-    // What each file needs on the GPU, from an unlimited budget.
-    let (out, json) = plan(dir.path(), 1 << 40);
+    // Unlimited, the planner raises the ubatch of the pick, wholly on the GPU.
+    let (out, json) = plan(dir.path(), 1 << 40, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json["pick"]["n_ubatch"], 2048, "{}", json["pick"]);
+    // What each file needs on the GPU at llama-server's -ub 512, from an unlimited budget.
+    let (out, json) = plan(dir.path(), 1 << 40, &["-ub", "512"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut needs: Vec<(u64, String, u64)> = json["plans"]
         .as_array()
@@ -107,13 +114,17 @@ fn ladder_and_budget_sweep() {
     budgets.sort();
     let mut last_rank = 0;
     for budget in budgets {
-        let (out, json) = plan(dir.path(), budget);
+        let (out, json) = plan(dir.path(), budget, &[]);
         assert!(out.status.success(), "{budget}: {}", stderr(&out));
         let pick = json["pick"]["quant"].as_str().unwrap().to_owned();
         let expected = needs.iter().rev().find(|n| n.2 <= budget);
         match expected {
-            Some((rank, quant, _)) => {
+            Some((rank, quant, need)) => {
                 assert_eq!(&pick, quant, "budget {budget}");
+                if budget == *need {
+                    // No room left for larger compute buffers.
+                    assert_eq!(json["pick"]["n_ubatch"], 512, "budget {budget}");
+                }
                 assert!(
                     *rank >= last_rank,
                     "budget {budget}: pick went down to {pick}"
