@@ -99,7 +99,8 @@ pub struct ServeArgs {
     pub slot_prompt_similarity: f32,
 
     /// When a request starts, save the idle slots to the prompt cache and, with a unified KV
-    /// cache, clear them from it, so that attention spans only the slots at work.
+    /// cache, clear them from it, so that attention spans only the slots at work; an idle
+    /// engine saves them beforehand, keeping their cells.
     #[arg(long = "cache-idle-slots", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cache_idle_slots: bool,

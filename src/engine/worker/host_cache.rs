@@ -147,6 +147,33 @@ impl Worker<'_> {
         }
     }
 
+    /// The engine has nothing to do: saves the least recently used idle slot that the prompt
+    /// cache lacks (idle for `--cache-idle-after`), keeping its cells; false when there is none.
+    /// Idle time is free, and the copy is then made: a step that parks the slot (with one KV
+    /// cache) only clears it, and a request that takes the slot over finds it saved. Without
+    /// this a wave of new conversations on slots that hold finished ones copies every one of
+    /// them out before its prompt can start. The engine looks for commands between saves, so a
+    /// request that arrives waits for one save at most.
+    pub(super) fn save_an_idle_slot(&mut self) -> bool {
+        if !self.cache_idle_slots || self.prompt_cache.is_none() {
+            return false;
+        }
+        let Some(idx) = self
+            .slots
+            .iter()
+            .filter(|s| s.task.is_none() && !s.cache.is_empty() && !s.parked)
+            .filter(|s| s.last_used.elapsed() >= self.cache_idle_after)
+            .min_by_key(|s| s.last_used)
+            .map(|s| s.id)
+        else {
+            return false;
+        };
+        self.cache_slot(idx);
+        // Not a busy period: nothing waited for it.
+        self.busy = None;
+        true
+    }
+
     /// Whether parking has spent this turn's share: the last step's time, once at least one
     /// slot was parked.
     fn parking_budget_spent(&self) -> bool {

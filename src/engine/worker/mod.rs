@@ -20,6 +20,7 @@ use std::sync::Arc;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 mod assign;
@@ -319,7 +320,16 @@ impl<'m> Worker<'m> {
                 if let Some(busy) = self.busy.take() {
                     busy.log();
                 }
-                match rx.blocking_recv() {
+                // Idle slots are saved while no command waits.
+                let cmd = loop {
+                    match rx.try_recv() {
+                        Ok(cmd) => break Some(cmd),
+                        Err(TryRecvError::Disconnected) => break None,
+                        Err(TryRecvError::Empty) if self.save_an_idle_slot() => {}
+                        Err(TryRecvError::Empty) => break rx.blocking_recv(),
+                    }
+                };
+                match cmd {
                     Some(cmd) => {
                         if !self.handle(cmd) {
                             break;
