@@ -265,41 +265,50 @@ fn an_idle_slot_is_parked_after_its_delay_not_before() {
     assert_eq!((entries, hits), (1.0, 1.0), "parked while the other worked");
 }
 
-/// An engine with nothing to do saves its idle slots to the host cache: a finished
-/// conversation is there before another request comes (which then copies nothing out before
-/// its prompt starts) and, with one KV cache per slot, keeps its cells, so that it comes back
-/// without a restore. `--cache-idle-slots=false` saves none.
+/// An engine with nothing to do saves its idle slots to the host cache, but the one used last:
+/// two conversations that finish together (one request of two prompts) leave the engine idle
+/// with two slots that no step parked. The older is saved before another request comes
+/// (which then copies nothing out before its prompt starts) and, with one KV cache per slot,
+/// keeps its cells, so that it comes back without a restore; the newer, which an agent's next
+/// turn would continue, is not copied. `--cache-idle-slots=false` saves none.
 #[test]
 fn an_idle_engine_saves_its_idle_slots() {
-    let first = essay("rivers", 10);
-    let entries_after = |flags: &[&str], wait: std::time::Duration| {
-        let server = Server::start(&[&["-np", "2", "--metrics"], flags].concat());
-        let answer = complete(&server, &first, 4, true)["content"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let prompts = [essay("rivers", 10), essay("bread", 10)];
+    let run = |flags: &[&str], wait: std::time::Duration| {
+        let server = Server::start(&[&["-np", "3", "--metrics"], flags].concat());
+        let (status, reply) = server.post(
+            "/completion",
+            &json!({ "prompt": prompts, "n_predict": 4, "ignore_eos": true, "temperature": 0 }),
+        );
+        assert_eq!(status, 200, "{reply}");
         let until = std::time::Instant::now() + wait;
         while server.metric("gguf_serve_prompt_cache_entries") < 1.0
             && std::time::Instant::now() < until
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // Time for a second save, were the newer slot taken too.
+        std::thread::sleep(wait / 20);
         let entries = server.metric("gguf_serve_prompt_cache_entries");
-        let back = complete(&server, &format!("{first}{answer} And so,"), 4, true);
-        assert!(
-            cache_n(&back) >= n_tokens(&server, &first),
-            "the conversation should keep its prompt: {back}"
-        );
-        let hits = server.metric("gguf_serve_prompt_cache_hits_total");
-        (entries, hits)
+        let mut cached = Vec::new();
+        for (prompt, result) in prompts.iter().zip(reply.as_array().unwrap()) {
+            let text = format!("{prompt}{} And so,", result["content"].as_str().unwrap());
+            let back = complete(&server, &text, 4, true);
+            assert!(
+                cache_n(&back) >= n_tokens(&server, prompt),
+                "the conversation should keep its prompt: {back}"
+            );
+            cached.push(server.metric("gguf_serve_prompt_cache_hits_total"));
+        }
+        (entries, cached)
     };
     let wait = std::time::Duration::from_secs(10);
     assert_eq!(
-        entries_after(&[], wait),
-        (1.0, 0.0),
-        "saved while idle, then taken up again in place"
+        run(&[], wait),
+        (1.0, vec![0.0, 0.0]),
+        "one saved while idle, both taken up again in place"
     );
-    let (entries, _) = entries_after(&["--cache-idle-slots=false"], wait / 20);
+    let (entries, _) = run(&["--cache-idle-slots=false"], wait / 10);
     assert_eq!(entries, 0.0, "--cache-idle-slots=false saves no idle slot");
 }
 

@@ -152,16 +152,22 @@ impl Worker<'_> {
     /// Idle time is free, and the copy is then made: a step that parks the slot (with one KV
     /// cache) only clears it, and a request that takes the slot over finds it saved. Without
     /// this a wave of new conversations on slots that hold finished ones copies every one of
-    /// them out before its prompt can start. The engine looks for commands between saves, so a
-    /// request that arrives waits for one save at most.
+    /// them out before its prompt can start. The slot used last is left: it is the one a
+    /// follow-up most likely continues in place (an agent's next turn, sent as soon as the
+    /// answer is in), which a save under way would only delay. The engine looks for commands
+    /// between saves, so a request that arrives waits for one save at most.
     pub(super) fn save_an_idle_slot(&mut self) -> bool {
         if !self.cache_idle_slots || self.prompt_cache.is_none() {
             return false;
         }
-        let Some(idx) = self
-            .slots
-            .iter()
-            .filter(|s| s.task.is_none() && !s.cache.is_empty() && !s.parked)
+        let holding = || {
+            self.slots
+                .iter()
+                .filter(|s| s.task.is_none() && !s.cache.is_empty())
+        };
+        let last = holding().max_by_key(|s| s.last_used).map(|s| s.id);
+        let Some(idx) = holding()
+            .filter(|s| !s.parked && Some(s.id) != last)
             .filter(|s| s.last_used.elapsed() >= self.cache_idle_after)
             .min_by_key(|s| s.last_used)
             .map(|s| s.id)
