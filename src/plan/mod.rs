@@ -42,8 +42,8 @@
 //! if the GPU cannot hold even those, the file runs without it ([`Decision::use_gpu`] false).
 //! The offload is fitted at the ubatch asked for (llama-server's 512 without `-ub`); a model
 //! wholly on the GPU then gets [`GPU_UBATCH`] when its larger buffers fit too, never at the cost
-//! of a layer. It also predicts the file's decode speed at that offload ([`speed`]). [`choose`] then picks
-//! by [`Prefer`]: `balanced` (the default) takes the highest-quality quant (rank in
+//! of a layer. It also predicts the file's decode speed at that offload ([`speed`]). [`choose`]
+//! then picks by [`Prefer`]: `balanced` (the default) takes the highest-quality quant (rank in
 //! `quant-profiles/quants.toml`) predicted to decode at least [`BALANCED_SHARE`] as fast as
 //! the fastest quant that fits; `speed` the fastest; `quality` the highest-quality quant that
 //! fits entirely on the GPU, else the one with the largest share of its weights on the GPU,

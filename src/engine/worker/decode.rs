@@ -101,7 +101,7 @@ impl Worker<'_> {
             let left = task.req.prompt.len() - task.n_prompt_fed;
             if self.checkpoints.max > 0
                 && task.n_prompt_fed > start
-                && left < self.checkpoint_tail
+                && left < self.checkpoints.tail
                 && !slot.checkpoints.holds(start)
             {
                 let started = Instant::now();

@@ -7,6 +7,7 @@
 
 use super::Worker;
 use crate::engine::request::GenerateRequest;
+use crate::engine::slot::Slot;
 
 impl Worker<'_> {
     /// Saves slot `idx`'s cells to the prompt cache, unless it is empty, already offered
@@ -120,20 +121,19 @@ impl Worker<'_> {
         if !self.cache_idle_slots || self.prompt_cache.is_none() || self.parking_budget_spent() {
             return;
         }
-        let mut idle: Vec<usize> = (0..self.slots.len())
-            .filter(|&idx| {
-                let slot = &self.slots[idx];
-                Some(idx) != picked
-                    && slot.task.is_none()
-                    && !slot.cache.is_empty()
+        let mut idle: Vec<(std::time::Instant, usize)> = self
+            .idle_holding()
+            .filter(|s| {
+                Some(s.id) != picked
                     // A parked slot is already in the cache: with one KV cache its cells
                     // still go; with one per sequence there is nothing left to do.
-                    && (self.kv_unified || !slot.parked)
-                    && slot.last_used.elapsed() >= self.cache_idle_after
+                    && (self.kv_unified || !s.parked)
+                    && s.last_used.elapsed() >= self.cache_idle_after
             })
+            .map(|s| (s.last_used, s.id))
             .collect();
-        idle.sort_by_key(|&idx| self.slots[idx].last_used);
-        for idx in idle {
+        idle.sort();
+        for (_, idx) in idle {
             if self.parking_budget_spent() {
                 break;
             }
@@ -160,13 +160,12 @@ impl Worker<'_> {
         if !self.cache_idle_slots || self.prompt_cache.is_none() {
             return false;
         }
-        let holding = || {
-            self.slots
-                .iter()
-                .filter(|s| s.task.is_none() && !s.cache.is_empty())
-        };
-        let last = holding().max_by_key(|s| s.last_used).map(|s| s.id);
-        let Some(idx) = holding()
+        let last = self
+            .idle_holding()
+            .max_by_key(|s| s.last_used)
+            .map(|s| s.id);
+        let Some(idx) = self
+            .idle_holding()
             .filter(|s| !s.parked && Some(s.id) != last)
             .filter(|s| s.last_used.elapsed() >= self.cache_idle_after)
             .min_by_key(|s| s.last_used)
@@ -178,6 +177,13 @@ impl Worker<'_> {
         // Not a busy period: nothing waited for it.
         self.busy = None;
         true
+    }
+
+    /// The idle slots that hold cells: what parking, idle saves and a full KV cache choose from.
+    fn idle_holding(&self) -> impl Iterator<Item = &Slot> {
+        self.slots
+            .iter()
+            .filter(|s| s.task.is_none() && !s.cache.is_empty())
     }
 
     /// Whether parking has spent this turn's share: the last step's time, once at least one
@@ -195,9 +201,7 @@ impl Worker<'_> {
             return false;
         }
         let Some(idx) = self
-            .slots
-            .iter()
-            .filter(|s| s.task.is_none() && !s.cache.is_empty())
+            .idle_holding()
             .min_by_key(|s| s.last_used)
             .map(|s| s.id)
         else {

@@ -136,14 +136,12 @@ struct Worker<'m> {
     context_shift: bool,
     /// Prompt tokens left at which a slot's chunk ends, as llama-server ends it to checkpoint
     /// memory it cannot cut back (`4 + n_ubatch` and `4` before the end, n_ubatch as
-    /// `checkpoint_tail`): batches then hold the same rows, so CPU kernels round alike and
+    /// `checkpoints.tail`): batches then hold the same rows, so CPU kernels round alike and
     /// greedy answers match llama-server's.
     prompt_tail_breaks: Vec<usize>,
     /// Context checkpoints per slot (none unless the model has sliding-window layers, which
-    /// `--swa-full` makes whole, or a recurrent state).
+    /// `--swa-full` makes whole, or a recurrent state), their tail within `n_batch`.
     checkpoints: CheckpointLimits,
-    /// A chunk that leaves fewer prompt tokens than this is near the end (`Limits::tail`).
-    checkpoint_tail: usize,
     /// Where the time of the current busy period went (logged when the engine falls idle).
     busy: Option<Busy>,
     stats: Arc<EngineStats>,
@@ -174,7 +172,10 @@ impl<'m> Worker<'m> {
     ) -> Self {
         let n_batch = ctx.n_batch() as usize;
         let n_ubatch = config.context.n_ubatch.min(config.context.n_batch) as usize;
-        let checkpoint_tail = config.checkpoints.tail.min(n_batch);
+        let checkpoint_limits = CheckpointLimits {
+            tail: config.checkpoints.tail.min(n_batch),
+            ..config.checkpoints
+        };
         // Sliding-window layers keep only their window (unless --swa-full makes them whole); a
         // recurrent state (of a hybrid's layers too) only its last position.
         let windowed = llama::n_swa(model) > 0 && !config.context.swa_full;
@@ -232,19 +233,18 @@ impl<'m> Worker<'m> {
             special: config.special,
             context_shift: config.context_shift,
             prompt_tail_breaks: if checkpointed {
-                vec![n_batch.min(4 + checkpoint_tail), n_batch.min(4)]
+                vec![n_batch.min(4 + checkpoint_limits.tail), n_batch.min(4)]
             } else {
                 Vec::new()
             },
             checkpoints: if checkpointed {
-                config.checkpoints
+                checkpoint_limits
             } else {
                 CheckpointLimits {
                     max: 0,
-                    ..config.checkpoints
+                    ..checkpoint_limits
                 }
             },
-            checkpoint_tail,
             busy: None,
             stats,
             slot_actions: VecDeque::new(),
