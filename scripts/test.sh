@@ -9,6 +9,7 @@ python3 -c "import openai, prometheus_client" 2>/dev/null ||
   python3 -m pip install --quiet openai prometheus_client
 python3 -c "import anthropic" 2>/dev/null ||
   python3 -m pip install --quiet anthropic
+python3 -c "import ollama" 2>/dev/null || python3 -m pip install --quiet ollama
 # The fake Hub of the hub tests is checked against the Hub's own client.
 python3 -c "import huggingface_hub" 2>/dev/null || python3 -m pip install --quiet huggingface_hub
 # The embedding tests convert their model with gguf (and numpy) from PyPI.

@@ -9,30 +9,11 @@
 mod bert_fixture;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
 use common::Server;
-
-/// The converted model, fetched (and checked) by the project's script.
-fn minilm() -> PathBuf {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/fetch-embedding-model.sh"
-    );
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("running fetch-embedding-model.sh");
-    assert!(
-        out.status.success(),
-        "fetch-embedding-model.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn args(model: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["-m", &model.display().to_string(), "-t", "1", "-c", "2048"]
@@ -105,7 +86,7 @@ const LABELLED: [(&str, &str, &str); 5] = [
 
 #[test]
 fn a_real_embedder_orders_a_labelled_set() {
-    let server = Server::start_with(&args(&minilm(), &["--embedding"]));
+    let server = Server::start_with(&args(&common::minilm_model(), &["--embedding"]));
     let texts: Vec<&str> = LABELLED.iter().flat_map(|(a, p, n)| [*a, *p, *n]).collect();
     let (status, batch) = server.post("/v1/embeddings", &json!({ "input": texts }));
     assert_eq!(status, 200, "{batch}");
@@ -136,7 +117,7 @@ fn a_real_embedder_orders_a_labelled_set() {
 
 #[test]
 fn official_openai_python_client_embeddings() {
-    let server = Server::start_with(&args(&minilm(), &["--embedding"]));
+    let server = Server::start_with(&args(&common::minilm_model(), &["--embedding"]));
     common::run_python(
         "openai_embeddings.py",
         "openai",
@@ -151,7 +132,7 @@ fn official_openai_python_client_embeddings() {
 #[ignore = "needs the reference llama-server: set GGUF_SERVE_LLAMA_SERVER"]
 fn vectors_and_scores_match_the_reference_llama_server() {
     let reference = common::reference_llama_server();
-    let model = minilm();
+    let model = common::minilm_model();
     let texts: Vec<&str> = LABELLED.iter().flat_map(|(a, p, n)| [*a, *p, *n]).collect();
     let body = json!({ "input": texts });
     let ours = {

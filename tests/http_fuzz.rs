@@ -4,8 +4,9 @@
 //! once, while a watchdog sends a tiny greedy `/completion` every 0.5 s and fails the run if one
 //! takes longer than its budget (an engine stall). Checks: no 5xx but 503 (busy) and 501 (a
 //! documented "not supported"), every error body llama-server's error JSON (Anthropic's under
-//! `/v1/messages`), no error event with a 5xx inside a stream, and afterwards the server
-//! answers a normal request as it did before the run.
+//! `/v1/messages`, Ollama's under `/api/`), no error event with a 5xx inside a stream (no
+//! error line at all in Ollama's), and afterwards the server answers a normal request as it
+//! did before the run.
 //!
 //! The default run (`GGUF_SERVE_FUZZ_REQUESTS`, 2 500) takes about a minute on two cores;
 //! `GGUF_SERVE_FUZZ_REQUESTS=10000` is the full run. `GGUF_SERVE_FUZZ_SEED` replays a run (the
@@ -63,6 +64,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/reranking"),
     ("POST", "/v1/rerank"),
     ("POST", "/v1/reranking"),
+    ("GET", "/api/version"),
+    ("GET", "/api/tags"),
+    ("GET", "/api/ps"),
+    ("POST", "/api/show"),
+    ("POST", "/api/chat"),
+    ("POST", "/api/generate"),
+    ("POST", "/api/embed"),
+    ("POST", "/api/embeddings"),
+    ("POST", "/api/nope"),
     ("POST", "/nope"),
     ("GET", "/v2/x"),
 ];
@@ -245,6 +255,7 @@ fn check(sent: &Sent, answer: &Answer) -> Option<String> {
     let status = answer.status;
     let route = sent.path.split('?').next().unwrap();
     let anthropic = route == "/v1/messages" || route.starts_with("/v1/messages/");
+    let ollama = route.starts_with("/api/");
     if status >= 500 && status != 503 && status != 501 {
         return Some(format!("status {status}"));
     }
@@ -260,6 +271,8 @@ fn check(sent: &Sent, answer: &Answer) -> Option<String> {
             body["type"] == "error"
                 && body["error"]["type"].is_string()
                 && body["error"]["message"].is_string()
+        } else if ollama {
+            body["error"].is_string()
         } else {
             body["error"]["code"] == status
                 && body["error"]["message"].is_string()
@@ -289,6 +302,24 @@ fn check(sent: &Sent, answer: &Answer) -> Option<String> {
             let server_side = event["error"]["type"] == "api_error";
             if (code >= 500 && code != 503 && code != 501) || server_side {
                 return Some(format!("stream error event: {event}"));
+            }
+        }
+    }
+    if status == 200
+        && answer
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("application/x-ndjson"))
+    {
+        // Ollama's streams: a JSON object a line. A failure once the answer has started is
+        // the server's (a request it could not run was refused with a status).
+        for line in String::from_utf8_lossy(&answer.body).lines() {
+            match serde_json::from_str::<Value>(line) {
+                Ok(chunk) if chunk.get("error").is_some() => {
+                    return Some(format!("stream error line: {chunk}"));
+                }
+                Ok(_) => {}
+                Err(_) => return Some(format!("stream line not JSON: {line:?}")),
             }
         }
     }

@@ -73,6 +73,17 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The arguments as a JSON object, as Anthropic's and Ollama's APIs carry them: `{}` when
+    /// the model wrote no valid JSON object (as llama-server answers).
+    pub fn arguments_object(&self) -> Value {
+        match serde_json::from_str::<Value>(&self.arguments) {
+            Ok(object @ Value::Object(_)) => object,
+            _ => Value::Object(serde_json::Map::new()),
+        }
+    }
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {

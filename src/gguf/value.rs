@@ -129,6 +129,30 @@ impl Value {
         }
     }
 
+    /// The value as JSON: numbers, booleans, strings, and arrays of them; `null` for an array
+    /// too long to have been kept.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match self {
+            Value::U8(v) => (*v).into(),
+            Value::I8(v) => (*v).into(),
+            Value::U16(v) => (*v).into(),
+            Value::I16(v) => (*v).into(),
+            Value::U32(v) => (*v).into(),
+            Value::I32(v) => (*v).into(),
+            Value::U64(v) => (*v).into(),
+            Value::I64(v) => (*v).into(),
+            Value::F32(v) => (*v).into(),
+            Value::F64(v) => (*v).into(),
+            Value::Bool(v) => (*v).into(),
+            Value::String(v) => v.as_str().into(),
+            Value::Array {
+                items: Some(items), ..
+            } => items.iter().map(Value::to_json).collect(),
+            Value::Array { items: None, .. } => Json::Null,
+        }
+    }
+
     pub(crate) fn value_type(&self) -> ValueType {
         match self {
             Value::U8(_) => ValueType::U8,

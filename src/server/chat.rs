@@ -18,7 +18,9 @@ use super::fields::Body;
 use super::openai::{fingerprint, finish_reason, logprobs, usage};
 use super::pipeline::{self, Adapter, Finished, StepProbs, Update, unix_time};
 use super::request::{ChatSetup, Generation};
-use crate::chat::{ChatError, ChatParser, ChatRequest, ParserConfig, RenderedPrompt, Tool};
+use crate::chat::{
+    ChatError, ChatParser, ChatRequest, ParsedMessage, ParserConfig, RenderedPrompt, Tool,
+};
 use crate::engine::{Completion, LoadedModel};
 
 /// `POST /v1/chat/completions`.
@@ -64,6 +66,13 @@ impl AnswerReader {
         let mut parser = ChatParser::new(self.parser_config).with_tools(&self.tools);
         let deltas = parser.push(&self.prefix);
         (parser, deltas)
+    }
+
+    /// A whole answer's text, parsed (after the continued text it starts from).
+    pub fn read(&self, text: &str) -> ParsedMessage {
+        let (mut parser, _) = self.parser();
+        parser.push(text);
+        parser.finish().1
     }
 }
 
@@ -192,9 +201,7 @@ impl Adapter for Chat {
         let choices: Vec<Value> = results
             .iter()
             .map(|r| {
-                let (mut parser, _) = self.parser();
-                parser.push(&r.done.text);
-                let (_, message) = parser.finish();
+                let message = self.reader.read(&r.done.text);
                 let mut choice = json!({
                     "finish_reason": message.finish_reason(stopped(&r.done)),
                     "index": r.index,

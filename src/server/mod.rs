@@ -10,6 +10,7 @@
 mod anthropic;
 mod chat;
 mod connections;
+mod dialect;
 mod edge;
 mod embeddings;
 mod error;
@@ -20,6 +21,7 @@ mod listen;
 mod lora;
 mod memory;
 mod native;
+mod ollama;
 mod openai;
 mod pipeline;
 mod request;
@@ -215,6 +217,8 @@ pub struct AppState {
     started: std::time::Instant,
     /// Seconds from start until the model was ready.
     load_seconds: OnceLock<f64>,
+    /// The served model's header, as Ollama's listings show it (read at the first).
+    model_file: tokio::sync::OnceCell<Arc<ollama::ModelFile>>,
 }
 
 impl AppState {
@@ -227,6 +231,7 @@ impl AppState {
             next_id: AtomicU64::new(0),
             started: std::time::Instant::now(),
             load_seconds: OnceLock::new(),
+            model_file: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -319,7 +324,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rerank", post(rerank::rerank))
         .route("/reranking", post(rerank::rerank))
         .route("/v1/rerank", post(rerank::rerank))
-        .route("/v1/reranking", post(rerank::rerank));
+        .route("/v1/reranking", post(rerank::rerank))
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embeddings_legacy));
     let prefix = state.config.api_prefix.clone();
     let mut app = if prefix.is_empty() {
         routes
@@ -350,7 +363,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            anthropic::anthropic_errors,
+            dialect::protocol_errors,
         ))
         .layer(middleware::from_fn(edge::observe))
         .with_state(state)

@@ -97,6 +97,17 @@ pub trait Adapter: Send + 'static {
     fn keep_alive(&self) -> Option<SseEvent> {
         None
     }
+    /// Whether a stream is newline-delimited JSON (`application/x-ndjson`, one payload a line,
+    /// as Ollama streams) instead of Server-Sent Events.
+    fn ndjson(&self) -> bool {
+        false
+    }
+}
+
+/// One piece of a stream, framed for its transport.
+enum Frame {
+    Event(SseEvent),
+    Line(Value),
 }
 
 /// Runs the generation and answers through `adapter`.
@@ -226,7 +237,15 @@ async fn stream(
     };
     let usage = ctx.usage.clone();
     let keep_alive = adapter.keep_alive();
-    let events = async_stream::stream! {
+    let ndjson = adapter.ndjson();
+    let frame = move |adapter: &dyn Adapter, payload: Value| {
+        if ndjson {
+            Frame::Line(payload)
+        } else {
+            Frame::Event(adapter.event(payload))
+        }
+    };
+    let frames = async_stream::stream! {
         let mut decoded = vec![0usize; n_results];
         let mut next = Some(first);
         let mut failed = false;
@@ -262,20 +281,34 @@ async fn stream(
                 }
                 Event::Error(e) => {
                     let body = adapter.stream_error(&engine_error(e));
-                    yield Ok::<_, Infallible>(adapter.event(body));
+                    yield frame(&adapter, body);
                     failed = true;
                     break;
                 }
                 Event::Embedding(_) => continue,
             };
             for payload in adapter.stream(update) {
-                yield Ok(adapter.event(payload));
+                yield frame(&adapter, payload);
             }
         }
-        if !failed && adapter.done_marker() {
-            yield Ok(SseEvent::default().data("[DONE]"));
+        if !failed && !ndjson && adapter.done_marker() {
+            yield Frame::Event(SseEvent::default().data("[DONE]"));
         }
     };
+    if ndjson {
+        let lines = frames.filter_map(|frame| async move {
+            match frame {
+                Frame::Line(payload) => Some(Ok::<_, Infallible>(format!("{payload}\n"))),
+                Frame::Event(_) => None,
+            }
+        });
+        let headers = [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")];
+        return Ok((headers, axum::body::Body::from_stream(lines)).into_response());
+    }
+    let events = frames.map(|frame| match frame {
+        Frame::Event(event) => Ok::<_, Infallible>(event),
+        Frame::Line(payload) => Ok(SseEvent::default().data(payload.to_string())),
+    });
     Ok(sse(events, ping_seconds, keep_alive))
 }
 

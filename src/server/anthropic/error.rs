@@ -1,21 +1,13 @@
 //! Errors on the Messages routes in Anthropic's shape,
 //! `{"type":"error","error":{"type":"invalid_request_error","message":"…"},"request_id":"…"}`,
-//! which Anthropic's clients read (llama-server sends its own error JSON there). Every
-//! [`ApiError`] response carries the error itself, so one middleware between the edge's checks
-//! and the routes rewrites them all, whoever raised them: the API key and readiness checks, a
-//! bad body, an unknown path under `/v1/messages`, the handler.
+//! which Anthropic's clients read (llama-server sends its own error JSON there). The edge's
+//! one middleware for protocols with their own error shape (`dialect.rs`) rewrites every error
+//! on these paths, whoever raised it: the API key and readiness checks, a bad body, an unknown
+//! path under `/v1/messages`, the handler.
 
-use std::sync::Arc;
-
-use axum::Json;
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::super::AppState;
-use super::super::edge::RequestCtx;
 use super::super::error::{ApiError, ErrorType};
 
 /// Anthropic's name and status for an error (its statuses, except 503 for a server that is
@@ -46,39 +38,13 @@ pub fn error_json(error: &ApiError, request_id: Option<&str>) -> Value {
 }
 
 /// Whether a path (after `--api-prefix`) is one of the Messages routes or under them.
-fn is_messages_path(path: &str) -> bool {
+pub fn is_messages_path(path: &str) -> bool {
     path == "/v1/messages" || path.starts_with("/v1/messages/")
 }
 
-/// Rewrites error responses on the Messages routes into Anthropic's shape.
-pub async fn anthropic_errors(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let prefix = state.config.api_prefix.as_str();
-    let path = request.uri().path();
-    if !is_messages_path(path.strip_prefix(prefix).unwrap_or(path)) {
-        return next.run(request).await;
-    }
-    let request_id = request
-        .extensions()
-        .get::<RequestCtx>()
-        .map(|ctx| ctx.id.to_string());
-    let response = next.run(request).await;
-    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
-        return response;
-    };
-    let (parts, _) = response.into_parts();
-    let body = error_json(&error, request_id.as_deref());
-    let mut rewritten = (kind(&error).1, Json(body)).into_response();
-    // Keep what the edge added (CORS, Retry-After); the body's type and length are new.
-    for (name, value) in &parts.headers {
-        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-            rewritten.headers_mut().insert(name, value.clone());
-        }
-    }
-    rewritten
+/// The status and body of an error on the Messages routes.
+pub fn error_response(error: &ApiError, request_id: Option<&str>) -> (StatusCode, Value) {
+    (kind(error).1, error_json(error, request_id))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use axum::extract::{Extension, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-pub use error::anthropic_errors;
+pub use error::{error_response, is_messages_path};
 
 use super::AppState;
 use super::chat;

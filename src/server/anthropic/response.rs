@@ -99,19 +99,10 @@ fn content(message: &ParsedMessage) -> Value {
             "type": "tool_use",
             "id": call.id,
             "name": call.name,
-            "input": tool_input(&call.arguments),
+            "input": call.arguments_object(),
         }));
     }
     Value::Array(blocks)
-}
-
-/// A call's arguments as the `input` object (`{}` when the model wrote no valid JSON object,
-/// as llama-server answers).
-pub fn tool_input(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => json!({}),
-    }
 }
 
 impl Adapter for Messages {
@@ -119,9 +110,7 @@ impl Adapter for Messages {
         let Some(r) = results.into_iter().next() else {
             return Value::Null;
         };
-        let (mut parser, _) = self.reader.parser();
-        parser.push(&r.done.text);
-        let (_, message) = parser.finish();
+        let message = self.reader.read(&r.done.text);
         let stop = self.stop(&r.done, &message);
         self.message(content(&message), stop, usage(&r.done))
     }

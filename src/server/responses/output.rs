@@ -278,9 +278,7 @@ impl Adapter for Responses {
         let Some(r) = results.first() else {
             return Value::Null;
         };
-        let (mut parser, _) = self.reader.parser();
-        parser.push(&r.done.text);
-        let (_, message) = parser.finish();
+        let message = self.reader.read(&r.done.text);
         let mut response = self.response(self.output_items(&message), &r.done);
         response["completed_at"] = response["created_at"].clone();
         response
