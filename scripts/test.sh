@@ -10,6 +10,12 @@ python3 -c "import openai, prometheus_client" 2>/dev/null ||
 python3 -c "import anthropic" 2>/dev/null ||
   python3 -m pip install --quiet anthropic
 python3 -c "import ollama" 2>/dev/null || python3 -m pip install --quiet ollama
+# The chat page's test drives Debian's chromium.
+if ! command -v chromium >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+fi
 # The fake Hub of the hub tests is checked against the Hub's own client.
 python3 -c "import huggingface_hub" 2>/dev/null || python3 -m pip install --quiet huggingface_hub
 # The embedding tests convert their model with gguf (and numpy) from PyPI.

@@ -17,4 +17,5 @@ pub mod quantize;
 pub mod server;
 pub mod source;
 pub mod test_hook;
+pub mod ui;
 pub mod wording;

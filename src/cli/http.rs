@@ -79,9 +79,14 @@ pub struct HttpArgs {
     #[arg(long = "threads-http", default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
     pub threads_http: i32,
 
-    /// Serve static files from this folder for other GET paths.
+    /// Serve static files from this folder for other GET paths (in place of the chat page).
     #[arg(long, value_name = "PATH")]
     pub path: Option<std::path::PathBuf>,
+
+    /// Serve the chat page at / (`--no-ui` turns it off).
+    #[arg(long = "ui", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ui: bool,
 
     /// Serve every route under this prefix (no trailing slash).
     #[arg(long = "api-prefix", default_value = "", value_name = "PREFIX")]

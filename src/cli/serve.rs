@@ -197,6 +197,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         tls: http.tls()?,
         api_prefix: http.api_prefix.trim_end_matches('/').to_string(),
         static_path: http.path.clone(),
+        ui: http.ui,
         timeout_secs: http.timeout,
         shutdown_timeout_secs: http.shutdown_timeout,
         predicted: Some(decision.predicted),

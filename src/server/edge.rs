@@ -260,7 +260,7 @@ fn authorized(state: &AppState, request: &Request) -> bool {
     let path = request.uri().path();
     let prefix = state.config.api_prefix.as_str();
     let path = path.strip_prefix(prefix).unwrap_or(path);
-    if matches!(path, "/health" | "/v1/health" | "/") {
+    if matches!(path, "/health" | "/v1/health" | "/" | "/index.html") {
         return true;
     }
     let header = |name: header::HeaderName| {

@@ -98,6 +98,8 @@ pub struct ServerConfig {
     pub api_prefix: String,
     /// `--path`: static files served for other GET paths.
     pub static_path: Option<PathBuf>,
+    /// Serve the chat page at `/` (unless `static_path` serves a folder there).
+    pub ui: bool,
     /// `--timeout`: seconds a connection may stay silent while reading or writing.
     pub timeout_secs: u64,
     /// `--shutdown-timeout`: seconds requests in flight may run on after a stop signal.
@@ -171,6 +173,7 @@ impl Default for ServerConfig {
             cors: Cors::default(),
             api_prefix: String::new(),
             static_path: None,
+            ui: true,
             timeout_secs: 3600,
             shutdown_timeout_secs: 5,
             predicted: None,
@@ -348,6 +351,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             .call_fallback_on_method_not_allowed(true);
         app = app.fallback_service(files);
     } else {
+        if state.config.ui {
+            // At the prefix with its slash, so that the page finds the API beside it.
+            app = app
+                .route(&format!("{prefix}/"), get(crate::ui::index))
+                .route(&format!("{prefix}/index.html"), get(crate::ui::index));
+            if !prefix.is_empty() {
+                let to = format!("{prefix}/");
+                app = app.route(
+                    &prefix,
+                    get(move || async move { axum::response::Redirect::permanent(&to) }),
+                );
+            }
+        }
         app = app.fallback(edge::not_found);
     }
     app.method_not_allowed_fallback(edge::not_found)

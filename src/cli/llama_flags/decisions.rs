@@ -14,7 +14,7 @@ const CONTROL_VECTORS: &str = "control vectors are not supported yet";
 const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
     with it (its README says 0): the scales are set per decode from the global ones";
 const ROUTER: &str = "serving several models from one server is not supported yet";
-const WEB_UI: &str = "gguf-serve has no web UI yet";
+const UI_CONFIG: &str = "the chat page has no server-side settings: each browser keeps its own";
 const AGENT: &str = "llama-server's built-in agent tools and MCP proxy are not supported";
 /// Every row's decision, by its first long spelling; a second entry is the decision for the
 /// pair's negative spellings when it differs from the first's (for `Ours`, the negative
@@ -179,15 +179,15 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--cors-headers", Ours("cors-headers"), None),
     ("--cors-credentials", Ours("cors-credentials"), None),
     ("--api-prefix", Ours("api-prefix"), None),
-    ("--ui-config", Refused(WEB_UI), None),
-    ("--ui-config-file", Refused(WEB_UI), None),
+    ("--ui-config", Refused(UI_CONFIG), None),
+    ("--ui-config-file", Refused(UI_CONFIG), None),
     ("--ui-mcp-proxy", Refused(AGENT), Some(Same("there is no MCP proxy"))),
     ("--tools", Refused(AGENT), None),
     ("--tools-runtime", Refused(AGENT), None),
     ("--mcp-servers-config", Refused(AGENT), None),
     ("--mcp-servers-json", Refused(AGENT), None),
     ("--agent", Refused(AGENT), Some(Same("the agent tools are off"))),
-    ("--ui", Refused(WEB_UI), Some(Same("no web UI is served"))),
+    ("--ui", Ours("ui"), None),
     ("--embedding", Ours("embedding"), None),
     ("--rerank", Ours("reranking"), None),
     ("--api-key", Ours("api-key"), None),
