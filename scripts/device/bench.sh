@@ -30,7 +30,8 @@
 #          a call that runs out of time keeps what it printed.
 #   wave   issue 21's 64-stream row in its own setup: -c 131072 -np 64, llama-server
 #          --kv-unified, gguf-serve on its defaults (one KV cache per sequence), and, with
-#          WAVE_OTHER=path/to/an/earlier/gguf-serve, that build on the same flags; all loaded at
+#          WAVE_OTHER=path/to/an/earlier/gguf-serve (scripts/device/prepare.sh's OTHER=REV
+#          puts one at $WORK/bundle/gguf-serve-REV), that build on the same flags; all loaded at
 #          once, ROUNDS rotating rounds of 64 sampled requests (64-word prompts, about 350
 #          tokens, 128 tokens, temperature 0.8, top_p 0.95) at concurrency 64: first every round
 #          the same prompts (later rounds may find them cached), then every round its own

