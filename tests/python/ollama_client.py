@@ -91,6 +91,8 @@ def demo(client: ollama.Client, base_url: str) -> None:
 
     loaded = client.generate(model="demo", prompt="")
     assert loaded.done and loaded.done_reason == "load" and loaded.response == "", loaded
+    loaded = client.chat(model="demo", messages=[])
+    assert loaded.done and loaded.done_reason == "load" and loaded.message.content == "", loaded
 
     def refused(call, status: int, words: str) -> None:
         try:

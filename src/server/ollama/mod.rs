@@ -86,7 +86,7 @@ async fn model_file(state: &AppState) -> Result<Arc<ModelFile>, ApiError> {
     Ok(Arc::clone(file))
 }
 
-/// `POST /api/chat`.
+/// `POST /api/chat` (without messages there is nothing to generate: `done_reason: load`).
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -94,14 +94,37 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let body = Body::parse(&body)?;
     let mut chat_body = request::chat_body(&body)?;
+    let name = model_name(&state, &body)?;
+    if chat_body
+        .0
+        .get("messages")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        let mut loaded = loaded(&state, name)?;
+        loaded["message"] = json!({ "role": "assistant", "content": "" });
+        return Ok(Json(loaded).into_response());
+    }
     let prepared = chat::prepare(&state, &mut chat_body)?;
-    let answer = Answer::new(Kind::Chat, model_name(&state, &body)?, prepared.reader);
+    let answer = Answer::new(Kind::Chat, name, prepared.reader);
     pipeline::respond(&state, &ctx, prepared.generation, answer).await
+}
+
+/// The answer to a request with nothing to generate: the model is loaded (as Ollama loads it
+/// for such a request; here it always is).
+fn loaded(state: &AppState, name: String) -> Result<Value, ApiError> {
+    state.model()?;
+    Ok(json!({
+        "model": name,
+        "created_at": now(),
+        "done": true,
+        "done_reason": "load",
+    }))
 }
 
 /// `POST /api/generate`: a prompt through the chat template (its `system` first), or as it
 /// is with `raw`; `context` (an earlier answer's conversation) goes before it. Without a
-/// prompt the model is loaded already, as Ollama answers.
+/// prompt there is nothing to generate (`done_reason: load`).
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -111,16 +134,10 @@ pub async fn generate(
     let name = model_name(&state, &body)?;
     let prompt = body.str(&["prompt"])?.unwrap_or_default().to_string();
     let context = request::context(&body)?;
-    if prompt.is_empty() && context.is_empty() {
-        state.model()?;
-        return Ok(Json(json!({
-            "model": name,
-            "created_at": now(),
-            "response": "",
-            "done": true,
-            "done_reason": "load",
-        }))
-        .into_response());
+    if prompt.is_empty() {
+        let mut loaded = loaded(&state, name)?;
+        loaded["response"] = "".into();
+        return Ok(Json(loaded).into_response());
     }
     let (route, mut generate_body) = request::generate_body(&body, &prompt)?;
     let (mut generation, reader) = match route {
