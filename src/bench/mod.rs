@@ -31,6 +31,7 @@ pub use conversation::{
     run_conversations, summarize_conversations,
 };
 pub use report::{render_conversation, render_text};
+pub use sse::SseDecoder;
 pub use stats::{Distribution, ServerSummary, Summary, percentile, summarize};
 pub use workload::{
     BenchRequest, Prompt, RequestOptions, load_requests, parse_requests, request_body,

@@ -17,6 +17,7 @@ mod memory;
 mod plan;
 mod quantize;
 mod rpc_worker;
+mod run;
 mod sampling;
 mod serve;
 mod slots;
@@ -85,6 +86,9 @@ pub enum Command {
     List(store::ListArgs),
     /// Remove a repo, or one quant of it, from the Hugging Face cache.
     Rm(store::RmArgs),
+    /// Chat with a model in the terminal (every serve flag applies): a prompt is answered once,
+    /// otherwise a chat until /bye.
+    Run(Box<run::RunArgs>),
     /// Serve this machine's devices to another machine's server over llama.cpp's RPC protocol
     /// (as llama.cpp's `rpc-server`; the server adds it with `--rpc HOST:PORT`).
     RpcWorker(RpcWorkerArgs),
@@ -112,6 +116,7 @@ impl Cli {
             Some(Command::List(args)) => store::list(&args),
             Some(Command::Rm(args)) => store::rm(args),
             Some(Command::RpcWorker(args)) => rpc_worker::run(args),
+            Some(Command::Run(args)) => run::run(*args),
         }
     }
 }
@@ -143,8 +148,9 @@ impl Cli {
         });
         let args = match subcommand {
             None => translate(args, env, &|s| own_flag(&command, s)).map_err(ParseError::Flag)?,
-            Some("serve") => {
-                let serve = command.find_subcommand("serve").expect("serve exists");
+            // `run` serves too, with the same flags.
+            Some(name @ ("serve" | "run")) => {
+                let serve = command.find_subcommand(name).expect("matched above");
                 let (head, rest) = args.split_at(2);
                 let mut translated = translate(
                     std::iter::once(head[1].clone())

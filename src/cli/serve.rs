@@ -149,21 +149,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         return super::store::list(&super::store::ListArgs { json: false });
     }
     args.log.init()?;
+    let (server, engine) = configs(&args)?;
+    http_runtime(&args)?.block_on(crate::server::run(server, engine))?;
+    Ok(())
+}
+
+/// The server's and the engine's settings: the model chosen and planned (`run` serves it too).
+pub(super) fn configs(args: &ServeArgs) -> anyhow::Result<(ServerConfig, EngineConfig)> {
     args.load.rpc.add()?;
-    let decision = choose_model(&args)?;
-    let engine = engine_config(&args, &decision)?;
-    let server = server_config(&args, &decision)?;
+    let decision = choose_model(args)?;
+    let engine = engine_config(args, &decision)?;
+    let server = server_config(args, &decision)?;
+    Ok((server, engine))
+}
+
+/// The HTTP threads (`--threads-http`; one per core by default).
+pub(super) fn http_runtime(args: &ServeArgs) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = match args.http.threads_http {
         n if n > 0 => n as usize,
         _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(threads)
         .thread_name("http")
-        .build()?;
-    runtime.block_on(crate::server::run(server, engine))?;
-    Ok(())
+        .build()?)
 }
 
 /// The HTTP side's settings.
@@ -198,6 +208,7 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         api_prefix: http.api_prefix.trim_end_matches('/').to_string(),
         static_path: http.path.clone(),
         ui: http.ui,
+        stop_on_signal: true,
         timeout_secs: http.timeout,
         shutdown_timeout_secs: http.shutdown_timeout,
         predicted: Some(decision.predicted),

@@ -148,6 +148,7 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         tracing::info!("HTTP server listening on {url} (loading model)");
     }
 
+    let on_signal = state.config.stop_on_signal;
     let (stop_tx, stop_rx) = watch::channel(false);
     let loader = tokio::spawn(load(Arc::clone(&state), ready, urls));
     let app = router(Arc::clone(&state));
@@ -163,13 +164,13 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         )));
     }
     let load_error = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = shutdown_signal(on_signal) => {
             tracing::info!("shutting down");
             None
         }
         result = loader => match result {
             Ok(Ok(())) => {
-                shutdown_signal().await;
+                shutdown_signal(on_signal).await;
                 tracing::info!("shutting down");
                 None
             }
@@ -181,8 +182,8 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
     // inside llama.cpp (its OpenMP workers too), and `exit` would run C++ static destructors
     // under it, which killed the process with a signal instead of exiting 130. The log writers
     // are unbuffered, so nothing is lost.
-    tokio::spawn(async {
-        shutdown_signal().await;
+    tokio::spawn(async move {
+        shutdown_signal(on_signal).await;
         tracing::warn!("second stop signal: exiting now");
         // SAFETY: _exit(2) ends the process without running any user-space code.
         unsafe { libc::_exit(130) };
@@ -436,7 +437,12 @@ fn legacy_apply(model: &LoadedModel, source: &str) -> LegacyApply {
     })
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM; never, for a server that is not stopped by signals (`run`'s, whose
+/// Ctrl-C stops an answer, and which ends with the process).
+async fn shutdown_signal(on_signal: bool) {
+    if !on_signal {
+        return std::future::pending().await;
+    }
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -100,6 +100,8 @@ pub struct ServerConfig {
     pub static_path: Option<PathBuf>,
     /// Serve the chat page at `/` (unless `static_path` serves a folder there).
     pub ui: bool,
+    /// Ctrl-C and SIGTERM stop the server (not `run`'s, where Ctrl-C stops an answer).
+    pub stop_on_signal: bool,
     /// `--timeout`: seconds a connection may stay silent while reading or writing.
     pub timeout_secs: u64,
     /// `--shutdown-timeout`: seconds requests in flight may run on after a stop signal.
@@ -174,6 +176,7 @@ impl Default for ServerConfig {
             api_prefix: String::new(),
             static_path: None,
             ui: true,
+            stop_on_signal: true,
             timeout_secs: 3600,
             shutdown_timeout_secs: 5,
             predicted: None,
