@@ -12,6 +12,7 @@ DevTools protocol on a pipe (--remote-debugging-pipe: no extra package):
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,7 +106,10 @@ def api_answer(base_url, messages, max_tokens, key=None):
 
 
 SETTLED = "!document.getElementById('send').hidden"
+# What the page shows: each message's kind, and its text (an answer's is rendered Markdown).
 MESSAGES = "[...document.querySelectorAll('#messages .message')].map(m => [m.className, m.querySelector('.content').textContent])"
+# What the page keeps of the open chat: each message's role and raw text.
+KEPT = "JSON.parse(localStorage.getItem('gguf-serve.chats'))[0].messages.map(m => [m.role, m.error || m.content])"
 
 
 def settings(page, temperature, max_tokens, key=""):
@@ -134,7 +138,13 @@ def say(page, text):
     }})()""")
     page.wait("!document.getElementById('stop').hidden || document.querySelectorAll('.message').length > 0", "the send")
     page.wait(SETTLED, "the answer")
-    return page.eval(MESSAGES)
+    shown = page.eval(MESSAGES)
+    kept = page.eval(KEPT)
+    # An error is shown in the answer's place.
+    kinds = ["assistant" if kind.endswith("error") else kind.split()[-1] for kind, _ in shown]
+    assert kinds == [role for role, _ in kept], (shown, kept)
+    assert all(text for _, text in shown), shown
+    return kept
 
 
 def chat(page, base_url):
@@ -150,7 +160,7 @@ def chat(page, base_url):
     api_answer(base_url, hello, 16)
     expected = api_answer(base_url, hello, 16)
     shown = say(page, "Say hello")
-    assert shown == [["message user", "Say hello"], ["message assistant", expected]], (shown, expected)
+    assert shown == [["user", "Say hello"], ["assistant", expected]], (shown, expected)
     stats = page.eval("document.querySelector('.message.assistant .stats').textContent")
     assert "prompt tokens at" in stats and "t/s" in stats, stats
 
@@ -162,9 +172,10 @@ def chat(page, base_url):
     titles = page.eval("[...document.querySelectorAll('#chats .open')].map(b => b.textContent)")
     assert titles == ["Say hello"], titles
 
+    on_screen = page.eval(MESSAGES)
     page.call("Page.reload")
     page.wait("document.readyState === 'complete' && document.querySelectorAll('.message').length === 4", "the restored chat")
-    assert page.eval(MESSAGES) == shown, "the conversation survives a reload"
+    assert page.eval(MESSAGES) == on_screen, "the conversation survives a reload"
 
     # Stop: a long answer, stopped once it has begun, keeps what came and frees the slot.
     page.eval("document.getElementById('new').click()")
@@ -183,6 +194,24 @@ def chat(page, base_url):
     while any(s["is_processing"] for s in json.load(urllib.request.urlopen(f"{base_url}/slots"))):
         assert time.time() < deadline, "the server stopped generating after Stop"
         time.sleep(0.1)
+
+    # Answers are Markdown, built as elements: what is not Markdown stays text, and a link
+    # goes only to a web address.
+    rendered = lambda text: page.eval(f"(() => {{ const d = document.createElement('div'); d.append(markdown({json.dumps(text)})); return d.innerHTML; }})()")
+    cases = [
+        ("Some **bold**, *slanted* and `code`.", "<p>Some <strong>bold</strong>, <em>slanted</em> and <code>code</code>.</p>"),
+        ("# Title\n\n- one\n- two\n\n1. first", "<h1>Title</h1><ul><li>one</li><li>two</li></ul><ol><li>first</li></ol>"),
+        ("```py\nprint('<b>')\n```\nafter", "<pre><code>print('&lt;b&gt;')</code></pre><p>after</p>"),
+        ("```\nstill streaming", "<pre><code>still streaming</code></pre>"),
+        ("[site](https://example.com) [bad](javascript:alert(1))",
+         '<p><a target="_blank" rel="noopener noreferrer" href="https://example.com">site</a> [bad](javascript:alert(1))</p>'),
+        ("<img src=x onerror=alert(1)> snake_case_name", "<p>&lt;img src=x onerror=alert(1)&gt; snake_case_name</p>"),
+    ]
+    for text, html in cases:
+        got = rendered(text)
+        # Attribute order is the browser's; compare links' attributes as a set.
+        assert got == html or (sorted(re.findall(r'\w+="[^"]*"', got)) == sorted(re.findall(r'\w+="[^"]*"', html))
+                               and re.sub(r"<a [^>]*>", "<a>", got) == re.sub(r"<a [^>]*>", "<a>", html)), (text, got)
 
     # Text is text: markup typed by the user stays as typed.
     settings(page, 0, 4)
@@ -203,14 +232,15 @@ def key(page, base_url):
     page.open(f"{base_url}/")
     settings(page, 0, 8)
     shown = say(page, "Say hello")
-    assert shown[-1] == ["message error", "Error: Invalid API Key"], shown
+    assert shown[-1] == ["assistant", "Error: Invalid API Key"], shown
+    assert page.eval("document.querySelector('.message.error .content').textContent") == "Error: Invalid API Key"
     settings(page, 0, 8, key="sk-page")
     page.eval("document.getElementById('new').click()")
     hello = [{"role": "user", "content": "Say hello"}]
     api_answer(base_url, hello, 8, key="sk-page")
     expected = api_answer(base_url, hello, 8, key="sk-page")
     shown = say(page, "Say hello")
-    assert shown == [["message user", "Say hello"], ["message assistant", expected]], (shown, expected)
+    assert shown == [["user", "Say hello"], ["assistant", expected]], (shown, expected)
     name = page.eval("document.getElementById('model').textContent")
     assert name == "gemma-3-270m-q4_k_m.gguf", "with the key the page reads /props"
     print("key: ok")
