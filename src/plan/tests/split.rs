@@ -416,3 +416,88 @@ fn quant_is_chosen_for_the_set() {
     assert_eq!(d.quant, "Q4_K_M", "{:?}", d.reasons);
     assert!(d.split.is_none());
 }
+
+/// gpt-oss-120b's shapes (issue 23's second model): 36 layers, half of them attending over a
+/// 128-token window, 128 experts of 2880 × 2880 in MXFP4 (17 bytes per 32 values: 1.58 GiB a
+/// layer), about 53 MB of attention and router weights a layer, and F16 embeddings and output
+/// of 201 088 × 2880: about 60.7 GiB in all.
+fn gpt_oss_120b() -> ModelSummary {
+    const EXPERTS: u64 = 3 * 128 * 2880 * 2880 * 17 / 32;
+    const EMBEDDINGS: u64 = 201_088 * 2880 * 2;
+    let mut m = summary(
+        Shape {
+            n_layer: 36,
+            n_embd: 2880,
+            n_head: 64,
+            n_head_kv: 8,
+            head_dim: 64,
+            n_ff: 2880,
+            vocab: 201_088,
+            layer_bytes: EXPERTS + 53_084_160,
+            expert_bytes: EXPERTS,
+            embd: (EMBEDDINGS, Some(EMBEDDINGS)),
+            swa: Some((128, (0..36).map(|il| il % 2 == 0).collect())),
+        },
+        "mxfp4_moe",
+    );
+    m.expert_count = 128;
+    m.expert_feed_forward_length = 2880;
+    m
+}
+
+#[test]
+fn a_gpt_oss_120b_shaped_model_over_two_budgets() {
+    let m = gpt_oss_120b();
+    let request = PlanRequest {
+        context: ctx(32768),
+        ubatch_auto: false,
+        ..PlanRequest::default()
+    };
+    // Two 40 GiB budgets hold it all, 18 layers each (a layer is 1.625 GiB of weights: 29.26
+    // GiB for 18), the output layer (2.16 GiB with its embeddings' twin) with the last.
+    let p = plan_file(&m, &request, &gpus(&[40 * GIB, 40 * GIB]));
+    assert_eq!(p.fit, Fit::FullGpu, "{}", p.reason);
+    assert_eq!(p.offload, at(37, 0));
+    let split = p.split.as_ref().expect("two GPUs have a split");
+    assert_eq!(
+        layout(split),
+        (
+            vec![(Some((0, 17)), false), (Some((18, 35)), true)],
+            vec![18, 19]
+        ),
+        "{:?}",
+        split.reasons
+    );
+    let weights: Vec<u64> = split.devices.iter().map(|d| d.weights).collect();
+    let layer = m.layers[0].bytes;
+    assert_eq!(
+        weights,
+        [18 * layer, 18 * layer + m.non_layer[1].bytes + 16384]
+    );
+    assert!(split.fits(), "{:?}", split.reasons);
+
+    // 40 + 16 GiB cannot hold 60.7 GiB: the first 5 layers' experts (7.88 GiB) stay in host
+    // memory, and the GPUs take layers 0-27 (37.63 GiB: 28 layers' attention and 23 layers'
+    // experts) and 28-35 with the output layer.
+    let p = plan_file(&m, &request, &gpus(&[40 * GIB, 16 * GIB]));
+    assert_eq!(p.fit, Fit::PartialGpu, "{}", p.reason);
+    assert_eq!(p.offload, at(37, 5), "{}", p.reason);
+    let split = p.split.as_ref().expect("two GPUs have a split");
+    assert_eq!(
+        layout(split),
+        (
+            vec![(Some((0, 27)), false), (Some((28, 35)), true)],
+            vec![28, 9]
+        ),
+        "{:?}",
+        split.reasons
+    );
+    let experts = m.layers[0].expert_bytes;
+    assert_eq!(split.devices[0].weights, 28 * layer - 5 * experts);
+    assert!(split.fits(), "{:?}", split.reasons);
+    assert!(
+        !split.overrides.is_empty(),
+        "the experts' -ot: {:?}",
+        split.reasons
+    );
+}
