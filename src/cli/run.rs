@@ -49,12 +49,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     server.api_keys.clear();
     server.stop_on_signal = false;
     let runtime = http_runtime(&args.serve)?;
-    let (failed_tx, failed_rx) = std::sync::mpsc::channel();
-    runtime.spawn(async move {
-        if let Err(e) = crate::server::run(server, engine).await {
-            let _ = failed_tx.send(e.to_string());
-        }
-    });
+    let serving = runtime.spawn(crate::server::run(server, engine));
 
     let prompt = prompt(&args.prompt)?;
     let chat = Chat {
@@ -64,7 +59,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         terminal: std::io::stdout().is_terminal(),
     };
     let code = runtime.block_on(async move {
-        wait_ready(&chat, &failed_rx).await?;
+        wait_ready(&chat, serving).await?;
         match prompt {
             Some(text) => chat.once(&text).await,
             None => chat.repl().await,
@@ -111,17 +106,24 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Waits for the model to load (a spinner at a terminal); a load that fails ends the wait with
-/// its error.
-async fn wait_ready(chat: &Chat, failed: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()> {
+/// Waits for the model to load (a spinner at a terminal); a server that ends meanwhile (a load
+/// that failed) ends the wait with its error.
+async fn wait_ready(
+    chat: &Chat,
+    serving: tokio::task::JoinHandle<Result<(), crate::server::ServerError>>,
+) -> anyhow::Result<()> {
     let spinner = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner().with_message("loading the model");
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
     let ready = loop {
-        if let Ok(error) = failed.try_recv() {
-            break Err(anyhow::anyhow!(error));
+        if serving.is_finished() {
+            break match serving.await {
+                Ok(Err(e)) => Err(e.into()),
+                Ok(Ok(())) => Err(anyhow::anyhow!("the server stopped before it was ready")),
+                Err(e) => Err(e.into()),
+            };
         }
         let health = chat.client.get(format!("{}/health", chat.url)).send().await;
         if health.is_ok_and(|r| r.status().is_success()) {
@@ -140,9 +142,9 @@ impl Chat {
     async fn once(mut self, text: &str) -> anyhow::Result<i32> {
         self.messages
             .push(json!({ "role": "user", "content": text }));
-        let answer = self.answer().await?;
+        let finished = self.answer().await?;
         println!();
-        Ok(if answer.is_some() { 0 } else { 130 })
+        Ok(if finished { 0 } else { 130 })
     }
 
     /// Reads messages until /bye or Ctrl-D.
@@ -186,8 +188,8 @@ impl Chat {
     }
 
     /// Streams the answer to the conversation, printing it as it comes, and keeps it (also
-    /// when Ctrl-C stopped it: then `None`).
-    async fn answer(&mut self) -> anyhow::Result<Option<String>> {
+    /// when Ctrl-C stopped it); whether it finished.
+    async fn answer(&mut self) -> anyhow::Result<bool> {
         let body = json!({ "messages": self.messages, "stream": true });
         let response = self
             .client
@@ -246,6 +248,6 @@ impl Chat {
         }
         self.messages
             .push(json!({ "role": "assistant", "content": text }));
-        Ok((!stopped).then_some(text))
+        Ok(!stopped)
     }
 }

@@ -20,7 +20,7 @@ mod vocab;
 mod write;
 
 pub use read::{GgufFile, Prefix, TensorInfo};
-pub use summary::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, split_name};
+pub use summary::{LayerTensors, ModelSummary, TensorGroup, TypeBytes, read_parts, split_name};
 pub use types::{
     GgmlType, QuantProfile, ggml_type, ggml_type_by_name, quant_by_ftype, quant_by_name, quants,
 };

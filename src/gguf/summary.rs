@@ -107,12 +107,7 @@ const SWA_PATTERNS: &[(&str, u32, bool)] = &[
 impl ModelSummary {
     /// Reads a model's headers; for a split model, any part reads all parts.
     pub fn from_path(path: &Path) -> Result<ModelSummary, GgufError> {
-        let parts = split_parts(path)?;
-        let files = parts
-            .iter()
-            .map(|p| GgufFile::read(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::from_files(&files)
+        Self::from_files(&read_parts(path)?)
     }
 
     /// Summarizes already-read headers (the first holds the metadata).
@@ -392,6 +387,14 @@ pub fn split_name(path: &Path) -> Option<(String, u32, u32)> {
         return None;
     }
     Some((prefix.to_owned(), part.parse().ok()?, count.parse().ok()?))
+}
+
+/// The headers of every part of the model `path` belongs to, in order.
+pub fn read_parts(path: &Path) -> Result<Vec<GgufFile>, GgufError> {
+    split_parts(path)?
+        .iter()
+        .map(|p| GgufFile::read(p))
+        .collect()
 }
 
 /// Every part of the model `path` belongs to, in order (just `path` if it is not split).

@@ -68,6 +68,15 @@ impl AnswerReader {
         (parser, deltas)
     }
 
+    /// A reader for text that is only content (a prompt completed as it is).
+    pub fn content_only() -> Self {
+        Self {
+            prefix: String::new(),
+            parser_config: ParserConfig::content_only(),
+            tools: Vec::new(),
+        }
+    }
+
     /// A whole answer's text, parsed (after the continued text it starts from).
     pub fn read(&self, text: &str) -> ParsedMessage {
         let (mut parser, _) = self.parser();

@@ -62,18 +62,24 @@ pub async fn openai(
     embeddings(&state, &ctx, &body, true).await
 }
 
+/// 501 unless the server was started for embeddings (`--embedding`).
+pub fn require_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.config.embeddings.enabled {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorType::NotSupported,
+        "This server does not support embeddings. Start it with `--embeddings`",
+    ))
+}
+
 async fn embeddings(
     state: &AppState,
     ctx: &RequestCtx,
     raw: &[u8],
     mut oai: bool,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.config.embeddings.enabled {
-        return Err(ApiError::new(
-            ErrorType::NotSupported,
-            "This server does not support embeddings. Start it with `--embeddings`",
-        ));
-    }
+    require_enabled(state)?;
     let model = Arc::clone(state.model()?);
     if oai && model.embedding.pooling == Pooling::None {
         return Err(ApiError::invalid(

@@ -24,7 +24,7 @@ use super::AppState;
 use super::chat;
 use super::edge::{RawBody, RequestCtx};
 use super::embeddings;
-use super::error::{ApiError, ErrorType};
+use super::error::ApiError;
 use super::fields::{Body, type_error};
 use super::pipeline;
 use super::request::Generation;
@@ -101,7 +101,7 @@ pub async fn chat(
         .and_then(Value::as_array)
         .is_some_and(Vec::is_empty)
     {
-        let mut loaded = loaded(&state, name)?;
+        let mut loaded = loaded(name);
         loaded["message"] = json!({ "role": "assistant", "content": "" });
         return Ok(Json(loaded).into_response());
     }
@@ -111,15 +111,14 @@ pub async fn chat(
 }
 
 /// The answer to a request with nothing to generate: the model is loaded (as Ollama loads it
-/// for such a request; here it always is).
-fn loaded(state: &AppState, name: String) -> Result<Value, ApiError> {
-    state.model()?;
-    Ok(json!({
+/// for such a request; here it always is, since the edge answers 503 until then).
+fn loaded(name: String) -> Value {
+    json!({
         "model": name,
         "created_at": now(),
         "done": true,
         "done_reason": "load",
-    }))
+    })
 }
 
 /// `POST /api/generate`: a prompt through the chat template (its `system` first), or as it
@@ -135,7 +134,7 @@ pub async fn generate(
     let prompt = body.str(&["prompt"])?.unwrap_or_default().to_string();
     let context = request::context(&body)?;
     if prompt.is_empty() {
-        let mut loaded = loaded(&state, name)?;
+        let mut loaded = loaded(name);
         loaded["response"] = "".into();
         return Ok(Json(loaded).into_response());
     }
@@ -149,8 +148,7 @@ pub async fn generate(
             let model = state.model()?;
             let generation =
                 Generation::from_completion(&generate_body, model, &state.config.defaults)?;
-            let reader = Answer::raw_reader(route).expect("a raw route");
-            (generation, reader)
+            (generation, chat::AnswerReader::content_only())
         }
     };
     if !context.is_empty() {
@@ -235,12 +233,7 @@ async fn embed_texts(
     truncate: bool,
     normalize: i32,
 ) -> Result<Vec<(Vec<f32>, usize)>, ApiError> {
-    if !state.config.embeddings.enabled {
-        return Err(ApiError::new(
-            ErrorType::NotSupported,
-            "This server does not support embeddings. Start it with `--embeddings`",
-        ));
-    }
+    embeddings::require_enabled(state)?;
     if texts.is_empty() {
         return Ok(Vec::new());
     }

@@ -12,7 +12,7 @@ use super::super::AppState;
 use super::super::error::ApiError;
 use crate::chat::ChatTemplate;
 use crate::engine::LoadedModel;
-use crate::gguf::{GgufFile, ModelSummary};
+use crate::gguf::{ModelSummary, read_parts};
 
 /// The served model's file, as the listings describe it.
 #[derive(Debug)]
@@ -30,8 +30,14 @@ impl ModelFile {
     pub fn read(model: &LoadedModel) -> Result<Self, ApiError> {
         let path: &Path = &model.path;
         let failed = |e: crate::gguf::GgufError| ApiError::server(e.to_string());
-        let summary = ModelSummary::from_path(path).map_err(failed)?;
-        let metadata = GgufFile::read(path).map_err(failed)?.metadata;
+        let files = read_parts(path).map_err(failed)?;
+        let summary = ModelSummary::from_files(&files).map_err(failed)?;
+        // The first part holds the model's metadata.
+        let metadata = files
+            .into_iter()
+            .next()
+            .map(|f| f.metadata)
+            .unwrap_or_default();
         let modified = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -65,7 +71,7 @@ impl ModelFile {
         hash.update(self.summary.file_size.to_le_bytes());
         let since = self.modified.duration_since(SystemTime::UNIX_EPOCH);
         hash.update(since.map_or(0, |d| d.as_nanos()).to_le_bytes());
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        format!("{:x}", hash.finalize())
     }
 
     /// The fields every listing has: `name`, `model`, `size`, `digest`, `details`.

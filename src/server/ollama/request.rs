@@ -88,7 +88,7 @@ pub fn generate_body(body: &Body, prompt: &str) -> Result<(Route, Body), ApiErro
             ));
         }
     }
-    refuse_images(body, "images")?;
+    refuse_images(body.0.get("images"), "images")?;
     let route = if body.bool(&["raw"])?.unwrap_or(false) {
         Route::Raw
     } else {
@@ -236,7 +236,7 @@ fn convert_message(message: &Value, i: usize) -> Result<Value, ApiError> {
     let Value::Object(fields) = message else {
         return Err(type_error(&path, "object", message));
     };
-    refuse_images(&Body(fields.clone()), &format!("{path}.images"))?;
+    refuse_images(fields.get("images"), &format!("{path}.images"))?;
     let role = match fields.get("role") {
         Some(Value::String(role)) => role.as_str(),
         Some(other) => return Err(type_error(&format!("{path}.role"), "string", other)),
@@ -298,8 +298,8 @@ fn convert_tool_call(call: &Value, path: &str, index: usize) -> Result<Value, Ap
 }
 
 /// Images need a multimodal model, which this server does not load.
-fn refuse_images(body: &Body, path: &str) -> Result<(), ApiError> {
-    match body.0.get("images") {
+fn refuse_images(images: Option<&Value>, path: &str) -> Result<(), ApiError> {
+    match images {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Array(items)) if items.is_empty() => Ok(()),
         Some(_) => Err(field_error(

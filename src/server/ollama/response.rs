@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 use super::super::chat::AnswerReader;
 use super::super::error::ApiError;
 use super::super::pipeline::{Adapter, Finished, Update};
-use super::request::Route;
 use crate::chat::{ChatDelta, ChatParser};
 use crate::engine::{Completion, StopType};
 
@@ -38,15 +37,6 @@ impl Answer {
             reader,
             parser: None,
         }
-    }
-
-    /// A reader for text that is only content (`/api/generate` with `raw`).
-    pub fn raw_reader(route: Route) -> Option<AnswerReader> {
-        (route == Route::Raw).then(|| AnswerReader {
-            prefix: String::new(),
-            parser_config: crate::chat::ParserConfig::content_only(),
-            tools: Vec::new(),
-        })
     }
 
     /// An object with `model`, `created_at` and `done`.
