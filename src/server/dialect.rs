@@ -40,7 +40,11 @@ pub async fn protocol_errors(
     request: Request,
     next: Next,
 ) -> Response {
-    let prefix = state.config.api_prefix.as_str();
+    in_protocol_shape(&state.config.api_prefix, request, next).await
+}
+
+/// [`protocol_errors`] for a server whose routes are under `prefix`.
+pub(crate) async fn in_protocol_shape(prefix: &str, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let Some(shape) = shape(path.strip_prefix(prefix).unwrap_or(path)) else {
         return next.run(request).await;

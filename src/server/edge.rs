@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use http_body::Frame;
 use tracing::Instrument;
 
-use super::AppState;
 use super::error::{ApiError, ErrorType};
+use super::{AppState, ServerConfig};
 
 /// What the edge knows of a request, for its handler.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ impl Usage {
 }
 
 /// A random id of 32 letters and digits, as llama-server's `chatcmpl-` suffixes.
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use rand::Rng;
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
@@ -56,10 +56,26 @@ fn random_id() -> String {
         .collect()
 }
 
-/// Gives the request its id and span, runs it inside the span, and logs its access line when
+/// Whether a request id sent in `X-Request-Id` (by a proxy such as the router, whose id the
+/// model's server then answers and logs under) is one to adopt: 1 to 64 letters, digits, `-`
+/// and `_`.
+fn well_formed_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Gives the request its id (the one it brings in `X-Request-Id`, if well formed) and span, runs it inside the span, and logs its access line when
 /// the response body has been sent (or dropped, for a client that left).
 pub async fn observe(mut request: Request, next: Next) -> Response {
-    let id: Arc<str> = random_id().into();
+    let id: Arc<str> = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| well_formed_id(id))
+        .map_or_else(random_id, str::to_owned)
+        .into();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let span = tracing::info_span!("request", id = %id);
@@ -93,6 +109,15 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     )
 }
 
+/// Routes clients and routers poll, whose access lines llama-server leaves out of its log
+/// (here they are debug lines).
+fn polled(path: &str) -> bool {
+    matches!(
+        path,
+        "/health" | "/v1/health" | "/models" | "/v1/models" | "/props" | "/metrics"
+    )
+}
+
 /// The access line of one request, written once its body is done.
 struct AccessLine {
     span: tracing::Span,
@@ -109,6 +134,10 @@ impl AccessLine {
         let prompt = self.usage.prompt.load(Ordering::Relaxed);
         let predicted = self.usage.predicted.load(Ordering::Relaxed);
         self.span.in_scope(|| {
+            if polled(&self.path) {
+                tracing::debug!(method = %self.method, path = %self.path, status = self.status, "access");
+                return;
+            }
             tracing::info!(
                 method = %self.method,
                 path = %self.path,
@@ -215,10 +244,44 @@ fn is_localhost(origin: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
+/// What the pre-routing checks read: CORS, the API keys and the API prefix.
+pub(crate) struct Gate<'a> {
+    cors: &'a Cors,
+    api_keys: &'a [String],
+    api_prefix: &'a str,
+}
+
+impl<'a> Gate<'a> {
+    pub(crate) fn of(config: &'a ServerConfig) -> Gate<'a> {
+        Gate {
+            cors: &config.cors,
+            api_keys: &config.api_keys,
+            api_prefix: &config.api_prefix,
+        }
+    }
+}
+
 /// llama-server's pre-routing checks: CORS (a preflight is answered here, before any key is
 /// asked for), then readiness, then the API key (not for `/health`).
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let cors = &state.config.cors;
+    let unavailable = if !state.is_ready() {
+        Some(ApiError::new(ErrorType::Unavailable, "Loading model"))
+    } else {
+        // An RPC worker was lost: the server stays up to say why, and serves nothing more.
+        crate::engine::device_lost().map(|reason| ApiError::new(ErrorType::Unavailable, reason))
+    };
+    admit(Gate::of(&state.config), unavailable, request, next).await
+}
+
+/// The checks of [`guard`] for any server: `unavailable` answers every request that is not a
+/// preflight.
+pub(crate) async fn admit(
+    gate: Gate<'_>,
+    unavailable: Option<ApiError>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let cors = gate.cors;
     let allow_origin = cors.allow_origin(request.headers());
     let mut response = if request.method() == Method::OPTIONS {
         let mut r = ([(header::CONTENT_TYPE, "text/html")], "").into_response();
@@ -231,12 +294,19 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, value(&cors.methods));
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value(&cors.headers));
         r
-    } else if !state.is_ready() {
-        ApiError::new(ErrorType::Unavailable, "Loading model").into_response()
-    } else if let Some(reason) = crate::engine::device_lost() {
-        // An RPC worker was lost: the server stays up to say why, and serves nothing more.
-        ApiError::new(ErrorType::Unavailable, reason).into_response()
-    } else if !authorized(&state, &request) {
+    } else if let Some(error) = unavailable {
+        if polled(
+            request
+                .uri()
+                .path()
+                .strip_prefix(gate.api_prefix)
+                .unwrap_or_default(),
+        ) {
+            error.unlogged_response()
+        } else {
+            error.into_response()
+        }
+    } else if !authorized(&gate, &request) {
         tracing::warn!("unauthorized: Invalid API Key");
         ApiError::new(ErrorType::Authentication, "Invalid API Key").into_response()
     } else {
@@ -252,14 +322,13 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
 
 /// Whether the request carries one of the API keys (`Authorization: Bearer KEY`, or
 /// `X-Api-Key` when Authorization is empty), or needs none.
-fn authorized(state: &AppState, request: &Request) -> bool {
-    let keys = &state.config.api_keys;
+fn authorized(gate: &Gate, request: &Request) -> bool {
+    let keys = gate.api_keys;
     if keys.is_empty() {
         return true;
     }
     let path = request.uri().path();
-    let prefix = state.config.api_prefix.as_str();
-    let path = path.strip_prefix(prefix).unwrap_or(path);
+    let path = path.strip_prefix(gate.api_prefix).unwrap_or(path);
     if matches!(path, "/health" | "/v1/health" | "/" | "/index.html") {
         return true;
     }
@@ -370,5 +439,20 @@ mod tests {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+
+    #[test]
+    fn a_request_id_is_adopted_only_when_well_formed() {
+        for id in [
+            "abc",
+            "QGvcYN6VLiB3dYKtxgjqlg1RKID1KsFP",
+            "req_1-2",
+            &"a".repeat(64),
+        ] {
+            assert!(well_formed_id(id), "{id}");
+        }
+        for id in ["", "a b", "id\nforged log line", "ü", &"a".repeat(65)] {
+            assert!(!well_formed_id(id), "{id:?}");
+        }
     }
 }

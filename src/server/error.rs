@@ -112,6 +112,14 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(status, "{}: {}", self.kind.name(), self.message);
         }
+        self.unlogged_response()
+    }
+}
+
+impl ApiError {
+    /// The error JSON, not logged (for the routes clients poll, whose answers llama-server
+    /// leaves out of its log).
+    pub fn unlogged_response(self) -> Response {
         let mut response =
             (self.kind.status(), Json(json!({ "error": self.body() }))).into_response();
         // The error itself rides along, for a protocol that writes errors its own way

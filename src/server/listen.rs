@@ -118,51 +118,98 @@ fn tcp_listener(
     tokio::net::TcpListener::from_std(socket.into())
 }
 
+/// The bound listeners of `--host`/`--port`, with TLS when asked, and their URLs.
+pub(crate) struct Listeners {
+    listeners: Vec<Listener>,
+    tls: Option<TlsAcceptor>,
+    pub urls: Vec<String>,
+}
+
+impl Listeners {
+    /// Binds every address, warning when one other machines can reach has no API key.
+    pub(crate) fn bind(config: &ServerConfig) -> Result<Listeners, ServerError> {
+        let tls = config.tls.as_ref().map(super::tls::acceptor).transpose()?;
+        let listeners = bind(config)?;
+        if config.api_keys.is_empty() {
+            for listener in &listeners {
+                if let Listener::Tcp(l) = listener
+                    && l.local_addr().is_ok_and(|a| !a.ip().is_loopback())
+                {
+                    tracing::warn!(
+                        "{} is reachable from other machines and no --api-key is set: anyone who can reach it can use the model",
+                        listener.describe(tls.is_some())
+                    );
+                }
+            }
+        }
+        let urls = listeners
+            .iter()
+            .map(|l| l.describe(tls.is_some()))
+            .collect();
+        Ok(Listeners {
+            listeners,
+            tls,
+            urls,
+        })
+    }
+
+    /// Serves `app` on every listener until [`Serving::stop`].
+    pub(crate) fn serve(self, app: axum::Router, config: &ServerConfig) -> Serving {
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        // One cap for all listeners: it stands for the process's file descriptors.
+        let permits = Arc::new(Semaphore::new(connection_cap(config.max_connections)));
+        let (stop, stop_rx) = watch::channel(false);
+        let servers = self
+            .listeners
+            .into_iter()
+            .map(|listener| {
+                tokio::spawn(serve(
+                    listener,
+                    app.clone(),
+                    self.tls.clone(),
+                    timeout,
+                    Arc::clone(&permits),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        Serving { servers, stop }
+    }
+}
+
+/// Listeners at work.
+pub(crate) struct Serving {
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Serving {
+    /// Stops accepting connections; the task ends when every open one has closed.
+    pub(crate) fn stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(true);
+        tokio::spawn(async move {
+            for server in self.servers {
+                let _ = server.await;
+            }
+            drop(self.stop);
+        })
+    }
+}
+
 /// Listens, loads the model on the engine thread, and serves until Ctrl-C/SIGTERM or until
 /// loading fails (then returns the load error).
 pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<(), ServerError> {
-    let tls = config.tls.as_ref().map(super::tls::acceptor).transpose()?;
-    let listeners = bind(&config)?;
-    if config.api_keys.is_empty() {
-        for listener in &listeners {
-            if let Listener::Tcp(l) = listener
-                && l.local_addr().is_ok_and(|a| !a.ip().is_loopback())
-            {
-                tracing::warn!(
-                    "{} is reachable from other machines and no --api-key is set: anyone who can reach it can use the model",
-                    listener.describe(tls.is_some())
-                );
-            }
-        }
-    }
-    let timeout = Duration::from_secs(config.timeout_secs.max(1));
-    // One cap for all listeners: it stands for the process's file descriptors.
-    let permits = Arc::new(Semaphore::new(connection_cap(config.max_connections)));
+    let listeners = Listeners::bind(&config)?;
     let (engine, ready, engine_thread) = Engine::spawn(engine_config, config.max_queue);
     let state = Arc::new(AppState::new(engine.clone(), config));
-    let urls: Vec<String> = listeners
-        .iter()
-        .map(|l| l.describe(tls.is_some()))
-        .collect();
+    let urls = listeners.urls.clone();
     for url in &urls {
         tracing::info!("HTTP server listening on {url} (loading model)");
     }
 
     let on_signal = state.config.stop_on_signal;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let loader = tokio::spawn(load(Arc::clone(&state), ready, urls));
-    let app = router(Arc::clone(&state));
-    let mut servers = Vec::new();
-    for listener in listeners {
-        servers.push(tokio::spawn(serve(
-            listener,
-            app.clone(),
-            tls.clone(),
-            timeout,
-            Arc::clone(&permits),
-            stop_rx.clone(),
-        )));
-    }
+    let serving = listeners.serve(router(Arc::clone(&state)), &state.config);
     let load_error = tokio::select! {
         _ = shutdown_signal(on_signal) => {
             tracing::info!("shutting down");
@@ -178,25 +225,11 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
             Err(_) => Some(EngineError::Stopped.into()),
         },
     };
-    // A second signal does not wait for anything. `_exit`, not `exit`: the engine thread may be
-    // inside llama.cpp (its OpenMP workers too), and `exit` would run C++ static destructors
-    // under it, which killed the process with a signal instead of exiting 130. The log writers
-    // are unbuffered, so nothing is lost.
-    tokio::spawn(async move {
-        shutdown_signal(on_signal).await;
-        tracing::warn!("second stop signal: exiting now");
-        // SAFETY: _exit(2) ends the process without running any user-space code.
-        unsafe { libc::_exit(130) };
-    });
+    exit_on_second_signal(on_signal);
     // Listeners stop accepting; requests in flight get --shutdown-timeout to finish, then the
     // engine ends them (each stream gets a last error event) and their connections close.
-    let _ = stop_tx.send(true);
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let mut drained = tokio::spawn(async move {
-        for server in servers {
-            let _ = server.await;
-        }
-    });
+    let mut drained = serving.stop();
     let finished = tokio::time::timeout(grace, &mut drained).await.is_ok();
     if !finished {
         tracing::warn!(
@@ -217,6 +250,19 @@ pub async fn run(config: ServerConfig, engine_config: EngineConfig) -> Result<()
         let _ = engine_thread.join();
     }
     load_error.map_or(Ok(()), Err)
+}
+
+/// A second signal does not wait for anything. `_exit`, not `exit`: the engine thread may be
+/// inside llama.cpp (its OpenMP workers too), and `exit` would run C++ static destructors
+/// under it, which killed the process with a signal instead of exiting 130. The log writers
+/// are unbuffered, so nothing is lost.
+pub(crate) fn exit_on_second_signal(on_signal: bool) {
+    tokio::spawn(async move {
+        shutdown_signal(on_signal).await;
+        tracing::warn!("second stop signal: exiting now");
+        // SAFETY: _exit(2) ends the process without running any user-space code.
+        unsafe { libc::_exit(130) };
+    });
 }
 
 /// Waits for the model, then makes the server ready (the template built, memory reported).
@@ -439,7 +485,7 @@ fn legacy_apply(model: &LoadedModel, source: &str) -> LegacyApply {
 
 /// Ctrl-C or SIGTERM; never, for a server that is not stopped by signals (`run`'s, whose
 /// Ctrl-C stops an answer, and which ends with the process).
-async fn shutdown_signal(on_signal: bool) {
+pub(crate) async fn shutdown_signal(on_signal: bool) {
     if !on_signal {
         return std::future::pending().await;
     }

@@ -40,10 +40,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 
+pub(crate) use dialect::in_protocol_shape;
 pub use edge::Cors;
+pub(crate) use edge::{Gate, RawBody, RequestCtx, admit, not_found, observe, panicked, random_id};
 pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub use listen::run;
+pub(crate) use listen::{Listeners, exit_on_second_signal, shutdown_signal};
 pub use request::Defaults;
 pub use tls::{TlsError, TlsFiles};
 
@@ -52,7 +55,7 @@ use crate::engine::{Engine, EngineError, LoadedModel};
 use crate::plan::MemoryEstimate;
 
 /// Bodies up to this size are read (llama-server's httplib limit).
-const BODY_LIMIT: usize = 100 << 20;
+pub(crate) const BODY_LIMIT: usize = 100 << 20;
 
 /// Which chat template the server renders with.
 #[derive(Debug, Clone, PartialEq, Eq)]
