@@ -14,6 +14,7 @@ pub mod hub;
 pub mod metrics;
 pub mod plan;
 pub mod quantize;
+pub mod router;
 pub mod server;
 pub mod source;
 pub mod test_hook;

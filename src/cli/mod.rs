@@ -16,6 +16,7 @@ mod lora;
 mod memory;
 mod plan;
 mod quantize;
+mod router;
 mod rpc_worker;
 mod run;
 mod sampling;
@@ -173,7 +174,17 @@ impl Cli {
         let matches = command
             .try_get_matches_from_mut(args)
             .map_err(ParseError::Clap)?;
-        Self::from_arg_matches(&matches).map_err(ParseError::Clap)
+        let mut cli = Self::from_arg_matches(&matches).map_err(ParseError::Clap)?;
+        match (&mut cli.command, matches.subcommand()) {
+            (None, _) => cli.serve.given = router::given_flags(&command, &matches),
+            (Some(Command::Serve(serve)), Some((name, sub))) => {
+                if let Some(sub_command) = command.find_subcommand(name) {
+                    serve.given = router::given_flags(sub_command, sub);
+                }
+            }
+            _ => {}
+        }
+        Ok(cli)
     }
 
     /// clap's command, each implemented llama-server flag's help naming the llama-server

@@ -218,7 +218,7 @@ fn budget(
 
 /// `16GiB`, `16G` (binary), `16GB` (decimal), `1.5TiB`, `8000MiB`, `512B`. A bare number is
 /// refused: `--vram 8` meaning 8 bytes is never what was meant.
-fn parse_size(flag: &str, text: &str) -> anyhow::Result<u64> {
+pub(super) fn parse_size(flag: &str, text: &str) -> anyhow::Result<u64> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -135,6 +135,15 @@ pub struct ServeArgs {
     /// List the models in the Hugging Face cache and exit (as `gguf-serve list`).
     #[arg(long = "cache-list")]
     pub cache_list: bool,
+
+    /// Several models from one folder (`--models-dir`, without --model).
+    #[command(flatten)]
+    pub router: super::router::RouterArgs,
+
+    /// The flags given, as gguf-serve's own, less the router's: what the router hands to each
+    /// model's server.
+    #[arg(skip)]
+    pub given: Vec<std::ffi::OsString>,
 }
 
 /// Checks the model file, builds the engine and server settings, and serves until stopped.
@@ -149,6 +158,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         return super::store::list(&super::store::ListArgs { json: false });
     }
     args.log.init()?;
+    if super::router::wanted(&args) {
+        let config = super::router::config(&args)?;
+        http_runtime(&args)?.block_on(crate::router::run(config))?;
+        return Ok(());
+    }
+    if let Some(dir) = &args.router.models_dir {
+        tracing::warn!(
+            "--models-dir {} is ignored: a model is given, so it alone is served",
+            dir.display()
+        );
+    }
     let (server, engine) = configs(&args)?;
     http_runtime(&args)?.block_on(crate::server::run(server, engine))?;
     Ok(())
@@ -176,16 +196,9 @@ pub(super) fn http_runtime(args: &ServeArgs) -> anyhow::Result<tokio::runtime::R
         .build()?)
 }
 
-/// The HTTP side's settings.
+/// The HTTP side's settings for the model `decision` chose.
 fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<ServerConfig> {
-    let http = &args.http;
     Ok(ServerConfig {
-        hosts: http.hosts()?,
-        port: http.port,
-        reuse_port: http.reuse_port,
-        api_keys: http.api_keys()?,
-        aliases: sorted_set(&http.alias),
-        tags: sorted_set(&http.tags),
         // The path given, or the file fetched from Hugging Face.
         model_arg: args
             .model
@@ -194,6 +207,34 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
             .unwrap_or(&decision.file)
             .display()
             .to_string(),
+        predicted: Some(decision.predicted),
+        predicted_devices: decision
+            .split
+            .as_ref()
+            .map(|s| s.devices.clone())
+            .unwrap_or_default(),
+        planned: Some(crate::server::Planned {
+            quant: decision.quant.clone(),
+            n_gpu_layers: decision.n_gpu_layers,
+            n_cpu_moe: decision.n_cpu_moe,
+        }),
+        prompt_cache: decision.prompt_cache,
+        checkpoints_limit: decision.checkpoints,
+        ..server_config_of(args)?
+    })
+}
+
+/// The HTTP side's settings that come from the flags alone (the router's too).
+pub(super) fn server_config_of(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let http = &args.http;
+    Ok(ServerConfig {
+        hosts: http.hosts()?,
+        port: http.port,
+        reuse_port: http.reuse_port,
+        api_keys: http.api_keys()?,
+        aliases: sorted_set(&http.alias),
+        tags: sorted_set(&http.tags),
+        model_arg: String::new(),
         template: args.chat.template()?,
         chat: args.chat.options()?,
         defaults: args.sampling_defaults.defaults(http.sse_ping_interval)?,
@@ -211,19 +252,11 @@ fn server_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Server
         stop_on_signal: true,
         timeout_secs: http.timeout,
         shutdown_timeout_secs: http.shutdown_timeout,
-        predicted: Some(decision.predicted),
-        predicted_devices: decision
-            .split
-            .as_ref()
-            .map(|s| s.devices.clone())
-            .unwrap_or_default(),
-        planned: Some(crate::server::Planned {
-            quant: decision.quant.clone(),
-            n_gpu_layers: decision.n_gpu_layers,
-            n_cpu_moe: decision.n_cpu_moe,
-        }),
-        prompt_cache: decision.prompt_cache,
-        checkpoints_limit: decision.checkpoints,
+        predicted: None,
+        predicted_devices: Vec::new(),
+        planned: None,
+        prompt_cache: crate::plan::prompt_cache::CacheRam::Off,
+        checkpoints_limit: 0,
         infill: crate::server::InfillConfig {
             spm: args.slots.spm_infill,
             n_batch: args.memory.batch_size,
@@ -350,9 +383,7 @@ fn tensor_split(
 /// with the file named, before the server starts listening. A Hugging Face repo is planned from
 /// its headers and only the pick downloaded.
 fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
-    let mut request = args.memory.plan_request()?;
-    // An embedding server's ubatch is the longest input it reads: llama-server's, unraised.
-    request.ubatch_auto &= !args.embed.enabled();
+    let request = plan_request(args)?;
     if let Some(repo) = hub_repo(args)? {
         let remote = Remote::open(
             &args.hf.file,
@@ -369,12 +400,35 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     let path = args
         .model
         .as_deref()
-        .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO")?;
+        .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO, or --models-dir DIR to serve every model of a folder")?;
     let resolved = source::resolve(path, Some(&args.quant))?;
     for skipped in &resolved.skipped {
         tracing::warn!("skipped {skipped}");
     }
     plan(args, &resolved, &request).with_context(|| path.display().to_string())
+}
+
+/// What the planner is asked, from the memory flags.
+fn plan_request(args: &ServeArgs) -> anyhow::Result<crate::plan::PlanRequest> {
+    let mut request = args.memory.plan_request()?;
+    // An embedding server's ubatch is the longest input it reads: llama-server's, unraised.
+    request.ubatch_auto &= !args.embed.enabled();
+    Ok(request)
+}
+
+/// The planner's choice for the model (a file or a folder) at `path` on `budget`, as a
+/// model's server would choose it with these flags (the router plans with it).
+pub(super) fn plan_on(
+    args: &ServeArgs,
+    budget: &crate::plan::Budget,
+    path: &Path,
+) -> anyhow::Result<Decision> {
+    let resolved = source::resolve(path, Some(&args.quant))?;
+    Ok(crate::plan::choose(
+        &resolved,
+        &plan_request(args)?,
+        budget,
+    )?)
 }
 
 /// The Hugging Face repo to serve: `--hf-repo`, or `--model hf://ORG/REPO`. A `--model` that
@@ -416,19 +470,7 @@ fn plan(
     models: &[crate::gguf::ModelSummary],
     request: &crate::plan::PlanRequest,
 ) -> anyhow::Result<Decision> {
-    let devices = args.load.devices();
-    let threads = match args.threads.threads {
-        Some(n) if n > 0 => n as usize,
-        _ => crate::hardware::math_threads().max(1) as usize,
-    };
-    // Speeds only rank candidates: one file needs none, and measuring costs ~0.3 s.
-    let host = if models.len() > 1 {
-        crate::hardware::speed::host_speed(threads, None, models)
-    } else {
-        crate::plan::HostSpeed::bandwidth_only(0.0, crate::plan::BandwidthSource::Assumed)
-    };
-    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
-    args.memory.check_main_gpu(budget.gpus.len())?;
+    let budget = detected_budget(args, models)?;
     let decision = crate::plan::choose(models, request, &budget)?;
     for warning in &decision.warnings {
         tracing::warn!("{warning}");
@@ -445,6 +487,28 @@ fn plan(
         tracing::info!("plan: {reason}");
     }
     Ok(decision)
+}
+
+/// This machine's memory and speed for the planner, as the flags limit them (devices,
+/// margin); the host's speed is measured only to rank several `models`.
+pub(super) fn detected_budget(
+    args: &ServeArgs,
+    models: &[crate::gguf::ModelSummary],
+) -> anyhow::Result<crate::plan::Budget> {
+    let devices = args.load.devices();
+    let threads = match args.threads.threads {
+        Some(n) if n > 0 => n as usize,
+        _ => crate::hardware::math_threads().max(1) as usize,
+    };
+    // Speeds only rank candidates: one file needs none, and measuring costs ~0.3 s.
+    let host = if models.len() > 1 {
+        crate::hardware::speed::host_speed(threads, None, models)
+    } else {
+        crate::plan::HostSpeed::bandwidth_only(0.0, crate::plan::BandwidthSource::Assumed)
+    };
+    let budget = crate::hardware::budget(args.memory.fit_margin()?, devices.as_deref(), host, None);
+    args.memory.check_main_gpu(budget.gpus.len())?;
+    Ok(budget)
 }
 
 /// `--sampling`: where tokens are sampled.

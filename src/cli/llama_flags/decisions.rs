@@ -13,7 +13,7 @@ const PRESETS: &str = "llama-server's model presets are not built in: name the r
 const CONTROL_VECTORS: &str = "control vectors are not supported yet";
 const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
     with it (its README says 0): the scales are set per decode from the global ones";
-const ROUTER: &str = "serving several models from one server is not supported yet";
+const MODEL_PRESETS: &str = "model presets are not supported: the router serves --models-dir, every model with the same flags";
 const UI_CONFIG: &str = "the chat page has no server-side settings: each browser keeps its own";
 const AGENT: &str = "llama-server's built-in agent tools and MCP proxy are not supported";
 /// Every row's decision, by its first long spelling; a second entry is the decision for the
@@ -205,10 +205,10 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--slots", Ours("slots"), None),
     ("--slot-save-path", Ours("slot-save-path"), None),
     ("--media-path", Refused(MULTIMODAL), None),
-    ("--models-dir", Refused(ROUTER), None),
-    ("--models-preset", Refused(ROUTER), None),
-    ("--models-max", Refused(ROUTER), None),
-    ("--models-autoload", Refused(ROUTER), None),
+    ("--models-dir", Ours("models-dir"), None),
+    ("--models-preset", Refused(MODEL_PRESETS), None),
+    ("--models-max", Ours("models-max"), None),
+    ("--models-autoload", Ours("models-autoload"), None),
     ("--jinja", Ours("jinja"), None),
     ("--reasoning-format", Ours("reasoning-format"), None),
     ("--reasoning", Ours("reasoning"), None),

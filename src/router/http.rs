@@ -1,0 +1,265 @@
+//! The router's HTTP side: llama-server's router routes (`/models`, `/models/load`,
+//! `/models/unload`, the router's `/props` and `/health`) and every other route forwarded to
+//! the model the request names, behind the same edge as a model's server (request id and
+//! access line, CORS, API keys, error shapes per protocol).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::instance::State as InstanceState;
+use super::{Router, RouterConfig, model_flags};
+use crate::server::{
+    ApiError, ErrorType, Gate, Listeners, RawBody, ServerError, admit, exit_on_second_signal,
+    in_protocol_shape, not_found, observe, panicked, shutdown_signal,
+};
+
+/// Serves the router until Ctrl-C or SIGTERM, then stops every model's server.
+pub async fn run(config: RouterConfig) -> Result<(), ServerError> {
+    let listeners = Listeners::bind(&config.server)?;
+    let router = Arc::new(Router::new(config));
+    let config = &router.config;
+    for url in &listeners.urls {
+        tracing::info!(
+            "router listening on {url}: {} models in {} (at most {} loaded at once)",
+            config.catalog.len(),
+            config.models_dir.display(),
+            match config.max_models {
+                0 => "any number".to_string(),
+                n => n.to_string(),
+            }
+        );
+    }
+    for entry in &config.catalog {
+        match router.plan(entry) {
+            Ok(planned) => tracing::info!(model = %entry.id, "{}", planned.summary),
+            Err(why) => tracing::warn!(model = %entry.id, "cannot be loaded here: {why}"),
+        }
+    }
+    let serving = listeners.serve(app(Arc::clone(&router)), &config.server);
+    let on_signal = config.server.stop_on_signal;
+    shutdown_signal(on_signal).await;
+    tracing::info!("shutting down");
+    exit_on_second_signal(on_signal);
+    let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
+    let _ = tokio::time::timeout(grace, serving.stop()).await;
+    router.shutdown().await;
+    Ok(())
+}
+
+fn app(router: Arc<Router>) -> axum::Router {
+    let routes = axum::Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/models", get(models))
+        .route("/v1/models", get(models))
+        .route("/models/load", post(load))
+        .route("/models/unload", post(unload))
+        .fallback(forward);
+    let prefix = router.config.server.api_prefix.clone();
+    let app = if prefix.is_empty() {
+        routes
+    } else {
+        axum::Router::new()
+            .nest(&prefix, routes)
+            .fallback(not_found)
+    };
+    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(Arc::clone(&router), gate))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&router),
+            protocol_errors,
+        ))
+        .layer(middleware::from_fn(observe))
+        .with_state(router)
+}
+
+async fn gate(State(router): State<Arc<Router>>, request: Request, next: Next) -> Response {
+    admit(Gate::of(&router.config.server), None, request, next).await
+}
+
+async fn protocol_errors(
+    State(router): State<Arc<Router>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    in_protocol_shape(&router.config.server.api_prefix, request, next).await
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Every model of the folder with its status, its server's command line and its plan.
+async fn models(State(router): State<Arc<Router>>) -> Json<Value> {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut data = Vec::new();
+    for entry in &router.config.catalog {
+        let instance = router.listed(&entry.id).await;
+        let mut status = match &instance {
+            Some(i) => {
+                let value = match i.state() {
+                    InstanceState::Loading => "loading",
+                    InstanceState::Loaded => "loaded",
+                    InstanceState::Stopped | InstanceState::Failed { .. } => "unloaded",
+                };
+                json!({ "value": value, "args": i.args })
+            }
+            None => {
+                let launch = &router.config.launch;
+                let args: Vec<String> = std::iter::once(launch.program.clone().into_os_string())
+                    .chain(launch.args.iter().cloned())
+                    .chain(model_flags(entry, 0))
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                json!({ "value": "unloaded", "args": args })
+            }
+        };
+        if let Some(InstanceState::Failed { exit_code, message }) =
+            instance.as_ref().map(|i| i.state())
+        {
+            status["failed"] = json!(true);
+            status["exit_code"] = json!(exit_code);
+            status["message"] = json!(message);
+        }
+        let plan = match router.plan(entry) {
+            Ok(planned) => json!({
+                "summary": planned.summary,
+                "memory": { "gpus": planned.memory.gpus, "host": planned.memory.host },
+            }),
+            Err(error) => json!({ "error": error }),
+        };
+        let mut model = json!({
+            "id": entry.id,
+            "aliases": [],
+            "tags": [],
+            "object": "model",
+            "owned_by": "llamacpp",
+            "created": created,
+            "path": entry.path,
+            "status": status,
+            "architecture": { "input_modalities": ["text"], "output_modalities": ["text"] },
+            "source": "models_dir",
+            "can_remove": false,
+            "plan": plan,
+        });
+        // A loaded model's own listing adds what its server knows (`meta`).
+        if let (Some(info), Some(fields)) = (
+            instance.as_ref().and_then(|i| i.info()),
+            model.as_object_mut(),
+        ) {
+            for (key, value) in info {
+                fields.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        data.push(model);
+    }
+    Json(json!({ "data": data, "object": "list" }))
+}
+
+/// The `"model"` of a JSON body, or `""`.
+fn model_field(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("model")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `POST /models/load`: starts loading the model and answers at once.
+async fn load(
+    State(router): State<Arc<Router>>,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
+    let id = model_field(&body);
+    if router.entry(&id).is_none() {
+        return Err(ApiError::new(ErrorType::NotFound, "model is not found"));
+    }
+    if router
+        .instance(&id)
+        .await
+        .is_some_and(|i| i.state().is_running())
+    {
+        return Err(ApiError::invalid("model is already running"));
+    }
+    router.load(&id).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /models/unload`: stops the model's server.
+async fn unload(
+    State(router): State<Arc<Router>>,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
+    let id = model_field(&body);
+    if router.entry(&id).is_none() {
+        return Err(ApiError::invalid("model is not found"));
+    }
+    router.unload(&id).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// Every other route: forwarded to the model named by the body's `"model"` (by `?model=` for
+/// a request without a body), loaded first unless `--no-models-autoload` or `?autoload=false`
+/// say not to. `GET /props` without a model describes the router.
+async fn forward(
+    State(router): State<Arc<Router>>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let request_id = request
+        .extensions()
+        .get::<crate::server::RequestCtx>()
+        .map(|ctx| ctx.id.to_string());
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, crate::server::BODY_LIMIT)
+        .await
+        .map_err(|e| ApiError::new(ErrorType::TooLarge, e.to_string()))?;
+    let name = match query.get("model") {
+        Some(name) if body.is_empty() => name.clone(),
+        _ => model_field(&body),
+    };
+    let path = parts.uri.path();
+    let path = path
+        .strip_prefix(router.config.server.api_prefix.as_str())
+        .unwrap_or(path);
+    if name.is_empty() && path == "/props" && parts.method == axum::http::Method::GET {
+        return Ok(props(&router).into_response());
+    }
+    let autoload = query
+        .get("autoload")
+        .map_or(router.config.autoload, |v| v == "true" || v == "1");
+    let instance = router.ready(&name, autoload).await?;
+    super::proxy::forward(
+        &router.client,
+        &instance,
+        router.tick(),
+        &router.config.launch.key,
+        request_id.as_deref(),
+        parts,
+        body,
+    )
+    .await
+}
+
+/// The router's own `/props`, in llama-server's shape (a placeholder model for the web UI).
+fn props(router: &Router) -> Json<Value> {
+    Json(json!({
+        "role": "router",
+        "max_instances": router.config.max_models,
+        "models_autoload": router.config.autoload,
+        "model_alias": "gguf-serve",
+        "model_path": "none",
+        "default_generation_settings": { "params": null, "n_ctx": 0 },
+        "ui_settings": {},
+        "build_info": format!("gguf-serve {}", crate::build_info::LONG_VERSION),
+        "cors_proxy_enabled": false,
+    }))
+}
