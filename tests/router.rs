@@ -282,6 +282,33 @@ fn requests_reach_the_model_they_name() {
     let message = common::assert_error(status, &body, 400, "invalid_request_error");
     assert_eq!(message, "model is not running");
 
+    // Ollama's listings: every model that can be served, from its header; the loaded ones.
+    let (status, tags) = server.get("/api/tags");
+    assert_eq!(status, 200);
+    let names: Vec<&str> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [MINILM, GEMMA], "{tags}");
+    let gemma_tag = &tags["models"][1];
+    assert_eq!(gemma_tag["details"]["family"], "gemma3", "{gemma_tag}");
+    assert_eq!(gemma_tag["details"]["quantization_level"], "Q4_K_M");
+    // The count from the file's tensors is llama.cpp's, as the model's own server says.
+    assert_eq!(gemma_tag["details"]["parameter_size"], "268.10M");
+    let (_, ps) = server.get("/api/ps");
+    let loaded: Vec<&str> = ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(loaded, [GEMMA], "{ps}");
+    let (status, show) = server.post("/api/show", &json!({ "name": GEMMA }));
+    assert_eq!(status, 200, "{show}");
+    assert_eq!(show["details"]["family"], "gemma3");
+
     // A router that is killed takes its models' servers with it.
     let port = model_port(&server, GEMMA);
     assert!(answers(port));
@@ -437,6 +464,32 @@ fn llama_servers_router_flags_and_variables() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/no/such/folder"), "{stderr}");
+}
+
+#[test]
+fn under_an_api_prefix() {
+    let dir = models_dir();
+    let mut command = std::process::Command::new(common::binary());
+    command
+        .args(router_args(dir.path(), &["--api-prefix", "/llm"]))
+        .env("RUST_LOG", "warn");
+    let server = Server::start_command_at(command, "/llm/health");
+    let (status, body) = server.post("/llm/v1/chat/completions", &chat(GEMMA));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(status_of_at(&server, "/llm/models", GEMMA), "loaded");
+    let (status, _) = server.post("/v1/chat/completions", &chat(GEMMA));
+    assert_eq!(status, 404);
+}
+
+fn status_of_at(server: &Server, listing: &str, id: &str) -> String {
+    let (_, body) = server.get(listing);
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["status"]["value"].as_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// Keys of a JSON object, sorted.

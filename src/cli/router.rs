@@ -148,6 +148,7 @@ pub(super) fn config(args: &ServeArgs) -> anyhow::Result<RouterConfig> {
                 .collect(),
             // The key only the router sends to its models' servers.
             key: crate::server::random_id(),
+            prefix: server.api_prefix.clone(),
             stop_timeout: std::time::Duration::from_secs(STOP_TIMEOUT_SECS),
         },
         planner: Box::new(move |path| {
@@ -165,6 +166,7 @@ const STOP_TIMEOUT_SECS: u64 = 10;
 fn plan(args: &ServeArgs, budget: &Budget, path: &Path) -> anyhow::Result<Planned> {
     let decision = super::serve::plan_on(args, budget, path)?;
     Ok(Planned {
+        file: decision.file.clone(),
         memory: memory_of(&decision, budget.gpus.len()),
         summary: summary(&decision),
     })

@@ -54,22 +54,20 @@ pub async fn run(config: RouterConfig) -> Result<(), ServerError> {
 }
 
 fn app(router: Arc<Router>) -> axum::Router {
-    let routes = axum::Router::new()
-        .route("/health", get(health))
-        .route("/v1/health", get(health))
-        .route("/models", get(models))
-        .route("/v1/models", get(models))
-        .route("/models/load", post(load))
-        .route("/models/unload", post(unload))
-        .fallback(forward);
+    // Routes at their full paths (not nested), so that a forwarded request keeps its prefix.
     let prefix = router.config.server.api_prefix.clone();
-    let app = if prefix.is_empty() {
-        routes
-    } else {
-        axum::Router::new()
-            .nest(&prefix, routes)
-            .fallback(not_found)
-    };
+    let at = |path: &str| format!("{prefix}{path}");
+    let app = axum::Router::new()
+        .route(&at("/health"), get(health))
+        .route(&at("/v1/health"), get(health))
+        .route(&at("/models"), get(models))
+        .route(&at("/v1/models"), get(models))
+        .route(&at("/models/load"), post(load))
+        .route(&at("/models/unload"), post(unload))
+        .route(&at("/api/version"), get(ollama_version))
+        .route(&at("/api/tags"), get(ollama_tags))
+        .route(&at("/api/ps"), get(ollama_ps))
+        .fallback(forward);
     app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(Arc::clone(&router), gate))
         .layer(middleware::from_fn_with_state(
@@ -165,12 +163,57 @@ async fn models(State(router): State<Arc<Router>>) -> Json<Value> {
     Json(json!({ "data": data, "object": "list" }))
 }
 
-/// The `"model"` of a JSON body, or `""`.
+/// The `"model"` of a JSON body (or `"name"`, which older Ollama clients send), or `""`.
 fn model_field(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("model")?.as_str().map(str::to_owned))
+    let body = serde_json::from_slice::<Value>(body).unwrap_or_default();
+    ["model", "name"]
+        .iter()
+        .find_map(|key| body.get(key)?.as_str())
         .unwrap_or_default()
+        .to_owned()
+}
+
+async fn ollama_version() -> Json<Value> {
+    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Ollama's `/api/tags`: every model of the folder that can be served here, from the header of
+/// the file its server would load (a folder's chosen quant).
+async fn ollama_tags(State(router): State<Arc<Router>>) -> Json<Value> {
+    let mut models = Vec::new();
+    for entry in &router.config.catalog {
+        let Ok(planned) = router.plan(entry) else {
+            continue;
+        };
+        let (id, file) = (entry.id.clone(), planned.file);
+        let tag = tokio::task::spawn_blocking(move || {
+            crate::server::ModelFile::read_path(&file, None).map(|f| f.tag(&id))
+        })
+        .await;
+        if let Ok(Ok(tag)) = tag {
+            models.push(tag);
+        }
+    }
+    Json(json!({ "models": models }))
+}
+
+/// Ollama's `/api/ps`: the loaded models, as their servers describe themselves.
+async fn ollama_ps(State(router): State<Arc<Router>>) -> Json<Value> {
+    let mut models = Vec::new();
+    for entry in &router.config.catalog {
+        let Some(instance) = router.instance(&entry.id).await else {
+            continue;
+        };
+        if instance.state() != InstanceState::Loaded {
+            continue;
+        }
+        if let Some(ps) = instance.get_json(&router.client, "/api/ps").await
+            && let Some(listed) = ps["models"].as_array()
+        {
+            models.extend(listed.iter().cloned());
+        }
+    }
+    Json(json!({ "models": models }))
 }
 
 /// `POST /models/load`: starts loading the model and answers at once.
@@ -219,6 +262,15 @@ async fn forward(
         .get::<crate::server::RequestCtx>()
         .map(|ctx| ctx.id.to_string());
     let (parts, body) = request.into_parts();
+    // Under --api-prefix, only the paths below it are the API.
+    let Some(path) = parts
+        .uri
+        .path()
+        .strip_prefix(router.config.server.api_prefix.as_str())
+        .filter(|p| p.starts_with('/'))
+    else {
+        return Err(not_found().await);
+    };
     let body = axum::body::to_bytes(body, crate::server::BODY_LIMIT)
         .await
         .map_err(|e| ApiError::new(ErrorType::TooLarge, e.to_string()))?;
@@ -226,10 +278,6 @@ async fn forward(
         Some(name) if body.is_empty() => name.clone(),
         _ => model_field(&body),
     };
-    let path = parts.uri.path();
-    let path = path
-        .strip_prefix(router.config.server.api_prefix.as_str())
-        .unwrap_or(path);
     if name.is_empty() && path == "/props" && parts.method == axum::http::Method::GET {
         return Ok(props(&router).into_response());
     }

@@ -48,6 +48,8 @@ pub struct Launch {
     /// The key the router sends; the child gets it in its environment, never on its command
     /// line (which `/models` shows).
     pub key: String,
+    /// `--api-prefix`, which the model's server gets too.
+    pub prefix: String,
     pub stop_timeout: Duration,
 }
 
@@ -68,6 +70,7 @@ pub struct Instance {
     /// shows it in its listing).
     info: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
     key: String,
+    prefix: String,
 }
 
 /// Environment variables the child must not read: the router has already turned
@@ -119,6 +122,7 @@ impl Instance {
             last_used: AtomicU64::new(last_used),
             info: std::sync::OnceLock::new(),
             key: launch.key.clone(),
+            prefix: launch.prefix.clone(),
         });
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stderr) = child.stderr.take() {
@@ -215,6 +219,11 @@ impl Instance {
         self.state.send_replace(state);
     }
 
+    /// The URL of the server's route `path`.
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}{path}", self.port, self.prefix)
+    }
+
     /// The server's `/v1/models` entry, once it is loaded.
     pub fn info(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
         self.info.get()
@@ -224,9 +233,18 @@ impl Instance {
         &self,
         client: &reqwest::Client,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
-        let url = format!("http://127.0.0.1:{}/v1/models", self.port);
-        let models: serde_json::Value = client
-            .get(url)
+        let models = self.get_json(client, "/v1/models").await?;
+        models["data"][0].as_object().cloned()
+    }
+
+    /// The JSON answer of the server's GET route `path` (the router's own questions).
+    pub async fn get_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> Option<serde_json::Value> {
+        client
+            .get(self.url(path))
             .bearer_auth(&self.key)
             .timeout(Duration::from_secs(5))
             .send()
@@ -234,14 +252,13 @@ impl Instance {
             .ok()?
             .json()
             .await
-            .ok()?;
-        models["data"][0].as_object().cloned()
+            .ok()
     }
 
     /// Polls the server's `/health` until it answers 200 (loaded) or the process ends.
     async fn watch_health(self: Arc<Self>) {
         let client = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{}/health", self.port);
+        let url = self.url("/health");
         let started = std::time::Instant::now();
         while self.state() == State::Loading {
             let healthy = client

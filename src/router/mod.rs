@@ -28,6 +28,8 @@ use crate::server::{ApiError, ErrorType, ServerConfig};
 /// A model's plan: the memory it takes and how it would be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
+    /// The file its server would load (the quant chosen, for a folder).
+    pub file: PathBuf,
     pub memory: Memory,
     /// One line: the file, quant and offload chosen.
     pub summary: String,

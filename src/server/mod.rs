@@ -47,6 +47,7 @@ pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub use listen::run;
 pub(crate) use listen::{Listeners, exit_on_second_signal, shutdown_signal};
+pub(crate) use ollama::ModelFile;
 pub use request::Defaults;
 pub use tls::{TlsError, TlsFiles};
 

@@ -124,7 +124,12 @@ impl Server {
 
     /// Starts a prepared command (the binary, its arguments and environment, set by the
     /// caller) with `--host 127.0.0.1 --port`, and waits for its `/health`.
-    pub fn start_command(mut command: Command) -> Self {
+    pub fn start_command(command: Command) -> Self {
+        Self::start_command_at(command, "/health")
+    }
+
+    /// As [`Server::start_command`], ready when `health` (a path) answers 200.
+    pub fn start_command_at(mut command: Command, health: &str) -> Self {
         let port = free_port();
         let child = command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -132,7 +137,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
-        Self::ready(child, port, "/health")
+        Self::ready(child, port, health)
     }
 
     fn launch(

@@ -28,10 +28,22 @@ pub struct ModelFile {
 impl ModelFile {
     /// Reads the header of the served model (a few MB at most: long arrays are skipped).
     pub fn read(model: &LoadedModel) -> Result<Self, ApiError> {
-        let path: &Path = &model.path;
+        Self::read_path(&model.path, Some(model.n_params))
+    }
+
+    /// Reads the header of the model at `path`; its parameters are `n_params` (llama.cpp's
+    /// count, once loaded), else the elements of the file's tensors.
+    pub fn read_path(path: &Path, n_params: Option<u64>) -> Result<Self, ApiError> {
         let failed = |e: crate::gguf::GgufError| ApiError::server(e.to_string());
         let files = read_parts(path).map_err(failed)?;
         let summary = ModelSummary::from_files(&files).map_err(failed)?;
+        let n_params = n_params.unwrap_or_else(|| {
+            files
+                .iter()
+                .flat_map(|f| &f.tensors)
+                .map(|t| t.shape.iter().product::<u64>())
+                .sum()
+        });
         // The first part holds the model's metadata.
         let metadata = files
             .into_iter()
@@ -45,7 +57,7 @@ impl ModelFile {
             summary,
             metadata,
             modified,
-            n_params: model.n_params,
+            n_params,
         })
     }
 
@@ -84,13 +96,18 @@ impl ModelFile {
         out.insert("details".into(), self.details());
         out
     }
+
+    /// The model's entry in `/api/tags`, under `name`.
+    pub fn tag(&self, name: &str) -> Value {
+        let mut model = self.listing(name);
+        model.insert("modified_at".into(), super::rfc3339(self.modified).into());
+        Value::Object(model)
+    }
 }
 
 /// `/api/tags`: the served model.
 pub fn tags(state: &AppState, file: &ModelFile) -> Value {
-    let mut model = file.listing(&state.model_name());
-    model.insert("modified_at".into(), super::rfc3339(file.modified).into());
-    json!({ "models": [model] })
+    json!({ "models": [file.tag(&state.model_name())] })
 }
 
 /// `/api/ps`: the served model, loaded, with the memory llama.cpp allocated for it (on the
