@@ -27,6 +27,27 @@ fn the_page_asks_for_the_api_key() {
 }
 
 #[test]
+fn the_page_offers_the_models_of_a_router() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in [common::demo_model(), common::minilm_model()] {
+        let link = dir.path().join(model.file_name().unwrap());
+        std::os::unix::fs::symlink(&model, link).unwrap();
+    }
+    let args = [
+        "--models-dir",
+        dir.path().to_str().unwrap(),
+        "-c",
+        "2048",
+        "-t",
+        "1",
+        "--chat-template",
+        "gemma",
+    ];
+    let server = Server::start_with(&args.map(String::from));
+    run_page("router", &server);
+}
+
+#[test]
 fn the_page_is_served_unless_turned_off_or_replaced() {
     let page = |server: &Server, path: &str| {
         let response = reqwest::blocking::get(format!("{}{path}", server.url)).unwrap();

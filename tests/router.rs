@@ -458,6 +458,18 @@ fn llama_servers_router_flags_and_variables() {
         "{stderr}"
     );
     let out = std::process::Command::new(common::binary())
+        .arg("--models-dir")
+        .arg(dir.path())
+        .args(["--alias", "chat"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--alias: not supported with --models-dir"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(common::binary())
         .args(["--models-dir", "/no/such/folder"])
         .output()
         .unwrap();

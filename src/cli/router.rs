@@ -115,6 +115,7 @@ pub(super) fn wanted(args: &ServeArgs) -> bool {
 /// The router's settings: the folder's models, the devices' memory now, and the planner.
 pub(super) fn config(args: &ServeArgs) -> anyhow::Result<RouterConfig> {
     let dir = args.router.models_dir.clone().context("--models-dir")?;
+    refuse_single_model_flags(args)?;
     let catalog = crate::router::catalog::scan(&dir)
         .with_context(|| format!("--models-dir {}", dir.display()))?;
     if catalog.is_empty() {
@@ -156,6 +157,37 @@ pub(super) fn config(args: &ServeArgs) -> anyhow::Result<RouterConfig> {
         }),
         server,
     })
+}
+
+/// The flags of one served model that mean nothing for a folder of them: refused by name
+/// rather than ignored.
+fn refuse_single_model_flags(args: &ServeArgs) -> anyhow::Result<()> {
+    let given = [
+        (
+            !args.http.alias.is_empty(),
+            "--alias",
+            "each model is named by its file or folder",
+        ),
+        (
+            !args.http.tags.is_empty(),
+            "--tags",
+            "each model is named by its file or folder",
+        ),
+        (
+            args.http.path.is_some(),
+            "--path",
+            "the router serves the chat page, not a folder",
+        ),
+        (
+            args.hf.file.hf_file.is_some(),
+            "--hf-file",
+            "the router serves the folder's files",
+        ),
+    ];
+    match given.iter().find(|(set, _, _)| *set) {
+        Some((_, flag, why)) => anyhow::bail!("{flag}: not supported with --models-dir: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// Seconds a model's server gets to exit after SIGTERM (llama-server's `stop-timeout`).

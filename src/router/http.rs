@@ -66,8 +66,25 @@ fn app(router: Arc<Router>) -> axum::Router {
         .route(&at("/models/unload"), post(unload))
         .route(&at("/api/version"), get(ollama_version))
         .route(&at("/api/tags"), get(ollama_tags))
-        .route(&at("/api/ps"), get(ollama_ps))
-        .fallback(forward);
+        .route(&at("/api/ps"), get(ollama_ps));
+    // The chat page, which offers the folder's models.
+    let app = if router.config.server.ui {
+        let app = app
+            .route(&at("/"), get(crate::ui::index))
+            .route(&at("/index.html"), get(crate::ui::index));
+        if prefix.is_empty() {
+            app
+        } else {
+            let to = at("/");
+            app.route(
+                &prefix,
+                get(move || async move { axum::response::Redirect::permanent(&to) }),
+            )
+        }
+    } else {
+        app
+    };
+    let app = app.fallback(forward);
     app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(Arc::clone(&router), gate))
         .layer(middleware::from_fn_with_state(

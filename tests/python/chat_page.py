@@ -96,8 +96,10 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def api_answer(base_url, messages, max_tokens, key=None):
+def api_answer(base_url, messages, max_tokens, key=None, model=None):
     body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    if model:
+        body["model"] = model
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -246,10 +248,35 @@ def key(page, base_url):
     print("key: ok")
 
 
+def router(page, base_url):
+    """A server of several models: the page offers them, remembers the choice, and asks the
+    one chosen."""
+    page.open(f"{base_url}/")
+    options = page.wait("!document.getElementById('models').hidden && [...document.getElementById('models').options].map(o => o.value)", "the models")
+    assert options == ["all-minilm-l6-v2-f16", "gemma-3-270m-q4_k_m"], options
+    page.eval("""(() => {
+        const select = document.getElementById('models');
+        select.value = 'gemma-3-270m-q4_k_m';
+        select.dispatchEvent(new Event('change'));
+    })()""")
+    settings(page, 0, 16)
+    hello = [{"role": "user", "content": "Say hello"}]
+    model = "gemma-3-270m-q4_k_m"
+    api_answer(base_url, hello, 16, model=model)
+    expected = api_answer(base_url, hello, 16, model=model)
+    shown = say(page, "Say hello")
+    assert shown == [["user", "Say hello"], ["assistant", expected]], (shown, expected)
+    page.eval("window.beforeReload = true")
+    page.call("Page.reload")
+    chosen = page.wait("!window.beforeReload && document.getElementById('models')?.hidden === false && document.getElementById('models').value", "the models again")
+    assert chosen == model, chosen
+    print("router: ok")
+
+
 if __name__ == "__main__":
     mode, base_url = sys.argv[1], sys.argv[2]
     page = Browser()
     try:
-        {"chat": chat, "key": key}[mode](page, base_url)
+        {"chat": chat, "key": key, "router": router}[mode](page, base_url)
     finally:
         page.close()
