@@ -466,7 +466,7 @@ fn llama_servers_router_flags_and_variables() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--alias: not supported with --models-dir"),
+        stderr.contains("--alias: not supported when serving several models"),
         "{stderr}"
     );
     let out = std::process::Command::new(common::binary())
@@ -502,6 +502,56 @@ fn status_of_at(server: &Server, listing: &str, id: &str) -> String {
         .find(|m| m["id"] == id)
         .map(|m| m["status"]["value"].as_str().unwrap().to_string())
         .unwrap_or_default()
+}
+
+#[test]
+fn without_a_folder_the_cache_is_served() {
+    // A Hugging Face cache holding the demo model, as `gguf-serve pull` lays it out.
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--unsloth--gemma-3-270m-it-GGUF");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let sha = "a".repeat(64);
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots").join(commit)).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    std::os::unix::fs::symlink(common::demo_model(), repo.join("blobs").join(&sha)).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{sha}"),
+        repo.join("snapshots")
+            .join(commit)
+            .join("gemma-3-270m-it-Q4_K_M.gguf"),
+    )
+    .unwrap();
+
+    let mut command = std::process::Command::new(common::binary());
+    command
+        .args(["-c", "2048", "-t", "1"])
+        .env("LLAMA_CACHE", cache.path())
+        .env("RUST_LOG", "warn");
+    let server = Server::start_command(command);
+    let id = "unsloth/gemma-3-270m-it-GGUF:Q4_K_M";
+    let (_, listing) = server.get("/models");
+    assert_eq!(listing["data"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(listing["data"][0]["id"], id);
+    assert_eq!(listing["data"][0]["source"], "cache");
+    let (status, body) = server.post("/v1/chat/completions", &chat(id));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], id);
+    drop(server);
+
+    // An empty cache and no model: the error says what to give.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::binary())
+        .env("LLAMA_CACHE", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--model is required") && stderr.contains("--models-dir"),
+        "{stderr}"
+    );
 }
 
 /// Keys of a JSON object, sorted.

@@ -107,23 +107,48 @@ pub(super) fn given_flags(command: &clap::Command, matches: &ArgMatches) -> Vec<
     out
 }
 
-/// Whether the command line asks for the router: `--models-dir` without a model.
-pub(super) fn wanted(args: &ServeArgs) -> bool {
-    args.router.models_dir.is_some() && args.model.is_none() && args.hf.hf_repo.is_none()
+/// Where the router's models are.
+pub(super) enum Source {
+    /// `--models-dir`.
+    Folder(PathBuf),
+    /// The Hugging Face cache (no model and no folder given, as llama-server's router).
+    Cache(PathBuf),
 }
 
-/// The router's settings: the folder's models, the devices' memory now, and the planner.
-pub(super) fn config(args: &ServeArgs) -> anyhow::Result<RouterConfig> {
-    let dir = args.router.models_dir.clone().context("--models-dir")?;
-    refuse_single_model_flags(args)?;
-    let catalog = crate::router::catalog::scan(&dir)
-        .with_context(|| format!("--models-dir {}", dir.display()))?;
-    if catalog.is_empty() {
-        anyhow::bail!(
-            "--models-dir {}: no models in it (a .gguf file, or a folder holding them)",
-            dir.display()
-        );
+/// Whether the command line asks for the router, and over which models: `--models-dir`
+/// without a model, or neither with models in the cache.
+pub(super) fn wanted(args: &ServeArgs) -> Option<Source> {
+    if args.model.is_some() || args.hf.hf_repo.is_some() {
+        return None;
     }
+    if let Some(dir) = &args.router.models_dir {
+        return Some(Source::Folder(dir.clone()));
+    }
+    let cache = crate::hub::cache_dir(&|name| std::env::var(name).ok())?;
+    (!crate::router::catalog::cached(&cache).is_empty()).then_some(Source::Cache(cache))
+}
+
+/// The router's settings: the models, the devices' memory now, and the planner.
+pub(super) fn config(args: &ServeArgs, source: Source) -> anyhow::Result<RouterConfig> {
+    let (dir, catalog) = match source {
+        Source::Folder(dir) => {
+            refuse_single_model_flags(args)?;
+            let catalog = crate::router::catalog::scan(&dir)
+                .with_context(|| format!("--models-dir {}", dir.display()))?;
+            if catalog.is_empty() {
+                anyhow::bail!(
+                    "--models-dir {}: no models in it (a .gguf file, or a folder holding them)",
+                    dir.display()
+                );
+            }
+            (dir, catalog)
+        }
+        Source::Cache(dir) => {
+            refuse_single_model_flags(args)?;
+            let catalog = crate::router::catalog::cached(&dir);
+            (dir, catalog)
+        }
+    };
     args.load.rpc.add()?;
     let budget = super::serve::detected_budget(args, &[])?;
     let mut capacity = Memory {
@@ -181,11 +206,13 @@ fn refuse_single_model_flags(args: &ServeArgs) -> anyhow::Result<()> {
         (
             args.hf.file.hf_file.is_some(),
             "--hf-file",
-            "the router serves the folder's files",
+            "the router serves the files it found",
         ),
     ];
     match given.iter().find(|(set, _, _)| *set) {
-        Some((_, flag, why)) => anyhow::bail!("{flag}: not supported with --models-dir: {why}"),
+        Some((_, flag, why)) => {
+            anyhow::bail!("{flag}: not supported when serving several models: {why}")
+        }
         None => Ok(()),
     }
 }

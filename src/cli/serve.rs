@@ -158,8 +158,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         return super::store::list(&super::store::ListArgs { json: false });
     }
     args.log.init()?;
-    if super::router::wanted(&args) {
-        let config = super::router::config(&args)?;
+    if let Some(source) = super::router::wanted(&args) {
+        let config = super::router::config(&args, source)?;
         http_runtime(&args)?.block_on(crate::router::run(config))?;
         return Ok(());
     }
@@ -400,7 +400,7 @@ fn choose_model(args: &ServeArgs) -> anyhow::Result<Decision> {
     let path = args
         .model
         .as_deref()
-        .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO, or --models-dir DIR to serve every model of a folder")?;
+        .context("--model is required (a GGUF file, or a folder of quants of one model), or --hf-repo ORG/REPO, or --models-dir DIR to serve every model of a folder (without any, the models `gguf-serve pull` cached)")?;
     let resolved = source::resolve(path, Some(&args.quant))?;
     for skipped in &resolved.skipped {
         tracing::warn!("skipped {skipped}");

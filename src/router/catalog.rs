@@ -1,8 +1,10 @@
-//! The models a router serves: the `--models-dir` folder read as llama-server reads it. Each
-//! `.gguf` file at the top is one model named by its file name without `.gguf`; each sub-folder
-//! holding a `.gguf` is one model named by the folder (split parts, or several quants of one
-//! model, which the model's server then chooses among as `--model FOLDER` does). Multimodal
-//! projectors (`mmproj` in the name) are never models of their own.
+//! The models a router serves, as llama-server's router finds them. In a `--models-dir` folder,
+//! each `.gguf` file at the top is one model named by its file name without `.gguf`; each
+//! sub-folder holding a `.gguf` is one model named by the folder (split parts, or several quants
+//! of one model, which the model's server then chooses among as `--model FOLDER` does).
+//! Multimodal projectors (`mmproj` in the name) are never models of their own. Without a
+//! folder, the models of the Hugging Face cache (`gguf-serve pull`, `-hf`), each named
+//! `ORG/REPO:QUANT`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,8 @@ pub struct Entry {
     pub id: String,
     /// What the model's server gets as `--model`: a file or a folder.
     pub path: PathBuf,
+    /// Where it was found, as llama-server's `/models` says: `models_dir` or `cache`.
+    pub source: &'static str,
 }
 
 /// The models of `dir`, sorted by id.
@@ -34,6 +38,7 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
                 entries.push(Entry {
                     id: name.to_owned(),
                     path,
+                    source: "models_dir",
                 });
             }
         } else if let Some(id) = model_file_id(name)
@@ -42,11 +47,39 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
             entries.push(Entry {
                 id: id.to_owned(),
                 path,
+                source: "models_dir",
             });
         }
     }
     entries.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(entries)
+}
+
+/// The models of the Hugging Face cache at `dir`, each named `ORG/REPO:QUANT` (or
+/// `ORG/REPO:FILE` where a repo holds two of one quant), sorted by id.
+pub fn cached(dir: &Path) -> Vec<Entry> {
+    let models = crate::hub::cached_models(dir);
+    let mut entries: Vec<Entry> = models
+        .iter()
+        .map(|m| {
+            let twins = models
+                .iter()
+                .filter(|o| o.repo == m.repo && o.quant == m.quant)
+                .count();
+            let tag = if twins > 1 || m.quant == "?" {
+                m.file.trim_end_matches(".gguf").to_owned()
+            } else {
+                m.quant.clone()
+            };
+            Entry {
+                id: format!("{}:{tag}", m.repo),
+                path: m.path.clone(),
+                source: "cache",
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    entries
 }
 
 /// The id of a file that is a model by its name (`x.gguf`, not a projector).

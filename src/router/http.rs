@@ -27,7 +27,7 @@ pub async fn run(config: RouterConfig) -> Result<(), ServerError> {
     let config = &router.config;
     for url in &listeners.urls {
         tracing::info!(
-            "router listening on {url}: {} models in {} (at most {} loaded at once)",
+            "router listening on {url}: {} models from {} (at most {} loaded at once)",
             config.catalog.len(),
             config.models_dir.display(),
             match config.max_models {
@@ -162,7 +162,7 @@ async fn models(State(router): State<Arc<Router>>) -> Json<Value> {
             "path": entry.path,
             "status": status,
             "architecture": { "input_modalities": ["text"], "output_modalities": ["text"] },
-            "source": "models_dir",
+            "source": entry.source,
             "can_remove": false,
             "plan": plan,
         });

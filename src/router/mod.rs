@@ -40,6 +40,7 @@ pub type Planner = dyn Fn(&Path) -> Result<Planned, String> + Send + Sync;
 
 /// The router's settings.
 pub struct RouterConfig {
+    /// Where the models were found: `--models-dir`, or the Hugging Face cache.
     pub models_dir: PathBuf,
     pub catalog: Vec<Entry>,
     /// `--models-max` (0: no limit).
