@@ -282,6 +282,10 @@ fn requests_reach_the_model_they_name() {
     let message = common::assert_error(status, &body, 400, "invalid_request_error");
     assert_eq!(message, "model is not running");
 
+    // The router's own routes take only their methods, as llama-server's.
+    let (status, body) = server.post("/models", &json!({}));
+    common::assert_error(status, &body, 404, "not_found_error");
+
     // Ollama's listings: every model that can be served, from its header; the loaded ones.
     let (status, tags) = server.get("/api/tags");
     assert_eq!(status, 200);

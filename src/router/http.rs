@@ -84,8 +84,9 @@ fn app(router: Arc<Router>) -> axum::Router {
     } else {
         app
     };
-    let app = app.fallback(forward);
-    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+    app.fallback(forward)
+        .method_not_allowed_fallback(not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(Arc::clone(&router), gate))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&router),
