@@ -43,7 +43,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     }
     args.serve.log.init()?;
     let (mut server, engine) = configs(&args.serve)?;
-    let port = free_port()?;
+    let port = crate::server::free_loopback_port().context("finding a free port")?;
     server.hosts = vec!["127.0.0.1".into()];
     server.port = port;
     server.api_keys.clear();
@@ -99,11 +99,6 @@ fn prompt(words: &[String]) -> anyhow::Result<Option<String>> {
         }
     }
     Ok((!text.is_empty()).then_some(text))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// Waits for the model to load (a spinner at a terminal); a server that ends meanwhile (a load

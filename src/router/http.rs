@@ -64,7 +64,7 @@ fn app(router: Arc<Router>) -> axum::Router {
         .route(&at("/v1/models"), get(models))
         .route(&at("/models/load"), post(load))
         .route(&at("/models/unload"), post(unload))
-        .route(&at("/api/version"), get(ollama_version))
+        .route(&at("/api/version"), get(crate::server::ollama_version))
         .route(&at("/api/tags"), get(ollama_tags))
         .route(&at("/api/ps"), get(ollama_ps));
     // The chat page, which offers the folder's models.
@@ -189,10 +189,6 @@ fn model_field(body: &[u8]) -> String {
         .find_map(|key| body.get(key)?.as_str())
         .unwrap_or_default()
         .to_owned()
-}
-
-async fn ollama_version() -> Json<Value> {
-    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
 /// Ollama's `/api/tags`: every model of the folder that can be served here, from the header of

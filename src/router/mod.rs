@@ -193,7 +193,8 @@ impl Router {
         for instance in stopping {
             instance.exited().await;
         }
-        let port = free_port().map_err(|e| ApiError::server(format!("no free port: {e}")))?;
+        let port = crate::server::free_loopback_port()
+            .map_err(|e| ApiError::server(format!("no free port: {e}")))?;
         let mut launch = self.config.launch.clone();
         launch.args.extend(model_flags(&entry, port));
         tracing::info!(model = %id, port, "loading: {}", planned.summary);
@@ -269,11 +270,4 @@ fn model_flags(entry: &Entry, port: u16) -> Vec<std::ffi::OsString> {
         "--alias".into(),
         entry.id.clone().into(),
     ]
-}
-
-/// A loopback port nobody listens on now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -81,6 +81,14 @@ fn bind(config: &ServerConfig) -> Result<Vec<Listener>, ServerError> {
         .collect()
 }
 
+/// A loopback port nobody listens on now (for a server of this process's own: `run`'s, or a
+/// router's model servers).
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// `::1` as `[::1]`, for joining with a port.
 fn bracket(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {

@@ -45,9 +45,9 @@ pub use edge::Cors;
 pub(crate) use edge::{Gate, RawBody, RequestCtx, admit, not_found, observe, panicked, random_id};
 pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
-pub use listen::run;
 pub(crate) use listen::{Listeners, exit_on_second_signal, shutdown_signal};
-pub(crate) use ollama::ModelFile;
+pub use listen::{free_loopback_port, run};
+pub(crate) use ollama::{ModelFile, version as ollama_version};
 pub use request::Defaults;
 pub use tls::{TlsError, TlsFiles};
 
