@@ -111,8 +111,9 @@ pub(super) fn given_flags(command: &clap::Command, matches: &ArgMatches) -> Vec<
 pub(super) enum Source {
     /// `--models-dir`.
     Folder(PathBuf),
-    /// The Hugging Face cache (no model and no folder given, as llama-server's router).
-    Cache(PathBuf),
+    /// The Hugging Face cache (no model and no folder given, as llama-server's router), and
+    /// its models (read once: each one's header names its quant).
+    Cache(PathBuf, Vec<crate::router::Entry>),
 }
 
 /// Whether the command line asks for the router, and over which models: `--models-dir`
@@ -125,7 +126,8 @@ pub(super) fn wanted(args: &ServeArgs) -> Option<Source> {
         return Some(Source::Folder(dir.clone()));
     }
     let cache = crate::hub::cache_dir(&|name| std::env::var(name).ok())?;
-    (!crate::router::catalog::cached(&cache).is_empty()).then_some(Source::Cache(cache))
+    let catalog = crate::router::catalog::cached(&cache);
+    (!catalog.is_empty()).then_some(Source::Cache(cache, catalog))
 }
 
 /// The router's settings: the models, the devices' memory now, and the planner.
@@ -143,9 +145,8 @@ pub(super) fn config(args: &ServeArgs, source: Source) -> anyhow::Result<RouterC
             }
             (dir, catalog)
         }
-        Source::Cache(dir) => {
+        Source::Cache(dir, catalog) => {
             refuse_single_model_flags(args)?;
-            let catalog = crate::router::catalog::cached(&dir);
             (dir, catalog)
         }
     };
