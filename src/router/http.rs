@@ -130,12 +130,7 @@ async fn models(State(router): State<Arc<Router>>) -> Json<Value> {
                 json!({ "value": value, "args": i.args })
             }
             None => {
-                let launch = &router.config.launch;
-                let args: Vec<String> = std::iter::once(launch.program.clone().into_os_string())
-                    .chain(launch.args.iter().cloned())
-                    .chain(model_flags(entry, 0))
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect();
+                let args = router.config.launch.command_line(&model_flags(entry, 0));
                 json!({ "value": "unloaded", "args": args })
             }
         };

@@ -53,6 +53,18 @@ pub struct Launch {
     pub stop_timeout: Duration,
 }
 
+impl Launch {
+    /// The command line of a model's server whose own flags are `model_flags`, as `/models`
+    /// shows it.
+    pub fn command_line(&self, model_flags: &[OsString]) -> Vec<String> {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .chain(model_flags.iter().map(OsString::as_os_str))
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
 /// A model's server, from its start until it has exited.
 #[derive(Debug)]
 pub struct Instance {
@@ -80,17 +92,20 @@ fn inherited(name: &str) -> bool {
 }
 
 impl Instance {
-    /// Starts the server of model `id` on `port`. The returned instance is loading.
+    /// Starts the server of model `id` on `port`, with `launch` and the model's own flags.
+    /// The returned instance is loading.
     pub fn start(
         id: &str,
         port: u16,
         memory: Memory,
         launch: &Launch,
+        model_flags: &[OsString],
         last_used: u64,
     ) -> std::io::Result<Arc<Instance>> {
         let mut command = tokio::process::Command::new(&launch.program);
         command
             .args(&launch.args)
+            .args(model_flags)
             .env_clear()
             .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(inherited)))
             .env("LLAMA_API_KEY", &launch.key)
@@ -107,10 +122,7 @@ impl Instance {
             });
         }
         let mut child = command.spawn()?;
-        let args = std::iter::once(launch.program.as_os_str())
-            .chain(launch.args.iter().map(OsString::as_os_str))
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = launch.command_line(model_flags);
         let instance = Arc::new(Instance {
             id: id.to_owned(),
             port,

@@ -188,17 +188,13 @@ impl Router {
             }
         }
         // The memory of every server stopped so far is free before the next one starts.
-        let stopping: Vec<Arc<Instance>> =
-            std::mem::take(&mut *self.stopping.lock().unwrap_or_else(|e| e.into_inner()));
-        for instance in stopping {
-            instance.exited().await;
-        }
+        self.wait_stopped().await;
         let port = crate::server::free_loopback_port()
             .map_err(|e| ApiError::server(format!("no free port: {e}")))?;
-        let mut launch = self.config.launch.clone();
-        launch.args.extend(model_flags(&entry, port));
         tracing::info!(model = %id, port, "loading: {}", planned.summary);
-        let instance = Instance::start(id, port, planned.memory, &launch, self.tick())
+        let flags = model_flags(&entry, port);
+        let launch = &self.config.launch;
+        let instance = Instance::start(id, port, planned.memory, launch, &flags, self.tick())
             .map_err(|e| ApiError::server(format!("cannot start the server of '{id}': {e}")))?;
         instances.insert(id.to_owned(), Arc::clone(&instance));
         Ok(instance)
@@ -236,6 +232,11 @@ impl Router {
         for instance in instances.into_values() {
             self.stop(instance);
         }
+        self.wait_stopped().await;
+    }
+
+    /// Waits until every server stopped so far has exited.
+    async fn wait_stopped(&self) {
         let stopping: Vec<Arc<Instance>> =
             std::mem::take(&mut *self.stopping.lock().unwrap_or_else(|e| e.into_inner()));
         for instance in stopping {
