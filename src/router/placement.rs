@@ -16,23 +16,45 @@ impl Memory {
     /// Each device's bytes of `self` and `other` together.
     fn plus(&self, other: &Memory) -> Memory {
         let n = self.gpus.len().max(other.gpus.len());
-        let at = |m: &Memory, i: usize| m.gpus.get(i).copied().unwrap_or(0);
         Memory {
-            gpus: (0..n).map(|i| at(self, i) + at(other, i)).collect(),
+            gpus: (0..n).map(|i| self.gpu(i) + other.gpu(i)).collect(),
             host: self.host + other.host,
         }
     }
 
-    /// The first device where `self` is over `capacity`: (name, bytes, capacity).
-    fn over(&self, capacity: &Memory) -> Option<(String, u64, u64)> {
-        for (i, &bytes) in self.gpus.iter().enumerate() {
-            let cap = capacity.gpus.get(i).copied().unwrap_or(0);
-            if bytes > cap {
-                return Some((format!("GPU{i}"), bytes, cap));
-            }
-        }
-        (self.host > capacity.host).then(|| ("host memory".into(), self.host, capacity.host))
+    fn gpu(&self, i: usize) -> u64 {
+        self.gpus.get(i).copied().unwrap_or(0)
     }
+}
+
+/// A device where a model does not fit beside the others.
+struct Shortage {
+    device: String,
+    /// What the others use there, what the model needs there, and what there is.
+    used: u64,
+    need: u64,
+    capacity: u64,
+}
+
+/// The first device (the GPUs in order, then host memory) where `need` does not fit beside
+/// `used` in `capacity`.
+fn shortage(used: &Memory, need: &Memory, capacity: &Memory) -> Option<Shortage> {
+    let n = used.gpus.len().max(need.gpus.len());
+    let gpus = (0..n).map(|i| (format!("GPU{i}"), used.gpu(i), need.gpu(i), capacity.gpu(i)));
+    let host = (
+        "host memory".to_string(),
+        used.host,
+        need.host,
+        capacity.host,
+    );
+    gpus.chain(std::iter::once(host))
+        .find(|(_, used, need, capacity)| used + need > *capacity)
+        .map(|(device, used, need, capacity)| Shortage {
+            device,
+            used,
+            need,
+            capacity,
+        })
 }
 
 /// A loaded (or loading) model.
@@ -77,7 +99,7 @@ pub fn place(
             .iter()
             .fold(Memory::default(), |sum, r| sum.plus(&r.memory));
         let too_many = max_models > 0 && kept.len() >= max_models;
-        let over = used.plus(need).over(capacity);
+        let over = shortage(&used, need, capacity);
         if !too_many && over.is_none() {
             return Placement::Unload(unload);
         }
@@ -86,12 +108,13 @@ pub fn place(
             None => {
                 let busy: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
                 let why = match over {
-                    Some((device, bytes, cap)) => format!(
-                        "it needs {} of {device} beside the models at work ({}), which have {} of {}",
-                        fmt_bytes(bytes - used_on(&used, &device)),
+                    Some(short) => format!(
+                        "it needs {} of {} beside the models at work ({}), which have {} of {}",
+                        fmt_bytes(short.need),
+                        short.device,
                         busy.join(", "),
-                        fmt_bytes(used_on(&used, &device)),
-                        fmt_bytes(cap)
+                        fmt_bytes(short.used),
+                        fmt_bytes(short.capacity)
                     ),
                     None => format!(
                         "{max_models} models are loaded and at work ({}); --models-max is {max_models}",
@@ -101,17 +124,6 @@ pub fn place(
                 return Placement::Full(why);
             }
         }
-    }
-}
-
-/// The bytes `used` has on the device named as [`Memory::over`] names it.
-fn used_on(used: &Memory, device: &str) -> u64 {
-    match device
-        .strip_prefix("GPU")
-        .and_then(|i| i.parse::<usize>().ok())
-    {
-        Some(i) => used.gpus.get(i).copied().unwrap_or(0),
-        None => used.host,
     }
 }
 
