@@ -187,21 +187,11 @@ fn model_field(body: &[u8]) -> String {
 }
 
 /// Ollama's `/api/tags`: every model of the folder that can be served here, from the header of
-/// the file its server would load (a folder's chosen quant).
+/// the file its server would load (a folder's chosen quant), read once.
 async fn ollama_tags(State(router): State<Arc<Router>>) -> Json<Value> {
     let mut models = Vec::new();
     for entry in &router.config.catalog {
-        let Ok(planned) = router.plan(entry) else {
-            continue;
-        };
-        let (id, file) = (entry.id.clone(), planned.file);
-        let tag = tokio::task::spawn_blocking(move || {
-            crate::server::ModelFile::read_path(&file, None).map(|f| f.tag(&id))
-        })
-        .await;
-        if let Ok(Ok(tag)) = tag {
-            models.push(tag);
-        }
+        models.extend(router.ollama_tag(entry).await);
     }
     Json(json!({ "models": models }))
 }

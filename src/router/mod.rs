@@ -63,6 +63,9 @@ pub struct Router {
     /// Stopped servers whose processes may still be exiting (their memory not yet free).
     stopping: Mutex<Vec<Arc<Instance>>>,
     plans: Mutex<HashMap<String, Result<Planned, String>>>,
+    /// Each model's entry in Ollama's `/api/tags` (none: it cannot be served here), read once
+    /// from the header of its planned file, as its plan is made once.
+    tags: Mutex<HashMap<String, Option<serde_json::Value>>>,
     clock: AtomicU64,
     client: reqwest::Client,
 }
@@ -74,6 +77,7 @@ impl Router {
             instances: tokio::sync::Mutex::new(BTreeMap::new()),
             stopping: Mutex::new(Vec::new()),
             plans: Mutex::new(HashMap::new()),
+            tags: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(1),
             client: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(5))
@@ -97,6 +101,24 @@ impl Router {
             .entry(entry.id.clone())
             .or_insert_with(|| (self.config.planner)(&entry.path))
             .clone()
+    }
+
+    /// The model's entry in Ollama's `/api/tags`, under its id.
+    async fn ollama_tag(&self, entry: &Entry) -> Option<serde_json::Value> {
+        let lock = || self.tags.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tag) = lock().get(&entry.id) {
+            return tag.clone();
+        }
+        let file = self.plan(entry).ok()?.file;
+        let id = entry.id.clone();
+        let tag = tokio::task::spawn_blocking(move || {
+            crate::server::ModelFile::read_path(&file, None).map(|f| f.tag(&id))
+        })
+        .await
+        .ok()
+        .and_then(Result::ok);
+        lock().insert(entry.id.clone(), tag.clone());
+        tag
     }
 
     /// The model's server, if one is running or has run.
