@@ -451,35 +451,27 @@ fn llama_servers_router_flags_and_variables() {
     assert!(!listing.to_string().contains("router-key"), "{listing}");
     drop(server);
 
-    let out = std::process::Command::new(common::binary())
-        .args(["--models-preset", "presets.ini"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--models-preset: not supported"),
-        "{stderr}"
+    refused(
+        &["--models-preset", "presets.ini"],
+        "--models-preset: not supported",
     );
-    let out = std::process::Command::new(common::binary())
-        .arg("--models-dir")
-        .arg(dir.path())
-        .args(["--alias", "chat"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--alias: not supported when serving several models"),
-        "{stderr}"
+    let folder = dir.path().to_str().unwrap();
+    refused(
+        &["--models-dir", folder, "--alias", "chat"],
+        "--alias: not supported when serving several models",
     );
+    refused(&["--models-dir", "/no/such/folder"], "/no/such/folder");
+}
+
+/// Runs the binary with `args`, which must fail with `want` in its standard error.
+fn refused(args: &[&str], want: &str) {
     let out = std::process::Command::new(common::binary())
-        .args(["--models-dir", "/no/such/folder"])
+        .args(args)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{args:?} started");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/no/such/folder"), "{stderr}");
+    assert!(stderr.contains(want), "{args:?}: {stderr}");
 }
 
 #[test]
