@@ -48,11 +48,12 @@ pub struct SamplingArgs {
     #[arg(long = "cache-reuse", default_value_t = 0, value_name = "N")]
     pub cache_reuse: u32,
 
-    /// Samplers in order, separated by `;` (penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature).
+    /// Samplers in order, separated by `;` (default penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature;
+    /// also infill, adaptive_p).
     #[arg(long, value_name = "SAMPLERS")]
     pub samplers: Option<String>,
 
-    /// The sampler order as letters (default edskypmxt).
+    /// The sampler order as letters (default edskypmxt; also i, a).
     #[arg(long = "sampling-seq", value_name = "SEQUENCE")]
     pub sampling_seq: Option<String>,
 
@@ -172,6 +173,15 @@ pub struct SamplingArgs {
     #[arg(long = "mirostat-ent", default_value_t = 5.0, value_name = "N")]
     pub mirostat_ent: f32,
 
+    /// adaptive-p: the probability the chosen tokens should average (0.0 to 1.0; negative:
+    /// off). The sampler runs where `--samplers` names it (`adaptive_p`), in place of `dist`.
+    #[arg(long = "adaptive-target", default_value_t = -1.0, value_name = "N", allow_negative_numbers = true)]
+    pub adaptive_target: f32,
+
+    /// adaptive-p: the decay of its moving average; lower reacts faster (0.0 to 0.99).
+    #[arg(long = "adaptive-decay", default_value_t = 0.9, value_name = "N")]
+    pub adaptive_decay: f32,
+
     /// A logit bias, `TOKEN_ID+BIAS` or `TOKEN_ID-BIAS` (repeatable).
     #[arg(
         short = 'l',
@@ -235,6 +245,8 @@ impl SamplingArgs {
             mirostat: self.mirostat.clamp(0, 2),
             mirostat_tau: self.mirostat_ent,
             mirostat_eta: self.mirostat_lr,
+            adaptive_target: self.adaptive_target,
+            adaptive_decay: self.adaptive_decay,
             ..SamplingParams::default()
         };
         anyhow::ensure!(

@@ -4,7 +4,8 @@
 //! sequence of the context with `llama_set_sampler`, so that the chain runs inside the decode
 //! graph and only the chosen token comes back. llama-cpp-2 exposes neither the raw
 //! `llama_context` nor the raw `llama_sampler`, so this module owns both itself, with a batch
-//! to feed them. Everything else (model loading, vocabulary, host samplers) stays in
+//! to feed them, and the two host samplers llama-cpp-2 has no constructor for (adaptive-p,
+//! infill). Everything else (model loading, vocabulary, the other host samplers) stays in
 //! llama-cpp-2.
 //!
 //! Architecture invariant: with `llama_log.rs` (the log callback) and `lora.rs` (loading LoRA
@@ -14,6 +15,7 @@
 //! it.
 
 mod batch;
+mod host_sampler;
 mod memory;
 mod sampler_chain;
 mod state;
@@ -25,6 +27,7 @@ use std::ptr::NonNull;
 pub mod embd;
 
 pub use batch::Batch;
+pub use host_sampler::HostSampler;
 pub use sampler_chain::ChainSpec;
 use sampler_chain::SamplerChain;
 

@@ -112,8 +112,8 @@ pub fn generation_settings(s: &Settings<'_>, full: bool) -> Value {
     put("mirostat", json!(p.mirostat));
     put("mirostat_tau", json!(p.mirostat_tau));
     put("mirostat_eta", json!(p.mirostat_eta));
-    put("adaptive_target", json!(-1.0));
-    put("adaptive_decay", json!(0.9));
+    put("adaptive_target", json!(p.adaptive_target));
+    put("adaptive_decay", json!(p.adaptive_decay));
     if full {
         put("stop", json!(s.stop));
     }

@@ -43,7 +43,7 @@ pub struct Sampler {
     /// first; kept only when `post_sampling_probs` asks for them.
     kept: Option<Vec<(LlamaToken, f32)>>,
     /// llama.cpp's whole chain, for requests off the one-pass path ([`SamplingParams::fast_path`]).
-    chain: Option<LlamaSampler>,
+    chain: Option<super::chain::Chain>,
     /// The grammar rejected even the token sampled with it applied (every candidate's logit was
     /// -inf or NaN, as extreme penalties or temperatures make them): accepting that token would
     /// leave llama.cpp's grammar with no stack, which aborts the process at the next step.
@@ -252,7 +252,7 @@ impl Sampler {
         };
         let chain = self.chain.as_mut().expect("checked by the caller");
         let mut candidates = raw(self.scan.n_vocab);
-        candidates.apply_sampler(chain);
+        chain.apply(&mut candidates);
         let mut token = candidates
             .selected_token()
             .unwrap_or_else(|| self.scan.argmax(logits));
@@ -261,7 +261,7 @@ impl Sampler {
         {
             candidates = raw(self.scan.n_vocab);
             candidates.apply_sampler(grammar);
-            candidates.apply_sampler(self.chain.as_mut().expect("present"));
+            self.chain.as_mut().expect("present").apply(&mut candidates);
             token = candidates.selected_token().unwrap_or(token);
             self.check_grammar(token);
         }

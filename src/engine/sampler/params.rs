@@ -38,6 +38,11 @@ pub struct SamplingParams {
     pub mirostat: i32,
     pub mirostat_tau: f32,
     pub mirostat_eta: f32,
+    /// adaptive-p: the probability the chosen tokens should average (< 0: it samples as `dist`).
+    /// It runs only when `samplers` names it, in place of the final `dist`.
+    pub adaptive_target: f32,
+    /// adaptive-p: the decay of its moving average (history about 1 / (1 - decay) tokens).
+    pub adaptive_decay: f32,
     /// The samplers in the order they run (llama-server's `samplers`).
     pub samplers: Vec<SamplerType>,
 }
@@ -54,6 +59,12 @@ pub enum SamplerType {
     MinP,
     Xtc,
     Temperature,
+    /// Fill-in-the-middle: merges candidates that are prefixes of one another and prefers
+    /// ending the fill when text tokens are unlikely.
+    Infill,
+    /// Chooses the token itself, near a moving target probability; wherever it is named, it
+    /// runs last, in place of `dist` (as in llama.cpp's `common_sampler_init`).
+    AdaptiveP,
 }
 
 impl SamplerType {
@@ -70,6 +81,9 @@ impl SamplerType {
         Self::Temperature,
     ];
 
+    /// The samplers that run only when named.
+    const NAMED_ONLY: [SamplerType; 2] = [Self::Infill, Self::AdaptiveP];
+
     /// The canonical name (`top_k`).
     pub fn name(self) -> &'static str {
         match self {
@@ -82,15 +96,18 @@ impl SamplerType {
             Self::MinP => "min_p",
             Self::Xtc => "xtc",
             Self::Temperature => "temperature",
+            Self::Infill => "infill",
+            Self::AdaptiveP => "adaptive_p",
         }
     }
 
     /// A name as llama.cpp reads it: canonical, kebab-case, without the underscore, or an
-    /// alias (`nucleus`, `temp`, `typ`); any case. `adaptive_p` and `infill` are not supported.
+    /// alias (`nucleus`, `temp`, `typ`); any case.
     pub fn from_name(name: &str) -> Option<Self> {
         let name = name.to_ascii_lowercase().replace('-', "_");
         Self::DEFAULT
             .into_iter()
+            .chain(Self::NAMED_ONLY)
             .find(|s| s.name() == name || s.name().replace('_', "") == name)
             .or(match name.as_str() {
                 "nucleus" => Some(Self::TopP),
@@ -100,9 +117,11 @@ impl SamplerType {
             })
     }
 
-    /// The letter of `--sampling-seq` (`edskypmxt`).
+    /// The letter of `--sampling-seq` (`edskypmxt`, and `i`, `a`).
     pub fn from_char(c: char) -> Option<Self> {
         Some(match c {
+            'i' => Self::Infill,
+            'a' => Self::AdaptiveP,
             'e' => Self::Penalties,
             'd' => Self::Dry,
             's' => Self::TopNSigma,
@@ -146,6 +165,8 @@ impl Default for SamplingParams {
             mirostat: 0,
             mirostat_tau: 5.0,
             mirostat_eta: 0.1,
+            adaptive_target: -1.0,
+            adaptive_decay: 0.9,
             samplers: SamplerType::DEFAULT.to_vec(),
         }
     }

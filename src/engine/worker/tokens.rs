@@ -156,7 +156,9 @@ impl Worker<'_> {
         if task.test_panic && task.n_decoded() > 0 {
             panic!("{}: the prompt holds the marker", crate::test_hook::ENV);
         }
-        let eog = vocab.is_eog(token) && !task.req.params.ignore_eos;
+        // `ignore_eos` bans these tokens; one chosen anyway (infill's fallback, every logit -inf)
+        // still ends the generation, as in llama-server.
+        let eog = vocab.is_eog(token);
         self.piece.clear();
         let special = self.special || task.req.params.preserved_tokens.contains(&token);
         if !eog || special {

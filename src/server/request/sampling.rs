@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Defaults;
 use crate::engine::{LoadedModel, SamplerType, SamplingParams};
-use crate::server::error::{ApiError, ErrorType};
+use crate::server::error::ApiError;
 use crate::server::fields::{Body, field_error, type_error};
 
 /// The sampling fields, over the server's defaults; limits clamp or reject as llama-server's.
@@ -71,15 +71,10 @@ pub fn sampling(
     }
     free!(mirostat_tau, "mirostat_tau");
     free!(mirostat_eta, "mirostat_eta");
-    if let Some(target) = f(&["adaptive_target"])?
-        && target.min(1.0) >= 0.0
-    {
-        return Err(ApiError::new(
-            ErrorType::NotSupported,
-            "Field 'adaptive_target': the adaptive-p sampler is not supported by gguf-serve yet",
-        ));
+    clamped!(adaptive_target, "adaptive_target", f32::MIN, 1.0);
+    if let Some(decay) = body.float_in(&["adaptive_decay"], 0.0, 0.99)? {
+        p.adaptive_decay = decay as f32;
     }
-    body.float_in(&["adaptive_decay"], 0.0, 0.99)?;
     if let Some(seed) = body.int(&["seed"])? {
         // -1 (or any negative) is llama.cpp's "random"; larger values wrap as in C.
         p.seed = if seed < 0 { u32::MAX } else { seed as u32 };
@@ -121,14 +116,8 @@ pub fn sampling(
 }
 
 /// `samplers`: an array of names or a string of letters; unknown ones are skipped, as
-/// llama-server does (which logs them), except the two samplers gguf-serve lacks.
+/// llama-server skips them (and logs them).
 pub fn samplers(name: &str, value: &Value) -> Result<Vec<SamplerType>, ApiError> {
-    let unsupported = |what: &str| {
-        ApiError::new(
-            ErrorType::NotSupported,
-            format!("Field '{name}': the {what} sampler is not supported by gguf-serve yet"),
-        )
-    };
     let mut out = Vec::new();
     match value {
         Value::Array(items) => {
@@ -138,12 +127,6 @@ pub fn samplers(name: &str, value: &Value) -> Result<Vec<SamplerType>, ApiError>
                 };
                 match SamplerType::from_name(text) {
                     Some(s) => out.push(s),
-                    None if text.eq_ignore_ascii_case("adaptive_p") => {
-                        return Err(unsupported("adaptive-p"));
-                    }
-                    None if text.eq_ignore_ascii_case("infill") => {
-                        return Err(unsupported("infill"));
-                    }
                     None => tracing::warn!("unknown sampler {text:?} skipped"),
                 }
             }
@@ -152,8 +135,6 @@ pub fn samplers(name: &str, value: &Value) -> Result<Vec<SamplerType>, ApiError>
             for c in chars.chars() {
                 match SamplerType::from_char(c) {
                     Some(s) => out.push(s),
-                    None if c == 'a' => return Err(unsupported("adaptive-p")),
-                    None if c == 'i' => return Err(unsupported("infill")),
                     None => tracing::warn!("unknown sampler letter {c:?} skipped"),
                 }
             }
