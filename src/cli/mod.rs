@@ -4,6 +4,7 @@
 
 mod bench;
 mod chat;
+mod control_vector;
 mod devices;
 mod embed;
 mod flags;

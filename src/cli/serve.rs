@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use llama_cpp_2::context::params::KvCacheType;
 
 use super::chat::ChatArgs;
+use super::control_vector::ControlVectorArgs;
 use super::embed::EmbedArgs;
 use super::http::{HttpArgs, sorted_set};
 use super::hub::{HfArgs, Remote, log_tracing};
@@ -73,6 +74,9 @@ pub struct ServeArgs {
     /// LoRA adapters.
     #[command(flatten)]
     pub lora: LoraArgs,
+    /// Control vectors.
+    #[command(flatten)]
+    pub control_vectors: ControlVectorArgs,
     /// Embeddings and reranking.
     #[command(flatten)]
     pub embed: EmbedArgs,
@@ -357,6 +361,7 @@ fn engine_config(args: &ServeArgs, decision: &Decision) -> anyhow::Result<Engine
         special: args.special,
         numa: load.numa()?,
         lora: args.lora.adapters()?,
+        control_vectors: args.control_vectors.load()?,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct EngineConfig {
     /// LoRA adapters to load, in order (`--lora`, `--lora-scaled`); their ids are their
     /// places in this list.
     pub lora: Vec<super::lora::LoraAdapterConfig>,
+    /// Control vectors added to every decode (`--control-vector…`).
+    pub control_vectors: Option<super::control_vector::ControlVectors>,
 }
 
 /// `--numa`: how llama.cpp spreads work over NUMA nodes.

@@ -226,6 +226,33 @@ impl<'m> Context<'m> {
         unsafe { sys::llama_n_batch(self.ctx.as_ptr()) }
     }
 
+    /// Adds control vectors to every later decode: `data` holds `n_embd` values per layer from
+    /// layer 1, applied to layers `start..=end`. False if llama.cpp refuses them (its log says
+    /// why).
+    pub fn set_control_vector(
+        &mut self,
+        n_embd: usize,
+        data: &[f32],
+        start: i32,
+        end: i32,
+    ) -> bool {
+        let Ok(n_embd) = i32::try_from(n_embd) else {
+            return false;
+        };
+        // SAFETY: the context is alive; `data` holds `data.len()` floats, which llama.cpp copies
+        // into its own tensors before it returns.
+        unsafe {
+            sys::llama_set_adapter_cvec(
+                self.ctx.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                n_embd,
+                start,
+                end,
+            ) == 0
+        }
+    }
+
     /// Sets the LoRA adapters of every later decode, each at its scale (0: off); llama.cpp
     /// keeps its graph when they are unchanged.
     pub fn set_adapters_lora(

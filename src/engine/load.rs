@@ -48,6 +48,41 @@ pub(super) fn new_context<'m>(
     })
 }
 
+/// Adds the server's control vectors to the context, at llama-server's default layers (1 to
+/// the last) unless a range was given.
+pub(super) fn apply_control_vectors<'m>(
+    model: &'m LlamaModel,
+    mut ctx: Context<'m>,
+    config: &EngineConfig,
+) -> Result<Context<'m>, EngineError> {
+    let Some(cv) = &config.control_vectors else {
+        return Ok(ctx);
+    };
+    let n_embd = usize::try_from(model.n_embd()).unwrap_or(0);
+    let refuse = |reason: String| EngineError::Config(format!("control vectors: {reason}"));
+    if cv.directions.n_embd != n_embd {
+        return Err(refuse(format!(
+            "their directions have {} values, the model's embedding {n_embd}",
+            cv.directions.n_embd
+        )));
+    }
+    let (start, end) = cv.layer_range;
+    let start = if start <= 0 { 1 } else { start };
+    let end = if end <= 0 {
+        i32::try_from(model.n_layer()).unwrap_or(i32::MAX)
+    } else {
+        end
+    };
+    if !ctx.set_control_vector(n_embd, &cv.directions.data, start, end) {
+        return Err(refuse("llama.cpp refused them (see the log above)".into()));
+    }
+    tracing::info!(
+        "control vectors: {} layers of {n_embd} values, applied to layers {start} to {end}",
+        cv.directions.data.len() / n_embd.max(1)
+    );
+    Ok(ctx)
+}
+
 /// A slot's context, as llama-server sizes it: its share of the cache (all of it when the
 /// cache is unified), at most `--kv-unified-per-slot`, at most the training context.
 fn n_ctx_slot(model: &LlamaModel, ctx: &Context<'_>, config: &EngineConfig) -> u32 {

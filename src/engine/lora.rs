@@ -278,21 +278,27 @@ pub fn parse_lora(text: &str) -> Vec<LoraAdapterConfig> {
 /// `--lora-scaled FNAME:SCALE,...`: comma-separated adapters, each a file and its scale after
 /// the one colon (llama-server's syntax: a path with a colon of its own is refused, as there).
 pub fn parse_lora_scaled(text: &str) -> Result<Vec<LoraAdapterConfig>, String> {
+    Ok(parse_scaled_files(text, "lora-scaled")?
+        .into_iter()
+        .map(|(path, scale)| LoraAdapterConfig { path, scale })
+        .collect())
+}
+
+/// `FNAME:SCALE,...` (`--lora-scaled`, `--control-vector-scaled`, whose name `flag` is): the
+/// files and their scales, in order.
+pub(super) fn parse_scaled_files(text: &str, flag: &str) -> Result<Vec<(PathBuf, f32)>, String> {
     parse_csv_row(text)
         .iter()
         .map(|item| {
             let parts: Vec<&str> = item.split(':').collect();
             let [path, scale] = parts[..] else {
-                return Err(format!("{item:?}: lora-scaled format: FNAME:SCALE"));
+                return Err(format!("{item:?}: {flag} format: FNAME:SCALE"));
             };
             let scale = scale
                 .trim()
                 .parse::<f32>()
                 .map_err(|_| format!("{item:?}: the scale {scale:?} is not a number"))?;
-            Ok(LoraAdapterConfig {
-                path: PathBuf::from(path),
-                scale,
-            })
+            Ok((PathBuf::from(path), scale))
         })
         .collect()
 }
@@ -300,7 +306,7 @@ pub fn parse_lora_scaled(text: &str) -> Result<Vec<LoraAdapterConfig>, String> {
 /// llama.cpp's `parse_csv_row` (common/arg.cpp), by hand rather than with the csv crate, whose
 /// quoting rules differ: commas split fields; a field that starts with `"` is quoted up to the
 /// next lone `"` (`""` inside is one quote); a `"` later in a field is kept as it is.
-fn parse_csv_row(text: &str) -> Vec<String> {
+pub(super) fn parse_csv_row(text: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut in_quotes = false;

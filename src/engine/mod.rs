@@ -16,6 +16,7 @@ mod backend_sampling;
 mod chain;
 mod checkpoint;
 mod config;
+pub mod control_vector;
 mod device_lost;
 mod embedding;
 mod llama;

@@ -10,7 +10,6 @@ const MULTIMODAL: &str = "multimodal models (images, audio, video) are not suppo
 const DOWNLOADS: &str = "downloading a model from a URL or a Docker registry is not supported: use -hf ORG/REPO[:QUANT] or a local file";
 const PRESETS: &str = "llama-server's model presets are not built in: name the repo with -hf \
     (llama-server's help lists each preset's) and its settings as flags";
-const CONTROL_VECTORS: &str = "control vectors are not supported yet";
 const LORA_INIT: &str = "the pinned llama-server still starts adapters at their --lora scales \
     with it (its README says 0): the scales are set per decode from the global ones";
 const MODEL_PRESETS: &str = "model presets are not supported: the router serves --models-dir, every model with the same flags";
@@ -146,9 +145,9 @@ pub const DECISIONS: &[(&str, Support, Option<Support>)] = &[
     ("--op-offload", Ours("op-offload"), None),
     ("--lora", Ours("lora"), None),
     ("--lora-scaled", Ours("lora-scaled"), None),
-    ("--control-vector", Refused(CONTROL_VECTORS), None),
-    ("--control-vector-scaled", Refused(CONTROL_VECTORS), None),
-    ("--control-vector-layer-range", Refused(CONTROL_VECTORS), None),
+    ("--control-vector", Ours("control-vector"), None),
+    ("--control-vector-scaled", Ours("control-vector-scaled"), None),
+    ("--control-vector-layer-range", Ours("control-vector-layer-range"), None),
     ("--model", Ours("model"), None),
     ("--model-url", Refused(DOWNLOADS), None),
     ("--docker-repo", Refused(DOWNLOADS), None),

@@ -71,7 +71,9 @@ pub fn run(
             return;
         }
     };
-    let ctx = match new_context(&model, &config) {
+    let ctx = match new_context(&model, &config)
+        .and_then(|ctx| super::load::apply_control_vectors(&model, ctx, &config))
+    {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(e));
