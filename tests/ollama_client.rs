@@ -1,9 +1,9 @@
 //! The official `ollama` Python package against the real server's Ollama API: the listings,
 //! chats and generations whole and streamed (newline-delimited JSON), options and formats,
-//! `context` continuation and Ollama-shaped errors on the demo model (served with llama.cpp's
-//! built-in `gemma` template, as the README's first command serves it); embeddings from
-//! all-MiniLM-L6-v2. The answer's reasoning and tool calls are the chat parser's, checked by
-//! the adapter's unit tests (`src/server/ollama/response.rs`).
+//! `context` continuation, `logprobs` and Ollama-shaped errors on the demo model (served with
+//! llama.cpp's built-in `gemma` template, as the README's first command serves it); embeddings
+//! from all-MiniLM-L6-v2. The answer's reasoning and tool calls are the chat parser's, checked
+//! by the adapter's unit tests (`src/server/ollama/response.rs`).
 
 mod common;
 

@@ -3,8 +3,9 @@
 Run by tests/ollama_client.rs as `ollama_client.py MODE BASE_URL`:
   demo   the demo model: the listings (tags, ps, show, version), a chat whole and streamed,
          options (num_predict, stop), a JSON schema format, generate through the template and
-         raw, continued from its `context`, the load-only generate, and errors as Ollama
-         writes them, after which the server keeps serving;
+         raw, continued from its `context`, logprobs (whole and streamed, with alternatives),
+         the load-only generate, and errors as Ollama writes them, after which the server
+         keeps serving;
   embed  all-MiniLM-L6-v2 with --embedding: /api/embed's normalized vectors, one input and
          several, truncation, and the first route, /api/embeddings.
 """
@@ -89,6 +90,24 @@ def demo(client: ollama.Client, base_url: str) -> None:
     assert "".join(c.response for c in streamed) == raw.response, streamed
     assert streamed[-1].context == raw.context, streamed[-1]
 
+    # logprobs: an entry per generated token, spelling the answer, with its alternatives
+    # (most likely first, the greedy choice among them); streamed, the same entries.
+    probed = client.chat(model="demo", messages=messages, options=options, logprobs=True, top_logprobs=3)
+    assert probed.message.content == whole.message.content, (probed.message.content, whole.message.content)
+    entries = probed.logprobs
+    assert len(entries) == probed.eval_count == 16, entries
+    assert "".join(e.token for e in entries) == probed.message.content, entries
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3, e
+        alternatives = [t.logprob for t in e.top_logprobs]
+        assert alternatives == sorted(alternatives, reverse=True), e
+        assert e.top_logprobs[0].token == e.token and e.top_logprobs[0].logprob == e.logprob, e
+    streamed = list(client.chat(model="demo", messages=messages, options=options, stream=True, logprobs=True, top_logprobs=3))
+    assert [e for c in streamed for e in (c.logprobs or [])] == list(entries), streamed
+    alone = client.generate(model="demo", prompt="The capital of France is", raw=True, options=dict(GREEDY, num_predict=8), logprobs=True)
+    assert [e.token for e in alone.logprobs] and all(not e.top_logprobs for e in alone.logprobs), alone.logprobs
+    assert "".join(e.token for e in alone.logprobs) == raw.response, (alone.logprobs, raw.response)
+
     loaded = client.generate(model="demo", prompt="")
     assert loaded.done and loaded.done_reason == "load" and loaded.response == "", loaded
     loaded = client.chat(model="demo", messages=[])
@@ -107,6 +126,7 @@ def demo(client: ollama.Client, base_url: str) -> None:
     refused(lambda: client.chat(model="demo", messages=messages, options={"tfs_z": 1.0}), 400, "options.tfs_z")
     refused(lambda: client.generate(model="demo", prompt="a", suffix="b"), 400, "suffix")
     refused(lambda: client.embed(model="demo", input="hi"), 501, "--embeddings")
+    refused(lambda: client.chat(model="demo", messages=messages, logprobs=True, top_logprobs=21), 400, "top_logprobs must be between 0 and 20")
     again = client.chat(model="demo", messages=messages, options=options)
     assert again.message.content == whole.message.content, "the server keeps serving after errors"
     print("demo: ok")

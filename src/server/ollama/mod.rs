@@ -106,7 +106,8 @@ pub async fn chat(
         return Ok(Json(loaded).into_response());
     }
     let prepared = chat::prepare(&state, &mut chat_body)?;
-    let answer = Answer::new(Kind::Chat, name, prepared.reader);
+    let answer = Answer::new(Kind::Chat, name, prepared.reader)
+        .with_logprobs(request::logprobs(&body)?, &state)?;
     pipeline::respond(&state, &ctx, prepared.generation, answer).await
 }
 
@@ -155,7 +156,8 @@ pub async fn generate(
         let model = state.model()?;
         go_on_from(&mut generation, &context, model);
     }
-    let answer = Answer::new(Kind::Generate, name, reader);
+    let answer = Answer::new(Kind::Generate, name, reader)
+        .with_logprobs(request::logprobs(&body)?, &state)?;
     pipeline::respond(&state, &ctx, generation, answer).await
 }
 

@@ -132,15 +132,24 @@ pub fn stream(body: &Body) -> Result<bool, ApiError> {
     Ok(body.bool(&["stream"])?.unwrap_or(true))
 }
 
-/// What both routes share: `stream`, `format`, `think` and `options`.
+/// `logprobs` and `top_logprobs`: with `logprobs: true`, how many alternatives each token's
+/// entry lists (0 to 20, as Ollama checks it even without `logprobs`).
+pub fn logprobs(body: &Body) -> Result<Option<usize>, ApiError> {
+    let top = body.int(&["top_logprobs"])?.unwrap_or(0);
+    let top = usize::try_from(top)
+        .ok()
+        .filter(|&n| n <= 20)
+        .ok_or_else(|| ApiError::invalid("top_logprobs must be between 0 and 20"))?;
+    Ok((body.bool(&["logprobs"])? == Some(true)).then_some(top))
+}
+
+/// What both routes share: `stream`, `format`, `think`, `options`, and `logprobs` (the
+/// engine's `n_probs`: at least the chosen token's).
 fn common(body: &Body, route: Route) -> Result<Map<String, Value>, ApiError> {
-    if body.bool(&["logprobs"])? == Some(true) {
-        return Err(field_error(
-            "logprobs",
-            "not supported on Ollama's routes: /v1/chat/completions returns them",
-        ));
-    }
     let mut out = Map::new();
+    if let Some(top) = logprobs(body)? {
+        out.insert("n_probs".into(), top.max(1).into());
+    }
     out.insert("stream".into(), stream(body)?.into());
     if let Some((_, format)) = body.get(&["format"]) {
         insert_format(&mut out, format, route)?;
@@ -412,7 +421,14 @@ mod tests {
             (json!({ "messages": "hi" }), "'messages'"),
             (json!({ "prompt": "p", "format": 1 }), "'format'"),
             (json!({ "prompt": "p", "think": "max" }), "'think'"),
-            (json!({ "prompt": "p", "logprobs": true }), "'logprobs'"),
+            (
+                json!({ "prompt": "p", "logprobs": true, "top_logprobs": 21 }),
+                "top_logprobs must be between 0 and 20",
+            ),
+            (
+                json!({ "prompt": "p", "top_logprobs": -1 }),
+                "top_logprobs must be between 0 and 20",
+            ),
         ];
         for (request, named) in cases {
             let message = refused(request.clone());

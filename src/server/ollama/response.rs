@@ -1,15 +1,21 @@
 //! Ollama's answers: `/api/chat`'s `message` (content, `thinking`, `tool_calls` with object
 //! arguments) or `/api/generate`'s `response`, whole or as newline-delimited JSON chunks, the
 //! last with `done: true`, `done_reason` and the counts and durations (nanoseconds) Ollama
-//! reports. The text goes through the chat's parser, as the OpenAI chat route's does.
+//! reports. The text goes through the chat's parser, as the OpenAI chat route's does. With
+//! `logprobs`, each token's entry (`token`, `logprob`, `bytes`, `top_logprobs`) goes out with
+//! the chunk that carries its text, or the next one when the parser holds the text back.
 
+use std::sync::Arc;
+
+use llama_cpp_2::token::LlamaToken;
 use serde_json::{Map, Value, json};
 
+use super::super::AppState;
 use super::super::chat::AnswerReader;
 use super::super::error::ApiError;
-use super::super::pipeline::{Adapter, Finished, Update};
+use super::super::pipeline::{Adapter, Finished, StepProbs, Update};
 use crate::chat::{ChatDelta, ChatParser};
-use crate::engine::{Completion, StopType};
+use crate::engine::{Completion, LoadedModel, StopType};
 
 /// Which of Ollama's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +33,42 @@ pub struct Answer {
     pub reader: AnswerReader,
     /// The parser of the answer while it streams.
     pub parser: Option<ChatParser>,
+    /// `logprobs`, when the request asked for them.
+    logprobs: Option<Logprobs>,
+}
+
+/// What renders the `logprobs` entries, and those not sent yet.
+struct Logprobs {
+    model: Arc<LoadedModel>,
+    special: bool,
+    /// `top_logprobs`: how many alternatives an entry lists.
+    top: usize,
+    /// Entries of tokens whose text no chunk has carried yet.
+    pending: Vec<Value>,
+}
+
+impl Logprobs {
+    /// Ollama's entry for one token: its text, log probability and UTF-8 bytes, and the `top`
+    /// most likely tokens at that position.
+    fn entry(&self, step: &StepProbs) -> Value {
+        let token = |t: LlamaToken, p: f32| {
+            let bytes = self.model.token_piece(t, self.special);
+            let logprob = if p > 0.0 { p.ln() } else { f32::MIN };
+            let mut e = json!({ "token": String::from_utf8_lossy(&bytes), "logprob": logprob });
+            if !bytes.is_empty() {
+                e["bytes"] = bytes.into();
+            }
+            e
+        };
+        let mut e = token(step.token, step.probs.prob);
+        let top: Vec<Value> = (step.probs.top.iter().take(self.top))
+            .map(|&(t, p)| token(t, p))
+            .collect();
+        if !top.is_empty() {
+            e["top_logprobs"] = top.into();
+        }
+        e
+    }
 }
 
 impl Answer {
@@ -36,6 +78,30 @@ impl Answer {
             model_name,
             reader,
             parser: None,
+            logprobs: None,
+        }
+    }
+
+    /// Answers with `logprobs` entries listing `top` alternatives each (`None`: without).
+    pub fn with_logprobs(mut self, top: Option<usize>, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(top) = top {
+            self.logprobs = Some(Logprobs {
+                model: Arc::clone(state.model()?),
+                special: state.config.special,
+                top,
+                pending: Vec::new(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Puts the entries not sent yet on the first of these chunks.
+    fn send_pending(&mut self, chunks: &mut [Value]) {
+        let (Some(lp), Some(first)) = (&mut self.logprobs, chunks.first_mut()) else {
+            return;
+        };
+        if !lp.pending.is_empty() {
+            first["logprobs"] = std::mem::take(&mut lp.pending).into();
         }
     }
 
@@ -154,6 +220,10 @@ impl Adapter for Answer {
             &message.tool_calls,
         );
         self.finish(&mut out, &r);
+        if let Some(lp) = &self.logprobs {
+            let entries: Vec<Value> = r.probs.iter().map(|step| lp.entry(step)).collect();
+            out.insert("logprobs".into(), entries.into());
+        }
         Value::Object(out)
     }
 
@@ -168,7 +238,11 @@ impl Adapter for Answer {
             }
         };
         match update {
-            Update::Token { text, .. } => {
+            Update::Token { text, probs, .. } => {
+                if let (Some(lp), Some(step)) = (&mut self.logprobs, probs) {
+                    let entry = lp.entry(&step);
+                    lp.pending.push(entry);
+                }
                 out.extend(self.chunks(&parser.push(&text)));
                 self.parser = Some(parser);
             }
@@ -188,6 +262,7 @@ impl Adapter for Answer {
                 out.push(Value::Object(end));
             }
         }
+        self.send_pending(&mut out);
         out
     }
 
