@@ -42,6 +42,10 @@ pub async fn run(config: RouterConfig) -> Result<(), ServerError> {
             Err(why) => tracing::warn!(model = %entry.id, "cannot be loaded here: {why}"),
         }
     }
+    let expiring = tokio::spawn({
+        let router = Arc::clone(&router);
+        async move { router.unload_expired().await }
+    });
     let serving = listeners.serve(app(Arc::clone(&router)), &config.server);
     let on_signal = config.server.stop_on_signal;
     shutdown_signal(on_signal).await;
@@ -49,6 +53,7 @@ pub async fn run(config: RouterConfig) -> Result<(), ServerError> {
     exit_on_second_signal(on_signal);
     let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
     let _ = tokio::time::timeout(grace, serving.stop()).await;
+    expiring.abort();
     router.shutdown().await;
     Ok(())
 }
@@ -280,10 +285,22 @@ async fn forward(
     if name.is_empty() && path == "/props" && parts.method == axum::http::Method::GET {
         return Ok(props(&router).into_response());
     }
+    let keep_alive = match (path, &parts.method) {
+        ("/api/generate" | "/api/chat", &axum::http::Method::POST) => {
+            let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+            let keep_alive = super::keep_alive::of(&body).map_err(ApiError::invalid)?;
+            if keep_alive == Some(Some(std::time::Duration::ZERO)) && nothing_to_generate(&body) {
+                return unload_now(&router, &name, path).await;
+            }
+            keep_alive
+        }
+        _ => None,
+    };
     let autoload = query
         .get("autoload")
         .map_or(router.config.autoload, |v| v == "true" || v == "1");
     let instance = router.ready(&name, autoload).await?;
+    instance.requested(keep_alive);
     super::proxy::forward(
         &router.client,
         &instance,
@@ -294,6 +311,38 @@ async fn forward(
         body,
     )
     .await
+}
+
+/// An Ollama request without a prompt (or without messages): it only loads or unloads.
+fn nothing_to_generate(body: &Value) -> bool {
+    let prompt = body
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let messages = body.get("messages").and_then(Value::as_array);
+    prompt.is_empty() && messages.is_none_or(Vec::is_empty)
+}
+
+/// Ollama's `keep_alive: 0` with nothing to generate: the model is unloaded (if it was
+/// loaded), and the answer says so (`done_reason: unload`).
+async fn unload_now(router: &Router, name: &str, path: &str) -> Result<Response, ApiError> {
+    if router.entry(name).is_none() {
+        return Err(ApiError::invalid(format!("model '{name}' not found")));
+    }
+    // Its only error, "not running" (never loaded, or stopped meanwhile), is what was asked.
+    let _not_running = router.unload(name).await;
+    let mut answer = json!({
+        "model": name,
+        "created_at": crate::server::ollama_now(),
+        "done": true,
+        "done_reason": "unload",
+    });
+    if path == "/api/chat" {
+        answer["message"] = json!({ "role": "assistant", "content": "" });
+    } else {
+        answer["response"] = "".into();
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// The router's own `/props`, in llama-server's shape (a placeholder model for the web UI).

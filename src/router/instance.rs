@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, watch};
@@ -78,6 +78,9 @@ pub struct Instance {
     stop: Notify,
     in_flight: AtomicUsize,
     last_used: AtomicU64,
+    /// Ollama's `keep_alive`, as the last request that gave one asked, and when the last
+    /// request ended: the model is unloaded once idle for that long.
+    keep_alive: Mutex<(super::keep_alive::KeepAlive, Instant)>,
     /// The server's own `/v1/models` entry, read once it is loaded (llama-server's router
     /// shows it in its listing).
     info: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
@@ -132,6 +135,7 @@ impl Instance {
             stop: Notify::new(),
             in_flight: AtomicUsize::new(0),
             last_used: AtomicU64::new(last_used),
+            keep_alive: Mutex::new((None, Instant::now())),
             info: std::sync::OnceLock::new(),
             key: launch.key.clone(),
             prefix: launch.prefix.clone(),
@@ -182,6 +186,26 @@ impl Instance {
 
     pub fn last_used(&self) -> u64 {
         self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Records that a request is about to run, with its `keep_alive` if it gave one (`Some`:
+    /// keep the model that long once idle; `Some(None)`: until the router stops or needs the
+    /// room). Its idle time starts again, so that the model is not unloaded under it before
+    /// the request counts as running.
+    pub fn requested(&self, keep_alive: Option<super::keep_alive::KeepAlive>) {
+        let mut kept = self.keep_alive.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keep_alive) = keep_alive {
+            kept.0 = keep_alive;
+        }
+        kept.1 = Instant::now();
+    }
+
+    /// Whether it is loaded and has been idle longer than its `keep_alive`.
+    pub fn expired(&self, now: Instant) -> bool {
+        let (keep_alive, idle_since) = *self.keep_alive.lock().unwrap_or_else(|e| e.into_inner());
+        keep_alive.is_some_and(|d| idle_since + d <= now)
+            && self.state() == State::Loaded
+            && !self.busy()
     }
 
     /// Counts a request from now until the guard is dropped (its answer sent or abandoned).
@@ -312,6 +336,11 @@ pub struct InFlight(Arc<Instance>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.0
+            .keep_alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1 = Instant::now();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -10,6 +10,7 @@
 pub mod catalog;
 mod http;
 pub mod instance;
+mod keep_alive;
 pub mod placement;
 mod proxy;
 
@@ -246,6 +247,25 @@ impl Router {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(instance);
+    }
+
+    /// Unloads the models idle for longer than their `keep_alive`, as they expire.
+    pub async fn unload_expired(&self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = std::time::Instant::now();
+            let mut instances = self.instances.lock().await;
+            let expired: Vec<String> = (instances.iter())
+                .filter(|(_, i)| i.expired(now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(model = %id, "unloading: idle for longer than its keep_alive");
+                if let Some(instance) = instances.remove(&id) {
+                    self.stop(instance);
+                }
+            }
+        }
     }
 
     /// Stops every server and waits for them to exit.

@@ -47,7 +47,7 @@ pub use embeddings::EmbeddingOptions;
 pub use error::{ApiError, ErrorType};
 pub(crate) use listen::{Listeners, exit_on_second_signal, shutdown_signal};
 pub use listen::{free_loopback_port, run};
-pub(crate) use ollama::{ModelFile, version as ollama_version};
+pub(crate) use ollama::{ModelFile, now as ollama_now, version as ollama_version};
 pub use request::Defaults;
 pub use tls::{TlsError, TlsFiles};
 

@@ -2,10 +2,12 @@
 
 Run by tests/router.rs as `router_clients.py BASE_URL MODEL`: the OpenAI listing names every
 model of the folder; a streamed OpenAI chat and an Ollama chat reach MODEL and answer greedily
-the same text; an unknown model is refused in each client's own error type.
+the same text; an unknown model is refused in each client's own error type; Ollama's
+keep_alive unloads MODEL at once (0, nothing to generate) or once idle that long.
 """
 
 import sys
+import time
 
 import ollama
 import openai
@@ -41,6 +43,28 @@ def main(base_url: str, model: str) -> None:
         raise AssertionError("an unknown model was served")
     except ollama.ResponseError as e:
         assert e.status_code == 400 and e.error == "model 'no-such-model' not found", e
+    # keep_alive: 0 with nothing to generate unloads the model; a later request loads it
+    # again, and one with a short keep_alive leaves it to be unloaded once idle that long.
+    assert [m.model for m in local.ps().models] == [model], local.ps()
+    gone = local.generate(model=model, prompt="", keep_alive=0)
+    assert gone.done and gone.done_reason == "unload" and gone.response == "", gone
+    assert local.ps().models == [], local.ps()
+    again = local.chat(model=model, messages=PROMPT, options={"temperature": 0, "num_predict": 12}, keep_alive="1s")
+    # A fresh server computes the prompt afresh (no cached prefix): a near-tie may go the
+    # other way, so only an answer is asked for.
+    assert again.message.content and again.eval_count == 12, again
+    assert [m.model for m in local.ps().models] == [model], local.ps()
+    deadline = time.monotonic() + 30
+    while local.ps().models:
+        assert time.monotonic() < deadline, "still loaded 30 s after a keep_alive of 1 s"
+        time.sleep(0.2)
+    try:
+        local.generate(model=model, prompt="hi", keep_alive="10")
+        raise AssertionError("a keep_alive without a unit was taken")
+    except ollama.ResponseError as e:
+        assert e.status_code == 400 and "missing unit" in e.error, e
+    # Loaded again, as the caller left it (a new server keeps the default: no keep_alive).
+    local.generate(model=model, prompt="hi", options={"num_predict": 1})
     print("router: ok")
 
 

@@ -273,7 +273,7 @@ fn model_name(state: &AppState, body: &Body) -> Result<String, ApiError> {
 }
 
 /// Now, as Ollama's `created_at`.
-fn now() -> String {
+pub(crate) fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
