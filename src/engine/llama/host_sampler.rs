@@ -19,10 +19,6 @@ pub struct HostSampler {
     scratch: Vec<sys::llama_token_data>,
 }
 
-// SAFETY: the sampler is owned by this value alone and llama.cpp's samplers keep no thread
-// affinity; `&mut self` on every use excludes concurrent calls.
-unsafe impl Send for HostSampler {}
-
 impl std::fmt::Debug for HostSampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostSampler").finish_non_exhaustive()
