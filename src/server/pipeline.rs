@@ -339,6 +339,11 @@ pub fn unix_time() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A probability as a log probability; 0 as `f32::MIN`, since JSON has no -infinity.
+pub fn logprob(p: f32) -> f32 {
+    if p > 0.0 { p.ln() } else { f32::MIN }
+}
+
 /// llama-server's `completion_probabilities` entry for one step: the chosen token with the text
 /// sent at that step, and the top tokens (`logprob`, or `prob` after sampling).
 pub fn probs_json(model: &crate::engine::LoadedModel, step: &StepProbs, special: bool) -> Value {
@@ -348,7 +353,7 @@ pub fn probs_json(model: &crate::engine::LoadedModel, step: &StepProbs, special:
         if post {
             e["prob"] = p.into();
         } else {
-            e["logprob"] = (if p > 0.0 { p.ln() } else { f32::MIN }).into();
+            e["logprob"] = logprob(p).into();
         }
         e
     };

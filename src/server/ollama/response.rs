@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::super::AppState;
 use super::super::chat::AnswerReader;
 use super::super::error::ApiError;
-use super::super::pipeline::{Adapter, Finished, StepProbs, Update};
+use super::super::pipeline::{Adapter, Finished, StepProbs, Update, logprob};
 use crate::chat::{ChatDelta, ChatParser};
 use crate::engine::{Completion, LoadedModel, StopType};
 
@@ -53,8 +53,7 @@ impl Logprobs {
     fn entry(&self, step: &StepProbs) -> Value {
         let token = |t: LlamaToken, p: f32| {
             let bytes = self.model.token_piece(t, self.special);
-            let logprob = if p > 0.0 { p.ln() } else { f32::MIN };
-            let mut e = json!({ "token": String::from_utf8_lossy(&bytes), "logprob": logprob });
+            let mut e = json!({ "token": String::from_utf8_lossy(&bytes), "logprob": logprob(p) });
             if !bytes.is_empty() {
                 e["bytes"] = bytes.into();
             }
