@@ -181,9 +181,13 @@ async fn models(State(router): State<Arc<Router>>) -> Json<Value> {
     Json(json!({ "data": data, "object": "list" }))
 }
 
+/// A request's body as JSON (`null` when it is not JSON, as a GET's empty body).
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
 /// The `"model"` of a JSON body (or `"name"`, which older Ollama clients send), or `""`.
-fn model_field(body: &[u8]) -> String {
-    let body = serde_json::from_slice::<Value>(body).unwrap_or_default();
+fn model_field(body: &Value) -> String {
     ["model", "name"]
         .iter()
         .find_map(|key| body.get(key)?.as_str())
@@ -225,7 +229,7 @@ async fn load(
     State(router): State<Arc<Router>>,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = model_field(&body);
+    let id = model_field(&json_of(&body));
     if router.entry(&id).is_none() {
         return Err(ApiError::new(ErrorType::NotFound, "model is not found"));
     }
@@ -245,7 +249,7 @@ async fn unload(
     State(router): State<Arc<Router>>,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = model_field(&body);
+    let id = model_field(&json_of(&body));
     if router.entry(&id).is_none() {
         return Err(ApiError::invalid("model is not found"));
     }
@@ -278,18 +282,19 @@ async fn forward(
     let body = axum::body::to_bytes(body, crate::server::BODY_LIMIT)
         .await
         .map_err(|e| ApiError::new(ErrorType::TooLarge, e.to_string()))?;
+    // Read once: the name, and on Ollama's routes `keep_alive`.
+    let json = json_of(&body);
     let name = match query.get("model") {
         Some(name) if body.is_empty() => name.clone(),
-        _ => model_field(&body),
+        _ => model_field(&json),
     };
     if name.is_empty() && path == "/props" && parts.method == axum::http::Method::GET {
         return Ok(props(&router).into_response());
     }
     let keep_alive = match (path, &parts.method) {
         ("/api/generate" | "/api/chat", &axum::http::Method::POST) => {
-            let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-            let keep_alive = super::keep_alive::of(&body).map_err(ApiError::invalid)?;
-            if keep_alive == Some(Some(std::time::Duration::ZERO)) && nothing_to_generate(&body) {
+            let keep_alive = super::keep_alive::of(&json).map_err(ApiError::invalid)?;
+            if keep_alive == Some(Some(std::time::Duration::ZERO)) && nothing_to_generate(&json) {
                 return unload_now(&router, &name, path).await;
             }
             keep_alive
